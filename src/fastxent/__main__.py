@@ -1,0 +1,25 @@
+"""python -m fastxent info | bench [options]"""
+
+import argparse
+import sys
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m fastxent", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("info", help="print the configuration (version, backend, OpenMP, SIMD, threads)")
+    bench = commands.add_parser("bench", help="time fastxent against the NumPy reference")
+    from ._bench import add_arguments, run
+
+    add_arguments(bench)
+    args = parser.parse_args(argv)
+    if args.command == "info":
+        from ._config import show_config
+
+        show_config()
+        return 0
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

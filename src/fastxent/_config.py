@@ -1,0 +1,164 @@
+"""Backend choice, thread count and the configuration report."""
+
+import contextlib
+import os
+import platform
+import threading
+import warnings
+
+import numpy as np
+
+from . import _numpy_kernels
+from ._version import __version__
+
+try:
+    from . import _kernels as _compiled
+except ImportError as exc:  # no compiler at install time, or a broken build
+    _compiled = None
+    warnings.warn(
+        f"fastxent: the compiled kernels cannot be imported ({exc}); "
+        "using the pure-NumPy backend, which is much slower.",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+
+BACKENDS = ("compiled", "numpy")
+ISA_CAPS = ("baseline", "avx2", "avx512")
+
+
+def _env_positive_int(name):
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        n = int(value)
+        if n >= 1:
+            return n
+    except ValueError:
+        pass
+    warnings.warn(f"fastxent: ignoring {name}={value!r}: expected a positive integer", stacklevel=3)
+    return None
+
+
+def _initial_backend():
+    wanted = os.environ.get("FASTXENT_BACKEND", "").strip().lower()
+    if wanted and wanted not in BACKENDS:
+        warnings.warn(f"fastxent: ignoring FASTXENT_BACKEND={wanted!r}: expected one of {BACKENDS}",
+                      stacklevel=3)
+        wanted = ""
+    if wanted == "numpy" or _compiled is None:
+        return "numpy"
+    return "compiled"
+
+
+def _initial_isa():
+    """FASTXENT_ISA=baseline|avx2|avx512 caps the instruction set the kernels use."""
+    if _compiled is None:
+        return "none"
+    cap = os.environ.get("FASTXENT_ISA", "").strip().lower() or "avx512"
+    if cap not in ISA_CAPS:
+        warnings.warn(f"fastxent: ignoring FASTXENT_ISA={cap!r}: expected one of {ISA_CAPS}",
+                      stacklevel=3)
+        cap = "avx512"
+    return _compiled.select_isa(cap)
+
+
+_state = {
+    "backend": _initial_backend(),
+    "threads": _env_positive_int("FASTXENT_NUM_THREADS"),
+    "isa": _initial_isa(),
+}
+_local = threading.local()  # num_threads() overrides, per Python thread
+
+
+def get_backend():
+    """"compiled" or "numpy": the implementation the public functions run."""
+    return _state["backend"]
+
+
+def set_backend(name):
+    """Selects "compiled" (the Cython kernels) or "numpy" (fastxent.reference)."""
+    if name not in BACKENDS:
+        raise ValueError(f"name: expected one of {BACKENDS}, got {name!r}")
+    if name == "compiled" and _compiled is None:
+        raise RuntimeError("name: the compiled backend is not available in this installation")
+    _state["backend"] = name
+
+
+def kernels():
+    """The kernel module of the current backend."""
+    return _compiled if _state["backend"] == "compiled" else _numpy_kernels
+
+
+def _check_threads(n):
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n: expected a positive integer number of threads, got {n!r}")
+    return int(n)
+
+
+def get_num_threads():
+    """Threads the compiled kernels use: num_threads() / set_num_threads() /
+    FASTXENT_NUM_THREADS if set, else the OpenMP runtime's default, which
+    follows OMP_NUM_THREADS, the CPUs this process may use, and threadpoolctl."""
+    local = getattr(_local, "threads", None)
+    if local is not None:
+        return local
+    if _state["threads"] is not None:
+        return _state["threads"]
+    return _compiled.openmp_max_threads() if _compiled is not None else 1
+
+
+def set_num_threads(n):
+    """Sets the threads the compiled kernels use, for the whole process."""
+    _state["threads"] = _check_threads(n)
+
+
+@contextlib.contextmanager
+def num_threads(n):
+    """Uses `n` threads for the calls made by this Python thread inside the block."""
+    n = _check_threads(n)
+    previous = getattr(_local, "threads", None)
+    _local.threads = n
+    try:
+        yield n
+    finally:
+        _local.threads = previous
+
+
+def set_isa(cap):
+    """Caps the instruction set of the compiled kernels ("baseline", "avx2",
+    "avx512"); returns the one now in use. For tests and comparisons."""
+    if cap not in ISA_CAPS:
+        raise ValueError(f"cap: expected one of {ISA_CAPS}, got {cap!r}")
+    if _compiled is None:
+        raise RuntimeError("cap: the compiled backend is not available in this installation")
+    _state["isa"] = _compiled.select_isa(cap)
+    return _state["isa"]
+
+
+def config():
+    """The facts show_config() prints, as a dict."""
+    build = _compiled.build_info() if _compiled is not None else {}
+    if build.get("openmp_version"):
+        library = os.path.basename(build["openmp_library"]) or "unknown library"
+        openmp = f"{library} (OpenMP {build['openmp_version']})"
+    else:
+        openmp = "none"
+    return {
+        "version": __version__,
+        "backend": get_backend(),
+        "compiled": _compiled is not None,
+        "compiler": build.get("compiler", "none"),
+        "openmp": openmp,
+        "simd": _state["isa"],
+        "threads": get_num_threads(),
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+    }
+
+
+def show_config():
+    """Prints the version, backend, compiler, OpenMP runtime, SIMD path and threads."""
+    for key, value in config().items():
+        print(f"{key:>9}: {value}")

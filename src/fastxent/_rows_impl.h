@@ -1,0 +1,219 @@
+/* One row of softmax cross-entropy, for one element type and one instruction
+ * set. _rows.h includes this file once per (type, ISA) pair with:
+ *   FX_T       float or double
+ *   FX_DOUBLE  1 for double, 0 for float
+ *   FX_SUFFIX  the name suffix of this instance, e.g. f32_avx2
+ *   FX_ATTR    function attributes (the target ISA), possibly empty
+ *
+ * Every loop is a plain elementwise sweep or a reduction marked
+ * `omp simd`, so the compiler vectorises it for the ISA of this instance
+ * without -ffast-math. Reductions accumulate in double.
+ */
+
+#define FX_CAT2(a, b) a##_##b
+#define FX_CAT(a, b) FX_CAT2(a, b)
+#define FX_FN(name) FX_CAT(name, FX_SUFFIX)
+
+/* exp(x) for x <= 0 (a value minus its row's maximum), branch-free so that it
+ * vectorises: Cody-Waite reduction to r in [-ln2/2, ln2/2], a polynomial in r,
+ * and 2^k built from exponent bits. Results that would be subnormal are
+ * flushed to 0, so exp(-inf) is exactly 0; NaN stays NaN. */
+FX_ATTR static inline FX_T FX_FN(fx_exp)(FX_T x)
+{
+#if FX_DOUBLE
+    const double lowest = -708.0;                /* exp(-708) > DBL_MIN */
+    const double shifter = 6755399441055744.0;   /* 1.5 * 2^52: adding it rounds to an integer */
+    double xc = x < lowest ? lowest : x;
+    double kf = xc * 1.4426950408889634 + shifter;
+    int64_t kbits;
+    memcpy(&kbits, &kf, sizeof kbits);
+    kf -= shifter;
+    double r = xc - kf * 6.93145751953125e-1;
+    r = r - kf * 1.42860682030941723212e-6;
+    /* Taylor series to r^13: truncation below 1e-17 on |r| <= ln2/2. */
+    double p = 1.0 / 6227020800.0;
+    p = p * r + 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    int64_t ebits = (kbits - INT64_C(0x4338000000000000) + 1023) << 52;
+    double two_k;
+    memcpy(&two_k, &ebits, sizeof two_k);
+    double result = p * two_k;
+    return x < lowest ? 0.0 : result;
+#else
+    const float lowest = -87.0f;                 /* exp(-87) > FLT_MIN */
+    const float shifter = 12582912.0f;           /* 1.5 * 2^23 */
+    float xc = x < lowest ? lowest : x;
+    float kf = xc * 1.44269504088896341f + shifter;
+    int32_t kbits;
+    memcpy(&kbits, &kf, sizeof kbits);
+    kf -= shifter;
+    float r = xc - kf * 0.693359375f;
+    r = r - kf * -2.12194440e-4f;
+    /* Minimax polynomial of Cephes' expf: about 1 ulp. */
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t ebits = (kbits - 0x4B400000 + 127) << 23;
+    float two_k;
+    memcpy(&two_k, &ebits, sizeof two_k);
+    float result = p * two_k;
+    return x < lowest ? 0.0f : result;
+#endif
+}
+
+FX_ATTR static FX_T FX_FN(fx_row_max)(const FX_T *x, ptrdiff_t n)
+{
+    FX_T m = -INFINITY;
+#pragma omp simd reduction(max : m)
+    for (ptrdiff_t i = 0; i < n; i++)
+        m = x[i] > m ? x[i] : m;
+    return m;
+}
+
+/* sum of exp(x - m); also stores each term in g when g is not NULL.
+ * g may be x itself: each element is read before it is written. */
+FX_ATTR static double FX_FN(fx_exp_sum)(const FX_T *x, FX_T *g, ptrdiff_t n, FX_T m)
+{
+    double s = 0.0;
+    if (g) {
+#pragma omp simd reduction(+ : s)
+        for (ptrdiff_t i = 0; i < n; i++) {
+            FX_T e = FX_FN(fx_exp)(x[i] - m);
+            g[i] = e;
+            s += (double)e;
+        }
+    } else {
+#pragma omp simd reduction(+ : s)
+        for (ptrdiff_t i = 0; i < n; i++)
+            s += (double)FX_FN(fx_exp)(x[i] - m);
+    }
+    return s;
+}
+
+/* sum of w_i * (m - x_i), w_i = 1 when w is NULL: the label-smoothing term,
+ * written as gaps to the maximum so that it cannot overflow needlessly. */
+FX_ATTR static double FX_FN(fx_weighted_gap)(const FX_T *x, const FX_T *w, ptrdiff_t n, FX_T m)
+{
+    double acc = 0.0;
+    if (w) {
+#pragma omp simd reduction(+ : acc)
+        for (ptrdiff_t i = 0; i < n; i++)
+            acc += (double)w[i] * ((double)m - (double)x[i]);
+    } else {
+#pragma omp simd reduction(+ : acc)
+        for (ptrdiff_t i = 0; i < n; i++)
+            acc += (double)m - (double)x[i];
+    }
+    return acc;
+}
+
+/* For a probability target t smoothed to t' = keep * t + spread:
+ * *mass = sum w_i t'_i and *gap = sum w_i t'_i (m - x_i). */
+FX_ATTR static void FX_FN(fx_target_sums)(const FX_T *x, const FX_T *t, const FX_T *w, ptrdiff_t n,
+                                          FX_T m, double keep, double spread,
+                                          double *mass_out, double *gap_out)
+{
+    double mass = 0.0, gap = 0.0;
+    if (w) {
+#pragma omp simd reduction(+ : mass, gap)
+        for (ptrdiff_t i = 0; i < n; i++) {
+            double wt = (double)w[i] * (keep * (double)t[i] + spread);
+            mass += wt;
+            gap += wt * ((double)m - (double)x[i]);
+        }
+    } else {
+#pragma omp simd reduction(+ : mass, gap)
+        for (ptrdiff_t i = 0; i < n; i++) {
+            double wt = keep * (double)t[i] + spread;
+            mass += wt;
+            gap += wt * ((double)m - (double)x[i]);
+        }
+    }
+    *mass_out = mass;
+    *gap_out = gap;
+}
+
+/* g_i = g_i * a - (c1 * t_i + c0) * w_i, where a missing t or w counts as 1
+ * and c1 is unused without t: the gradient's scaling sweep. */
+FX_ATTR static void FX_FN(fx_scale_shift)(FX_T *g, const FX_T *t, const FX_T *w, ptrdiff_t n,
+                                          double a, double c1, double c0)
+{
+    const FX_T fa = (FX_T)a, f1 = (FX_T)c1, f0 = (FX_T)c0;
+    if (t && w) {
+#pragma omp simd
+        for (ptrdiff_t i = 0; i < n; i++) g[i] = g[i] * fa - (f1 * t[i] + f0) * w[i];
+    } else if (t) {
+#pragma omp simd
+        for (ptrdiff_t i = 0; i < n; i++) g[i] = g[i] * fa - (f1 * t[i] + f0);
+    } else if (w && c0 != 0.0) {
+#pragma omp simd
+        for (ptrdiff_t i = 0; i < n; i++) g[i] = g[i] * fa - f0 * w[i];
+    } else if (c0 != 0.0) {
+#pragma omp simd
+        for (ptrdiff_t i = 0; i < n; i++) g[i] = g[i] * fa - f0;
+    } else {
+#pragma omp simd
+        for (ptrdiff_t i = 0; i < n; i++) g[i] = g[i] * fa;
+    }
+}
+
+/* Loss of one row x[0:n] whose target is the class y (0 <= y < n), as in
+ * torch.nn.functional.cross_entropy with reduction="none":
+ *   (1 - eps) w_y (lse - x_y) + eps/n * sum_c w_c (lse - x_c).
+ * When g is not NULL it receives scale * d loss / d x (g may be x).
+ * w may be NULL (all weights 1); w_total is the sum of the weights. */
+FX_ATTR static double FX_FN(fx_xent_index_row)(const FX_T *x, FX_T *g, ptrdiff_t n, ptrdiff_t y,
+                                               const FX_T *w, double w_total,
+                                               double eps, double scale)
+{
+    const double x_y = (double)x[y]; /* read before g (perhaps x) is written */
+    const double w_y = w ? (double)w[y] : 1.0;
+    const FX_T m = FX_FN(fx_row_max)(x, n);
+    const double gap = eps != 0.0 ? FX_FN(fx_weighted_gap)(x, w, n, m) : 0.0;
+    const double s = FX_FN(fx_exp_sum)(x, g, n, m);
+    const double log_s = log(s);
+    const double spread = eps / (double)n;
+    const double loss = (1.0 - eps) * w_y * (log_s + ((double)m - x_y)) +
+                        (eps != 0.0 ? spread * (w_total * log_s + gap) : 0.0);
+    if (g) {
+        const double a = scale * ((1.0 - eps) * w_y + spread * w_total) / s;
+        FX_FN(fx_scale_shift)(g, NULL, w, n, a, 0.0, scale * spread);
+        g[y] -= (FX_T)(scale * (1.0 - eps) * w_y);
+    }
+    return loss;
+}
+
+/* Loss of one row against class probabilities t[0:n], smoothed to
+ * t' = (1 - eps) t + eps/n: sum_c w_c t'_c (lse - x_c). Gradient as above. */
+FX_ATTR static double FX_FN(fx_xent_prob_row)(const FX_T *x, const FX_T *t, FX_T *g, ptrdiff_t n,
+                                              const FX_T *w, double eps, double scale)
+{
+    const FX_T m = FX_FN(fx_row_max)(x, n);
+    const double spread = eps / (double)n;
+    double mass, gap;
+    FX_FN(fx_target_sums)(x, t, w, n, m, 1.0 - eps, spread, &mass, &gap);
+    const double s = FX_FN(fx_exp_sum)(x, g, n, m);
+    const double loss = mass * log(s) + gap;
+    if (g)
+        FX_FN(fx_scale_shift)(g, t, w, n, scale * mass / s, scale * (1.0 - eps), scale * spread);
+    return loss;
+}
+
+#undef FX_FN
+#undef FX_CAT
+#undef FX_CAT2
