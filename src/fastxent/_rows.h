@@ -4,6 +4,10 @@
 #ifndef FASTXENT_ROWS_H
 #define FASTXENT_ROWS_H
 
+#if !defined(_GNU_SOURCE) && defined(__linux__)
+#define _GNU_SOURCE /* Dl_info, dladdr (Python.h defines it too) */
+#endif
+
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
