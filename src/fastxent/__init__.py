@@ -8,13 +8,36 @@ from ._config import (
     set_num_threads,
     show_config,
 )
-from ._logits import cross_entropy, cross_entropy_with_grad
+from ._logits import (
+    binary_cross_entropy_with_logits,
+    binary_cross_entropy_with_logits_with_grad,
+    cross_entropy,
+    cross_entropy_with_grad,
+)
+from ._probs import (
+    binary_cross_entropy,
+    binary_cross_entropy_with_grad,
+    nll_loss,
+    nll_loss_with_grad,
+)
+from ._special import entropy, kl_divergence, log_softmax, logsumexp, softmax
 from ._version import __version__
 
 __all__ = [
     "__version__",
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_grad",
+    "binary_cross_entropy_with_logits",
+    "binary_cross_entropy_with_logits_with_grad",
     "cross_entropy",
     "cross_entropy_with_grad",
+    "entropy",
+    "kl_divergence",
+    "log_softmax",
+    "logsumexp",
+    "nll_loss",
+    "nll_loss_with_grad",
+    "softmax",
     "get_backend",
     "get_num_threads",
     "num_threads",

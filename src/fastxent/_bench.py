@@ -253,6 +253,17 @@ def _config_line(cfg, torch):
             f"numpy {cfg['numpy']} | torch {torch_version}")
 
 
+def _warn_if_busy():
+    # Other work on the machine skews multi-threaded timings the most: say so.
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # not available on this platform
+        return
+    if load >= 0.5:
+        print(f"bench: warning: the machine is busy (1-minute load average {load:.2f}); "
+              "timings, multi-threaded ones above all, will be noisy", file=sys.stderr)
+
+
 def _rows(shape, dtype, threads, samples):
     nbytes = 2 * math.prod(shape) * np.dtype(dtype).itemsize  # read logits + write grad
     medians = {name: float(np.median(s)) for name, s in samples.items()}
@@ -295,6 +306,7 @@ def run(args):
     cfg = config()  # read before torch is imported: torch can change the OpenMP default
     torch = import_torch()
     print(_config_line(cfg, torch), flush=True)
+    _warn_if_busy()
 
     progress = Progress(total=len(args.shapes) * len(threads) * args.repeat)
     rows = []

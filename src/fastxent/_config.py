@@ -68,7 +68,7 @@ _state = {
     "threads": _env_positive_int("FASTXENT_NUM_THREADS"),
     "isa": _initial_isa(),
 }
-_local = threading.local()  # num_threads() overrides, per Python thread
+_local = threading.local()  # num_threads() and reference overrides, per Python thread
 
 
 def get_backend():
@@ -87,7 +87,19 @@ def set_backend(name):
 
 def kernels():
     """The kernel module of the current backend."""
-    return _compiled if _state["backend"] == "compiled" else _numpy_kernels
+    backend = getattr(_local, "backend", None) or _state["backend"]
+    return _compiled if backend == "compiled" else _numpy_kernels
+
+
+@contextlib.contextmanager
+def backend_for_this_thread(name):
+    """Runs the calls this Python thread makes inside the block on `name`."""
+    previous = getattr(_local, "backend", None)
+    _local.backend = name
+    try:
+        yield
+    finally:
+        _local.backend = previous
 
 
 def _check_threads(n):

@@ -9,17 +9,26 @@ import numpy as np
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t
+from libc.math cimport INFINITY, NAN, exp, fabs, isnan, log, log1p
 from libc.string cimport memset
 
 cdef extern from "_rows.h" nogil:
-    double fx_index_row_f32(const float *x, float *g, Py_ssize_t n, Py_ssize_t y,
-                            const float *w, double w_total, double eps, double scale)
-    double fx_index_row_f64(const double *x, double *g, Py_ssize_t n, Py_ssize_t y,
-                            const double *w, double w_total, double eps, double scale)
-    double fx_prob_row_f32(const float *x, const float *t, float *g, Py_ssize_t n,
-                           const float *w, double eps, double scale)
-    double fx_prob_row_f64(const double *x, const double *t, double *g, Py_ssize_t n,
-                           const double *w, double eps, double scale)
+    ctypedef struct fx_rows_f32:
+        double xent_index(const float *x, float *g, Py_ssize_t n, Py_ssize_t y,
+                          const float *w, double w_total, double eps, double scale) noexcept nogil
+        double xent_prob(const float *x, const float *t, float *g, Py_ssize_t n,
+                         const float *w, double eps, double scale) noexcept nogil
+        void softmax(const float *x, float *out, Py_ssize_t n, int log_space) noexcept nogil
+        double logsumexp(const float *x, Py_ssize_t n) noexcept nogil
+    ctypedef struct fx_rows_f64:
+        double xent_index(const double *x, double *g, Py_ssize_t n, Py_ssize_t y,
+                          const double *w, double w_total, double eps, double scale) noexcept nogil
+        double xent_prob(const double *x, const double *t, double *g, Py_ssize_t n,
+                         const double *w, double eps, double scale) noexcept nogil
+        void softmax(const double *x, double *out, Py_ssize_t n, int log_space) noexcept nogil
+        double logsumexp(const double *x, Py_ssize_t n) noexcept nogil
+    const fx_rows_f32 *fx_f32
+    const fx_rows_f64 *fx_f64
     const char *fx_select_isa(int level)
     int fx_openmp_max_threads()
     int fx_openmp_version()
@@ -57,10 +66,21 @@ def build_info():
     }
 
 
+cdef inline double _nll_row(const floating *x, floating *g, Py_ssize_t n, Py_ssize_t y,
+                           const floating *w, double scale) noexcept nogil:
+    """-w_y x_y, the loss of a row of log-probabilities; gradient into g."""
+    cdef double w_y = w[y] if w != NULL else 1.0
+    cdef double loss = -w_y * x[y]  # read before g (perhaps x) is written
+    if g != NULL:
+        memset(g, 0, n * sizeof(floating))
+        g[y] = <floating>(-w_y * scale)
+    return loss
+
+
 cdef inline void _index_rows(const floating *x, const int64_t *target, floating *grad,
                              const floating *weight, double w_total,
                              Py_ssize_t start, Py_ssize_t stop, Py_ssize_t n_classes,
-                             int64_t ignore_index, double eps, double scale,
+                             int64_t ignore_index, double eps, double scale, bint log_probs,
                              floating *row_loss, double *block_loss,
                              int64_t *block_bad) noexcept nogil:
     cdef Py_ssize_t i
@@ -76,10 +96,12 @@ cdef inline void _index_rows(const floating *x, const int64_t *target, floating 
             loss = 0.0
             if g != NULL:
                 memset(g, 0, n_classes * sizeof(floating))
+        elif log_probs:
+            loss = _nll_row(x + i * n_classes, g, n_classes, y, weight, scale)
         elif floating is float:
-            loss = fx_index_row_f32(x + i * n_classes, g, n_classes, y, weight, w_total, eps, scale)
+            loss = fx_f32.xent_index(x + i * n_classes, g, n_classes, y, weight, w_total, eps, scale)
         else:
-            loss = fx_index_row_f64(x + i * n_classes, g, n_classes, y, weight, w_total, eps, scale)
+            loss = fx_f64.xent_index(x + i * n_classes, g, n_classes, y, weight, w_total, eps, scale)
         if row_loss != NULL:
             row_loss[i] = <floating>loss
         total += loss
@@ -88,8 +110,9 @@ cdef inline void _index_rows(const floating *x, const int64_t *target, floating 
 
 def xent_index(const floating[:, ::1] x, const int64_t[::1] target, floating[:, ::1] grad,
                const floating[::1] weight, int64_t ignore_index, double label_smoothing,
-               bint mean, floating[::1] row_loss, int n_threads):
-    """Softmax cross-entropy of rows x against class indices.
+               bint mean, floating[::1] row_loss, int n_threads, bint log_probs=False):
+    """Softmax cross-entropy of rows x against class indices (the negative
+    log-likelihood of rows of log-probabilities x when log_probs).
 
     Returns (sum of row losses, mean denominator, first row whose label is out
     of range or -1). grad (may be x itself) receives the gradient of the sum,
@@ -131,7 +154,7 @@ def xent_index(const floating[:, ::1] x, const int64_t[::1] target, floating[:, 
     with nogil:
         for b in prange(n_blocks, schedule="static", num_threads=n_threads):
             _index_rows(xp, tp, gp, wp, w_total, b * per_block, min(n_rows, (b + 1) * per_block),
-                        n_classes, ignore_index, label_smoothing, scale, lp,
+                        n_classes, ignore_index, label_smoothing, scale, log_probs, lp,
                         &block_loss[b], &block_bad[b])
     for b in range(n_blocks):
         total += block_loss[b]
@@ -151,10 +174,10 @@ cdef inline void _prob_rows(const floating *x, const floating *target, floating 
     for i in range(start, stop):
         g = grad + i * n_classes if grad != NULL else NULL
         if floating is float:
-            loss = fx_prob_row_f32(x + i * n_classes, target + i * n_classes, g, n_classes,
+            loss = fx_f32.xent_prob(x + i * n_classes, target + i * n_classes, g, n_classes,
                                    weight, eps, scale)
         else:
-            loss = fx_prob_row_f64(x + i * n_classes, target + i * n_classes, g, n_classes,
+            loss = fx_f64.xent_prob(x + i * n_classes, target + i * n_classes, g, n_classes,
                                    weight, eps, scale)
         if row_loss != NULL:
             row_loss[i] = <floating>loss
@@ -199,3 +222,156 @@ def xent_prob(const floating[:, ::1] x, const floating[:, ::1] target, floating[
     for b in range(n_blocks):
         total += block_loss[b]
     return total, <double>n_rows
+
+
+def softmax_rows(const floating[:, ::1] x, floating[:, ::1] out, bint log_space, int n_threads):
+    """softmax (log_softmax when log_space) of each row of x into out (may be x)."""
+    cdef Py_ssize_t n_rows = x.shape[0], n_classes = x.shape[1], i
+    if n_rows == 0:
+        return
+    cdef const floating *xp = &x[0, 0]
+    cdef floating *op = &out[0, 0]
+    with nogil:
+        for i in prange(n_rows, schedule="static", num_threads=n_threads):
+            if floating is float:
+                fx_f32.softmax(xp + i * n_classes, op + i * n_classes, n_classes, log_space)
+            else:
+                fx_f64.softmax(xp + i * n_classes, op + i * n_classes, n_classes, log_space)
+
+
+def logsumexp_rows(const floating[:, ::1] x, floating[::1] out, int n_threads):
+    """log(sum(exp(row))) of each row of x into out."""
+    cdef Py_ssize_t n_rows = x.shape[0], n_classes = x.shape[1], i
+    if n_rows == 0:
+        return
+    cdef const floating *xp = &x[0, 0]
+    with nogil:
+        for i in prange(n_rows, schedule="static", num_threads=n_threads):
+            if floating is float:
+                out[i] = <float>fx_f32.logsumexp(xp + i * n_classes, n_classes)
+            else:
+                out[i] = fx_f64.logsumexp(xp + i * n_classes, n_classes)
+
+
+cdef inline double _entr(double p) noexcept nogil:
+    """scipy.special.entr: -p log p, 0 at 0, -inf below 0."""
+    if p > 0:
+        return -p * log(p)
+    if p == 0:
+        return 0.0
+    return p if isnan(p) else -INFINITY
+
+
+cdef inline double _rel_entr(double p, double q) noexcept nogil:
+    """scipy.special.rel_entr: p log(p / q), 0 where p = 0 <= q, inf otherwise."""
+    if isnan(p) or isnan(q):
+        return NAN
+    if p > 0 and q > 0:
+        return p * log(p / q)
+    if p == 0 and q >= 0:
+        return 0.0
+    return INFINITY
+
+
+def entropy_rows(const floating[:, ::1] p, const floating[:, ::1] q, floating[::1] out,
+                 int n_threads):
+    """Row sums of entr(p), or of rel_entr(p, q) when q is given, into out."""
+    cdef Py_ssize_t n_rows = p.shape[0], n_classes = p.shape[1], i, j
+    cdef double acc
+    if n_rows == 0:
+        return
+    cdef const floating *pp = &p[0, 0]
+    cdef const floating *qp = &q[0, 0] if q is not None else NULL
+    with nogil:
+        for i in prange(n_rows, schedule="static", num_threads=n_threads):
+            acc = 0.0
+            if qp == NULL:
+                for j in range(i * n_classes, (i + 1) * n_classes):
+                    acc = acc + _entr(pp[j])
+            else:
+                for j in range(i * n_classes, (i + 1) * n_classes):
+                    acc = acc + _rel_entr(pp[j], qp[j])
+            out[i] = <floating>acc
+
+
+cdef inline double _bce_logits_element(double x, double t, double w, double pw, double scale,
+                                       floating *g) noexcept nogil:
+    """PyTorch's stable binary cross-entropy with logits:
+    w ((1 - t) x + l (log1p(exp(-|x|)) + max(-x, 0))), l = 1 + (pw - 1) t."""
+    cdef double l = 1.0 + (pw - 1.0) * t
+    cdef double e = exp(-fabs(x))
+    cdef double sigmoid_neg_x
+    if g != NULL:
+        sigmoid_neg_x = e / (1.0 + e) if x >= 0 else 1.0 / (1.0 + e)
+        g[0] = <floating>(scale * w * ((1.0 - t) - l * sigmoid_neg_x))
+    return w * ((1.0 - t) * x + l * (log1p(e) + (-x if x < 0 else 0.0)))
+
+
+cdef inline double _clamped_log(double v) noexcept nogil:
+    """PyTorch's max(v, -100), letting NaN through."""
+    return -100.0 if v < -100.0 else v
+
+
+cdef inline double _bce_element(double p, double t, double w, double scale,
+                                floating *g) noexcept nogil:
+    """PyTorch's binary cross-entropy on a probability, log terms clamped at -100."""
+    cdef double d
+    if g != NULL:
+        d = (1.0 - p) * p
+        g[0] = <floating>(scale * w * (p - t) / (1e-12 if d < 1e-12 else d))
+    return -w * (t * _clamped_log(log(p)) + (1.0 - t) * _clamped_log(log1p(-p)))
+
+
+def binary_xent(const floating[:, ::1] x, const floating[:, ::1] target,
+                const floating[:, ::1] weight, const floating[:, ::1] pos_weight,
+                floating[:, ::1] grad, bint mean, floating[:, ::1] elem_loss,
+                bint from_logits, int n_threads):
+    """Binary cross-entropy of x (logits when from_logits, else probabilities)
+    against target, elementwise. weight and pos_weight (logits only) have one
+    row, repeated for every row of x, or as many rows as x; None means 1.
+    Returns (sum of losses, number of elements, first flat index of a
+    probability outside [0, 1] or -1)."""
+    cdef Py_ssize_t n_rows = x.shape[0], n_cols = x.shape[1], b, i, j, k
+    cdef Py_ssize_t per_block = _rows_per_block(n_cols)
+    cdef Py_ssize_t n_blocks = (n_rows + per_block - 1) // per_block
+    cdef double[::1] block_loss = np.zeros(n_blocks)
+    cdef int64_t[::1] block_bad = np.full(n_blocks, -1, dtype=np.int64)
+    cdef Py_ssize_t n = n_rows * n_cols
+    cdef double scale = 1.0 / n if mean else 1.0
+    cdef double loss, total = 0.0, p
+    if n == 0:
+        return 0.0, 0.0, -1
+    cdef const floating *xp = &x[0, 0]
+    cdef const floating *tp = &target[0, 0]
+    cdef const floating *wp = &weight[0, 0] if weight is not None else NULL
+    cdef const floating *pwp = &pos_weight[0, 0] if pos_weight is not None else NULL
+    cdef Py_ssize_t w_step = n_cols if weight is not None and weight.shape[0] > 1 else 0
+    cdef Py_ssize_t pw_step = n_cols if pos_weight is not None and pos_weight.shape[0] > 1 else 0
+    cdef floating *gp = &grad[0, 0] if grad is not None else NULL
+    cdef floating *lp = &elem_loss[0, 0] if elem_loss is not None else NULL
+    with nogil:
+        for b in prange(n_blocks, schedule="static", num_threads=n_threads):
+            block_loss[b] = 0.0
+            for i in range(b * per_block, min(n_rows, (b + 1) * per_block)):
+                for j in range(n_cols):
+                    k = i * n_cols + j
+                    p = xp[k]
+                    if from_logits:
+                        loss = _bce_logits_element(
+                            p, tp[k], wp[i * w_step + j] if wp != NULL else 1.0,
+                            pwp[i * pw_step + j] if pwp != NULL else 1.0, scale,
+                            gp + k if gp != NULL else NULL)
+                    else:
+                        if (p < 0 or p > 1) and block_bad[b] < 0:
+                            block_bad[b] = k
+                        loss = _bce_element(p, tp[k], wp[i * w_step + j] if wp != NULL else 1.0,
+                                            scale, gp + k if gp != NULL else NULL)
+                    if lp != NULL:
+                        lp[k] = <floating>loss
+                    block_loss[b] += loss
+    for b in range(n_blocks):
+        total += block_loss[b]
+    for b in range(n_blocks):
+        if block_bad[b] >= 0:
+            return total, <double>n, block_bad[b]
+    return total, <double>n, -1

@@ -14,8 +14,9 @@ def _shifted_exps(x):
 
 
 def xent_index(x, target, grad, weight, ignore_index, label_smoothing, mean, row_loss,
-               n_threads=1):
-    """Softmax cross-entropy against class indices (see fastxent._kernels.xent_index)."""
+               n_threads=1, log_probs=False):
+    """Softmax cross-entropy against class indices, or the negative
+    log-likelihood of log-probabilities x (see fastxent._kernels.xent_index)."""
     n_rows, n_classes = x.shape
     counted = target != ignore_index
     bad = counted & ((target < 0) | (target >= n_classes))
@@ -29,6 +30,8 @@ def xent_index(x, target, grad, weight, ignore_index, label_smoothing, mean, row
     w = np.ones(n_classes) if weight is None else weight.astype(np.float64)
     w_y = np.where(counted, w[labels], 0.0)
     w_total = w.sum()
+    if log_probs:
+        return _nll(x, labels, rows, w_y, grad, mean, row_loss)
 
     shifted, exps, sums = _shifted_exps(x)
     log_sums = np.log(sums[:, 0])
@@ -44,10 +47,10 @@ def xent_index(x, target, grad, weight, ignore_index, label_smoothing, mean, row
             scale = 1.0 / np.float64(denom) if mean else 1.0
             coef = scale * ((1 - eps) * w_y + np.where(counted, eps / n_classes * w_total, 0.0))
             np.multiply(exps, (coef / sums[:, 0])[:, None].astype(x.dtype), out=grad)
-        if eps:
-            grad -= ((scale * eps / n_classes) * w).astype(x.dtype)
-            grad[~counted] = 0
-        grad[rows, labels] -= (scale * (1 - eps) * w_y).astype(x.dtype)
+            if eps:
+                grad -= ((scale * eps / n_classes) * w).astype(x.dtype)
+            grad[rows, labels] -= (scale * (1 - eps) * w_y).astype(x.dtype)
+        grad[~counted] = 0
     if row_loss is not None:
         row_loss[...] = loss
     return float(loss.sum()), float(denom), -1
@@ -73,3 +76,94 @@ def xent_prob(x, target, grad, weight, label_smoothing, mean, row_loss, n_thread
     if row_loss is not None:
         row_loss[...] = loss
     return float(loss.sum()), float(n_rows)
+
+
+def _nll(x, labels, rows, w_y, grad, mean, row_loss):
+    loss = -w_y * x[rows, labels]
+    denom = w_y.sum() if mean else 0.0
+    if grad is not None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scale = 1.0 / np.float64(denom) if mean else 1.0
+        grad[...] = 0
+        grad[rows, labels] = -w_y * scale
+    if row_loss is not None:
+        row_loss[...] = loss
+    return float(loss.sum()), float(denom), -1
+
+
+def _finite_max(x):
+    """Row maxima, with infinite ones replaced by 0 (SciPy's shift for
+    log_softmax and logsumexp)."""
+    m = x.max(axis=1, keepdims=True)
+    m[np.isinf(m)] = 0
+    return m
+
+
+def softmax_rows(x, out, log_space, n_threads=1):
+    """softmax (log_softmax when log_space) of each row of x into out."""
+    if x.shape[0] == 0:
+        return
+    if log_space:
+        shifted = x - _finite_max(x)
+        with np.errstate(divide="ignore"):
+            log_sums = np.log(np.exp(shifted).sum(axis=1, keepdims=True, dtype=np.float64))
+        np.subtract(shifted, log_sums.astype(x.dtype), out=out)
+    else:
+        _, exps, sums = _shifted_exps(x)
+        np.divide(exps, sums.astype(x.dtype), out=out)
+
+
+def logsumexp_rows(x, out, n_threads=1):
+    """log(sum(exp(row))) of each row."""
+    if x.shape[0] == 0:
+        return
+    m = _finite_max(x)
+    with np.errstate(divide="ignore"):
+        out[...] = np.log(np.exp(x - m).sum(axis=1, dtype=np.float64)) + m[:, 0]
+
+
+def entropy_rows(p, q, out, n_threads=1):
+    """Row sums of entr(p), or of rel_entr(p, q) when q is given, into out."""
+    p64 = p.astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if q is None:
+            terms = np.where(p64 > 0, -p64 * np.log(np.where(p64 > 0, p64, 1)),
+                             np.where(p64 == 0, 0.0, -np.inf))
+        else:
+            q64 = q.astype(np.float64)
+            both = (p64 > 0) & (q64 > 0)
+            terms = np.where(both, p64 * np.log(np.where(both, p64 / q64, 1)),
+                             np.where((p64 == 0) & (q64 >= 0), 0.0, np.inf))
+            terms[np.isnan(q64)] = np.nan
+        terms[np.isnan(p64)] = np.nan
+    out[...] = terms.sum(axis=1)
+
+
+def binary_xent(x, target, weight, pos_weight, grad, mean, elem_loss, from_logits,
+                n_threads=1):
+    """Binary cross-entropy, elementwise (see fastxent._kernels.binary_xent)."""
+    n = x.size
+    if n == 0:
+        return 0.0, 0.0, -1
+    w = 1.0 if weight is None else weight
+    scale = 1.0 / n if mean else 1.0
+    if from_logits:
+        log_weight = 1.0 if pos_weight is None else 1 + (pos_weight - 1) * target
+        e = np.exp(-np.abs(x))
+        loss = w * ((1 - target) * x + log_weight * (np.log1p(e) + np.maximum(-x, 0)))
+        if grad is not None:
+            sigmoid_neg_x = np.where(x >= 0, e / (1 + e), 1 / (1 + e))
+            grad[...] = scale * w * ((1 - target) - log_weight * sigmoid_neg_x)
+    else:
+        outside = (x < 0) | (x > 1)
+        if outside.any():
+            return 0.0, float(n), int(np.argmax(outside.reshape(-1)))
+        with np.errstate(divide="ignore"):
+            log_p = np.maximum(np.log(x), -100)
+            log_1mp = np.maximum(np.log1p(-x), -100)
+        loss = -w * (target * log_p + (1 - target) * log_1mp)
+        if grad is not None:
+            grad[...] = scale * w * (x - target) / np.maximum((1 - x) * x, 1e-12)
+    if elem_loss is not None:
+        elem_loss[...] = loss
+    return float(loss.sum(dtype=np.float64)), float(n), -1

@@ -21,78 +21,92 @@
 #endif
 #endif
 
+/* ---- the row functions of one element type, as a table ---- */
+
+#define FX_ROWS_TABLE(T, NAME)                                                          \
+    typedef struct {                                                                    \
+        double (*xent_index)(const T *x, T *g, ptrdiff_t n, ptrdiff_t y, const T *w,    \
+                             double w_total, double eps, double scale);                 \
+        double (*xent_prob)(const T *x, const T *t, T *g, ptrdiff_t n, const T *w,      \
+                            double eps, double scale);                                  \
+        void (*softmax)(const T *x, T *out, ptrdiff_t n, int log_space);                \
+        double (*logsumexp)(const T *x, ptrdiff_t n);                                   \
+    } NAME;
+FX_ROWS_TABLE(float, fx_rows_f32)
+FX_ROWS_TABLE(double, fx_rows_f64)
+
 /* ---- the instances: baseline always, AVX2 and AVX-512 on x86-64 GCC/clang ---- */
 
-#define FX_ATTR
 #define FX_T float
 #define FX_DOUBLE 0
+#define FX_TABLE fx_rows_f32
+#define FX_ATTR
 #define FX_SUFFIX f32_base
 #include "_rows_impl.h"
+#undef FX_ATTR
+#undef FX_SUFFIX
 #undef FX_T
 #undef FX_DOUBLE
-#undef FX_SUFFIX
+#undef FX_TABLE
+
 #define FX_T double
 #define FX_DOUBLE 1
+#define FX_TABLE fx_rows_f64
+#define FX_ATTR
 #define FX_SUFFIX f64_base
 #include "_rows_impl.h"
+#undef FX_ATTR
+#undef FX_SUFFIX
 #undef FX_T
 #undef FX_DOUBLE
-#undef FX_SUFFIX
-#undef FX_ATTR
+#undef FX_TABLE
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(FASTXENT_NO_DISPATCH)
 #define FX_X86_DISPATCH 1
+#define FX_AVX2 __attribute__((target("avx2,fma")))
+#define FX_AVX512 \
+    __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,prefer-vector-width=512")))
 
-#define FX_ATTR __attribute__((target("avx2,fma")))
 #define FX_T float
 #define FX_DOUBLE 0
+#define FX_TABLE fx_rows_f32
+#define FX_ATTR FX_AVX2
 #define FX_SUFFIX f32_avx2
 #include "_rows_impl.h"
-#undef FX_T
-#undef FX_DOUBLE
-#undef FX_SUFFIX
-#define FX_T double
-#define FX_DOUBLE 1
-#define FX_SUFFIX f64_avx2
-#include "_rows_impl.h"
-#undef FX_T
-#undef FX_DOUBLE
-#undef FX_SUFFIX
 #undef FX_ATTR
-
-#define FX_ATTR __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,prefer-vector-width=512")))
-#define FX_T float
-#define FX_DOUBLE 0
+#undef FX_SUFFIX
+#define FX_ATTR FX_AVX512
 #define FX_SUFFIX f32_avx512
 #include "_rows_impl.h"
+#undef FX_ATTR
+#undef FX_SUFFIX
 #undef FX_T
 #undef FX_DOUBLE
-#undef FX_SUFFIX
+#undef FX_TABLE
+
 #define FX_T double
 #define FX_DOUBLE 1
+#define FX_TABLE fx_rows_f64
+#define FX_ATTR FX_AVX2
+#define FX_SUFFIX f64_avx2
+#include "_rows_impl.h"
+#undef FX_ATTR
+#undef FX_SUFFIX
+#define FX_ATTR FX_AVX512
 #define FX_SUFFIX f64_avx512
 #include "_rows_impl.h"
+#undef FX_ATTR
+#undef FX_SUFFIX
 #undef FX_T
 #undef FX_DOUBLE
-#undef FX_SUFFIX
-#undef FX_ATTR
+#undef FX_TABLE
 #endif
 
 /* ---- run-time choice ---- */
 
-typedef double (*fx_index_row_f32_t)(const float *, float *, ptrdiff_t, ptrdiff_t,
-                                     const float *, double, double, double);
-typedef double (*fx_index_row_f64_t)(const double *, double *, ptrdiff_t, ptrdiff_t,
-                                     const double *, double, double, double);
-typedef double (*fx_prob_row_f32_t)(const float *, const float *, float *, ptrdiff_t,
-                                    const float *, double, double);
-typedef double (*fx_prob_row_f64_t)(const double *, const double *, double *, ptrdiff_t,
-                                    const double *, double, double);
-
-static fx_index_row_f32_t fx_index_row_f32 = fx_xent_index_row_f32_base;
-static fx_index_row_f64_t fx_index_row_f64 = fx_xent_index_row_f64_base;
-static fx_prob_row_f32_t fx_prob_row_f32 = fx_xent_prob_row_f32_base;
-static fx_prob_row_f64_t fx_prob_row_f64 = fx_xent_prob_row_f64_base;
+/* The row functions in use; fx_select_isa sets them. */
+static const fx_rows_f32 *fx_f32 = &fx_rows_f32_base;
+static const fx_rows_f64 *fx_f64 = &fx_rows_f64_base;
 
 /* Points the row functions at the best instance this CPU runs, or at the
  * baseline when `level` caps it: 0 baseline, 1 AVX2, 2 (or more) AVX-512.
@@ -103,26 +117,20 @@ static const char *fx_select_isa(int level)
     __builtin_cpu_init();
     if (level >= 2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq")) {
-        fx_index_row_f32 = fx_xent_index_row_f32_avx512;
-        fx_index_row_f64 = fx_xent_index_row_f64_avx512;
-        fx_prob_row_f32 = fx_xent_prob_row_f32_avx512;
-        fx_prob_row_f64 = fx_xent_prob_row_f64_avx512;
+        fx_f32 = &fx_rows_f32_avx512;
+        fx_f64 = &fx_rows_f64_avx512;
         return "avx512";
     }
     if (level >= 1 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-        fx_index_row_f32 = fx_xent_index_row_f32_avx2;
-        fx_index_row_f64 = fx_xent_index_row_f64_avx2;
-        fx_prob_row_f32 = fx_xent_prob_row_f32_avx2;
-        fx_prob_row_f64 = fx_xent_prob_row_f64_avx2;
+        fx_f32 = &fx_rows_f32_avx2;
+        fx_f64 = &fx_rows_f64_avx2;
         return "avx2";
     }
 #else
     (void)level;
 #endif
-    fx_index_row_f32 = fx_xent_index_row_f32_base;
-    fx_index_row_f64 = fx_xent_index_row_f64_base;
-    fx_prob_row_f32 = fx_xent_prob_row_f32_base;
-    fx_prob_row_f64 = fx_xent_prob_row_f64_base;
+    fx_f32 = &fx_rows_f32_base;
+    fx_f64 = &fx_rows_f64_base;
 #if defined(__x86_64__) || defined(_M_X64)
     return "baseline (x86-64 SSE2)";
 #else

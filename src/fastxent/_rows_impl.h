@@ -4,6 +4,7 @@
  *   FX_DOUBLE  1 for double, 0 for float
  *   FX_SUFFIX  the name suffix of this instance, e.g. f32_avx2
  *   FX_ATTR    function attributes (the target ISA), possibly empty
+ *   FX_TABLE   the table type it fills (fx_rows_f32 or fx_rows_f64)
  *
  * Every loop is a plain elementwise sweep or a reduction marked
  * `omp simd`, so the compiler vectorises it for the ISA of this instance
@@ -213,6 +214,49 @@ FX_ATTR static double FX_FN(fx_xent_prob_row)(const FX_T *x, const FX_T *t, FX_T
         FX_FN(fx_scale_shift)(g, t, w, n, scale * mass / s, scale * (1.0 - eps), scale * spread);
     return loss;
 }
+
+/* softmax (log_softmax when `log`) of the row x[0:n] into out (out may be x). */
+FX_ATTR static void FX_FN(fx_softmax_row)(const FX_T *x, FX_T *out, ptrdiff_t n, int log_space)
+{
+    const FX_T m = FX_FN(fx_row_max)(x, n);
+    if (log_space && isinf(m)) {
+        /* As scipy.special.log_softmax: shift by 0, not by an infinite maximum
+         * (softmax itself keeps the NaN of inf - inf, as SciPy). Rare: scalar. */
+        double s = 0.0;
+        for (ptrdiff_t i = 0; i < n; i++) s += exp((double)x[i]);
+        for (ptrdiff_t i = 0; i < n; i++) out[i] = (FX_T)((double)x[i] - log(s));
+        return;
+    }
+    if (log_space) {
+        /* (x - m) - log(s), as PyTorch: x - m is exact near the maximum. */
+        const FX_T log_s = (FX_T)log(FX_FN(fx_exp_sum)(x, NULL, n, m));
+#pragma omp simd
+        for (ptrdiff_t i = 0; i < n; i++) out[i] = (x[i] - m) - log_s;
+    } else {
+        const double s = FX_FN(fx_exp_sum)(x, out, n, m);
+        FX_FN(fx_scale_shift)(out, NULL, NULL, n, 1.0 / s, 0.0, 0.0);
+    }
+}
+
+/* log(sum(exp(x))) of a row, as scipy.special.logsumexp: +-inf maxima give
+ * +-inf (NaN if the row holds a NaN) rather than inf - inf. */
+FX_ATTR static double FX_FN(fx_logsumexp_row)(const FX_T *x, ptrdiff_t n)
+{
+    const FX_T m = FX_FN(fx_row_max)(x, n);
+    if (isinf(m)) {
+        for (ptrdiff_t i = 0; i < n; i++)
+            if (isnan(x[i])) return NAN;
+        return m;
+    }
+    return (double)m + log(FX_FN(fx_exp_sum)(x, NULL, n, m));
+}
+
+static const FX_TABLE FX_FN(fx_rows) = {
+    FX_FN(fx_xent_index_row),
+    FX_FN(fx_xent_prob_row),
+    FX_FN(fx_softmax_row),
+    FX_FN(fx_logsumexp_row),
+};
 
 #undef FX_FN
 #undef FX_CAT

@@ -15,6 +15,8 @@ import numpy as np
 REDUCTIONS = ("none", "sum", "mean")
 
 
+# ---- single arguments ----
+
 def result_dtype(arr, name):
     """The float dtype computations on `arr` run in (API.md's dtype rules)."""
     dt = arr.dtype
@@ -43,7 +45,7 @@ def check_reduction(reduction):
     return reduction
 
 
-def check_axis(axis, ndim, name="logits"):
+def check_axis(axis, ndim, name):
     try:
         axis = _as_index(axis)
     except TypeError:
@@ -70,11 +72,22 @@ def check_ignore_index(value):
         raise TypeError(f"ignore_index: expected an integer, got {value!r}") from None
 
 
-def classes_last(arr, axis, dtype):
-    """(rows, classes) C-contiguous array of `dtype`, and whether it is a copy."""
-    moved = np.moveaxis(arr, axis, -1)
-    flat = np.ascontiguousarray(moved, dtype=dtype).reshape(-1, moved.shape[-1])
-    return flat, not np.may_share_memory(flat, arr)
+def check_base(base):
+    """The log(base) that divides an entropy, or None for nats."""
+    if base is None:
+        return None
+    try:
+        base = float(base)
+    except (TypeError, ValueError):
+        raise TypeError(f"base: expected a number, got {base!r}") from None
+    if not base > 0 or base == 1:
+        raise ValueError(f"base: must be positive and not 1, got {base!r}")
+    return np.log(base)
+
+
+def position(flat_index, shape):
+    """The multi-index, as a tuple of ints, of a flat C-order index into shape."""
+    return tuple(int(i) for i in np.unravel_index(flat_index, shape)) if shape else ()
 
 
 def _same_memory(a, b):
@@ -85,58 +98,6 @@ def _same_memory(a, b):
         and a.dtype == b.dtype
         and a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
     )
-
-
-@dataclass
-class SoftmaxProblem:
-    """Validated arguments of a softmax cross-entropy call, classes on the last axis."""
-
-    x: np.ndarray  # (rows, classes), C-contiguous, float32 or float64
-    target: np.ndarray  # (rows,) int64 indices, or (rows, classes) probabilities of x's dtype
-    is_index: bool
-    weight: np.ndarray | None  # (classes,) of x's dtype
-    ignore_index: int
-    label_smoothing: float
-    reduction: str
-    axis: int  # the class axis of the caller's arrays, non-negative
-    batch_shape: tuple  # the caller's shape without the class axis
-    grad: np.ndarray | None  # (rows, classes) buffer the kernel writes the gradient into
-    out: np.ndarray | None  # the caller's out=
-    grad_is_out: bool  # grad is a view of out: nothing to copy back
-
-    @property
-    def dtype(self):
-        return self.x.dtype
-
-    def label_error(self, row):
-        """IndexError for the out-of-range label at flat row `row`."""
-        label = int(self.target[row])
-        where = np.unravel_index(row, self.batch_shape) if self.batch_shape else ()
-        where = tuple(int(i) for i in where)
-        return IndexError(
-            f"target: class label {label} at position {where} is outside [0, {self.x.shape[1]}) "
-            f"and is not ignore_index ({self.ignore_index})"
-        )
-
-    def finish_loss(self, total, denom, row_loss):
-        """The loss in the caller's shape and dtype, from what a kernel returned."""
-        if self.reduction == "none":
-            return row_loss.reshape(self.batch_shape)
-        if self.reduction == "sum":
-            return self.dtype.type(total)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return self.dtype.type(np.float64(total) / np.float64(denom))
-
-    def finish_grad(self):
-        """The gradient in the caller's layout: `out` when given, else a new array."""
-        if self.grad_is_out:
-            return self.out
-        moved_shape = self.batch_shape + (self.x.shape[1],)
-        grad = np.moveaxis(self.grad.reshape(moved_shape), -1, self.axis)
-        if self.out is None:
-            return grad
-        np.copyto(self.out, grad)
-        return self.out
 
 
 def check_out(out, like, dtype, inputs):
@@ -150,67 +111,186 @@ def check_out(out, like, dtype, inputs):
         raise TypeError(f"out: expected dtype {dtype}, got {out.dtype}")
     if not out.flags.writeable:
         raise ValueError("out: the array is read-only")
+    first_name = next(iter(inputs))
     in_place = _same_memory(out, like)
     for name, arr in inputs.items():
-        if arr is None or (name == "logits" and in_place):
+        if arr is None or (name == first_name and in_place):
             continue
         if np.may_share_memory(out, arr):
             raise ValueError(
                 f"out: overlaps {name}; pass a separate array"
-                + (", or logits itself to overwrite it in place" if name == "logits" else "")
+                + (f", or {name} itself to overwrite it in place" if name == first_name else "")
             )
 
 
-def prepare_softmax_xent(logits, target, weight, ignore_index, reduction, label_smoothing, axis,
-                         want_grad=False, out=None):
-    """Checks the arguments of cross_entropy[_with_grad] and normalises them."""
-    logits_in = as_array(logits, "logits")
-    dtype = result_dtype(logits_in, "logits")
-    if logits_in.ndim == 0:
-        raise ValueError("logits: expected at least one dimension (the classes), got a 0-d array")
-    axis = check_axis(axis, logits_in.ndim)
+# ---- arrays with a class axis ----
+
+@dataclass
+class Rows:
+    """An array with its class axis moved last, as (rows, classes), and a
+    buffer of that shape for an N x C result (a gradient, a softmax)."""
+
+    x: np.ndarray  # (rows, classes), C-contiguous, float32 or float64
+    axis: int  # the class axis of the caller's array, non-negative
+    batch_shape: tuple  # the caller's shape without the class axis
+    result: np.ndarray | None  # (rows, classes) buffer for the N x C result
+    out: np.ndarray | None  # the caller's out=
+    result_is_out: bool  # result is a view of out: nothing to copy back
+
+    @property
+    def dtype(self):
+        return self.x.dtype
+
+    def finish_result(self):
+        """The N x C result in the caller's layout: `out` when given, else new."""
+        if self.result_is_out:
+            return self.out
+        moved_shape = self.batch_shape + (self.x.shape[1],)
+        result = np.moveaxis(self.result.reshape(moved_shape), -1, self.axis)
+        if self.out is None:
+            return result
+        np.copyto(self.out, result)
+        return self.out
+
+    def per_row(self, values):
+        """Per-row values in the caller's shape without the class axis (a NumPy
+        scalar when that shape is ())."""
+        return values.reshape(self.batch_shape)[()]
+
+
+def classes_last(arr, axis, dtype):
+    """(rows, classes) C-contiguous array of `dtype`, and whether it is a copy."""
+    moved = np.moveaxis(arr, axis, -1)
+    flat = np.ascontiguousarray(moved, dtype=dtype).reshape(-1, moved.shape[-1])
+    return flat, not np.may_share_memory(flat, arr)
+
+
+def prepare_rows(x, axis, name, *, want_result=False, out=None, others=None, empty_ok=True):
+    """Checks an array with a class axis and lays it out as Rows.
+
+    want_result: allocate (or take from out=) a buffer for an N x C result;
+    others: further inputs (name -> array) out= must not overlap.
+    """
+    x_in = as_array(x, name)
+    dtype = result_dtype(x_in, name)
+    if x_in.ndim == 0:
+        raise ValueError(f"{name}: expected at least one dimension (the classes), got a 0-d array")
+    axis = check_axis(axis, x_in.ndim, name)
+    if not empty_ok and x_in.shape[axis] == 0:
+        raise ValueError(f"{name}: the class axis {axis} of shape {x_in.shape} has length 0")
+    flat, is_copy = classes_last(x_in, axis, dtype)
+    result, result_is_out = None, False
+    if out is not None:
+        if not want_result:
+            raise TypeError("out: this function does not take out=")
+        check_out(out, x_in, dtype, {name: x_in, **(others or {})})
+        # Write straight into out when its memory has the kernel's layout (with
+        # out=x that is x's own memory: kernels read each element of a row
+        # before they write it).
+        result_is_out = axis == x_in.ndim - 1 and out.flags.c_contiguous
+        if result_is_out:
+            result = out.reshape(flat.shape)
+    if want_result and result is None:
+        # A private copy of the input can take the result: no new buffer.
+        result = flat if is_copy else np.empty_like(flat)
+    return Rows(x=flat, axis=axis, batch_shape=x_in.shape[:axis] + x_in.shape[axis + 1:],
+                result=result, out=out, result_is_out=result_is_out), x_in
+
+
+def prepare_pair(p, q, axis):
+    """p and q of one shape (after broadcasting) as Rows of p's... and q's flat rows."""
+    p_in, q_in = as_array(p, "p"), as_array(q, "q")
+    dtype = np.promote_types(result_dtype(p_in, "p"), result_dtype(q_in, "q"))
+    try:
+        p_in, q_in = np.broadcast_arrays(p_in, q_in)
+    except ValueError:
+        raise ValueError(f"p, q: shapes {p_in.shape} and {q_in.shape} do not broadcast") from None
+    rows, _ = prepare_rows(p_in.astype(dtype, copy=False), axis, "p")
+    q_flat, _ = classes_last(q_in, rows.axis, dtype)
+    return rows, q_flat
+
+
+# ---- class targets: cross_entropy, nll_loss ----
+
+@dataclass
+class ClassProblem(Rows):
+    """Rows of scores (logits or log-probabilities) with their targets."""
+
+    target: np.ndarray = None  # (rows,) int64 indices, or (rows, classes) probabilities
+    is_index: bool = True
+    weight: np.ndarray | None = None  # (classes,) of x's dtype
+    ignore_index: int = -100
+    label_smoothing: float = 0.0
+    reduction: str = "mean"
+
+    def label_error(self, row):
+        """IndexError for the out-of-range label at flat row `row`."""
+        return IndexError(
+            f"target: class label {int(self.target[row])} at position "
+            f"{position(row, self.batch_shape)} is outside [0, {self.x.shape[1]}) "
+            f"and is not ignore_index ({self.ignore_index})"
+        )
+
+    def finish_loss(self, total, denom, row_loss):
+        """The loss in the caller's shape and dtype, from what a kernel returned."""
+        if self.reduction == "none":
+            return row_loss.reshape(self.batch_shape)  # an array, even 0-d (as PyTorch)
+        return reduce_loss(self.reduction, self.dtype, total, denom)
+
+
+def reduce_loss(reduction, dtype, total, denom):
+    """A "sum" or "mean" loss as a NumPy scalar of dtype (a mean over nothing is NaN)."""
+    if reduction == "sum":
+        return dtype.type(total)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return dtype.type(np.float64(total) / np.float64(denom))
+
+
+def _index_target(target_in, batch_shape, n_classes, axis, shape):
+    if target_in.shape != batch_shape:
+        raise ValueError(
+            f"target: class indices must have shape {batch_shape} (input {shape} "
+            f"without axis {axis}), got {target_in.shape}"
+        )
+    if target_in.dtype.kind == "u" and target_in.size and target_in.max() > np.iinfo(np.int64).max:
+        row = int(np.argmax(target_in.reshape(-1) > np.iinfo(np.int64).max))
+        raise IndexError(
+            f"target: class label {target_in.reshape(-1)[row]} at position "
+            f"{position(row, batch_shape)} is outside [0, {n_classes})"
+        )
+    return np.ascontiguousarray(target_in, dtype=np.int64).reshape(-1)
+
+
+def prepare_classes(scores, target, weight, ignore_index, reduction, label_smoothing, axis,
+                    *, want_grad, out, name="logits", allow_probabilities=True):
+    """Checks the arguments of cross_entropy / nll_loss [_with_grad]."""
     reduction = check_reduction(reduction)
     label_smoothing = check_label_smoothing(label_smoothing)
     ignore_index = check_ignore_index(ignore_index)
-    n_classes = logits_in.shape[axis]
-    if n_classes == 0:
-        raise ValueError(f"logits: the class axis {axis} of shape {logits_in.shape} has length 0")
-    batch_shape = logits_in.shape[:axis] + logits_in.shape[axis + 1:]
+    rows, scores_in = prepare_rows(scores, axis, name, want_result=want_grad, out=out,
+                                   others={"target": target, "weight": weight}, empty_ok=False)
+    n_classes, axis = rows.x.shape[1], rows.axis
 
     target_in = as_array(target, "target")
     kind = target_in.dtype.kind
     if kind in "iu":
-        if target_in.shape != batch_shape:
-            raise ValueError(
-                f"target: class indices must have shape {batch_shape} (logits {logits_in.shape} "
-                f"without axis {axis}), got {target_in.shape}"
-            )
-        if kind == "u" and target_in.size and target_in.max() > np.iinfo(np.int64).max:
-            row = int(np.argmax(target_in.reshape(-1) > np.iinfo(np.int64).max))
-            raise IndexError(
-                f"target: class label {target_in.reshape(-1)[row]} at position "
-                f"{tuple(int(i) for i in np.unravel_index(row, batch_shape))} is outside "
-                f"[0, {n_classes})"
-            )
-        flat_target = np.ascontiguousarray(target_in, dtype=np.int64).reshape(-1)
+        flat_target = _index_target(target_in, rows.batch_shape, n_classes, axis, scores_in.shape)
         is_index = True
-    elif kind == "f":
-        if target_in.shape != logits_in.shape:
-            hint = (
-                "; class indices must be an integer array"
-                if target_in.shape == batch_shape
-                else ""
+    elif kind == "f" and allow_probabilities:
+        if target_in.shape != scores_in.shape:
+            as_labels = target_in.shape == rows.batch_shape
+            raise (TypeError if as_labels else ValueError)(
+                f"target: class probabilities must have the shape of {name} {scores_in.shape}, "
+                f"got {target_in.shape} of dtype {target_in.dtype}"
+                + ("; class indices must be an integer array" if as_labels else "")
             )
-            raise (TypeError if hint else ValueError)(
-                f"target: class probabilities must have the shape of logits {logits_in.shape}, "
-                f"got {target_in.shape} of dtype {target_in.dtype}{hint}"
-            )
-        flat_target, _ = classes_last(target_in, axis, dtype)
+        flat_target, _ = classes_last(target_in, axis, rows.dtype)
         is_index = False
     else:
         raise TypeError(
-            f"target: expected integer class indices or float probabilities, "
-            f"got dtype {target_in.dtype}"
+            "target: expected integer class indices"
+            + (" or float probabilities" if allow_probabilities else "")
+            + f", got dtype {target_in.dtype}"
         )
 
     flat_weight = None
@@ -222,26 +302,101 @@ def prepare_softmax_xent(logits, target, weight, ignore_index, reduction, label_
                 f"weight: expected one weight per class, shape ({n_classes},), "
                 f"got {weight_in.shape}"
             )
-        flat_weight = np.ascontiguousarray(weight_in, dtype=dtype)
+        flat_weight = np.ascontiguousarray(weight_in, dtype=rows.dtype)
+    return ClassProblem(
+        **vars(rows), target=flat_target, is_index=is_index, weight=flat_weight,
+        ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction,
+    )
 
-    x, x_is_copy = classes_last(logits_in, axis, dtype)
-    grad = None
-    grad_is_out = False
+
+# ---- elementwise binary targets ----
+
+@dataclass
+class BinaryProblem:
+    """Elementwise inputs of a binary cross-entropy, as (rows, last axis) arrays."""
+
+    x: np.ndarray  # C-contiguous, float32 or float64
+    target: np.ndarray  # like x
+    weight: np.ndarray | None  # (1, cols) repeated for every row, or like x
+    pos_weight: np.ndarray | None  # as weight
+    reduction: str
+    shape: tuple  # the caller's shape
+    grad: np.ndarray | None  # like x: the kernel's gradient buffer
+    out: np.ndarray | None
+    grad_is_out: bool
+
+    @property
+    def dtype(self):
+        return self.x.dtype
+
+    def finish_loss(self, total, count, elem_loss):
+        if self.reduction == "none":
+            return elem_loss.reshape(self.shape)
+        return reduce_loss(self.reduction, self.dtype, total, count)
+
+    def finish_grad(self):
+        if self.grad_is_out:
+            return self.out
+        grad = self.grad.reshape(self.shape)
+        if self.out is None:
+            return grad
+        np.copyto(self.out, grad)
+        return self.out
+
+
+def _flat2d(arr, dtype):
+    """C-contiguous (rows, last axis) of arr; a 0-d array is one row of one."""
+    flat = np.ascontiguousarray(arr, dtype=dtype)
+    return flat.reshape(-1, flat.shape[-1] if flat.ndim else 1), not np.may_share_memory(flat, arr)
+
+
+def _broadcast_weight(weight, name, shape, dtype):
+    """weight broadcast to shape: (1, cols) when it varies along the last axis
+    only (no copy of the whole shape), else (rows, cols)."""
+    if weight is None:
+        return None
+    w = as_array(weight, name)
+    result_dtype(w, name)
+    try:
+        np.broadcast_shapes(w.shape, shape)
+    except ValueError:
+        raise ValueError(f"{name}: shape {w.shape} does not broadcast to the input's {shape}") \
+            from None
+    if np.broadcast_shapes(w.shape, shape) != shape:
+        raise ValueError(f"{name}: shape {w.shape} would broadcast the input's {shape} to more")
+    cols = shape[-1] if shape else 1
+    if all(n == 1 for n in w.shape[:-1]):
+        return np.ascontiguousarray(np.broadcast_to(w.reshape(w.shape[-1:]), (cols,)),
+                                    dtype=dtype).reshape(1, cols)
+    return _flat2d(np.broadcast_to(w, shape), dtype)[0]
+
+
+def prepare_binary(x, target, weight, pos_weight, reduction, *, want_grad, out, name):
+    """Checks the arguments of binary_cross_entropy[_with_logits][_with_grad]."""
+    reduction = check_reduction(reduction)
+    x_in = as_array(x, name)
+    dtype = result_dtype(x_in, name)
+    target_in = as_array(target, "target")
+    if target_in.dtype.kind not in "fiu":
+        raise TypeError(f"target: expected real numbers in [0, 1], got dtype {target_in.dtype}")
+    if target_in.shape != x_in.shape:
+        raise ValueError(f"target: expected the shape of {name} {x_in.shape}, got {target_in.shape}")
+    flat_x, x_is_copy = _flat2d(x_in, dtype)
+    flat_t, _ = _flat2d(target_in, dtype)
+    grad, grad_is_out = None, False
     if out is not None:
         if not want_grad:
-            raise TypeError("out: only the *_with_grad functions take out=")
-        check_out(out, logits_in, dtype, {"logits": logits_in, "target": target_in, "weight": weight})
-        # Write straight into out when its memory has the kernel's layout (with
-        # out=logits that is the logits' own memory: the kernel reads each
-        # element before it writes it).
-        grad_is_out = axis == logits_in.ndim - 1 and out.flags.c_contiguous
+            raise TypeError("out: this function does not take out=")
+        check_out(out, x_in, dtype,
+                  {name: x_in, "target": target, "weight": weight, "pos_weight": pos_weight})
+        grad_is_out = out.flags.c_contiguous
         if grad_is_out:
-            grad = out.reshape(x.shape)
+            grad = out.reshape(flat_x.shape)
     if want_grad and grad is None:
-        # A private copy of the logits can take the gradient: no new buffer.
-        grad = x if x_is_copy else np.empty_like(x)
-    return SoftmaxProblem(
-        x=x, target=flat_target, is_index=is_index, weight=flat_weight,
-        ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction,
-        axis=axis, batch_shape=batch_shape, grad=grad, out=out, grad_is_out=grad_is_out,
+        grad = flat_x if x_is_copy else np.empty_like(flat_x)
+    return BinaryProblem(
+        x=flat_x, target=flat_t,
+        weight=_broadcast_weight(weight, "weight", x_in.shape, dtype),
+        pos_weight=_broadcast_weight(pos_weight, "pos_weight", x_in.shape, dtype),
+        reduction=reduction, shape=x_in.shape, grad=grad, out=out, grad_is_out=grad_is_out,
     )
