@@ -67,8 +67,19 @@ _state = {
     "backend": _initial_backend(),
     "threads": _env_positive_int("FASTXENT_NUM_THREADS"),
     "isa": _initial_isa(),
+    "forked": False,
 }
 _local = threading.local()  # num_threads() and reference overrides, per Python thread
+
+
+def _serial_after_fork():
+    # GNU libgomp's thread pool does not survive fork(): a child that opens a
+    # parallel region with more than one thread hangs. One thread is safe.
+    _state["forked"] = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_serial_after_fork)
 
 
 def get_backend():
@@ -111,7 +122,10 @@ def _check_threads(n):
 def get_num_threads():
     """Threads the compiled kernels use: num_threads() / set_num_threads() /
     FASTXENT_NUM_THREADS if set, else the OpenMP runtime's default, which
-    follows OMP_NUM_THREADS, the CPUs this process may use, and threadpoolctl."""
+    follows OMP_NUM_THREADS, the CPUs this process may use, and threadpoolctl.
+    Always 1 in a child made by fork(), where OpenMP threads could hang."""
+    if _state["forked"]:
+        return 1
     local = getattr(_local, "threads", None)
     if local is not None:
         return local
