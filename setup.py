@@ -7,6 +7,7 @@ Switches (environment variables read at build time):
 """
 
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -52,7 +53,10 @@ def _compiles_and_links(compiler, source, compile_args, link_args):
         with open(src, "w") as f:
             f.write(source)
         objects = compiler.compile([src], output_dir=tmp, extra_postargs=compile_args)
-        compiler.link_executable(objects, "probe", output_dir=tmp, extra_postargs=link_args)
+        # LDFLAGS too: setuptools adds them to extensions, not to executables.
+        ldflags = shlex.split(os.environ.get("LDFLAGS", ""))
+        compiler.link_executable(objects, "probe", output_dir=tmp,
+                                 extra_postargs=link_args + ldflags)
         return True
     except Exception:  # any compiler or linker failure means: not available
         return False

@@ -14,6 +14,9 @@ from fastxent import _config
 compiled_only = pytest.mark.skipif(
     _config._compiled is None, reason="the compiled extension is not built"
 )
+openmp_only = pytest.mark.skipif(
+    _config.config()["openmp"] == "none", reason="serial build: no OpenMP runtime"
+)
 
 
 def run_python(code, **env):
@@ -149,7 +152,7 @@ def test_context_manager_is_per_python_thread():
     assert seen["other"] == outside
 
 
-@compiled_only
+@openmp_only
 @pytest.mark.parametrize(
     "env, expected",
     [
@@ -164,7 +167,7 @@ def test_thread_defaults_from_environment(env, expected):
     assert r.stdout.strip() == expected
 
 
-@compiled_only
+@openmp_only
 def test_default_threads_are_the_cpus_this_process_may_use():
     r = run_python(
         "import fastxent; print(fastxent.get_num_threads())",
@@ -174,12 +177,9 @@ def test_default_threads_are_the_cpus_this_process_may_use():
     assert int(r.stdout) == len(os.sched_getaffinity(0))
 
 
-@compiled_only
+@openmp_only
 def test_threadpoolctl_sees_and_limits_the_openmp_runtime():
     threadpoolctl = pytest.importorskip("threadpoolctl")
-    info = _config.config()
-    if info["openmp"] == "none":
-        pytest.skip("serial build: no OpenMP runtime to see")
     library = _config._compiled.build_info()["openmp_library"]
     listed = [p["filepath"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "openmp"]
     assert any(os.path.realpath(p) == os.path.realpath(library) for p in listed), (library, listed)
