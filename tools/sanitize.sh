@@ -24,6 +24,7 @@ export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 export PYTHONPATH=src
 python -c "import fastxent; fastxent.show_config()"
 status=0
-python -m pytest tests -q -p no:cacheprovider "$@" || status=$?
+# --capture=sys: a sanitizer's report, written to file descriptor 2, shows.
+python -m pytest tests -q -p no:cacheprovider --capture=sys "$@" || status=$?
 rm -rf build src/fastxent/_kernels.c src/fastxent/_kernels*.so
 exit $status

@@ -85,6 +85,17 @@ def check_base(base):
     return np.log(base)
 
 
+def kernel_array(arr, dtype):
+    """arr as the kernels need it: C-contiguous, aligned, of dtype (a copy
+    only where arr is not already so)."""
+    return np.require(arr, dtype, ("C_CONTIGUOUS", "ALIGNED"))
+
+
+def kernel_writable(out):
+    """Whether the kernels can write straight into out."""
+    return out.flags.c_contiguous and out.flags.aligned
+
+
 def position(flat_index, shape):
     """The multi-index, as a tuple of ints, of a flat C-order index into shape."""
     return tuple(int(i) for i in np.unravel_index(flat_index, shape)) if shape else ()
@@ -161,7 +172,7 @@ class Rows:
 def classes_last(arr, axis, dtype):
     """(rows, classes) C-contiguous array of `dtype`, and whether it is a copy."""
     moved = np.moveaxis(arr, axis, -1)
-    flat = np.ascontiguousarray(moved, dtype=dtype).reshape(-1, moved.shape[-1])
+    flat = kernel_array(moved, dtype).reshape(-1, moved.shape[-1])
     return flat, not np.may_share_memory(flat, arr)
 
 
@@ -187,7 +198,7 @@ def prepare_rows(x, axis, name, *, want_result=False, out=None, others=None, emp
         # Write straight into out when its memory has the kernel's layout (with
         # out=x that is x's own memory: kernels read each element of a row
         # before they write it).
-        result_is_out = axis == x_in.ndim - 1 and out.flags.c_contiguous
+        result_is_out = axis == x_in.ndim - 1 and kernel_writable(out)
         if result_is_out:
             result = out.reshape(flat.shape)
     if want_result and result is None:
@@ -258,7 +269,7 @@ def _index_target(target_in, batch_shape, n_classes, axis, shape):
             f"target: class label {target_in.reshape(-1)[row]} at position "
             f"{position(row, batch_shape)} is outside [0, {n_classes})"
         )
-    return np.ascontiguousarray(target_in, dtype=np.int64).reshape(-1)
+    return kernel_array(target_in, np.int64).reshape(-1)
 
 
 def prepare_classes(scores, target, weight, ignore_index, reduction, label_smoothing, axis,
@@ -302,7 +313,7 @@ def prepare_classes(scores, target, weight, ignore_index, reduction, label_smoot
                 f"weight: expected one weight per class, shape ({n_classes},), "
                 f"got {weight_in.shape}"
             )
-        flat_weight = np.ascontiguousarray(weight_in, dtype=rows.dtype)
+        flat_weight = kernel_array(weight_in, rows.dtype)
     return ClassProblem(
         **vars(rows), target=flat_target, is_index=is_index, weight=flat_weight,
         ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction,
@@ -346,7 +357,7 @@ class BinaryProblem:
 
 def _flat2d(arr, dtype):
     """C-contiguous (rows, last axis) of arr; a 0-d array is one row of one."""
-    flat = np.ascontiguousarray(arr, dtype=dtype)
+    flat = kernel_array(arr, dtype)
     return flat.reshape(-1, flat.shape[-1] if flat.ndim else 1), not np.may_share_memory(flat, arr)
 
 
@@ -366,8 +377,8 @@ def _broadcast_weight(weight, name, shape, dtype):
         raise ValueError(f"{name}: shape {w.shape} would broadcast the input's {shape} to more")
     cols = shape[-1] if shape else 1
     if all(n == 1 for n in w.shape[:-1]):
-        return np.ascontiguousarray(np.broadcast_to(w.reshape(w.shape[-1:]), (cols,)),
-                                    dtype=dtype).reshape(1, cols)
+        return kernel_array(np.broadcast_to(w.reshape(w.shape[-1:]), (cols,)),
+                            dtype).reshape(1, cols)
     return _flat2d(np.broadcast_to(w, shape), dtype)[0]
 
 
@@ -389,7 +400,7 @@ def prepare_binary(x, target, weight, pos_weight, reduction, *, want_grad, out, 
             raise TypeError("out: this function does not take out=")
         check_out(out, x_in, dtype,
                   {name: x_in, "target": target, "weight": weight, "pos_weight": pos_weight})
-        grad_is_out = out.flags.c_contiguous
+        grad_is_out = kernel_writable(out)
         if grad_is_out:
             grad = out.reshape(flat_x.shape)
     if want_grad and grad is None:
