@@ -20,11 +20,9 @@ REDUCTIONS = ("none", "sum", "mean")
 def result_dtype(arr, name):
     """The float dtype computations on `arr` run in (API.md's dtype rules)."""
     dt = arr.dtype
-    if dt == np.float32 or dt == np.float64:
-        return dt
-    if dt == np.float16:
+    if dt.kind == "f" and dt.itemsize <= 4:  # float16 and float32, either byte order
         return np.dtype(np.float32)
-    if dt.kind == "f" or dt.kind in "iu":
+    if dt.kind in "fiu":
         return np.dtype(np.float64)
     raise TypeError(f"{name}: expected an array of real numbers, got dtype {dt}")
 
