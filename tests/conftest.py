@@ -45,9 +45,11 @@ def backend(request):
 
 @pytest.fixture(scope="session")
 def torch():
-    return pytest.importorskip(
+    torch = pytest.importorskip(
         "torch", reason="PyTorch is not installed: comparisons with torch.nn.functional skipped"
     )
+    torch.set_num_threads(1)  # the references are small: threads would only add overhead
+    return torch
 
 
 def pytest_collection_modifyitems(items):

@@ -142,14 +142,17 @@ def test_bad_thread_counts_are_rejected(bad):
 def test_context_manager_is_per_python_thread():
     import threading
 
-    seen = {}
-    outside = fastxent.get_num_threads()
-    with fastxent.num_threads(outside + 1):
-        t = threading.Thread(target=lambda: seen.setdefault("other", fastxent.get_num_threads()))
+    def seen_by_another_thread():
+        seen = []
+        t = threading.Thread(target=lambda: seen.append(fastxent.get_num_threads()))
         t.start()
         t.join()
-        assert fastxent.get_num_threads() == outside + 1
-    assert seen["other"] == outside
+        return seen[0]
+
+    before = seen_by_another_thread()
+    with fastxent.num_threads(before + 1):
+        assert fastxent.get_num_threads() == before + 1
+        assert seen_by_another_thread() == before
 
 
 @openmp_only

@@ -9,6 +9,7 @@ import numpy as np
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t
+from libc.float cimport DBL_MIN
 from libc.math cimport INFINITY, NAN, exp, fabs, isnan, log, log1p
 from libc.string cimport memset
 
@@ -143,14 +144,20 @@ def xent_index(const floating[:, ::1] x, const int64_t[::1] target, floating[:, 
         w_total = 0.0
         for i in range(n_classes):
             w_total += wp[i]
-    if mean:
-        # The mean divides by the total weight of the counted rows; the gradient
-        # needs it before the main pass. Bad labels are reported by that pass.
+    if mean or <const void *>gp == <const void *>xp:
+        # A pass over the targets alone (N reads against the main pass's N x C):
+        # the mean's gradient needs the total weight of the counted rows before
+        # the main pass, and a gradient written over the logits must not start
+        # before every label is known to be good. Otherwise the main pass finds
+        # bad labels on its way.
         for i in range(n_rows):
             y = tp[i]
-            if y != ignore_index and 0 <= y < n_classes:
-                denom += wp[y] if wp != NULL else 1.0
-        scale = 1.0 / denom
+            if y == ignore_index:
+                continue
+            if y < 0 or y >= n_classes:
+                return 0.0, 0.0, i
+            denom += wp[y] if wp != NULL else 1.0
+        scale = 1.0 / denom if mean else 1.0
     with nogil:
         for b in prange(n_blocks, schedule="static", num_threads=n_threads):
             _index_rows(xp, tp, gp, wp, w_total, b * per_block, min(n_rows, (b + 1) * per_block),
@@ -263,11 +270,19 @@ cdef inline double _entr(double p) noexcept nogil:
 
 
 cdef inline double _rel_entr(double p, double q) noexcept nogil:
-    """scipy.special.rel_entr: p log(p / q), 0 where p = 0 <= q, inf otherwise."""
+    """scipy.special.rel_entr: p log(p / q), 0 where p = 0 <= q, inf otherwise;
+    computed as SciPy does, by the size of p / q, so that no needless
+    overflow or cancellation creeps in."""
+    cdef double ratio
     if isnan(p) or isnan(q):
         return NAN
     if p > 0 and q > 0:
-        return p * log(p / q)
+        ratio = p / q
+        if 0.5 < ratio < 2:
+            return p * log1p((p - q) / q)
+        if DBL_MIN < ratio < INFINITY:
+            return p * log(ratio)
+        return p * (log(p) - log(q))
     if p == 0 and q >= 0:
         return 0.0
     return INFINITY
@@ -297,13 +312,14 @@ def entropy_rows(const floating[:, ::1] p, const floating[:, ::1] q, floating[::
 cdef inline double _bce_logits_element(double x, double t, double w, double pw, double scale,
                                        floating *g) noexcept nogil:
     """PyTorch's stable binary cross-entropy with logits:
-    w ((1 - t) x + l (log1p(exp(-|x|)) + max(-x, 0))), l = 1 + (pw - 1) t."""
+    w ((1 - t) x + l (log1p(exp(-|x|)) + max(-x, 0))), l = 1 + (pw - 1) t,
+    and its gradient w (l sigmoid(x) - pw t), exact where sigmoid(x) is tiny."""
     cdef double l = 1.0 + (pw - 1.0) * t
     cdef double e = exp(-fabs(x))
-    cdef double sigmoid_neg_x
+    cdef double sigmoid_x
     if g != NULL:
-        sigmoid_neg_x = e / (1.0 + e) if x >= 0 else 1.0 / (1.0 + e)
-        g[0] = <floating>(scale * w * ((1.0 - t) - l * sigmoid_neg_x))
+        sigmoid_x = 1.0 / (1.0 + e) if x >= 0 else e / (1.0 + e)
+        g[0] = <floating>(scale * w * (l * sigmoid_x - pw * t))
     return w * ((1.0 - t) * x + l * (log1p(e) + (-x if x < 0 else 0.0)))
 
 

@@ -31,15 +31,15 @@ def xent_index(x, target, grad, weight, ignore_index, label_smoothing, mean, row
     w_y = np.where(counted, w[labels], 0.0)
     w_total = w.sum()
     if log_probs:
-        return _nll(x, labels, rows, w_y, grad, mean, row_loss)
+        return _nll(x, labels, rows, counted, w_y, grad, mean, row_loss)
 
     shifted, exps, sums = _shifted_exps(x)
     log_sums = np.log(sums[:, 0])
     # -log p_c = log_sums - shifted_c
     loss = (1 - eps) * w_y * (log_sums - shifted[rows, labels])
     if eps:
-        smooth = w_total * log_sums - shifted @ w.astype(x.dtype)
-        loss += np.where(counted, eps / n_classes * smooth, 0.0)
+        loss += eps / n_classes * (w_total * log_sums - shifted @ w.astype(x.dtype))
+    loss = np.where(counted, loss, 0.0)  # ignored rows count 0, even NaN ones
     denom = w_y.sum() if mean else 0.0
 
     if grad is not None:
@@ -78,14 +78,14 @@ def xent_prob(x, target, grad, weight, label_smoothing, mean, row_loss, n_thread
     return float(loss.sum()), float(n_rows)
 
 
-def _nll(x, labels, rows, w_y, grad, mean, row_loss):
-    loss = -w_y * x[rows, labels]
+def _nll(x, labels, rows, counted, w_y, grad, mean, row_loss):
+    loss = np.where(counted, -w_y * x[rows, labels], 0.0)  # ignored rows count 0, even NaN ones
     denom = w_y.sum() if mean else 0.0
     if grad is not None:
+        grad[...] = 0
         with np.errstate(divide="ignore", invalid="ignore"):
             scale = 1.0 / np.float64(denom) if mean else 1.0
-        grad[...] = 0
-        grad[rows, labels] = -w_y * scale
+            grad[rows, labels] = np.where(counted, -w_y * scale, 0.0)
     if row_loss is not None:
         row_loss[...] = loss
     return float(loss.sum()), float(denom), -1
@@ -117,6 +117,9 @@ def logsumexp_rows(x, out, n_threads=1):
     """log(sum(exp(row))) of each row."""
     if x.shape[0] == 0:
         return
+    if x.shape[1] == 0:
+        out[...] = -np.inf  # the log of an empty sum
+        return
     m = _finite_max(x)
     with np.errstate(divide="ignore"):
         out[...] = np.log(np.exp(x - m).sum(axis=1, dtype=np.float64)) + m[:, 0]
@@ -125,15 +128,22 @@ def logsumexp_rows(x, out, n_threads=1):
 def entropy_rows(p, q, out, n_threads=1):
     """Row sums of entr(p), or of rel_entr(p, q) when q is given, into out."""
     p64 = p.astype(np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         if q is None:
             terms = np.where(p64 > 0, -p64 * np.log(np.where(p64 > 0, p64, 1)),
                              np.where(p64 == 0, 0.0, -np.inf))
         else:
             q64 = q.astype(np.float64)
             both = (p64 > 0) & (q64 > 0)
-            terms = np.where(both, p64 * np.log(np.where(both, p64 / q64, 1)),
-                             np.where((p64 == 0) & (q64 >= 0), 0.0, np.inf))
+            p_, q_ = np.where(both, p64, 1.0), np.where(both, q64, 1.0)
+            ratio = p_ / q_
+            # scipy.special.rel_entr's three ways, by the size of p / q.
+            near_one = (ratio > 0.5) & (ratio < 2)
+            normal = (ratio > np.finfo(np.float64).tiny) & np.isfinite(ratio)
+            per_term = np.where(near_one, p_ * np.log1p((p_ - q_) / q_),
+                                np.where(normal, p_ * np.log(ratio),
+                                         p_ * (np.log(p_) - np.log(q_))))
+            terms = np.where(both, per_term, np.where((p64 == 0) & (q64 >= 0), 0.0, np.inf))
             terms[np.isnan(q64)] = np.nan
         terms[np.isnan(p64)] = np.nan
     out[...] = terms.sum(axis=1)
@@ -152,8 +162,9 @@ def binary_xent(x, target, weight, pos_weight, grad, mean, elem_loss, from_logit
         e = np.exp(-np.abs(x))
         loss = w * ((1 - target) * x + log_weight * (np.log1p(e) + np.maximum(-x, 0)))
         if grad is not None:
-            sigmoid_neg_x = np.where(x >= 0, e / (1 + e), 1 / (1 + e))
-            grad[...] = scale * w * ((1 - target) - log_weight * sigmoid_neg_x)
+            sigmoid_x = np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+            pos = target if pos_weight is None else pos_weight * target
+            grad[...] = scale * w * (log_weight * sigmoid_x - pos)
     else:
         outside = (x < 0) | (x > 1)
         if outside.any():

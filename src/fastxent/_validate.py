@@ -65,9 +65,13 @@ def check_label_smoothing(value):
 
 def check_ignore_index(value):
     try:
-        return _as_index(value)
+        value = _as_index(value)
     except TypeError:
         raise TypeError(f"ignore_index: expected an integer, got {value!r}") from None
+    info = np.iinfo(np.int64)
+    if not info.min <= value <= info.max:
+        raise ValueError(f"ignore_index: {value} is outside the 64-bit integer range of labels")
+    return value
 
 
 def check_base(base):
@@ -170,7 +174,8 @@ class Rows:
 def classes_last(arr, axis, dtype):
     """(rows, classes) C-contiguous array of `dtype`, and whether it is a copy."""
     moved = np.moveaxis(arr, axis, -1)
-    flat = kernel_array(moved, dtype).reshape(-1, moved.shape[-1])
+    rows = int(np.prod(moved.shape[:-1]))  # explicit: reshape(-1, 0) is ambiguous
+    flat = kernel_array(moved, dtype).reshape(rows, moved.shape[-1])
     return flat, not np.may_share_memory(flat, arr)
 
 
@@ -356,7 +361,9 @@ class BinaryProblem:
 def _flat2d(arr, dtype):
     """C-contiguous (rows, last axis) of arr; a 0-d array is one row of one."""
     flat = kernel_array(arr, dtype)
-    return flat.reshape(-1, flat.shape[-1] if flat.ndim else 1), not np.may_share_memory(flat, arr)
+    cols = flat.shape[-1] if flat.ndim else 1
+    rows = int(np.prod(flat.shape[:-1])) if flat.ndim else 1
+    return flat.reshape(rows, cols), not np.may_share_memory(flat, arr)
 
 
 def _broadcast_weight(weight, name, shape, dtype):

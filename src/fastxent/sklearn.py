@@ -1,0 +1,204 @@
+"""A drop-in twin of ``sklearn.metrics.log_loss`` (scikit-learn 1.9), computed
+with fastxent. scikit-learn itself is not needed.
+
+What scikit-learn does and ``log_loss`` does too:
+
+* Classes are the sorted distinct values of ``y_true`` (any comparable labels:
+  numbers, strings, booleans), or of ``labels=``; the columns of ``y_pred``
+  follow that order. ``y_true`` may also be a 2-D 0/1 label indicator matrix
+  (one-hot or multilabel), whose columns are the classes.
+* A 1-D ``y_pred`` (or one column) is the probability of the second class.
+* Probabilities are clipped to ``[eps, 1 - eps]``, eps the machine epsilon of
+  ``y_pred``'s dtype (float64, float32 or float16; other dtypes are converted
+  to float64).
+* Rows of ``y_pred`` that do not sum to 1 give a UserWarning (not an error),
+  as do ``labels`` not in sorted order.
+* The result is the mean over samples (weighted by ``sample_weight``), or the
+  sum with ``normalize=False``, as a Python float.
+
+It raises ValueError where scikit-learn does: probabilities outside [0, 1]
+or not finite, inconsistent numbers of samples, a single class without
+``labels=`` (or fewer than two ``labels``), labels of ``y_true`` missing from
+``labels``, a number of classes unlike ``y_pred``'s, non-integral float
+labels, bad sample weights. As NumPy (and so scikit-learn), weights that sum
+to zero raise ZeroDivisionError for the mean.
+"""
+
+import warnings
+
+import numpy as np
+
+from ._probs import nll_loss
+from ._validate import as_array
+
+__all__ = ["log_loss"]
+
+_PROBABILITY_DTYPES = (np.float64, np.float32, np.float16)
+
+
+def log_loss(y_true, y_pred, *, normalize=True, sample_weight=None, labels=None):
+    """Log loss (cross-entropy) of predicted probabilities, as
+    sklearn.metrics.log_loss.
+
+    y_true: class labels (n_samples,), or a 0/1 label indicator matrix
+    (n_samples, n_classes). y_pred: probabilities (n_samples, n_classes), or
+    (n_samples,) of the positive (second) class. normalize: the mean per
+    sample if True, else the sum. sample_weight: (n_samples,). labels: all
+    the classes, when y_true does not show each of them.
+    """
+    if not isinstance(normalize, (bool, np.bool_)):
+        raise TypeError(f"normalize: expected a bool, got {normalize!r}")
+    probs = _probabilities(y_pred)
+    target = _label_array(y_true, "y_true")
+    weight = None if sample_weight is None else _sample_weight(sample_weight)
+    counts = [len(probs), len(target)] + ([] if weight is None else [len(weight)])
+    if len(set(counts)) > 1:
+        names = "y_pred, y_true" + ("" if weight is None else ", sample_weight")
+        raise ValueError(f"{names}: inconsistent numbers of samples: {counts}")
+
+    classes, target = _encode(target, labels)
+    if probs.ndim == 1:
+        probs = probs[:, None]
+    if probs.shape[1] == 1:  # the probability of the second class
+        probs = np.concatenate([1 - probs, probs], axis=1)
+    eps = np.finfo(probs.dtype).eps
+    sums = probs.sum(axis=1)
+    if not np.allclose(sums, 1, rtol=np.sqrt(eps), atol=1e-8):
+        warnings.warn("y_pred: some rows do not sum to one; make sure to pass probabilities",
+                      UserWarning, stacklevel=2)
+    if len(classes) != probs.shape[1]:
+        raise ValueError(
+            f"y_pred: has {probs.shape[1]} classes (columns) but "
+            + ("labels" if labels is not None else "y_true") + f" has {len(classes)}: "
+            f"{classes.tolist()}" + ("; pass all the classes as labels=" if labels is None else ""))
+
+    # Clipped at the epsilon of y_pred's dtype, as scikit-learn; float16 then
+    # computes in float32 (fastxent's dtype rule, and a more accurate log).
+    clipped = np.clip(probs, eps, 1 - eps)
+    log_p = np.log(clipped.astype(np.float32) if clipped.dtype == np.float16 else clipped)
+    if target.ndim == 2:
+        # A multilabel row counts the log-probability of each of its classes.
+        loss = -np.sum(log_p, axis=1, where=target)
+    else:
+        loss = nll_loss(log_p, target, reduction="none")
+    return _average(loss, weight, normalize)
+
+
+def _probabilities(y_pred):
+    """y_pred as a finite 1-D or 2-D float array of values in [0, 1]."""
+    probs = as_array(y_pred, "y_pred")
+    if probs.dtype.kind not in "biuf":
+        raise TypeError(f"y_pred: expected probabilities, got dtype {probs.dtype}")
+    if probs.dtype not in _PROBABILITY_DTYPES:
+        probs = probs.astype(np.float64)
+    if probs.ndim not in (1, 2):
+        raise ValueError(f"y_pred: expected 1 or 2 dimensions, got shape {probs.shape}")
+    if probs.size == 0:
+        raise ValueError(f"y_pred: expected at least one sample, got shape {probs.shape}")
+    if not np.isfinite(probs).all():
+        raise ValueError("y_pred: contains NaN or infinity")
+    if probs.max() > 1:
+        raise ValueError(f"y_pred: contains values greater than 1: {probs.max()}")
+    if probs.min() < 0:
+        raise ValueError(f"y_pred: contains values lower than 0: {probs.min()}")
+    return probs
+
+
+def _label_array(values, name):
+    """values as an array; a list that mixes strings and other labels is refused
+    (NumPy would quietly turn the numbers into strings)."""
+    arr = as_array(values, name)
+    if arr.ndim == 0:
+        raise ValueError(f"{name}: expected an array of labels, got {values!r}")
+    if arr.dtype.kind in "US" and not isinstance(values, np.ndarray):
+        if not all(isinstance(v, (str, bytes)) for v in np.ravel(np.asarray(values, object))):
+            raise ValueError(f"{name}: mixes strings and other labels")
+    return arr
+
+
+def _encode(target, labels):
+    """(classes, target): target as class indices (n_samples,) or, for a label
+    indicator matrix, a bool matrix (n_samples, n_classes)."""
+    if target.ndim == 2 and target.shape[1] > 1:
+        if labels is not None:
+            raise ValueError("labels: cannot be used with a label indicator matrix y_true")
+        if target.dtype.kind not in "biuf" or not np.isin(target, (0, 1)).all():
+            raise ValueError(
+                "y_true: a 2-D y_true must be a label indicator matrix of 0s and 1s "
+                "(multioutput targets are not supported)")
+        return np.arange(target.shape[1]), target.astype(bool)
+    if target.ndim != 1:
+        raise ValueError("y_true: expected 1-D labels or a 2-D label indicator matrix, "
+                         f"got shape {target.shape}")
+    _check_labels(target, "y_true")
+    if labels is None:
+        classes, indices = _unique(target, "y_true", return_inverse=True)
+        if len(classes) < 2:
+            raise ValueError(
+                f"y_true: contains only one label ({classes[0]}); pass all the expected "
+                "classes as labels=")
+        return classes, indices
+
+    given = _label_array(labels, "labels")
+    if given.ndim != 1:
+        raise ValueError(f"labels: expected a 1-D array, got shape {given.shape}")
+    _check_labels(given, "labels")
+    classes = _unique(given, "labels")
+    if classes.shape != given.shape or not np.all(classes == given):
+        warnings.warn(
+            f"labels: {given.tolist()} are not sorted, but the columns of y_pred are taken to "
+            f"be the sorted classes {classes.tolist()}", UserWarning, stacklevel=3)
+    unknown = ~np.isin(target, classes)
+    if unknown.any():
+        raise ValueError(
+            f"y_true: contains values {sorted(set(target[unknown].tolist()), key=str)} "
+            f"not among labels {given.tolist()}")
+    if len(classes) < 2:
+        raise ValueError(f"labels: must contain at least two classes, got {classes.tolist()}")
+    return classes, np.searchsorted(classes, target)
+
+
+def _check_labels(values, name):
+    """Float labels must be whole numbers, as for scikit-learn."""
+    if values.dtype.kind == "f":
+        if np.isnan(values).any():
+            raise ValueError(f"{name}: contains NaN")
+        if not np.all(values == np.round(values)):
+            raise ValueError(
+                f"{name}: continuous values are not class labels "
+                f"(e.g. {values[values != np.round(values)][0]})")
+    elif values.dtype.kind not in "biuUSO":
+        raise TypeError(f"{name}: expected class labels, got dtype {values.dtype}")
+
+
+def _unique(values, name, **kwargs):
+    try:
+        return np.unique(values, **kwargs)
+    except TypeError:  # objects that cannot be sorted together
+        raise ValueError(f"{name}: labels of mixed or unsortable types") from None
+
+
+def _sample_weight(sample_weight):
+    weight = as_array(sample_weight, "sample_weight")
+    if weight.dtype.kind not in "biuf":
+        raise TypeError(f"sample_weight: expected real numbers, got dtype {weight.dtype}")
+    if weight.ndim != 1:
+        raise ValueError(f"sample_weight: expected a 1-D array, got shape {weight.shape}")
+    if not np.isfinite(weight).all():
+        raise ValueError("sample_weight: contains NaN or infinity")
+    if not weight.any():
+        raise ValueError("sample_weight: must contain at least one non-zero number")
+    return weight.astype(np.float64)
+
+
+def _average(loss, weight, normalize):
+    """The (weighted) mean or sum of the per-sample losses, accumulated in float64."""
+    loss = loss.astype(np.float64)
+    if weight is None:
+        return float(loss.mean() if normalize else loss.sum())
+    if not normalize:
+        return float(loss @ weight)
+    total = weight.sum()
+    if total == 0:
+        raise ZeroDivisionError("sample_weight: the weights sum to zero: no weighted mean")
+    return float(loss @ weight / total)

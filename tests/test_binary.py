@@ -1,0 +1,753 @@
+"""binary_cross_entropy_with_logits and binary_cross_entropy (and their
+_with_grad companions) against independent references: torch.nn.functional
+and its autograd (float64), formulas written with scipy.special (expit,
+logaddexp), analytic values and central finite differences. Every test runs on
+both backends (the `backend` fixture of conftest)."""
+
+import contextlib
+
+import numpy as np
+import pytest
+from scipy.special import expit
+
+import fastxent
+from fastxent import reference
+
+from conftest import Snapshot, check_loss_type
+
+DTYPES = [pytest.param(np.float32, id="f32"), pytest.param(np.float64, id="f64")]
+REDUCTIONS = ("none", "sum", "mean")
+RTOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
+
+BCE_LOGITS = (fastxent.binary_cross_entropy_with_logits,
+              fastxent.binary_cross_entropy_with_logits_with_grad)
+BCE_PROBS = (fastxent.binary_cross_entropy, fastxent.binary_cross_entropy_with_grad)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def close(actual, expected, dtype, *, rtol=None, scale=None, err_msg=""):
+    """actual (of dtype) against a float64 reference: relative tolerance of the
+    dtype, and an absolute one of rtol times `scale` (default: the reference's
+    largest finite magnitude), for elements that are differences of terms that
+    large. NaN must match NaN, infinities must match exactly."""
+    rtol = RTOL[np.dtype(dtype)] if rtol is None else rtol
+    expected = np.asarray(expected, dtype=np.float64)
+    if scale is None:
+        finite = np.abs(expected[np.isfinite(expected)])
+        scale = finite.max() if finite.size else 1.0
+    np.testing.assert_allclose(np.asarray(actual, dtype=np.float64), expected, rtol=rtol,
+                               atol=rtol * max(scale, 1e-300), equal_nan=True, err_msg=err_msg)
+
+
+@contextlib.contextmanager
+def torch_single_thread(torch):
+    """torch's reference computations on one thread (tiny tensors: a thread pool
+    only costs time, a lot of it on a loaded machine)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def as_tensor(torch, a):
+    return None if a is None else torch.tensor(np.asarray(a, dtype=np.float64))
+
+
+def torch_bce_logits(torch, x, t, *, weight=None, pos_weight=None, reduction="mean"):
+    """(loss, grad) of torch's binary_cross_entropy_with_logits in float64
+    (grad of loss.sum() for reduction="none")."""
+    with torch_single_thread(torch):
+        xt = torch.tensor(np.asarray(x, dtype=np.float64), requires_grad=True)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(
+            xt, as_tensor(torch, t), weight=as_tensor(torch, weight),
+            pos_weight=as_tensor(torch, pos_weight), reduction=reduction)
+        (loss.sum() if reduction == "none" else loss).backward()
+        return loss.detach().numpy(), xt.grad.numpy()
+
+
+def torch_bce(torch, p, t, *, weight=None, reduction="mean"):
+    with torch_single_thread(torch):
+        pt = torch.tensor(np.asarray(p, dtype=np.float64), requires_grad=True)
+        loss = torch.nn.functional.binary_cross_entropy(
+            pt, as_tensor(torch, t), weight=as_tensor(torch, weight), reduction=reduction)
+        (loss.sum() if reduction == "none" else loss).backward()
+        return loss.detach().numpy(), pt.grad.numpy()
+
+
+def reduce(values, reduction):
+    if reduction == "none":
+        return values
+    return values.sum() if reduction == "sum" else values.mean()
+
+
+def scipy_bce_logits(x, t, weight=None, pos_weight=None, reduction="mean"):
+    """float64 reference from -[pw t log sigmoid(x) + (1 - t) log(1 - sigmoid(x))]
+    with log sigmoid(x) = -logaddexp(0, -x) and the gradient
+    w [(1 - t) sigmoid(x) - pw t sigmoid(-x)], sigmoid = scipy's expit."""
+    x = np.asarray(x, dtype=np.float64)
+    t = np.asarray(t, dtype=np.float64)
+    w = np.ones_like(x) if weight is None else np.broadcast_to(np.asarray(weight, float), x.shape)
+    pw = 1.0 if pos_weight is None else np.asarray(pos_weight, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        # a zero coefficient times an infinite log term counts as 0 here
+        pos = np.where(pw * t == 0, 0.0, pw * t * np.logaddexp(0.0, -x))
+        neg = np.where(1 - t == 0, 0.0, (1 - t) * np.logaddexp(0.0, x))
+    loss = w * (pos + neg)
+    grad = w * ((1 - t) * expit(x) - pw * t * expit(-x))
+    if reduction == "mean":
+        grad = grad / max(x.size, 1)
+    return reduce(loss, reduction), grad
+
+
+def torch_formula_bce(p, t, weight=None, reduction="mean"):
+    """float64 reference written from PyTorch's documented formula: log terms
+    clamped at -100, gradient (p - t) / max(p (1 - p), 1e-12)."""
+    p = np.asarray(p, dtype=np.float64)
+    t = np.asarray(t, dtype=np.float64)
+    w = np.ones_like(p) if weight is None else np.broadcast_to(np.asarray(weight, float), p.shape)
+    with np.errstate(divide="ignore"):
+        log_p = np.maximum(np.log(p), -100.0)
+        log_q = np.maximum(np.log1p(-p), -100.0)
+    loss = -w * (t * log_p + (1 - t) * log_q)
+    grad = w * (p - t) / np.maximum(p * (1 - p), 1e-12)
+    if reduction == "mean":
+        grad = grad / max(p.size, 1)
+    return reduce(loss, reduction), grad
+
+
+def central_difference(f, x, h=1e-6):
+    """d f / d x by central differences, element by element (float64)."""
+    x = np.array(x, dtype=np.float64)
+    grad = np.empty_like(x)
+    flat, gflat = x.reshape(-1), grad.reshape(-1)
+    for i in range(flat.size):
+        orig = flat[i]
+        step = h * max(1.0, abs(orig))
+        flat[i] = orig + step
+        up = float(f(x))
+        flat[i] = orig - step
+        down = float(f(x))
+        flat[i] = orig
+        gflat[i] = (up - down) / (2 * step)
+    return grad
+
+
+def make_weight(rng, kind, shape, dtype):
+    """A weight of the given broadcasting kind for inputs of `shape` (N, C)."""
+    if kind is None:
+        return None
+    if kind == "scalar":
+        return np.asarray(rng.uniform(0.5, 2.0), dtype=dtype)
+    if kind == "float":
+        return 0.75
+    if kind == "class":
+        return rng.uniform(0.25, 2.0, shape[-1]).astype(dtype)
+    if kind == "row":
+        return rng.uniform(0.25, 2.0, shape[:-1] + (1,)).astype(dtype)
+    if kind == "full":
+        return rng.uniform(0.25, 2.0, shape).astype(dtype)
+    raise AssertionError(kind)
+
+
+def soft_and_hard_targets(rng, shape, dtype):
+    """Targets in [0, 1]: a mix of soft values and exact 0s and 1s."""
+    t = rng.random(shape)
+    pick = rng.random(shape)
+    t = np.where(pick < 0.25, 0.0, np.where(pick > 0.75, 1.0, t))
+    return np.asarray(t, dtype=dtype)
+
+
+def check_result_types(loss, grad, reduction, shape, dtype):
+    check_loss_type(loss, reduction, shape, dtype)
+    if grad is not None:
+        assert isinstance(grad, np.ndarray)
+        assert grad.shape == tuple(shape) and grad.dtype == np.dtype(dtype)
+
+
+def run_logits(x, t, **options):
+    """Both logits functions; checks they agree and leave their inputs alone."""
+    snap = Snapshot(x, t, options.get("weight"), options.get("pos_weight"))
+    loss = fastxent.binary_cross_entropy_with_logits(x, t, **options)
+    snap.assert_unchanged()
+    loss2, grad = fastxent.binary_cross_entropy_with_logits_with_grad(x, t, **options)
+    snap.assert_unchanged()
+    np.testing.assert_array_equal(loss, loss2)
+    return loss, grad
+
+
+def run_probs(p, t, **options):
+    snap = Snapshot(p, t, options.get("weight"))
+    loss = fastxent.binary_cross_entropy(p, t, **options)
+    snap.assert_unchanged()
+    loss2, grad = fastxent.binary_cross_entropy_with_grad(p, t, **options)
+    snap.assert_unchanged()
+    np.testing.assert_array_equal(loss, loss2)
+    return loss, grad
+
+
+# =========================================================================== with logits
+
+WEIGHT_KINDS = [None, "scalar", "float", "class", "row", "full"]
+# (weight, pos_weight) broadcasting kinds: each kind of either at least once
+WEIGHT_PAIRS = [
+    pytest.param(None, None, id="w_none-pw_none"),
+    pytest.param("scalar", "class", id="w_scalar-pw_class"),
+    pytest.param("float", "row", id="w_float-pw_row"),
+    pytest.param("class", None, id="w_class-pw_none"),
+    pytest.param("row", "scalar", id="w_row-pw_scalar"),
+    pytest.param("full", "class", id="w_full-pw_class"),
+    pytest.param(None, "full", id="w_none-pw_full"),
+    pytest.param("class", "float", id="w_class-pw_float"),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("weight_kind, pos_weight_kind", WEIGHT_PAIRS)
+def test_logits_weights_broadcast_as_torch(torch, backend, rng, dtype, weight_kind,
+                                           pos_weight_kind):
+    shape = (6, 5)
+    x = (rng.standard_normal(shape) * 4).astype(dtype)
+    t = soft_and_hard_targets(rng, shape, dtype)
+    weight = make_weight(rng, weight_kind, shape, dtype)
+    pos_weight = make_weight(rng, pos_weight_kind, shape, dtype)
+    for reduction in REDUCTIONS:
+        loss, grad = run_logits(x, t, weight=weight, pos_weight=pos_weight, reduction=reduction)
+        want_loss, want_grad = torch_bce_logits(torch, x, t, weight=weight,
+                                                pos_weight=pos_weight, reduction=reduction)
+        check_result_types(loss, grad, reduction, shape, dtype)
+        close(loss, want_loss, dtype, err_msg=reduction)
+        close(grad, want_grad, dtype, err_msg=reduction)
+
+
+LOGIT_SHAPES = [
+    pytest.param((), id="0d"),
+    pytest.param((7,), id="1d"),
+    pytest.param((1, 1), id="1x1"),
+    pytest.param((2, 3, 4), id="rank3"),
+    pytest.param((0,), id="empty1d"),
+    pytest.param((0, 4), id="N=0"),
+    pytest.param((3, 0), id="C=0"),
+    pytest.param((70, 600), id="several-blocks"),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", LOGIT_SHAPES)
+def test_logits_shapes_match_torch(torch, backend, rng, dtype, shape):
+    x = (rng.standard_normal(shape) * 3).astype(dtype)
+    t = soft_and_hard_targets(rng, shape, dtype)
+    # a weight along the last axis, and a full-shape pos_weight
+    weight = rng.uniform(0.5, 2.0, shape[-1:]).astype(dtype)
+    pos_weight = rng.uniform(0.5, 3.0, shape).astype(dtype)
+    for reduction in REDUCTIONS:
+        loss, grad = run_logits(x, t, weight=weight, pos_weight=pos_weight, reduction=reduction)
+        want_loss, want_grad = torch_bce_logits(torch, x, t, weight=weight,
+                                                pos_weight=pos_weight, reduction=reduction)
+        check_result_types(loss, grad, reduction, shape, dtype)
+        close(loss, want_loss, dtype, err_msg=reduction)
+        close(grad, want_grad, dtype, err_msg=reduction)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_logits_rank3_per_class_and_batch_weights(torch, backend, rng, dtype, reduction):
+    shape = (3, 4, 5)
+    x = (rng.standard_normal(shape) * 3).astype(dtype)
+    t = soft_and_hard_targets(rng, shape, dtype)
+    for weight_shape, pos_weight_shape in [((4, 5), (5,)), ((3, 1, 1), (4, 1)),
+                                           ((1, 4, 1), (1, 1, 5))]:
+        weight = rng.uniform(0.5, 2, weight_shape).astype(dtype)
+        pos_weight = rng.uniform(0.5, 2, pos_weight_shape).astype(dtype)
+        loss, grad = run_logits(x, t, weight=weight, pos_weight=pos_weight, reduction=reduction)
+        want_loss, want_grad = torch_bce_logits(torch, x, t, weight=weight,
+                                                pos_weight=pos_weight, reduction=reduction)
+        close(loss, want_loss, dtype, err_msg=f"{weight.shape} {pos_weight.shape}")
+        close(grad, want_grad, dtype, err_msg=f"{weight.shape} {pos_weight.shape}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_logits_at_zero_give_log_2(backend, dtype):
+    # sigmoid(0) = 1/2: the loss is log 2 whatever the target; the gradient
+    # sigmoid(0) - t = 1/2 - t.
+    t = np.array([[0.0, 0.25, 0.5], [0.75, 1.0, 1.0]], dtype=dtype)
+    x = np.zeros_like(t)
+    loss, grad = run_logits(x, t, reduction="none")
+    close(loss, np.full(t.shape, np.log(2.0)), dtype)
+    close(grad, 0.5 - t.astype(np.float64), dtype)
+    loss, grad = run_logits(x, t, reduction="mean")
+    close(loss, np.log(2.0), dtype)
+    close(grad, (0.5 - t.astype(np.float64)) / t.size, dtype)
+    loss = fastxent.binary_cross_entropy_with_logits(x, t, reduction="sum")
+    close(loss, t.size * np.log(2.0), dtype)
+    # pos_weight multiplies the positive term: at 0 the loss is (1 + (pw - 1) t) log 2
+    loss = fastxent.binary_cross_entropy_with_logits(x, t, pos_weight=3.0, reduction="none")
+    close(loss, (1 + 2 * t.astype(np.float64)) * np.log(2.0), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("magnitude", [40.0, 800.0, 1e4, 1e30, 1e38])
+def test_logits_extreme_values_are_exact(backend, dtype, magnitude):
+    # Confident and right: loss exactly 0 and gradient exactly 0. Confident and
+    # wrong: loss exactly |x| (x log-odds away), gradient exactly -+1. No
+    # overflow, no NaN, no warnings.
+    m = magnitude
+    x = np.array([m, -m, m, -m], dtype=dtype)
+    t = np.array([1.0, 0.0, 0.0, 1.0], dtype=dtype)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        loss, grad = run_logits(x, t, reduction="none")
+    m32 = float(np.asarray(m, dtype=dtype))
+    if m >= 800:
+        np.testing.assert_array_equal(loss, np.array([0.0, 0.0, m32, m32], dtype=dtype))
+        np.testing.assert_array_equal(grad, np.array([0.0, 0.0, 1.0, -1.0], dtype=dtype))
+    else:  # log1p(exp(-40)) = 4.25e-18: tiny but not 0
+        close(loss, [np.log1p(np.exp(-m))] * 2 + [m + np.log1p(np.exp(-m))] * 2, dtype)
+        close(grad, [-expit(-m), expit(-m), expit(m), -expit(m)], dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_logits_extreme_values_with_soft_targets_and_weights(backend, dtype):
+    big = 1e300 if dtype == np.float64 else 1e37
+    x = np.array([[-big, -1e4, -800.0, -40.0, -1.0, 0.0, 1.0, 40.0, 800.0, 1e4, big]] * 3,
+                 dtype=dtype)
+    t = np.array([[0.0], [0.3], [1.0]], dtype=dtype) * np.ones_like(x)
+    pos_weight = np.array(2.5, dtype=dtype)
+    weight = np.array([[0.5], [1.0], [2.0]], dtype=dtype)
+    for reduction in REDUCTIONS:
+        with np.errstate(over="raise", invalid="raise"):
+            loss, grad = run_logits(x, t, weight=weight, pos_weight=pos_weight,
+                                    reduction=reduction)
+        assert np.all(np.isfinite(loss)) and np.all(np.isfinite(grad))
+        want_loss, want_grad = scipy_bce_logits(x, t, weight, pos_weight, reduction)
+        close(loss, want_loss, dtype)
+        # gradients are within [-w pw, w]: an absolute scale that keeps
+        # 1 - sigmoid(40) = 4e-18 from counting as a relative error
+        close(grad, want_grad, dtype, scale=5.0 / (x.size if reduction == "mean" else 1))
+
+
+def test_logits_match_scipy_formula_on_a_range(backend, rng):
+    x = np.linspace(-60, 60, 241)
+    t = rng.random(x.shape)
+    for reduction in REDUCTIONS:
+        loss, grad = run_logits(x, t, pos_weight=1.7, reduction=reduction)
+        want_loss, want_grad = scipy_bce_logits(x, t, None, 1.7, reduction)
+        close(loss, want_loss, np.float64)
+        close(grad, want_grad, np.float64)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("shape", [(), (2, 1, 3)], ids=str)
+def test_logits_gradient_is_the_finite_difference(backend, rng, reduction, shape):
+    x = rng.standard_normal(shape) * 3
+    t = rng.random(shape)
+    options = dict(weight=rng.uniform(0.5, 2.0, shape[-1:]), reduction=reduction,
+                   pos_weight=rng.uniform(0.5, 3.0, shape))
+
+    def total(z):
+        return np.sum(fastxent.binary_cross_entropy_with_logits(z, t, **options))
+
+    _, grad = fastxent.binary_cross_entropy_with_logits_with_grad(x, t, **options)
+    np.testing.assert_allclose(grad, central_difference(total, x), rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("fn", BCE_LOGITS + BCE_PROBS, ids=lambda f: f.__name__)
+def test_empty_input(backend, dtype, fn):
+    x = np.zeros((0, 4), dtype=dtype)
+    t = np.zeros((0, 4), dtype=dtype)
+    with_grad = fn.__name__.endswith("with_grad")
+
+    def call(reduction):
+        result = fn(x, t, reduction=reduction)
+        loss, grad = result if with_grad else (result, None)
+        check_result_types(loss, grad, reduction, (0, 4), dtype)
+        return loss
+
+    assert np.isnan(call("mean"))
+    assert call("sum") == 0
+    assert call("none").shape == (0, 4)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_zero_dimensional_input(torch, backend, dtype, reduction):
+    x = np.asarray(-1.25, dtype=dtype)
+    t = np.asarray(0.75, dtype=dtype)
+    loss, grad = run_logits(x, t, pos_weight=2.0, reduction=reduction)
+    check_result_types(loss, grad, reduction, (), dtype)
+    want_loss, want_grad = torch_bce_logits(torch, x, t, pos_weight=2.0, reduction=reduction)
+    close(loss, want_loss, dtype)
+    close(grad, want_grad, dtype)
+    p = np.asarray(0.375, dtype=dtype)
+    loss, grad = run_probs(p, t, weight=np.asarray(2.0, dtype=dtype), reduction=reduction)
+    check_result_types(loss, grad, reduction, (), dtype)
+    want_loss, want_grad = torch_bce(torch, p, t, weight=2.0, reduction=reduction)
+    close(loss, want_loss, dtype)
+    close(grad, want_grad, dtype)
+    # Python scalars work too, as float64
+    loss = fastxent.binary_cross_entropy_with_logits(0.0, 1.0, reduction=reduction)
+    assert loss.dtype == np.float64 and loss == pytest.approx(np.log(2.0), rel=1e-15)
+
+
+# =========================================================================== from probabilities
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("weight_kind", WEIGHT_KINDS)
+def test_probs_match_torch(torch, backend, rng, dtype, weight_kind):
+    shape = (6, 5)
+    p = rng.uniform(0.01, 0.99, shape).astype(dtype)
+    t = soft_and_hard_targets(rng, shape, dtype)
+    weight = make_weight(rng, weight_kind, shape, dtype)
+    for reduction in REDUCTIONS:
+        loss, grad = run_probs(p, t, weight=weight, reduction=reduction)
+        want_loss, want_grad = torch_bce(torch, p, t, weight=weight, reduction=reduction)
+        check_result_types(loss, grad, reduction, shape, dtype)
+        close(loss, want_loss, dtype, err_msg=reduction)
+        close(grad, want_grad, dtype, err_msg=reduction)
+
+
+PROB_SHAPES = [
+    pytest.param((9,), id="1d"),
+    pytest.param((2, 3, 4), id="rank3"),
+    pytest.param((0, 3), id="N=0"),
+    pytest.param((0,), id="empty1d"),
+    pytest.param((3, 0), id="C=0"),
+    pytest.param((70, 600), id="several-blocks"),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", PROB_SHAPES)
+def test_probs_shapes_match_torch(torch, backend, rng, dtype, shape):
+    p = rng.uniform(0.001, 0.999, shape).astype(dtype)
+    t = soft_and_hard_targets(rng, shape, dtype)
+    weight = rng.uniform(0.5, 2.0, shape[-1:]).astype(dtype)
+    for reduction in REDUCTIONS:
+        loss, grad = run_probs(p, t, weight=weight, reduction=reduction)
+        want_loss, want_grad = torch_bce(torch, p, t, weight=weight, reduction=reduction)
+        check_result_types(loss, grad, reduction, shape, dtype)
+        close(loss, want_loss, dtype, err_msg=reduction)
+        close(grad, want_grad, dtype, err_msg=reduction)
+
+
+EDGE_PROBS = [0.0, 5e-324, 1e-300, 1e-50, 1e-13, 1e-7, 0.5, 1 - 1e-7, 1 - 1e-13, 1.0]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_probs_exactly_0_and_1_are_clamped_as_torch(torch, backend, dtype, reduction):
+    # log terms clamp at -100; the gradient's denominator p (1 - p) at 1e-12.
+    p = np.array([EDGE_PROBS] * 3, dtype=dtype)
+    t = np.array([[0.0], [0.3], [1.0]], dtype=dtype) * np.ones_like(p)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        loss, grad = run_probs(p, t, reduction=reduction)
+    assert np.all(np.isfinite(loss)) and np.all(np.isfinite(grad))
+    want_loss, want_grad = torch_formula_bce(p, t, reduction=reduction)
+    close(loss, want_loss, dtype)
+    # elementwise relative: gradients range from 1e-288 to 1e12
+    close(grad, want_grad, dtype, scale=0.0)
+    # torch agrees (its 1e-12 floor is rounded through float32: 4e-9 apart)
+    torch_loss, torch_grad = torch_bce(torch, p, t, reduction=reduction)
+    close(loss, torch_loss, dtype)
+    close(grad, torch_grad, dtype, rtol=max(RTOL[np.dtype(dtype)], 1e-8), scale=0.0)
+
+
+def test_probs_exact_values(backend):
+    # certain and right: 0; certain and wrong: the clamp, 100; p = 1/2: log 2
+    p = np.array([0.0, 1.0, 0.0, 1.0, 0.5, 0.5])
+    t = np.array([0.0, 1.0, 1.0, 0.0, 0.0, 1.0])
+    loss, grad = run_probs(p, t, reduction="none")
+    np.testing.assert_array_equal(loss, [0.0, 0.0, 100.0, 100.0, np.log(2.0), np.log(2.0)])
+    np.testing.assert_array_equal(grad, [0.0, 0.0, -1e12, 1e12, 2.0, -2.0])
+    # a soft target against a certain probability: t * 100 or (1 - t) * 100
+    loss = fastxent.binary_cross_entropy(np.array([0.0, 1.0]), np.array([0.25, 0.25]),
+                                         reduction="none")
+    close(loss, [25.0, 75.0], np.float64)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("shape", [(), (2, 1, 3)], ids=str)
+def test_probs_gradient_is_the_finite_difference(backend, rng, reduction, shape):
+    p = rng.uniform(0.05, 0.95, shape)
+    t = rng.random(shape)
+    options = dict(weight=rng.uniform(0.5, 2.0, shape), reduction=reduction)
+
+    def total(z):
+        return np.sum(fastxent.binary_cross_entropy(z, t, **options))
+
+    _, grad = fastxent.binary_cross_entropy_with_grad(p, t, **options)
+    np.testing.assert_allclose(grad, central_difference(total, p, h=1e-7), rtol=1e-6,
+                               atol=1e-9)
+
+
+BAD_PROBS = [
+    pytest.param((2, 3), (1, 2), 1.5, id="above-1"),
+    pytest.param((2, 3), (0, 1), -0.25, id="below-0"),
+    pytest.param((4,), (3,), np.inf, id="inf"),
+    pytest.param((2, 2, 2), (1, 0, 1), -np.inf, id="rank3"),
+    pytest.param((), (), 1.0000001, id="0d"),
+    pytest.param((80, 600), (71, 13), 2.0, id="late-block"),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape, where, value", BAD_PROBS)
+def test_probability_outside_0_1_raises(backend, dtype, shape, where, value):
+    p = np.full(shape, 0.5, dtype=dtype)
+    p[where] = value
+    t = np.zeros(shape, dtype=dtype)
+    snap = Snapshot(p, t)
+    for fn in BCE_PROBS:
+        with pytest.raises(ValueError) as info:
+            fn(p, t)
+        message = str(info.value)
+        assert "probs" in message
+        assert str(tuple(where)) in message
+        assert str(p[where]) in message  # the value, as NumPy prints it
+        snap.assert_unchanged()
+
+
+@pytest.mark.parametrize("fn", BCE_PROBS, ids=lambda f: f.__name__)
+def test_the_first_bad_probability_is_named(backend, fn):
+    p = np.full((3, 4), 0.5)
+    p[2, 3] = -1.0
+    p[1, 1] = 3.0
+    with pytest.raises(ValueError, match=r"3\.0.*\(1, 1\)"):
+        fn(p, np.zeros_like(p))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_nan_probability_gives_nan(backend, dtype):
+    # Documented choice (API.md: NaN in, NaN out): NaN passes the range check
+    # and gives NaN where it is, and only there.
+    p = np.array([[0.25, np.nan, 0.5], [0.75, 0.5, 0.5]], dtype=dtype)
+    t = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.3]], dtype=dtype)
+    with np.errstate(invalid="ignore"):
+        loss, grad = run_probs(p, t, reduction="none")
+        mean, grad_mean = fastxent.binary_cross_entropy_with_grad(p, t)
+    nan = np.isnan(p)
+    assert np.array_equal(np.isnan(loss), nan)
+    assert np.array_equal(np.isnan(grad), nan)
+    assert np.isnan(mean)
+    want_loss, want_grad = torch_formula_bce(np.where(nan, 0.5, p), t, reduction="none")
+    close(loss[~nan], want_loss[~nan], dtype)
+    close(grad[~nan], want_grad[~nan], dtype)
+    close(grad_mean[~nan], want_grad[~nan] / p.size, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_nan_logit_or_target_gives_nan(backend, dtype):
+    x = np.array([0.5, np.nan, 2.0, -1.0], dtype=dtype)
+    t = np.array([1.0, 1.0, np.nan, 0.0], dtype=dtype)
+    with np.errstate(invalid="ignore"):
+        loss, grad = run_logits(x, t, reduction="none")
+        assert np.isnan(fastxent.binary_cross_entropy_with_logits(x, t))
+    np.testing.assert_array_equal(np.isnan(loss), [False, True, True, False])
+    np.testing.assert_array_equal(np.isnan(grad), [False, True, True, False])
+
+
+# =========================================================================== dtypes, layouts, out=
+
+
+@pytest.mark.parametrize("fns", [BCE_LOGITS, BCE_PROBS], ids=["logits", "probs"])
+def test_integer_inputs_compute_in_float64(backend, fns):
+    x = np.array([[0, 1], [1, 0]], dtype=np.int32)
+    t = np.array([[0, 1], [0, 1]], dtype=np.uint8)
+    loss = fns[0](x, t)
+    assert loss.dtype == np.float64
+    loss2, grad = fns[1](x, t, reduction="none")
+    assert loss2.dtype == np.float64 and grad.dtype == np.float64
+    want = fns[0](x.astype(np.float64), t.astype(np.float64))
+    assert loss == want
+    # float32 input with float64 targets and weights stays float32
+    x32 = x.astype(np.float32)
+    loss = fns[0](x32, t.astype(np.float64), weight=np.ones(2))
+    assert loss.dtype == np.float32
+
+
+def layouts(a):
+    """The same values as `a` (2-D) in other memory layouts."""
+    yield "fortran", np.asfortranarray(a)
+    wide = np.zeros((a.shape[0], 2 * a.shape[1]), a.dtype)
+    wide[:, ::2] = a
+    yield "strided", wide[:, ::2]
+    flipped = np.ascontiguousarray(a[::-1, ::-1])
+    yield "negative-stride", flipped[::-1, ::-1]
+    ro = a.copy()
+    ro.flags.writeable = False
+    yield "read-only", ro
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("fns", [BCE_LOGITS, BCE_PROBS], ids=["logits", "probs"])
+def test_any_memory_layout_gives_the_same_numbers(backend, rng, dtype, fns):
+    shape = (5, 6)
+    x = rng.uniform(0.01, 0.99, shape).astype(dtype)
+    t = rng.random(shape).astype(dtype)
+    w = rng.uniform(0.5, 2.0, shape).astype(dtype)
+    pw = rng.uniform(0.5, 2.0, shape).astype(dtype)
+    extra = {"pos_weight": pw} if fns is BCE_LOGITS else {}
+    for reduction in ("none", "mean"):
+        want_loss, want_grad = fns[1](x, t, weight=w, reduction=reduction, **extra)
+        for name, a in layouts(x):
+            b, c, d = dict(layouts(t))[name], dict(layouts(w))[name], dict(layouts(pw))[name]
+            cases = {"input": (a, t, w, pw), "target": (x, b, w, pw), "weight": (x, t, c, pw),
+                     "all": (a, b, c, d)}
+            for which, (xi, ti, wi, pwi) in cases.items():
+                where = f"{which} {name} {reduction}"
+                more = {"pos_weight": pwi} if fns is BCE_LOGITS else {}
+                snap = Snapshot(xi, ti, wi, pwi)
+                loss = fns[0](xi, ti, weight=wi, reduction=reduction, **more)
+                loss2, grad = fns[1](xi, ti, weight=wi, reduction=reduction, **more)
+                snap.assert_unchanged()
+                np.testing.assert_array_equal(loss, want_loss, err_msg=where)
+                np.testing.assert_array_equal(loss2, want_loss, err_msg=where)
+                np.testing.assert_array_equal(grad, want_grad, err_msg=where)
+                assert grad.flags.writeable and grad.shape == shape, where
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("fns", [BCE_LOGITS, BCE_PROBS], ids=["logits", "probs"])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_out_is_returned_and_filled(backend, rng, dtype, fns, reduction):
+    shape = (4, 7)
+    x = rng.uniform(0.01, 0.99, shape).astype(dtype)
+    t = rng.random(shape).astype(dtype)
+    want_loss, want_grad = fns[1](x, t, reduction=reduction)
+    for name, out in [("c", np.empty(shape, dtype)), ("fortran", np.empty(shape, dtype, "F")),
+                      ("strided", np.empty((4, 14), dtype)[:, ::2])]:
+        out[...] = 123.0
+        snap = Snapshot(x, t)
+        loss, grad = fns[1](x, t, reduction=reduction, out=out)
+        snap.assert_unchanged()
+        assert grad is out, name
+        np.testing.assert_array_equal(grad, want_grad, err_msg=name)
+        np.testing.assert_array_equal(loss, want_loss, err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("fns", [BCE_LOGITS, BCE_PROBS], ids=["logits", "probs"])
+def test_out_is_the_input_overwrites_it(backend, rng, dtype, fns):
+    shape = (300, 257)  # several kernel blocks
+    x = rng.uniform(0.01, 0.99, shape).astype(dtype)
+    t = rng.random(shape).astype(dtype)
+    want_loss, want_grad = fns[1](x, t, reduction="sum")
+    for layout in ("c", "fortran", "strided"):
+        buf = {"c": x.copy(), "fortran": np.asfortranarray(x),
+               "strided": np.repeat(x, 2, axis=1)[:, ::2]}[layout]
+        loss, grad = fns[1](buf, t, reduction="sum", out=buf)
+        assert grad is buf, layout
+        np.testing.assert_array_equal(buf, want_grad, err_msg=layout)
+        np.testing.assert_array_equal(loss, want_loss, err_msg=layout)
+
+
+@pytest.mark.parametrize("fns", [BCE_LOGITS, BCE_PROBS], ids=["logits", "probs"])
+def test_out_is_validated(backend, fns):
+    x = np.full((3, 4), 0.5)
+    t = np.zeros((3, 4))
+    with pytest.raises(ValueError, match="out"):
+        fns[1](x, t, out=np.empty((4, 3)))
+    with pytest.raises(TypeError, match="out"):
+        fns[1](x, t, out=np.empty((3, 4), np.float32))
+    with pytest.raises(ValueError, match="out"):
+        fns[1](x, t, out=t)  # overlaps the target
+    with pytest.raises(TypeError, match="out"):
+        fns[0](x, t, out=np.empty((3, 4)))
+    np.testing.assert_array_equal(t, 0.0)
+
+
+# =========================================================================== threads
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("fns", [BCE_LOGITS, BCE_PROBS], ids=["logits", "probs"])
+def test_thread_count_does_not_change_a_bit(backend, rng, dtype, fns):
+    shape = (3000, 37)  # ~4 blocks of the compiled kernel
+    x = rng.uniform(0.001, 0.999, shape).astype(dtype)
+    t = rng.random(shape).astype(dtype)
+    w = rng.uniform(0.5, 2.0, (3000, 1)).astype(dtype)
+    for reduction in REDUCTIONS:
+        results = []
+        for n in (1, 2):
+            with fastxent.num_threads(n):
+                loss = fns[0](x, t, weight=w, reduction=reduction)
+                loss2, grad = fns[1](x, t, weight=w, reduction=reduction)
+            results.append((np.asarray(loss).tobytes(), np.asarray(loss2).tobytes(),
+                            grad.tobytes()))
+        assert results[0] == results[1], reduction
+        # and the numbers are right (a float64 computation of the same sum)
+        if fns is BCE_PROBS:
+            want, _ = torch_formula_bce(x, t, w, reduction)
+        else:
+            want, _ = scipy_bce_logits(x, t, w, None, reduction)
+        close(loss, want, dtype, err_msg=reduction)
+
+
+# =========================================================================== bad arguments
+
+
+ALL_FUNCTIONS = BCE_LOGITS + BCE_PROBS
+
+
+@pytest.mark.parametrize("fn", ALL_FUNCTIONS, ids=lambda f: f.__name__)
+def test_bad_reduction(backend, fn):
+    for reduction in ["avg", "MEAN", None, "", 1]:
+        with pytest.raises(ValueError, match="reduction"):
+            fn(np.full((2, 3), 0.5), np.zeros((2, 3)), reduction=reduction)
+
+
+@pytest.mark.parametrize("fn", ALL_FUNCTIONS, ids=lambda f: f.__name__)
+def test_target_of_another_shape(backend, fn):
+    for target_shape in [(3, 2), (2,), (2, 3, 1), (6,), ()]:
+        with pytest.raises(ValueError, match="target"):
+            fn(np.full((2, 3), 0.5), np.zeros(target_shape))
+
+
+@pytest.mark.parametrize("fn", ALL_FUNCTIONS, ids=lambda f: f.__name__)
+def test_weight_that_does_not_broadcast(backend, fn):
+    for weight_shape in [(2,), (4,), (3, 1), (1, 2, 3), (2, 3, 1)]:
+        with pytest.raises(ValueError, match="weight"):
+            fn(np.full((2, 3), 0.5), np.zeros((2, 3)), weight=np.ones(weight_shape))
+
+
+@pytest.mark.parametrize("fn", BCE_LOGITS, ids=lambda f: f.__name__)
+def test_pos_weight_that_does_not_broadcast(backend, fn):
+    with pytest.raises(ValueError, match="pos_weight"):
+        fn(np.zeros((2, 3)), np.zeros((2, 3)), pos_weight=np.ones(2))
+
+
+@pytest.mark.parametrize("fn", ALL_FUNCTIONS, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("kind", ["complex", "object", "bool"])
+def test_wrong_kind_of_array(backend, fn, kind):
+    good = np.full((2, 3), 0.5)
+    bad = {"complex": good.astype(np.complex128), "object": good.astype(object),
+           "bool": good > 0}[kind]
+    for which, args in {"input": (bad, good, None), "target": (good, bad, None),
+                        "weight": (good, good, bad)}.items():
+        with pytest.raises(TypeError):
+            fn(args[0], args[1], weight=args[2])
+            pytest.fail(f"no TypeError for a {kind} {which}")
+
+
+def test_binary_cross_entropy_takes_no_pos_weight(backend):
+    with pytest.raises(TypeError):
+        fastxent.binary_cross_entropy(np.full(3, 0.5), np.zeros(3), pos_weight=np.ones(3))
+
+
+@pytest.mark.parametrize("name", ["binary_cross_entropy_with_logits",
+                                  "binary_cross_entropy_with_logits_with_grad",
+                                  "binary_cross_entropy", "binary_cross_entropy_with_grad"])
+def test_reference_twins_match(rng, name):
+    # fastxent.reference is the NumPy backend whatever backend is selected
+    x = rng.uniform(0.01, 0.99, (50, 9))
+    t = rng.random((50, 9))
+    w = rng.uniform(0.5, 2.0, 9)
+    got = getattr(reference, name)(x, t, weight=w, reduction="none")
+    want = getattr(fastxent, name)(x, t, weight=w, reduction="none")
+    for g, e in zip(got if isinstance(got, tuple) else (got,),
+                    want if isinstance(want, tuple) else (want,)):
+        close(g, e, np.float64)
