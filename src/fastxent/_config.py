@@ -134,6 +134,17 @@ def get_num_threads():
     return _compiled.openmp_max_threads() if _compiled is not None else 1
 
 
+# Elements a thread should have at least: below, starting and waking threads
+# costs more than it saves (and the kernels' blocks are about this size).
+MIN_ELEMENTS_PER_THREAD = 32768
+
+
+def threads_for(n_elements):
+    """Threads for a call over n_elements: get_num_threads(), fewer for small
+    inputs. Results do not depend on it."""
+    return max(1, min(get_num_threads(), n_elements // MIN_ELEMENTS_PER_THREAD))
+
+
 def set_num_threads(n):
     """Sets the threads the compiled kernels use, for the whole process."""
     _state["threads"] = _check_threads(n)

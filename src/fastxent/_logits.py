@@ -17,7 +17,7 @@ def class_loss(logits, target, weight, ignore_index, reduction, label_smoothing,
     kernels = _config.kernels()
     row_loss = np.empty(p.x.shape[0], p.dtype) if p.reduction == "none" else None
     mean = p.reduction == "mean"
-    n_threads = _config.get_num_threads()
+    n_threads = _config.threads_for(p.x.size)
     if p.is_index:
         total, denom, bad_row = kernels.xent_index(
             p.x, p.target, p.result, p.weight, p.ignore_index, p.label_smoothing, mean, row_loss,
@@ -66,7 +66,7 @@ def binary_loss(x, target, weight, pos_weight, reduction, want_grad, out, from_l
     elem_loss = np.empty_like(p.x) if p.reduction == "none" else None
     total, count, bad = _config.kernels().binary_xent(
         p.x, p.target, p.weight, p.pos_weight, p.grad, p.reduction == "mean", elem_loss,
-        from_logits, _config.get_num_threads())
+        from_logits, _config.threads_for(p.x.size))
     if bad >= 0:
         raise ValueError(f"probs: {p.x.reshape(-1)[bad]!r} at position "
                          f"{position(bad, p.shape)} is outside [0, 1]")

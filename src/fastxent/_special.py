@@ -9,7 +9,8 @@ from ._validate import check_base, prepare_pair, prepare_rows
 
 def _softmax(x, axis, out, log_space):
     rows, _ = prepare_rows(x, axis, "x", want_result=True, out=out)
-    _config.kernels().softmax_rows(rows.x, rows.result, log_space, _config.get_num_threads())
+    _config.kernels().softmax_rows(rows.x, rows.result, log_space,
+                                   _config.threads_for(rows.x.size))
     return rows.finish_result()
 
 
@@ -27,14 +28,14 @@ def logsumexp(x, *, axis=-1):
     """log(sum(exp(x))) along axis, as scipy.special.logsumexp (the axis removed)."""
     rows, _ = prepare_rows(x, axis, "x")
     result = np.empty(rows.x.shape[0], rows.dtype)
-    _config.kernels().logsumexp_rows(rows.x, result, _config.get_num_threads())
+    _config.kernels().logsumexp_rows(rows.x, result, _config.threads_for(rows.x.size))
     return rows.per_row(result)
 
 
 def _entropy_sum(rows, q, base):
     log_base = check_base(base)
     result = np.empty(rows.x.shape[0], rows.dtype)
-    _config.kernels().entropy_rows(rows.x, q, result, _config.get_num_threads())
+    _config.kernels().entropy_rows(rows.x, q, result, _config.threads_for(rows.x.size))
     if log_base is not None:
         result /= rows.dtype.type(log_base)
     return rows.per_row(result)
