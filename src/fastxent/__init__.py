@@ -22,6 +22,7 @@ from ._probs import (
 )
 from ._special import entropy, kl_divergence, log_softmax, logsumexp, softmax
 from ._version import __version__
+from . import keras, reference, sklearn  # noqa: E402  (submodules: fastxent.reference etc.)
 
 __all__ = [
     "__version__",
@@ -37,9 +38,12 @@ __all__ = [
     "logsumexp",
     "nll_loss",
     "nll_loss_with_grad",
+    "reference",
+    "sklearn",
     "softmax",
     "get_backend",
     "get_num_threads",
+    "keras",
     "num_threads",
     "set_backend",
     "set_num_threads",

@@ -26,7 +26,7 @@ FX_ATTR static inline FX_T FX_FN(fx_exp)(FX_T x)
     const double shifter = 6755399441055744.0;   /* 1.5 * 2^52: adding it rounds to an integer */
     double xc = x < lowest ? lowest : x;
     double kf = xc * 1.4426950408889634 + shifter;
-    int64_t kbits;
+    uint64_t kbits;
     memcpy(&kbits, &kf, sizeof kbits);
     kf -= shifter;
     double r = xc - kf * 6.93145751953125e-1;
@@ -46,7 +46,8 @@ FX_ATTR static inline FX_T FX_FN(fx_exp)(FX_T x)
     p = p * r + 0.5;
     p = p * r + 1.0;
     p = p * r + 1.0;
-    int64_t ebits = (kbits - INT64_C(0x4338000000000000) + 1023) << 52;
+    /* unsigned: wraps instead of overflowing for NaN, whose lanes p makes NaN anyway */
+    uint64_t ebits = (kbits - UINT64_C(0x4338000000000000) + 1023u) << 52;
     double two_k;
     memcpy(&two_k, &ebits, sizeof two_k);
     double result = p * two_k;
@@ -56,7 +57,7 @@ FX_ATTR static inline FX_T FX_FN(fx_exp)(FX_T x)
     const float shifter = 12582912.0f;           /* 1.5 * 2^23 */
     float xc = x < lowest ? lowest : x;
     float kf = xc * 1.44269504088896341f + shifter;
-    int32_t kbits;
+    uint32_t kbits;
     memcpy(&kbits, &kf, sizeof kbits);
     kf -= shifter;
     float r = xc - kf * 0.693359375f;
@@ -69,7 +70,7 @@ FX_ATTR static inline FX_T FX_FN(fx_exp)(FX_T x)
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    int32_t ebits = (kbits - 0x4B400000 + 127) << 23;
+    uint32_t ebits = (kbits - 0x4B400000u + 127u) << 23;
     float two_k;
     memcpy(&two_k, &ebits, sizeof two_k);
     float result = p * two_k;
