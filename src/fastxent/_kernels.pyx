@@ -17,6 +17,10 @@ cdef extern from "_rows.h" nogil:
     ctypedef struct fx_rows_f32:
         double xent_index(const float *x, float *g, Py_ssize_t n, Py_ssize_t y,
                           const float *w, double w_total, double eps, double scale) noexcept nogil
+        double xent_index_short(const float *x, float *g, Py_ssize_t rows, Py_ssize_t n,
+                                const int64_t *y, int64_t ignore_index, const float *w,
+                                double w_total, double eps, double scale, float *row_loss,
+                                Py_ssize_t *first_bad) noexcept nogil
         double xent_prob(const float *x, const float *t, float *g, Py_ssize_t n,
                          const float *w, double eps, double scale) noexcept nogil
         void softmax(const float *x, float *out, Py_ssize_t n, int log_space) noexcept nogil
@@ -24,10 +28,15 @@ cdef extern from "_rows.h" nogil:
     ctypedef struct fx_rows_f64:
         double xent_index(const double *x, double *g, Py_ssize_t n, Py_ssize_t y,
                           const double *w, double w_total, double eps, double scale) noexcept nogil
+        double xent_index_short(const double *x, double *g, Py_ssize_t rows, Py_ssize_t n,
+                                const int64_t *y, int64_t ignore_index, const double *w,
+                                double w_total, double eps, double scale, double *row_loss,
+                                Py_ssize_t *first_bad) noexcept nogil
         double xent_prob(const double *x, const double *t, double *g, Py_ssize_t n,
                          const double *w, double eps, double scale) noexcept nogil
         void softmax(const double *x, double *out, Py_ssize_t n, int log_space) noexcept nogil
         double logsumexp(const double *x, Py_ssize_t n) noexcept nogil
+    enum: FX_SHORT_ROW
     const fx_rows_f32 *fx_f32
     const fx_rows_f64 *fx_f64
     const char *fx_select_isa(int level)
@@ -84,10 +93,25 @@ cdef inline void _index_rows(const floating *x, const int64_t *target, floating 
                              int64_t ignore_index, double eps, double scale, bint log_probs,
                              floating *row_loss, double *block_loss,
                              int64_t *block_bad) noexcept nogil:
-    cdef Py_ssize_t i
+    cdef Py_ssize_t i, bad = -1
     cdef int64_t y
     cdef double loss, total = 0.0
     cdef floating *g = NULL
+    if n_classes <= FX_SHORT_ROW and not log_probs:
+        if floating is float:
+            total = fx_f32.xent_index_short(
+                x + start * n_classes, grad + start * n_classes if grad != NULL else NULL,
+                stop - start, n_classes, target + start, ignore_index, weight, w_total, eps,
+                scale, row_loss + start if row_loss != NULL else NULL, &bad)
+        else:
+            total = fx_f64.xent_index_short(
+                x + start * n_classes, grad + start * n_classes if grad != NULL else NULL,
+                stop - start, n_classes, target + start, ignore_index, weight, w_total, eps,
+                scale, row_loss + start if row_loss != NULL else NULL, &bad)
+        if bad >= 0:
+            block_bad[0] = start + bad
+        block_loss[0] = total
+        return
     for i in range(start, stop):
         y = target[i]
         g = grad + i * n_classes if grad != NULL else NULL

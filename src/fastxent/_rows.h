@@ -23,10 +23,17 @@
 
 /* ---- the row functions of one element type, as a table ---- */
 
+#define FX_SHORT_ROW 16 /* rows up to this long take the tiled path */
+#define FX_TILE_ROWS 64
+
 #define FX_ROWS_TABLE(T, NAME)                                                          \
     typedef struct {                                                                    \
         double (*xent_index)(const T *x, T *g, ptrdiff_t n, ptrdiff_t y, const T *w,    \
                              double w_total, double eps, double scale);                 \
+        double (*xent_index_short)(const T *x, T *g, ptrdiff_t rows, ptrdiff_t n,       \
+                                   const int64_t *y, int64_t ignore_index, const T *w,  \
+                                   double w_total, double eps, double scale,            \
+                                   T *row_loss, ptrdiff_t *first_bad);                  \
         double (*xent_prob)(const T *x, const T *t, T *g, ptrdiff_t n, const T *w,      \
                             double eps, double scale);                                  \
         void (*softmax)(const T *x, T *out, ptrdiff_t n, int log_space);                \

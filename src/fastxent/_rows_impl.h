@@ -48,10 +48,10 @@ FX_ATTR static inline FX_T FX_FN(fx_exp)(FX_T x)
     p = p * r + 1.0;
     /* unsigned: wraps instead of overflowing for NaN, whose lanes p makes NaN anyway */
     uint64_t ebits = (kbits - UINT64_C(0x4338000000000000) + 1023u) << 52;
+    ebits = x < lowest ? 0u : ebits;
     double two_k;
     memcpy(&two_k, &ebits, sizeof two_k);
-    double result = p * two_k;
-    return x < lowest ? 0.0 : result;
+    return p * two_k;
 #else
     const float lowest = -87.0f;                 /* exp(-87) > FLT_MIN */
     const float shifter = 12582912.0f;           /* 1.5 * 2^23 */
@@ -71,10 +71,10 @@ FX_ATTR static inline FX_T FX_FN(fx_exp)(FX_T x)
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
     uint32_t ebits = (kbits - 0x4B400000u + 127u) << 23;
+    ebits = x < lowest ? 0u : ebits;
     float two_k;
     memcpy(&two_k, &ebits, sizeof two_k);
-    float result = p * two_k;
-    return x < lowest ? 0.0f : result;
+    return p * two_k;
 #endif
 }
 
@@ -174,20 +174,18 @@ FX_ATTR static void FX_FN(fx_scale_shift)(FX_T *g, const FX_T *t, const FX_T *w,
     }
 }
 
-/* Loss of one row x[0:n] whose target is the class y (0 <= y < n), as in
- * torch.nn.functional.cross_entropy with reduction="none":
- *   (1 - eps) w_y (lse - x_y) + eps/n * sum_c w_c (lse - x_c).
- * When g is not NULL it receives scale * d loss / d x (g may be x).
- * w may be NULL (all weights 1); w_total is the sum of the weights. */
-FX_ATTR static double FX_FN(fx_xent_index_row)(const FX_T *x, FX_T *g, ptrdiff_t n, ptrdiff_t y,
-                                               const FX_T *w, double w_total,
-                                               double eps, double scale)
+/* The loss of a row whose target is the class y, from the row's parts: its
+ * maximum m, x_y, the smoothing gap sum w_c (m - x_c), and s = sum exp(x - m):
+ *   (1 - eps) w_y (lse - x_y) + eps/n * sum_c w_c (lse - x_c),
+ * as torch.nn.functional.cross_entropy with reduction="none". When g holds
+ * the row's exps it is scaled into scale * d loss / d x. w may be NULL (all
+ * weights 1); w_total is the sum of the weights. */
+FX_ATTR static inline double FX_FN(fx_index_finish)(FX_T *g, ptrdiff_t n, ptrdiff_t y,
+                                                    const FX_T *w, double w_total, double eps,
+                                                    double scale, FX_T m, double x_y, double gap,
+                                                    double s)
 {
-    const double x_y = (double)x[y]; /* read before g (perhaps x) is written */
     const double w_y = w ? (double)w[y] : 1.0;
-    const FX_T m = FX_FN(fx_row_max)(x, n);
-    const double gap = eps != 0.0 ? FX_FN(fx_weighted_gap)(x, w, n, m) : 0.0;
-    const double s = FX_FN(fx_exp_sum)(x, g, n, m);
     const double log_s = log(s);
     const double spread = eps / (double)n;
     const double loss = (1.0 - eps) * w_y * (log_s + ((double)m - x_y)) +
@@ -198,6 +196,72 @@ FX_ATTR static double FX_FN(fx_xent_index_row)(const FX_T *x, FX_T *g, ptrdiff_t
         g[y] -= (FX_T)(scale * (1.0 - eps) * w_y);
     }
     return loss;
+}
+
+/* Loss (and gradient into g, which may be x) of one row x[0:n] whose target
+ * is the class y, 0 <= y < n: a max sweep, an exp sweep, a scaling sweep. */
+FX_ATTR static double FX_FN(fx_xent_index_row)(const FX_T *x, FX_T *g, ptrdiff_t n, ptrdiff_t y,
+                                               const FX_T *w, double w_total,
+                                               double eps, double scale)
+{
+    const double x_y = (double)x[y]; /* read before g (perhaps x) is written */
+    const FX_T m = FX_FN(fx_row_max)(x, n);
+    const double gap = eps != 0.0 ? FX_FN(fx_weighted_gap)(x, w, n, m) : 0.0;
+    const double s = FX_FN(fx_exp_sum)(x, g, n, m);
+    return FX_FN(fx_index_finish)(g, n, y, w, w_total, eps, scale, m, x_y, gap, s);
+}
+
+/* Rows of at most FX_SHORT_ROW classes spend more on per-row overhead than
+ * on arithmetic, so they go FX_TILE_ROWS at a time: per-row maxima, then the
+ * exps of the whole tile in one SIMD sweep, then per-row sums and gradients.
+ * Rows x[r*n : (r+1)*n] for r in [0, rows), targets y[r]: a target equal to
+ * ignore_index, or outside [0, n) (*first_bad then keeps the first such r),
+ * gives the row a loss of 0 and a zero gradient. Losses go to row_loss (if
+ * not NULL); returns their sum. g may be x. */
+FX_ATTR static double FX_FN(fx_xent_index_short)(const FX_T *x, FX_T *g, ptrdiff_t rows,
+                                                 ptrdiff_t n, const int64_t *y,
+                                                 int64_t ignore_index, const FX_T *w,
+                                                 double w_total, double eps, double scale,
+                                                 FX_T *row_loss, ptrdiff_t *first_bad)
+{
+    FX_T e[FX_TILE_ROWS * FX_SHORT_ROW];
+    FX_T m[FX_TILE_ROWS];
+    double x_y[FX_TILE_ROWS], gap[FX_TILE_ROWS];
+    double total = 0.0;
+    for (ptrdiff_t r0 = 0; r0 < rows; r0 += FX_TILE_ROWS) {
+        const ptrdiff_t tile = rows - r0 < FX_TILE_ROWS ? rows - r0 : FX_TILE_ROWS;
+        /* Everything read from x before anything is written to g (perhaps x). */
+        for (ptrdiff_t r = 0; r < tile; r++) {
+            const FX_T *xr = x + (r0 + r) * n;
+            const int64_t yr = y[r0 + r];
+            FX_T mr = -INFINITY;
+            for (ptrdiff_t k = 0; k < n; k++) mr = xr[k] > mr ? xr[k] : mr;
+            m[r] = mr;
+            x_y[r] = yr >= 0 && yr < n ? (double)xr[yr] : 0.0;
+            gap[r] = eps != 0.0 ? FX_FN(fx_weighted_gap)(xr, w, n, mr) : 0.0;
+            for (ptrdiff_t k = 0; k < n; k++) e[r * n + k] = xr[k] - mr;
+        }
+#pragma omp simd
+        for (ptrdiff_t j = 0; j < tile * n; j++) e[j] = FX_FN(fx_exp)(e[j]);
+        for (ptrdiff_t r = 0; r < tile; r++) {
+            const int64_t yr = y[r0 + r];
+            FX_T *gr = g ? g + (r0 + r) * n : NULL;
+            double loss = 0.0;
+            if (yr == ignore_index || yr < 0 || yr >= n) {
+                if (yr != ignore_index && *first_bad < 0) *first_bad = r0 + r;
+                if (gr) memset(gr, 0, (size_t)n * sizeof(FX_T));
+            } else {
+                double s = 0.0;
+                for (ptrdiff_t k = 0; k < n; k++) s += (double)e[r * n + k];
+                if (gr) memcpy(gr, e + r * n, (size_t)n * sizeof(FX_T));
+                loss = FX_FN(fx_index_finish)(gr, n, yr, w, w_total, eps, scale, m[r], x_y[r],
+                                              gap[r], s);
+            }
+            if (row_loss) row_loss[r0 + r] = (FX_T)loss;
+            total += loss;
+        }
+    }
+    return total;
 }
 
 /* Loss of one row against class probabilities t[0:n], smoothed to
@@ -254,6 +318,7 @@ FX_ATTR static double FX_FN(fx_logsumexp_row)(const FX_T *x, ptrdiff_t n)
 
 static const FX_TABLE FX_FN(fx_rows) = {
     FX_FN(fx_xent_index_row),
+    FX_FN(fx_xent_index_short),
     FX_FN(fx_xent_prob_row),
     FX_FN(fx_softmax_row),
     FX_FN(fx_logsumexp_row),
