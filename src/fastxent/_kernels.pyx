@@ -8,10 +8,10 @@ import numpy as np
 
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint64_t
 from libc.float cimport DBL_MIN
 from libc.math cimport INFINITY, NAN, exp, fabs, isnan, log, log1p
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 cdef extern from "_rows.h" nogil:
     ctypedef struct fx_rows_f32:
@@ -415,3 +415,33 @@ def binary_xent(const floating[:, ::1] x, const floating[:, ::1] target,
         if block_bad[b] >= 0:
             return total, <double>n, block_bad[b]
     return total, <double>n, -1
+
+
+# ---- memory floors for the benchmark: the least traffic a pass can have ----
+
+def copy_floor(const unsigned char[::1] src, unsigned char[::1] dst, int n_threads):
+    """Copies src into dst in n_threads contiguous chunks (memcpy streams
+    large chunks past the cache): what one read and one write of every byte
+    cost, the floor of a fused forward+backward pass."""
+    cdef Py_ssize_t n = src.shape[0], chunk, t, start, stop
+    if n == 0:
+        return
+    chunk = (n + n_threads - 1) // n_threads
+    with nogil:
+        for t in prange(n_threads, schedule="static", num_threads=n_threads):
+            start = t * chunk
+            stop = min(n, start + chunk)
+            if start < stop:
+                memcpy(&dst[start], &src[start], stop - start)
+
+
+def read_floor(const uint64_t[::1] src, int n_threads):
+    """XORs the words of src together in n_threads chunks: what one read of
+    every byte costs (an integer reduction vectorises, unlike a float sum),
+    the floor of a forward-only pass. Returns the XOR so it cannot be skipped."""
+    cdef Py_ssize_t n = src.shape[0], i
+    cdef uint64_t acc = 0
+    with nogil:
+        for i in prange(n, schedule="static", num_threads=n_threads):
+            acc ^= src[i]
+    return acc
