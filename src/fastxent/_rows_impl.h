@@ -78,6 +78,42 @@ FX_ATTR static inline FX_T FX_FN(fx_exp)(FX_T x)
 #endif
 }
 
+/* log(v) for the sums of exps (v >= 1, or NaN), branch-free so that a tile's
+ * worth vectorises: v = 2^e * m with m in [sqrt(1/2), sqrt(2)), and
+ * log(m) = 2 atanh(z), z = (m - 1) / (m + 1), by its series to z^23. */
+FX_ATTR static inline double FX_FN(fx_log_sum)(double v)
+{
+    uint64_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    /* The exponent field as a double, exactly: 2^52 + field, minus 2^52. */
+    uint64_t field_bits = UINT64_C(0x4330000000000000) | (bits >> 52);
+    double e;
+    memcpy(&e, &field_bits, sizeof e);
+    e -= 4503599627370496.0 + 1023.0;
+    uint64_t mbits = (bits & UINT64_C(0x000fffffffffffff)) | UINT64_C(0x3ff0000000000000);
+    double m;
+    memcpy(&m, &mbits, sizeof m);
+    const int above = m > 1.4142135623730951;
+    m = above ? m * 0.5 : m;
+    e = above ? e + 1.0 : e;
+    const double z = (m - 1.0) / (m + 1.0), z2 = z * z;
+    double p = 1.0 / 23.0;
+    p = p * z2 + 1.0 / 21.0;
+    p = p * z2 + 1.0 / 19.0;
+    p = p * z2 + 1.0 / 17.0;
+    p = p * z2 + 1.0 / 15.0;
+    p = p * z2 + 1.0 / 13.0;
+    p = p * z2 + 1.0 / 11.0;
+    p = p * z2 + 1.0 / 9.0;
+    p = p * z2 + 1.0 / 7.0;
+    p = p * z2 + 1.0 / 5.0;
+    p = p * z2 + 1.0 / 3.0;
+    /* ln 2 in two parts: e * hi is exact. */
+    const double result =
+        e * 6.93145751953125e-1 + (2.0 * z + (2.0 * z * z2 * p + e * 1.42860682030941723212e-6));
+    return v == v ? result : v;
+}
+
 FX_ATTR static FX_T FX_FN(fx_row_max)(const FX_T *x, ptrdiff_t n)
 {
     FX_T m = -INFINITY;
@@ -183,10 +219,9 @@ FX_ATTR static void FX_FN(fx_scale_shift)(FX_T *g, const FX_T *t, const FX_T *w,
 FX_ATTR static inline double FX_FN(fx_index_finish)(FX_T *g, ptrdiff_t n, ptrdiff_t y,
                                                     const FX_T *w, double w_total, double eps,
                                                     double scale, FX_T m, double x_y, double gap,
-                                                    double s)
+                                                    double s, double log_s)
 {
     const double w_y = w ? (double)w[y] : 1.0;
-    const double log_s = log(s);
     const double spread = eps / (double)n;
     const double loss = (1.0 - eps) * w_y * (log_s + ((double)m - x_y)) +
                         (eps != 0.0 ? spread * (w_total * log_s + gap) : 0.0);
@@ -208,7 +243,7 @@ FX_ATTR static double FX_FN(fx_xent_index_row)(const FX_T *x, FX_T *g, ptrdiff_t
     const FX_T m = FX_FN(fx_row_max)(x, n);
     const double gap = eps != 0.0 ? FX_FN(fx_weighted_gap)(x, w, n, m) : 0.0;
     const double s = FX_FN(fx_exp_sum)(x, g, n, m);
-    return FX_FN(fx_index_finish)(g, n, y, w, w_total, eps, scale, m, x_y, gap, s);
+    return FX_FN(fx_index_finish)(g, n, y, w, w_total, eps, scale, m, x_y, gap, s, log(s));
 }
 
 /* Rows of at most FX_SHORT_ROW classes spend more on per-row overhead than
@@ -226,7 +261,7 @@ FX_ATTR static double FX_FN(fx_xent_index_short)(const FX_T *x, FX_T *g, ptrdiff
 {
     FX_T e[FX_TILE_ROWS * FX_SHORT_ROW];
     FX_T m[FX_TILE_ROWS];
-    double x_y[FX_TILE_ROWS], gap[FX_TILE_ROWS];
+    double x_y[FX_TILE_ROWS], gap[FX_TILE_ROWS], sums[FX_TILE_ROWS], log_sums[FX_TILE_ROWS];
     double total = 0.0;
     for (ptrdiff_t r0 = 0; r0 < rows; r0 += FX_TILE_ROWS) {
         const ptrdiff_t tile = rows - r0 < FX_TILE_ROWS ? rows - r0 : FX_TILE_ROWS;
@@ -244,6 +279,13 @@ FX_ATTR static double FX_FN(fx_xent_index_short)(const FX_T *x, FX_T *g, ptrdiff
 #pragma omp simd
         for (ptrdiff_t j = 0; j < tile * n; j++) e[j] = FX_FN(fx_exp)(e[j]);
         for (ptrdiff_t r = 0; r < tile; r++) {
+            double s = 0.0;
+            for (ptrdiff_t k = 0; k < n; k++) s += (double)e[r * n + k];
+            sums[r] = s;
+        }
+#pragma omp simd
+        for (ptrdiff_t r = 0; r < tile; r++) log_sums[r] = FX_FN(fx_log_sum)(sums[r]);
+        for (ptrdiff_t r = 0; r < tile; r++) {
             const int64_t yr = y[r0 + r];
             FX_T *gr = g ? g + (r0 + r) * n : NULL;
             double loss = 0.0;
@@ -251,11 +293,9 @@ FX_ATTR static double FX_FN(fx_xent_index_short)(const FX_T *x, FX_T *g, ptrdiff
                 if (yr != ignore_index && *first_bad < 0) *first_bad = r0 + r;
                 if (gr) memset(gr, 0, (size_t)n * sizeof(FX_T));
             } else {
-                double s = 0.0;
-                for (ptrdiff_t k = 0; k < n; k++) s += (double)e[r * n + k];
                 if (gr) memcpy(gr, e + r * n, (size_t)n * sizeof(FX_T));
                 loss = FX_FN(fx_index_finish)(gr, n, yr, w, w_total, eps, scale, m[r], x_y[r],
-                                              gap[r], s);
+                                              gap[r], sums[r], log_sums[r]);
             }
             if (row_loss) row_loss[r0 + r] = (FX_T)loss;
             total += loss;
