@@ -25,6 +25,8 @@ cdef extern from "_rows.h" nogil:
                          const float *w, double eps, double scale) noexcept nogil
         void softmax(const float *x, float *out, Py_ssize_t n, int log_space) noexcept nogil
         double logsumexp(const float *x, Py_ssize_t n) noexcept nogil
+        double bce_logits(const float *x, const float *t, const float *w, const float *pw, float *g,
+                          float *loss, Py_ssize_t n, double scale) noexcept nogil
     ctypedef struct fx_rows_f64:
         double xent_index(const double *x, double *g, Py_ssize_t n, Py_ssize_t y,
                           const double *w, double w_total, double eps, double scale) noexcept nogil
@@ -36,6 +38,8 @@ cdef extern from "_rows.h" nogil:
                          const double *w, double eps, double scale) noexcept nogil
         void softmax(const double *x, double *out, Py_ssize_t n, int log_space) noexcept nogil
         double logsumexp(const double *x, Py_ssize_t n) noexcept nogil
+        double bce_logits(const double *x, const double *t, const double *w, const double *pw, double *g,
+                          double *loss, Py_ssize_t n, double scale) noexcept nogil
     enum: FX_SHORT_ROW
     const fx_rows_f32 *fx_f32
     const fx_rows_f64 *fx_f64
@@ -258,7 +262,7 @@ def xent_prob(const floating[:, ::1] x, const floating[:, ::1] target, floating[
 def softmax_rows(const floating[:, ::1] x, floating[:, ::1] out, bint log_space, int n_threads):
     """softmax (log_softmax when log_space) of each row of x into out (may be x)."""
     cdef Py_ssize_t n_rows = x.shape[0], n_classes = x.shape[1], i
-    if n_rows == 0:
+    if n_rows == 0 or n_classes == 0:
         return
     cdef const floating *xp = &x[0, 0]
     cdef floating *op = &out[0, 0]
@@ -333,20 +337,6 @@ def entropy_rows(const floating[:, ::1] p, const floating[:, ::1] q, floating[::
             out[i] = <floating>acc
 
 
-cdef inline double _bce_logits_element(double x, double t, double w, double pw, double scale,
-                                       floating *g) noexcept nogil:
-    """PyTorch's stable binary cross-entropy with logits:
-    w ((1 - t) x + l (log1p(exp(-|x|)) + max(-x, 0))), l = 1 + (pw - 1) t,
-    and its gradient w (l sigmoid(x) - pw t), exact where sigmoid(x) is tiny."""
-    cdef double l = 1.0 + (pw - 1.0) * t
-    cdef double e = exp(-fabs(x))
-    cdef double sigmoid_x
-    if g != NULL:
-        sigmoid_x = 1.0 / (1.0 + e) if x >= 0 else e / (1.0 + e)
-        g[0] = <floating>(scale * w * (l * sigmoid_x - pw * t))
-    return w * ((1.0 - t) * x + l * (log1p(e) + (-x if x < 0 else 0.0)))
-
-
 cdef inline double _clamped_log(double v) noexcept nogil:
     """PyTorch's max(v, -100), letting NaN through."""
     return -100.0 if v < -100.0 else v
@@ -362,6 +352,30 @@ cdef inline double _bce_element(double p, double t, double w, double scale,
     return -w * (t * _clamped_log(log(p)) + (1.0 - t) * _clamped_log(log1p(-p)))
 
 
+cdef inline double _bce_span(const floating *x, const floating *t, const floating *w,
+                            const floating *pw, floating *g, floating *loss, Py_ssize_t n,
+                            double scale, bint from_logits, Py_ssize_t offset,
+                            int64_t *first_bad) noexcept nogil:
+    """Binary cross-entropy of the elements [0, n); returns the sum of losses.
+    A probability outside [0, 1] sets *first_bad to offset + its index."""
+    cdef Py_ssize_t k
+    cdef double total = 0.0, value, p
+    if from_logits:
+        if floating is float:
+            return fx_f32.bce_logits(x, t, w, pw, g, loss, n, scale)
+        else:
+            return fx_f64.bce_logits(x, t, w, pw, g, loss, n, scale)
+    for k in range(n):
+        p = x[k]
+        if (p < 0 or p > 1) and first_bad[0] < 0:
+            first_bad[0] = offset + k
+        value = _bce_element(p, t[k], w[k], scale, g + k if g != NULL else NULL)
+        if loss != NULL:
+            loss[k] = <floating>value
+        total += value
+    return total
+
+
 def binary_xent(const floating[:, ::1] x, const floating[:, ::1] target,
                 const floating[:, ::1] weight, const floating[:, ::1] pos_weight,
                 floating[:, ::1] grad, bint mean, floating[:, ::1] elem_loss,
@@ -371,44 +385,47 @@ def binary_xent(const floating[:, ::1] x, const floating[:, ::1] target,
     row, repeated for every row of x, or as many rows as x; None means 1.
     Returns (sum of losses, number of elements, first flat index of a
     probability outside [0, 1] or -1)."""
-    cdef Py_ssize_t n_rows = x.shape[0], n_cols = x.shape[1], b, i, j, k
-    cdef Py_ssize_t per_block = _rows_per_block(n_cols)
-    cdef Py_ssize_t n_blocks = (n_rows + per_block - 1) // per_block
-    cdef double[::1] block_loss = np.zeros(n_blocks)
-    cdef int64_t[::1] block_bad = np.full(n_blocks, -1, dtype=np.int64)
+    cdef Py_ssize_t n_rows = x.shape[0], n_cols = x.shape[1], b, k, k0, k1, piece
     cdef Py_ssize_t n = n_rows * n_cols
-    cdef double scale = 1.0 / n if mean else 1.0
-    cdef double loss, total = 0.0, p
     if n == 0:
         return 0.0, 0.0, -1
+    # Fixed-size blocks of elements, whatever the shape: parallel for one long
+    # row as for many short ones, and the same sums for any thread count.
+    cdef Py_ssize_t n_blocks = (n + BLOCK_ELEMENTS - 1) // BLOCK_ELEMENTS
+    cdef double[::1] block_loss = np.zeros(n_blocks)
+    cdef int64_t[::1] block_bad = np.full(n_blocks, -1, dtype=np.int64)
+    cdef double scale = 1.0 / n if mean else 1.0
+    cdef double total = 0.0
+    # Where there is no weight, the span functions read ones.
+    cdef floating[::1] ones = np.ones(min(n, BLOCK_ELEMENTS), dtype=np.asarray(x).dtype)
     cdef const floating *xp = &x[0, 0]
     cdef const floating *tp = &target[0, 0]
     cdef const floating *wp = &weight[0, 0] if weight is not None else NULL
     cdef const floating *pwp = &pos_weight[0, 0] if pos_weight is not None else NULL
-    cdef Py_ssize_t w_step = n_cols if weight is not None and weight.shape[0] > 1 else 0
-    cdef Py_ssize_t pw_step = n_cols if pos_weight is not None and pos_weight.shape[0] > 1 else 0
+    cdef bint w_row = weight is not None and weight.shape[0] == 1 and n_rows > 1
+    cdef bint pw_row = pos_weight is not None and pos_weight.shape[0] == 1 and n_rows > 1
     cdef floating *gp = &grad[0, 0] if grad is not None else NULL
     cdef floating *lp = &elem_loss[0, 0] if elem_loss is not None else NULL
+    cdef const floating *onesp = &ones[0]
     with nogil:
         for b in prange(n_blocks, schedule="static", num_threads=n_threads):
             block_loss[b] = 0.0
-            for i in range(b * per_block, min(n_rows, (b + 1) * per_block)):
-                for j in range(n_cols):
-                    k = i * n_cols + j
-                    p = xp[k]
-                    if from_logits:
-                        loss = _bce_logits_element(
-                            p, tp[k], wp[i * w_step + j] if wp != NULL else 1.0,
-                            pwp[i * pw_step + j] if pwp != NULL else 1.0, scale,
-                            gp + k if gp != NULL else NULL)
-                    else:
-                        if (p < 0 or p > 1) and block_bad[b] < 0:
-                            block_bad[b] = k
-                        loss = _bce_element(p, tp[k], wp[i * w_step + j] if wp != NULL else 1.0,
-                                            scale, gp + k if gp != NULL else NULL)
-                    if lp != NULL:
-                        lp[k] = <floating>loss
-                    block_loss[b] += loss
+            k0 = b * BLOCK_ELEMENTS
+            k1 = min(n, k0 + BLOCK_ELEMENTS)
+            k = k0
+            while k < k1:
+                # A row-vector weight repeats every n_cols elements: pieces
+                # that do not cross a row's end see it as a plain array.
+                piece = k1 - k
+                if w_row or pw_row:
+                    piece = min(piece, n_cols - k % n_cols)
+                block_loss[b] += _bce_span(
+                    xp + k, tp + k,
+                    onesp if wp == NULL else (wp + k % n_cols if w_row else wp + k),
+                    onesp if pwp == NULL else (pwp + k % n_cols if pw_row else pwp + k),
+                    gp + k if gp != NULL else NULL, lp + k if lp != NULL else NULL,
+                    piece, scale, from_logits, k, &block_bad[b])
+                k = k + piece
     for b in range(n_blocks):
         total += block_loss[b]
     for b in range(n_blocks):

@@ -45,7 +45,8 @@ def xent_index(x, target, grad, weight, ignore_index, label_smoothing, mean, row
     if grad is not None:
         with np.errstate(divide="ignore", invalid="ignore"):
             scale = 1.0 / np.float64(denom) if mean else 1.0
-            coef = scale * ((1 - eps) * w_y + np.where(counted, eps / n_classes * w_total, 0.0))
+            smoothing = np.where(counted, eps / n_classes * w_total, 0.0) if eps else 0.0
+            coef = scale * ((1 - eps) * w_y + smoothing)
             np.multiply(exps, (coef / sums[:, 0])[:, None].astype(x.dtype), out=grad)
             if eps:
                 grad -= ((scale * eps / n_classes) * w).astype(x.dtype)
@@ -67,8 +68,10 @@ def xent_prob(x, target, grad, weight, label_smoothing, mean, row_loss, n_thread
     shifted, exps, sums = _shifted_exps(x)
     mass = weighted.sum(axis=1, dtype=np.float64)
     with np.errstate(invalid="ignore"):
-        # sum_c t_c (log_sums - shifted_c)
-        loss = mass * np.log(sums[:, 0]) - np.einsum("ij,ij->i", weighted, shifted, dtype=np.float64)
+        # sum_c t_c (log_sums - shifted_c); a class of no mass adds nothing,
+        # even at -inf (a masked vocabulary)
+        gaps = np.where(weighted == 0, 0, weighted * shifted)
+        loss = mass * np.log(sums[:, 0]) - gaps.sum(axis=1, dtype=np.float64)
     if grad is not None:
         scale = 1.0 / n_rows if mean else 1.0
         np.multiply(exps, (scale * mass / sums[:, 0])[:, None].astype(x.dtype), out=grad)
@@ -158,9 +161,14 @@ def binary_xent(x, target, weight, pos_weight, grad, mean, elem_loss, from_logit
     w = 1.0 if weight is None else weight
     scale = 1.0 / n if mean else 1.0
     if from_logits:
+        pw = 1.0 if pos_weight is None else pos_weight
         log_weight = 1.0 if pos_weight is None else 1 + (pos_weight - 1) * target
         e = np.exp(-np.abs(x))
-        loss = w * ((1 - target) * x + log_weight * (np.log1p(e) + np.maximum(-x, 0)))
+        # PyTorch's (1 - t) x + l (log1p(e) + max(-x, 0)), which for x < 0 is
+        # pw t |x| + l log1p(e): nothing cancels or overflows.
+        # Coefficients first: w (1 - t) x cannot overflow where the loss does not.
+        linear = np.where(x >= 0, (w * (1 - target)) * x, -(w * pw * target) * x)
+        loss = linear + (w * log_weight) * np.log1p(e)
         if grad is not None:
             sigmoid_x = np.where(x >= 0, 1 / (1 + e), e / (1 + e))
             pos = target if pos_weight is None else pos_weight * target

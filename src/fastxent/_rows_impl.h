@@ -161,7 +161,8 @@ FX_ATTR static double FX_FN(fx_weighted_gap)(const FX_T *x, const FX_T *w, ptrdi
 }
 
 /* For a probability target t smoothed to t' = keep * t + spread:
- * *mass = sum w_i t'_i and *gap = sum w_i t'_i (m - x_i). */
+ * *mass = sum w_i t'_i and *gap = sum w_i t'_i (m - x_i), where a class of
+ * no mass adds nothing even at x_i = -inf (a masked vocabulary). */
 FX_ATTR static void FX_FN(fx_target_sums)(const FX_T *x, const FX_T *t, const FX_T *w, ptrdiff_t n,
                                           FX_T m, double keep, double spread,
                                           double *mass_out, double *gap_out)
@@ -172,14 +173,14 @@ FX_ATTR static void FX_FN(fx_target_sums)(const FX_T *x, const FX_T *t, const FX
         for (ptrdiff_t i = 0; i < n; i++) {
             double wt = (double)w[i] * (keep * (double)t[i] + spread);
             mass += wt;
-            gap += wt * ((double)m - (double)x[i]);
+            gap += wt == 0.0 ? 0.0 : wt * ((double)m - (double)x[i]); /* masked classes */
         }
     } else {
 #pragma omp simd reduction(+ : mass, gap)
         for (ptrdiff_t i = 0; i < n; i++) {
             double wt = keep * (double)t[i] + spread;
             mass += wt;
-            gap += wt * ((double)m - (double)x[i]);
+            gap += wt == 0.0 ? 0.0 : wt * ((double)m - (double)x[i]); /* masked classes */
         }
     }
     *mass_out = mass;
@@ -226,7 +227,7 @@ FX_ATTR static inline double FX_FN(fx_index_finish)(FX_T *g, ptrdiff_t n, ptrdif
     const double loss = (1.0 - eps) * w_y * (log_s + ((double)m - x_y)) +
                         (eps != 0.0 ? spread * (w_total * log_s + gap) : 0.0);
     if (g) {
-        const double a = scale * ((1.0 - eps) * w_y + spread * w_total) / s;
+        const double a = scale * ((1.0 - eps) * w_y + (eps != 0.0 ? spread * w_total : 0.0)) / s;
         FX_FN(fx_scale_shift)(g, NULL, w, n, a, 0.0, scale * spread);
         g[y] -= (FX_T)(scale * (1.0 - eps) * w_y);
     }
@@ -356,12 +357,70 @@ FX_ATTR static double FX_FN(fx_logsumexp_row)(const FX_T *x, ptrdiff_t n)
     return (double)m + log(FX_FN(fx_exp_sum)(x, NULL, n, m));
 }
 
+/* Binary cross-entropy with logits over x[0:n], elementwise: PyTorch's
+ * loss_i = w_i ((1 - t_i) x_i + l_i (log1p(exp(-|x_i|)) + max(-x_i, 0)))
+ * with l_i = 1 + (pw_i - 1) t_i, written for x_i < 0 as
+ * w_i (pw_i t_i |x_i| + l_i log1p(exp(-|x_i|))), coefficients first, so that
+ * nothing cancels or overflows on the way; and g_i = scale w_i (l_i sigmoid(x_i) - pw_i t_i),
+ * which stays exact where sigmoid(x_i) is tiny. w and pw are arrays (of ones
+ * where the caller has none); g and loss may be NULL. Returns the sum of the
+ * losses. log1p(u) is log(v) corrected for the rounding of v = 1 + u. */
+#define FX_BCE_ELEMENT(i)                                                              \
+    const double xi = (double)x[i], ti = (double)t[i];                                 \
+    const double wi = (double)w[i], pwi = (double)pw[i];                               \
+    const double u = (double)FX_FN(fx_exp)(-(FX_T)(xi < 0 ? -xi : xi));                \
+    const double v = 1.0 + u;                                                          \
+    const double log1p_u = FX_FN(fx_log_sum)(v) - ((v - 1.0) - u) / v;                 \
+    const double li = pwi == 1.0 ? 1.0 : 1.0 + (pwi - 1.0) * ti;                       \
+    const double loss_i =                                                              \
+        (xi >= 0 ? (wi * (1.0 - ti)) * xi : -(wi * pwi * ti) * xi) + (wi * li) * log1p_u
+
+#define FX_BCE_CHUNK 256
+#define FX_BCE_GRAD(i) ((FX_T)(scale * wi * (li * ((xi >= 0 ? 1.0 : u) / v) - pwi * ti)))
+
+FX_ATTR static double FX_FN(fx_bce_logits_span)(const FX_T *x, const FX_T *t, const FX_T *w,
+                                                const FX_T *pw, FX_T *g, FX_T *loss,
+                                                ptrdiff_t n, double scale)
+{
+    /* The losses of a chunk go through buf and are summed in a fixed order,
+     * so that they are the same bits with or without a gradient. */
+    double buf[FX_BCE_CHUNK];
+    FX_T unused_grad[FX_BCE_CHUNK]; /* one loop, one rounding, with or without g */
+    double lanes[4] = {0.0, 0.0, 0.0, 0.0};
+    for (ptrdiff_t c0 = 0; c0 < n; c0 += FX_BCE_CHUNK) {
+        const ptrdiff_t m = n - c0 < FX_BCE_CHUNK ? n - c0 : FX_BCE_CHUNK;
+        FX_T *gc = g ? g + c0 : unused_grad;
+#pragma omp simd
+        for (ptrdiff_t j = 0; j < m; j++) {
+            const ptrdiff_t i = c0 + j;
+            FX_BCE_ELEMENT(i);
+            gc[j] = FX_BCE_GRAD(i);
+            buf[j] = loss_i;
+        }
+        ptrdiff_t j = 0;
+        for (; j + 4 <= m; j += 4) {
+            lanes[0] += buf[j];
+            lanes[1] += buf[j + 1];
+            lanes[2] += buf[j + 2];
+            lanes[3] += buf[j + 3];
+        }
+        for (; j < m; j++) lanes[0] += buf[j];
+        if (loss)
+            for (j = 0; j < m; j++) loss[c0 + j] = (FX_T)buf[j];
+    }
+    return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+}
+#undef FX_BCE_ELEMENT
+#undef FX_BCE_GRAD
+#undef FX_BCE_CHUNK
+
 static const FX_TABLE FX_FN(fx_rows) = {
     FX_FN(fx_xent_index_row),
     FX_FN(fx_xent_index_short),
     FX_FN(fx_xent_prob_row),
     FX_FN(fx_softmax_row),
     FX_FN(fx_logsumexp_row),
+    FX_FN(fx_bce_logits_span),
 };
 
 #undef FX_FN

@@ -388,7 +388,8 @@ def _broadcast_weight(weight, name, shape, dtype):
 
 
 def prepare_binary(x, target, weight, pos_weight, reduction, *, want_grad, out, name):
-    """Checks the arguments of binary_cross_entropy[_with_logits][_with_grad]."""
+    """Checks the arguments of binary_cross_entropy[_with_logits][_with_grad].
+    Targets of probabilities (name "probs") must lie in [0, 1], as PyTorch's."""
     reduction = check_reduction(reduction)
     x_in = as_array(x, name)
     dtype = result_dtype(x_in, name)
@@ -399,6 +400,12 @@ def prepare_binary(x, target, weight, pos_weight, reduction, *, want_grad, out, 
         raise ValueError(f"target: expected the shape of {name} {x_in.shape}, got {target_in.shape}")
     flat_x, x_is_copy = _flat2d(x_in, dtype)
     flat_t, _ = _flat2d(target_in, dtype)
+    if name == "probs":
+        outside = (flat_t < 0) | (flat_t > 1)  # NaN passes, and gives NaN
+        if outside.any():
+            k = int(np.argmax(outside.reshape(-1)))
+            raise ValueError(f"target: {flat_t.reshape(-1)[k]!r} at position "
+                             f"{position(k, x_in.shape)} is outside [0, 1]")
     grad, grad_is_out = None, False
     if out is not None:
         if not want_grad:
