@@ -38,6 +38,8 @@
                             double eps, double scale);                                  \
         void (*softmax)(const T *x, T *out, ptrdiff_t n, int log_space);                \
         double (*logsumexp)(const T *x, ptrdiff_t n);                                   \
+        double (*bce_logits)(const T *x, const T *t, const T *w, const T *pw, T *g,     \
+                             T *loss, ptrdiff_t n, double scale);                       \
     } NAME;
 FX_ROWS_TABLE(float, fx_rows_f32)
 FX_ROWS_TABLE(double, fx_rows_f64)
