@@ -369,14 +369,14 @@ FX_ATTR static double FX_FN(fx_logsumexp_row)(const FX_T *x, ptrdiff_t n)
     const double xi = (double)x[i], ti = (double)t[i];                                 \
     const double wi = (double)w[i], pwi = (double)pw[i];                               \
     const double u = (double)FX_FN(fx_exp)(-(FX_T)(xi < 0 ? -xi : xi));                \
-    const double v = 1.0 + u;                                                          \
-    const double log1p_u = FX_FN(fx_log_sum)(v) - ((v - 1.0) - u) / v;                 \
+    const double v = 1.0 + u, inv_v = 1.0 / v;                                        \
+    const double log1p_u = FX_FN(fx_log_sum)(v) - ((v - 1.0) - u) * inv_v;             \
     const double li = pwi == 1.0 ? 1.0 : 1.0 + (pwi - 1.0) * ti;                       \
     const double loss_i =                                                              \
         (xi >= 0 ? (wi * (1.0 - ti)) * xi : -(wi * pwi * ti) * xi) + (wi * li) * log1p_u
 
 #define FX_BCE_CHUNK 256
-#define FX_BCE_GRAD(i) ((FX_T)(scale * wi * (li * ((xi >= 0 ? 1.0 : u) / v) - pwi * ti)))
+#define FX_BCE_GRAD(i) ((FX_T)(scale * wi * (li * ((xi >= 0 ? 1.0 : u) * inv_v) - pwi * ti)))
 
 FX_ATTR static double FX_FN(fx_bce_logits_span)(const FX_T *x, const FX_T *t, const FX_T *w,
                                                 const FX_T *pw, FX_T *g, FX_T *loss,
