@@ -2,19 +2,49 @@
 
     PYTHONPATH=src python -m pytest benchmarks/ --benchmark-group-by=group
 
-Each group compares the implementations on one workload. They are not part of
-the test run (pyproject's testpaths is tests/). pytest-benchmark times one
-implementation after another; for interleaved, noise-robust medians use
-`python -m fastxent bench`, which shares its workloads and implementations.
+Each group compares the implementations (fastxent, fastxent out=, the NumPy
+reference, PyTorch, scikit-learn, JAX where installed, and the memory floor)
+on one workload: one op, shape and dtype, with fastxent.get_num_threads()
+threads. The workloads are those of `python -m fastxent bench`; with
+--bench-full, those of `python -m fastxent bench --full` (without its
+one-thread runs). Every implementation is checked against the NumPy reference
+before it is timed.
+
+They are not part of the test run (pyproject's testpaths is tests/).
+pytest-benchmark times one implementation after another; for interleaved,
+noise-robust medians use `python -m fastxent bench`, which shares its
+workloads and implementations (fastxent._bench).
 """
+
+import sys
 
 import numpy as np
 import pytest
 
 import fastxent
-from fastxent import _bench, reference
+from fastxent import _bench
 
-WORKLOADS = [(shape, "float32") for shape in _bench.DEFAULT_SHAPES]
+
+def pytest_addoption(parser):
+    parser.addoption("--bench-full", action="store_true", default=False,
+                     help="fastxent: time every workload of `python -m fastxent bench --full`")
+
+
+def _workloads(full):
+    if full:
+        plan = [(op, shape, dtype) for op, shape, dtype, _ in _bench.FULL_PLAN]
+    else:
+        plan = [(op, shape, "float32") for op in _bench.DEFAULT_OPS
+                for shape in _bench.OPS[op].default_shapes]
+    return plan
+
+
+def pytest_generate_tests(metafunc):
+    if "workload_spec" in metafunc.fixturenames:
+        specs = _workloads(metafunc.config.getoption("--bench-full"))
+        metafunc.parametrize(
+            "workload_spec", specs, scope="session",
+            ids=[f"{op}-{_bench.shape_name(shape)}-{dtype}" for op, shape, dtype in specs])
 
 
 @pytest.fixture(scope="session")
@@ -23,11 +53,24 @@ def threads():
     return fastxent.get_num_threads()
 
 
-@pytest.fixture(scope="session", params=WORKLOADS,
-                ids=[f"{_bench.shape_name(s)}-{d}" for s, d in WORKLOADS])
-def workload(request):
-    """(group name, logits, labels, reference loss); one workload alive at a time."""
-    shape, dtype = request.param
-    logits, labels = _bench.make_workload(shape, dtype)
-    ref_loss = float(reference.cross_entropy(logits, labels))
-    return f"{_bench.shape_name(shape)} {np.dtype(dtype).name}", logits, labels, ref_loss
+@pytest.fixture(scope="session")
+def peers(request, threads):
+    specs = _workloads(request.config.getoption("--bench-full"))
+    return _bench.import_peers(x64=any(dtype == "float64" for _, _, dtype in specs))
+
+
+@pytest.fixture(scope="session")
+def workload(workload_spec, threads, peers):
+    """(group name, Workload, name -> Impl), checked against the NumPy
+    reference; one workload alive at a time (pytest orders the tests by it)."""
+    op, shape, dtype = workload_spec
+    w = _bench.make_workload(op, shape, dtype)
+    group = f"{op} {w.name} {np.dtype(dtype).name}, {threads} threads"
+
+    def warn(message):
+        print(f"\nbench: {message}", file=sys.stderr)
+
+    impls = _bench.make_implementations(w, threads, peers, warn=warn)
+    with _bench.using_threads(threads, peers.torch):
+        _bench.check(impls, group)
+    return group, w, impls
