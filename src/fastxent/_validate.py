@@ -212,7 +212,8 @@ def prepare_rows(x, axis, name, *, want_result=False, out=None, others=None, emp
 
 
 def prepare_pair(p, q, axis):
-    """p and q of one shape (after broadcasting) as Rows of p's... and q's flat rows."""
+    """p as Rows and q as the matching (rows, classes) array, after broadcasting
+    them to one shape and one dtype (kl_divergence)."""
     p_in, q_in = as_array(p, "p"), as_array(q, "q")
     dtype = np.promote_types(result_dtype(p_in, "p"), result_dtype(q_in, "q"))
     try:
