@@ -11,6 +11,7 @@ Two references, neither of which uses fastxent:
   tests run without PyTorch; test_cross_entropy checks it against torch.
 """
 
+import os
 import zlib
 
 import numpy as np
@@ -50,6 +51,31 @@ def torch():
     )
     torch.set_num_threads(1)  # the references are small: threads would only add overhead
     return torch
+
+
+# The markers pyproject.toml declares, for runs without it: the test-suite
+# installed inside the package (fastxent.test(), pytest --pyargs fastxent).
+MARKERS = {
+    "torch": "compares against PyTorch (skipped where it is not installed)",
+    "bigmem": "needs about 10 GB of memory (runs with FASTXENT_BIGMEM=1)",
+}
+
+
+def pytest_configure(config):
+    declared = {line.split(":")[0].strip() for line in config.getini("markers")}
+    for name, description in MARKERS.items():
+        if name not in declared:
+            config.addinivalue_line("markers", f"{name}: {description}")
+
+
+def pytest_report_header(config):
+    # Which fastxent this run tests: an installed wheel or a source tree.
+    from fastxent import _config
+
+    kernels = _config._compiled.__file__ if _config._compiled is not None else "not loaded"
+    return [f"fastxent {fastxent.__version__} from {os.path.dirname(fastxent.__file__)}",
+            (f"fastxent: backend {fastxent.get_backend()}, extension {kernels}, "
+             f"OpenMP {_config.config()['openmp']}")]
 
 
 def pytest_collection_modifyitems(items):

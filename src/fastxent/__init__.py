@@ -24,6 +24,18 @@ from ._special import entropy, kl_divergence, log_softmax, logsumexp, softmax
 from ._version import __version__
 from . import keras, reference, sklearn  # noqa: E402  (submodules: fastxent.reference etc.)
 
+
+def test(*pytest_args):
+    """Runs the test-suite installed with fastxent against this installation
+    and returns pytest's exit code (0: all passed); arguments go to pytest.
+    Needs pytest and the test requirements: pip install "fastxent[test]"."""
+    from ._selftest import test as run_tests
+
+    return run_tests(*pytest_args)
+
+
+test.__test__ = False  # not a test function, for pytest's collection
+
 __all__ = [
     "__version__",
     "binary_cross_entropy",
@@ -41,6 +53,7 @@ __all__ = [
     "reference",
     "sklearn",
     "softmax",
+    "test",
     "get_backend",
     "get_num_threads",
     "keras",
