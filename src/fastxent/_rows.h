@@ -21,6 +21,16 @@
 #endif
 #endif
 
+/* `omp simd` loops (vectorised without -ffast-math). MSVC's OpenMP 2.0 has no
+ * simd directive and rejects it: there the loops are left to its
+ * auto-vectoriser. */
+#if defined(_MSC_VER) && !defined(__clang__)
+#define FX_SIMD(clauses)
+#else
+#define FX_PRAGMA(text) _Pragma(#text)
+#define FX_SIMD(clauses) FX_PRAGMA(omp simd clauses)
+#endif
+
 /* ---- the row functions of one element type, as a table ---- */
 
 #define FX_SHORT_ROW 16 /* rows up to this long take the tiled path */

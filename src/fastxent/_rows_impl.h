@@ -117,7 +117,7 @@ FX_ATTR static inline double FX_FN(fx_log_sum)(double v)
 FX_ATTR static FX_T FX_FN(fx_row_max)(const FX_T *x, ptrdiff_t n)
 {
     FX_T m = -INFINITY;
-#pragma omp simd reduction(max : m)
+FX_SIMD(reduction(max : m))
     for (ptrdiff_t i = 0; i < n; i++)
         m = x[i] > m ? x[i] : m;
     return m;
@@ -129,14 +129,14 @@ FX_ATTR static double FX_FN(fx_exp_sum)(const FX_T *x, FX_T *g, ptrdiff_t n, FX_
 {
     double s = 0.0;
     if (g) {
-#pragma omp simd reduction(+ : s)
+FX_SIMD(reduction(+ : s))
         for (ptrdiff_t i = 0; i < n; i++) {
             FX_T e = FX_FN(fx_exp)(x[i] - m);
             g[i] = e;
             s += (double)e;
         }
     } else {
-#pragma omp simd reduction(+ : s)
+FX_SIMD(reduction(+ : s))
         for (ptrdiff_t i = 0; i < n; i++)
             s += (double)FX_FN(fx_exp)(x[i] - m);
     }
@@ -149,11 +149,11 @@ FX_ATTR static double FX_FN(fx_weighted_gap)(const FX_T *x, const FX_T *w, ptrdi
 {
     double acc = 0.0;
     if (w) {
-#pragma omp simd reduction(+ : acc)
+FX_SIMD(reduction(+ : acc))
         for (ptrdiff_t i = 0; i < n; i++)
             acc += (double)w[i] * ((double)m - (double)x[i]);
     } else {
-#pragma omp simd reduction(+ : acc)
+FX_SIMD(reduction(+ : acc))
         for (ptrdiff_t i = 0; i < n; i++)
             acc += (double)m - (double)x[i];
     }
@@ -169,14 +169,14 @@ FX_ATTR static void FX_FN(fx_target_sums)(const FX_T *x, const FX_T *t, const FX
 {
     double mass = 0.0, gap = 0.0;
     if (w) {
-#pragma omp simd reduction(+ : mass, gap)
+FX_SIMD(reduction(+ : mass, gap))
         for (ptrdiff_t i = 0; i < n; i++) {
             double wt = (double)w[i] * (keep * (double)t[i] + spread);
             mass += wt;
             gap += wt == 0.0 ? 0.0 : wt * ((double)m - (double)x[i]); /* masked classes */
         }
     } else {
-#pragma omp simd reduction(+ : mass, gap)
+FX_SIMD(reduction(+ : mass, gap))
         for (ptrdiff_t i = 0; i < n; i++) {
             double wt = keep * (double)t[i] + spread;
             mass += wt;
@@ -194,19 +194,19 @@ FX_ATTR static void FX_FN(fx_scale_shift)(FX_T *g, const FX_T *t, const FX_T *w,
 {
     const FX_T fa = (FX_T)a, f1 = (FX_T)c1, f0 = (FX_T)c0;
     if (t && w) {
-#pragma omp simd
+FX_SIMD()
         for (ptrdiff_t i = 0; i < n; i++) g[i] = g[i] * fa - (f1 * t[i] + f0) * w[i];
     } else if (t) {
-#pragma omp simd
+FX_SIMD()
         for (ptrdiff_t i = 0; i < n; i++) g[i] = g[i] * fa - (f1 * t[i] + f0);
     } else if (w && c0 != 0.0) {
-#pragma omp simd
+FX_SIMD()
         for (ptrdiff_t i = 0; i < n; i++) g[i] = g[i] * fa - f0 * w[i];
     } else if (c0 != 0.0) {
-#pragma omp simd
+FX_SIMD()
         for (ptrdiff_t i = 0; i < n; i++) g[i] = g[i] * fa - f0;
     } else {
-#pragma omp simd
+FX_SIMD()
         for (ptrdiff_t i = 0; i < n; i++) g[i] = g[i] * fa;
     }
 }
@@ -277,14 +277,14 @@ FX_ATTR static double FX_FN(fx_xent_index_short)(const FX_T *x, FX_T *g, ptrdiff
             gap[r] = eps != 0.0 ? FX_FN(fx_weighted_gap)(xr, w, n, mr) : 0.0;
             for (ptrdiff_t k = 0; k < n; k++) e[r * n + k] = xr[k] - mr;
         }
-#pragma omp simd
+FX_SIMD()
         for (ptrdiff_t j = 0; j < tile * n; j++) e[j] = FX_FN(fx_exp)(e[j]);
         for (ptrdiff_t r = 0; r < tile; r++) {
             double s = 0.0;
             for (ptrdiff_t k = 0; k < n; k++) s += (double)e[r * n + k];
             sums[r] = s;
         }
-#pragma omp simd
+FX_SIMD()
         for (ptrdiff_t r = 0; r < tile; r++) log_sums[r] = FX_FN(fx_log_sum)(sums[r]);
         for (ptrdiff_t r = 0; r < tile; r++) {
             const int64_t yr = y[r0 + r];
@@ -336,7 +336,7 @@ FX_ATTR static void FX_FN(fx_softmax_row)(const FX_T *x, FX_T *out, ptrdiff_t n,
     if (log_space) {
         /* (x - m) - log(s), as PyTorch: x - m is exact near the maximum. */
         const FX_T log_s = (FX_T)log(FX_FN(fx_exp_sum)(x, NULL, n, m));
-#pragma omp simd
+FX_SIMD()
         for (ptrdiff_t i = 0; i < n; i++) out[i] = (x[i] - m) - log_s;
     } else {
         const double s = FX_FN(fx_exp_sum)(x, out, n, m);
@@ -390,7 +390,7 @@ FX_ATTR static double FX_FN(fx_bce_logits_span)(const FX_T *x, const FX_T *t, co
     for (ptrdiff_t c0 = 0; c0 < n; c0 += FX_BCE_CHUNK) {
         const ptrdiff_t m = n - c0 < FX_BCE_CHUNK ? n - c0 : FX_BCE_CHUNK;
         FX_T *gc = g ? g + c0 : unused_grad;
-#pragma omp simd
+FX_SIMD()
         for (ptrdiff_t j = 0; j < m; j++) {
             const ptrdiff_t i = c0 + j;
             FX_BCE_ELEMENT(i);
