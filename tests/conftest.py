@@ -176,20 +176,24 @@ def result_dtype(dtype):
     return np.dtype(np.float64)
 
 
-def assert_close(actual, expected, dtype, *, rtol=None, floor=0.0, err_msg=""):
+def assert_close(actual, expected, dtype, *, rtol=None, atol=None, floor=0.0, rtols=RTOL,
+                 err_msg=""):
     """actual (of `dtype`) against a float64 reference, with the relative
-    tolerance of `dtype` and an absolute one of rtol times the reference's
-    largest magnitude (elements near zero are differences of terms that large),
-    or times `floor` when that is larger: the natural size of the quantity,
-    for references that are rounding noise around 0. An all-zero reference
-    without a floor gets an absolute tolerance of rtol."""
-    rtol = RTOL[np.dtype(dtype)] if rtol is None else rtol
+    tolerance of `dtype` (from the table `rtols`) and an absolute one of rtol
+    times the reference's largest magnitude (elements near zero are differences
+    of terms that large), or times `floor` when that is larger: the natural size
+    of the quantity, for references that are rounding noise around 0. An
+    all-zero reference without a floor gets an absolute tolerance of rtol; an
+    explicit `atol` replaces all of this. NaN must match NaN."""
+    rtol = rtols[np.dtype(dtype)] if rtol is None else rtol
     expected = np.asarray(expected, dtype=np.float64)
-    finite = np.abs(expected[np.isfinite(expected)])
-    scale = max(finite.max() if finite.size else 0.0, floor)
+    if atol is None:
+        finite = np.abs(expected[np.isfinite(expected)])
+        scale = max(finite.max() if finite.size else 0.0, floor)
+        atol = rtol * (scale if scale > 0 else 1.0)
     np.testing.assert_allclose(
-        np.asarray(actual, dtype=np.float64), expected, rtol=rtol,
-        atol=rtol * (scale if scale > 0 else 1.0), equal_nan=True, err_msg=err_msg,
+        np.asarray(actual, dtype=np.float64), expected, rtol=rtol, atol=atol,
+        equal_nan=True, err_msg=err_msg,
     )
 
 
@@ -225,6 +229,80 @@ class Snapshot:
             assert arr.dtype == copy.dtype and arr.shape == copy.shape
             # compare bytes, so that NaN, -0.0 and every bit count
             assert arr.tobytes() == copy.tobytes(), "an input array was modified"
+
+
+def with_layout(values, layout):
+    """An array equal to `values` (except for "broadcast", whose values are those
+    of its first slice repeated) in the given memory layout."""
+    values = np.asarray(values)
+    if layout == "c":
+        return np.ascontiguousarray(values)
+    if layout == "fortran":
+        out = np.asfortranarray(values)
+        # not C-ordered too (which it is when at most one axis is longer than 1)
+        assert sum(n > 1 for n in values.shape) < 2 or not out.flags.c_contiguous
+        return out
+    if layout == "strided":
+        big = np.full(tuple(2 * s + 1 for s in values.shape), 99, values.dtype)
+        view = big[tuple(slice(1, None, 2) for _ in values.shape)]
+        view[...] = values
+        return view
+    if layout == "negative":
+        flipped = np.flip(values).copy()
+        return np.flip(flipped)  # negative strides on every axis
+    if layout == "readonly":
+        out = values.copy()
+        out.flags.writeable = False
+        return out
+    if layout == "broadcast":
+        first = values[(slice(0, 1),) * values.ndim] if values.ndim else values
+        return np.broadcast_to(first, values.shape)  # zero strides, read-only
+    if layout == "unaligned":
+        raw = bytearray(values.nbytes + 1)
+        out = np.frombuffer(raw, dtype=values.dtype, offset=1, count=values.size)
+        out = out.reshape(values.shape)
+        out[...] = values
+        assert values.dtype.itemsize == 1 or not out.flags.aligned
+        return out
+    raise AssertionError(layout)
+
+
+def layouts(values):
+    """(name, array): `values` Fortran-ordered, strided, with negative strides
+    and read-only (with_layout's kinds, under the names the tests report)."""
+    for name, layout in [("fortran", "fortran"), ("strided", "strided"),
+                         ("negative-stride", "negative"), ("read-only", "readonly")]:
+        yield name, with_layout(values, layout)
+
+
+def run_both(fn, fn_with_grad, *args, **options):
+    """(loss, grad) from fn_with_grad(*args, **options), having checked that fn
+    gives the same loss and that neither call modifies an array argument."""
+    snapshot = Snapshot(*args, *options.values())
+    loss = fn(*args, **options)
+    snapshot.assert_unchanged()
+    loss2, grad = fn_with_grad(*args, **options)
+    snapshot.assert_unchanged()
+    np.testing.assert_array_equal(loss, loss2)
+    return loss, grad
+
+
+def central_difference(f, x, h, *, relative=False):
+    """d f / d x by central differences, element by element, in float64; the
+    step is h, or h * max(1, |x_i|) with `relative`."""
+    x = np.array(x, dtype=np.float64)
+    grad = np.empty_like(x)
+    flat, gflat = x.reshape(-1), grad.reshape(-1)
+    for i in range(flat.size):
+        orig = flat[i]
+        step = h * max(1.0, abs(orig)) if relative else h
+        flat[i] = orig + step
+        up = float(f(x))
+        flat[i] = orig - step
+        down = float(f(x))
+        flat[i] = orig
+        gflat[i] = (up - down) / (2 * step)
+    return grad
 
 
 def random_logits(rng, shape, dtype=np.float64, scale=3.0):

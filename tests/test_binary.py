@@ -5,6 +5,7 @@ logaddexp), analytic values and central finite differences. Every test runs on
 both backends (the `backend` fixture of conftest)."""
 
 import contextlib
+from functools import partial
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from scipy.special import expit
 import fastxent
 from fastxent import reference
 
-from conftest import Snapshot, check_loss_type
+from conftest import Snapshot, central_difference, check_loss_type, layouts, run_both
 
 DTYPES = [pytest.param(np.float32, id="f32"), pytest.param(np.float64, id="f64")]
 REDUCTIONS = ("none", "sum", "mean")
@@ -119,23 +120,6 @@ def torch_formula_bce(p, t, weight=None, reduction="mean"):
     return reduce(loss, reduction), grad
 
 
-def central_difference(f, x, h=1e-6):
-    """d f / d x by central differences, element by element (float64)."""
-    x = np.array(x, dtype=np.float64)
-    grad = np.empty_like(x)
-    flat, gflat = x.reshape(-1), grad.reshape(-1)
-    for i in range(flat.size):
-        orig = flat[i]
-        step = h * max(1.0, abs(orig))
-        flat[i] = orig + step
-        up = float(f(x))
-        flat[i] = orig - step
-        down = float(f(x))
-        flat[i] = orig
-        gflat[i] = (up - down) / (2 * step)
-    return grad
-
-
 def make_weight(rng, kind, shape, dtype):
     """A weight of the given broadcasting kind for inputs of `shape` (N, C)."""
     if kind is None:
@@ -168,25 +152,10 @@ def check_result_types(loss, grad, reduction, shape, dtype):
         assert grad.shape == tuple(shape) and grad.dtype == np.dtype(dtype)
 
 
-def run_logits(x, t, **options):
-    """Both logits functions; checks they agree and leave their inputs alone."""
-    snap = Snapshot(x, t, options.get("weight"), options.get("pos_weight"))
-    loss = fastxent.binary_cross_entropy_with_logits(x, t, **options)
-    snap.assert_unchanged()
-    loss2, grad = fastxent.binary_cross_entropy_with_logits_with_grad(x, t, **options)
-    snap.assert_unchanged()
-    np.testing.assert_array_equal(loss, loss2)
-    return loss, grad
-
-
-def run_probs(p, t, **options):
-    snap = Snapshot(p, t, options.get("weight"))
-    loss = fastxent.binary_cross_entropy(p, t, **options)
-    snap.assert_unchanged()
-    loss2, grad = fastxent.binary_cross_entropy_with_grad(p, t, **options)
-    snap.assert_unchanged()
-    np.testing.assert_array_equal(loss, loss2)
-    return loss, grad
+# run_logits(x, t, **options), run_probs(p, t, **options): both functions of
+# the pair, checked to agree and to leave their inputs alone; return (loss, grad)
+run_logits = partial(run_both, *BCE_LOGITS)
+run_probs = partial(run_both, *BCE_PROBS)
 
 
 # =========================================================================== with logits
@@ -350,7 +319,8 @@ def test_logits_gradient_is_the_finite_difference(backend, rng, reduction, shape
         return np.sum(fastxent.binary_cross_entropy_with_logits(z, t, **options))
 
     _, grad = fastxent.binary_cross_entropy_with_logits_with_grad(x, t, **options)
-    np.testing.assert_allclose(grad, central_difference(total, x), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(grad, central_difference(total, x, h=1e-6, relative=True),
+                               rtol=1e-6, atol=1e-9)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -480,8 +450,8 @@ def test_probs_gradient_is_the_finite_difference(backend, rng, reduction, shape)
         return np.sum(fastxent.binary_cross_entropy(z, t, **options))
 
     _, grad = fastxent.binary_cross_entropy_with_grad(p, t, **options)
-    np.testing.assert_allclose(grad, central_difference(total, p, h=1e-7), rtol=1e-6,
-                               atol=1e-9)
+    np.testing.assert_allclose(grad, central_difference(total, p, h=1e-7, relative=True),
+                               rtol=1e-6, atol=1e-9)
 
 
 BAD_PROBS = [
@@ -567,19 +537,6 @@ def test_integer_inputs_compute_in_float64(backend, fns):
     x32 = x.astype(np.float32)
     loss = fns[0](x32, t.astype(np.float64), weight=np.ones(2))
     assert loss.dtype == np.float32
-
-
-def layouts(a):
-    """The same values as `a` (2-D) in other memory layouts."""
-    yield "fortran", np.asfortranarray(a)
-    wide = np.zeros((a.shape[0], 2 * a.shape[1]), a.dtype)
-    wide[:, ::2] = a
-    yield "strided", wide[:, ::2]
-    flipped = np.ascontiguousarray(a[::-1, ::-1])
-    yield "negative-stride", flipped[::-1, ::-1]
-    ro = a.copy()
-    ro.flags.writeable = False
-    yield "read-only", ro
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -18,6 +18,7 @@ from conftest import (
     random_logits,
     random_probs,
     result_dtype,
+    with_layout,
 )
 
 DTYPES = [pytest.param(np.float32, id="f32"), pytest.param(np.float64, id="f64")]
@@ -29,41 +30,6 @@ SHAPES = [
     pytest.param((3, 4, 2), 1, id="3x4x2-axis1"),
     pytest.param((4, 3), 0, id="4x3-axis0"),
 ]
-
-
-def with_layout(values, layout):
-    """An array equal to `values` (except for "broadcast", whose values are those
-    of its first slice repeated) in the given memory layout."""
-    values = np.asarray(values)
-    if layout == "c":
-        return np.ascontiguousarray(values)
-    if layout == "fortran":
-        out = np.asfortranarray(values)
-        assert values.ndim < 2 or not out.flags.c_contiguous
-        return out
-    if layout == "strided":
-        big = np.full(tuple(2 * s + 1 for s in values.shape), 99, values.dtype)
-        view = big[tuple(slice(1, None, 2) for _ in values.shape)]
-        view[...] = values
-        return view
-    if layout == "negative":
-        flipped = np.flip(values).copy()
-        return np.flip(flipped)  # negative strides on every axis
-    if layout == "readonly":
-        out = values.copy()
-        out.flags.writeable = False
-        return out
-    if layout == "broadcast":
-        first = values[(slice(0, 1),) * values.ndim] if values.ndim else values
-        return np.broadcast_to(first, values.shape)  # zero strides, read-only
-    if layout == "unaligned":
-        raw = bytearray(values.nbytes + 1)
-        out = np.frombuffer(raw, dtype=values.dtype, offset=1, count=values.size)
-        out = out.reshape(values.shape)
-        out[...] = values
-        assert values.dtype.itemsize == 1 or not out.flags.aligned
-        return out
-    raise AssertionError(layout)
 
 
 LAYOUTS = ["c", "fortran", "strided", "negative", "readonly", "broadcast", "unaligned"]

@@ -3,28 +3,31 @@ autograd (float64, class axis moved to dim 1), analytic values and central
 finite differences; labels, ignore_index, weights, layouts, out= and threads.
 Every test runs on both backends (the `backend` fixture of conftest)."""
 
+from functools import partial
+
 import numpy as np
 import pytest
 
 import fastxent
 from fastxent import reference
 
-from conftest import Snapshot, check_loss_type, random_labels
+from conftest import (
+    Snapshot,
+    assert_close,
+    central_difference,
+    check_loss_type,
+    layouts,
+    random_labels,
+    run_both,
+    with_layout,
+)
 
 DTYPES = [pytest.param(np.float32, id="f32"), pytest.param(np.float64, id="f64")]
 REDUCTIONS = ("none", "sum", "mean")
 RTOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
 
-
-def close(actual, expected, dtype, *, rtol=None, err_msg=""):
-    """Relative tolerance of dtype, and an absolute one of rtol times the
-    reference's largest finite magnitude; NaN must match NaN."""
-    rtol = RTOL[np.dtype(dtype)] if rtol is None else rtol
-    expected = np.asarray(expected, dtype=np.float64)
-    finite = np.abs(expected[np.isfinite(expected)])
-    scale = finite.max() if finite.size and finite.max() > 0 else 1.0
-    np.testing.assert_allclose(np.asarray(actual, dtype=np.float64), expected, rtol=rtol,
-                               atol=rtol * scale, equal_nan=True, err_msg=err_msg)
+# assert_close with this file's tolerances (tighter than conftest's in float64)
+close = partial(assert_close, rtols=RTOL)
 
 
 def torch_nll(torch, log_probs, target, *, weight=None, ignore_index=-100, reduction="mean",
@@ -59,30 +62,9 @@ def random_log_probs(rng, shape, axis, dtype):
     return x.astype(dtype)
 
 
-def run(log_probs, target, **options):
-    """Both functions; checks that they agree and leave their inputs alone."""
-    snap = Snapshot(log_probs, target, options.get("weight"))
-    loss = fastxent.nll_loss(log_probs, target, **options)
-    snap.assert_unchanged()
-    loss2, grad = fastxent.nll_loss_with_grad(log_probs, target, **options)
-    snap.assert_unchanged()
-    np.testing.assert_array_equal(loss, loss2)
-    return loss, grad
-
-
-def central_difference(f, x, h=1e-3):
-    x = np.array(x, dtype=np.float64)
-    grad = np.empty_like(x)
-    flat, gflat = x.reshape(-1), grad.reshape(-1)
-    for i in range(flat.size):
-        orig = flat[i]
-        flat[i] = orig + h
-        up = float(f(x))
-        flat[i] = orig - h
-        down = float(f(x))
-        flat[i] = orig
-        gflat[i] = (up - down) / (2 * h)
-    return grad
+# run(log_probs, target, **options): both functions, checked to agree and to
+# leave their inputs alone; returns (loss, grad)
+run = partial(run_both, fastxent.nll_loss, fastxent.nll_loss_with_grad)
 
 
 # (weighted, ignore): "absent" = the default -100, never in the targets;
@@ -176,7 +158,7 @@ def test_gradient_is_the_finite_difference(backend, rng, reduction):
         return np.sum(fastxent.nll_loss(z, target, **options))
 
     _, grad = fastxent.nll_loss_with_grad(x, target, **options)
-    np.testing.assert_allclose(grad, central_difference(total, x), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(grad, central_difference(total, x, h=1e-3), rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -344,16 +326,6 @@ def test_bad_arguments(backend, fn):
 # ------------------------------------------------------------------ layouts, out=, threads
 
 
-def layouts(a):
-    yield "fortran", np.asfortranarray(a)
-    wide = np.repeat(a, 2, axis=-1)
-    yield "strided", wide[..., ::2]
-    yield "negative-stride", np.ascontiguousarray(a[::-1, ::-1])[::-1, ::-1]
-    ro = a.copy()
-    ro.flags.writeable = False
-    yield "read-only", ro
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("axis", [-1, 0])
 def test_any_memory_layout_gives_the_same_numbers(backend, rng, dtype, axis):
@@ -364,10 +336,9 @@ def test_any_memory_layout_gives_the_same_numbers(backend, rng, dtype, axis):
     w = rng.uniform(0.5, 2.0, n_classes).astype(dtype)
     for reduction in ("none", "mean"):
         want_loss, want_grad = run(x, target, weight=w, reduction=reduction, axis=axis)
-        tgt = np.repeat(target, 2)[::2]  # non-contiguous labels
-        tgt_ro = target.copy()
-        tgt_ro.flags.writeable = False
-        w_rev = np.ascontiguousarray(w[::-1])[::-1]  # negative stride
+        tgt = with_layout(target, "strided")  # non-contiguous labels
+        tgt_ro = with_layout(target, "readonly")
+        w_rev = with_layout(w, "negative")  # negative stride
         others = [(target, w), (tgt, w_rev), (tgt_ro, w), (tgt, w)]
         for (name, a), (t, ww) in zip(layouts(x), others):
             loss, grad = run(a, t, weight=ww, reduction=reduction, axis=axis)

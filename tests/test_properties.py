@@ -13,24 +13,9 @@ from hypothesis import strategies as st  # noqa: E402
 import fastxent  # noqa: E402
 from fastxent import reference  # noqa: E402
 
+from conftest import with_layout  # noqa: E402
+
 SETTINGS = settings(max_examples=60, deadline=None, derandomize=True)
-
-
-def layout(arr, kind):
-    """The same values as arr in another memory layout."""
-    if kind == "fortran":
-        return np.asfortranarray(arr)
-    if kind == "strided":
-        wide = np.zeros(arr.shape[:-1] + (2 * arr.shape[-1],), arr.dtype)
-        wide[..., ::2] = arr
-        return wide[..., ::2]
-    if kind == "reversed":
-        return np.ascontiguousarray(arr[..., ::-1])[..., ::-1]
-    if kind == "readonly":
-        arr = arr.copy()
-        arr.flags.writeable = False
-        return arr
-    return arr
 
 
 @st.composite
@@ -60,8 +45,8 @@ def problems(draw):
         options["weight"] = rng.random(n_classes).astype(dtype) + 0.1
     if draw(st.booleans()):
         options["label_smoothing"] = draw(st.sampled_from([0.05, 0.3, 1.0]))
-    logits = layout(logits, draw(st.sampled_from(["c", "fortran", "strided", "reversed",
-                                                  "readonly"])))
+    logits = with_layout(logits, draw(st.sampled_from(["c", "fortran", "strided", "negative",
+                                                       "readonly"])))
     return logits, target, options
 
 

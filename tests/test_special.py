@@ -5,6 +5,7 @@ exactly as SciPy, out=, layouts and thread counts. Every test runs on both
 backends (the `backend` fixture of conftest)."""
 
 import itertools
+from functools import partial
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ import scipy.stats
 import fastxent
 from fastxent import reference
 
-from conftest import Snapshot
+from conftest import Snapshot, assert_close, layouts
 
 DTYPES = [pytest.param(np.float32, id="f32"), pytest.param(np.float64, id="f64")]
 RTOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
@@ -23,17 +24,8 @@ SOFTMAXES = ("softmax", "log_softmax")
 ROW_FUNCTIONS = ("softmax", "log_softmax", "logsumexp")
 
 
-def close(actual, expected, dtype, *, rtol=None, atol=None, err_msg=""):
-    """Relative tolerance of dtype; absolute tolerance rtol times the largest
-    finite magnitude of the reference unless given. Infinities and NaN must
-    match exactly."""
-    rtol = RTOL[np.dtype(dtype)] if rtol is None else rtol
-    expected = np.asarray(expected, dtype=np.float64)
-    if atol is None:
-        finite = np.abs(expected[np.isfinite(expected)])
-        atol = rtol * (finite.max() if finite.size and finite.max() > 0 else 1.0)
-    np.testing.assert_allclose(np.asarray(actual, dtype=np.float64), expected, rtol=rtol,
-                               atol=atol, equal_nan=True, err_msg=err_msg)
+# assert_close with this file's tolerances (tighter than conftest's in float64)
+close = partial(assert_close, rtols=RTOL)
 
 
 def scipy_reference(name, x, axis):
@@ -402,15 +394,6 @@ def test_reductions_over_an_empty_axis_as_scipy(backend, dtype, shape, axis):
 
 
 # ====================================================================== layouts, threads, errors
-
-
-def layouts(a):
-    yield "fortran", np.asfortranarray(a)
-    yield "strided", np.repeat(a, 2, axis=-1)[..., ::2]
-    yield "negative-stride", np.ascontiguousarray(a[::-1, ::-1])[::-1, ::-1]
-    ro = a.copy()
-    ro.flags.writeable = False
-    yield "read-only", ro
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
