@@ -168,6 +168,27 @@ def test_softmax_rows_sum_to_one_and_match_log_softmax(backend, rng, dtype):
     close(call("logsumexp", x), np.log(np.exp(x.astype(np.float64)).sum(axis=-1)), dtype)
 
 
+@pytest.mark.parametrize("n_classes", [7, 128, 1000, 5000])
+def test_float32_softmax_within_a_few_ulp(backend, rng, n_classes):
+    # Logits on a grid of 1/64 over [-100, 20]: x - max is exact in float32,
+    # so every error left is the kernel's own (exp, sum, scaling), measured in
+    # units in the last place of the float64 truth. Probabilities down to the
+    # smallest normal float count; the ones that underflow must be 0 or tiny.
+    x = (rng.integers(-6400, 1280, size=(16, n_classes)) / 64).astype(np.float32)
+    x[:, 0] = x.max(axis=1) - 87.5  # one term of each row below exp's flush point
+    p = call("softmax", x)
+    truth = sp.softmax(x.astype(np.float64), axis=-1)
+    normal = truth >= np.finfo(np.float32).tiny
+    ulp = np.spacing(truth.astype(np.float32)).astype(np.float64)
+    err_ulp = np.abs(p.astype(np.float64) - truth)[normal] / ulp[normal]
+    assert err_ulp.max() <= 4, f"{err_ulp.max():.2f} ulp"
+    assert np.all(np.abs(p[~normal]) <= np.finfo(np.float32).tiny)
+    # log-sum-exp to within a few ulp of its size (the sum's rounding)
+    lse = call("logsumexp", x).astype(np.float64)
+    truth_lse = sp.logsumexp(x.astype(np.float64), axis=-1)
+    assert np.all(np.abs(lse - truth_lse) <= 4 * np.spacing(np.abs(truth_lse).astype(np.float32)))
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_logsumexp_of_a_vector_is_a_numpy_scalar(backend, dtype):
     x = np.array([1.0, 2.0, 3.0], dtype=dtype)

@@ -15,67 +15,68 @@
 #define FX_CAT(a, b) FX_CAT2(a, b)
 #define FX_FN(name) FX_CAT(name, FX_SUFFIX)
 
-/* exp(x) for x <= 0 (a value minus its row's maximum), branch-free so that it
- * vectorises: Cody-Waite reduction to r in [-ln2/2, ln2/2], a polynomial in r,
- * and 2^k built from exponent bits. Results that would be subnormal are
- * flushed to 0, so exp(-inf) is exactly 0; NaN stays NaN. */
-FX_ATTR static inline FX_T FX_FN(fx_exp)(FX_T x)
+/* exp(d) for d <= 0 (a value minus its row's maximum), branch-free so that
+ * it vectorises: reduction to r = d - k ln2 in [-ln2/2, ln2/2], a polynomial
+ * in r, and k added to the exponent bits. Results below the smallest normal
+ * number are flushed to 0, so exp(-inf) is exactly 0. d = NaN gives NaN when
+ * it is the NaN of arithmetic (inf - inf); a NaN with a payload of the
+ * caller's must not reach here, as its bits would mix with k (fx_row_max
+ * reports rows with a NaN, which take another path).
+ * The loops that call this are bound by its latency (this is the code of
+ * every exp sweep): hence the polynomial in Estrin's form, not Horner's. */
+FX_ATTR static inline FX_T FX_FN(fx_exp)(FX_T d)
 {
 #if FX_DOUBLE
-    const double lowest = -708.0;                /* exp(-708) > DBL_MIN */
-    const double shifter = 6755399441055744.0;   /* 1.5 * 2^52: adding it rounds to an integer */
-    double xc = x < lowest ? lowest : x;
-    double kf = xc * 1.4426950408889634 + shifter;
-    uint64_t kbits;
-    memcpy(&kbits, &kf, sizeof kbits);
+    typedef uint64_t bits_t;
+    const double lowest = -708.0;              /* exp(-708) > DBL_MIN */
+    const double shifter = 6755399441055744.0; /* 1.5 * 2^52: adding it rounds to an integer */
+    const int mantissa_bits = 52;
+    double kf = d * 1.4426950408889634 + shifter;
+    bits_t kbits;
+    memcpy(&kbits, &kf, sizeof kbits); /* k in the low bits */
     kf -= shifter;
-    double r = xc - kf * 6.93145751953125e-1;
+    /* two steps: k * 6.93...e-1 is exact (|k| < 2^11), the rest is small */
+    double r = d - kf * 6.93145751953125e-1;
     r = r - kf * 1.42860682030941723212e-6;
-    /* Taylor series to r^13: truncation below 1e-17 on |r| <= ln2/2. */
-    double p = 1.0 / 6227020800.0;
-    p = p * r + 1.0 / 479001600.0;
-    p = p * r + 1.0 / 39916800.0;
-    p = p * r + 1.0 / 3628800.0;
-    p = p * r + 1.0 / 362880.0;
-    p = p * r + 1.0 / 40320.0;
-    p = p * r + 1.0 / 5040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
-    p = p * r + 1.0;
-    p = p * r + 1.0;
-    /* unsigned: wraps instead of overflowing for NaN, whose lanes p makes NaN anyway */
-    uint64_t ebits = (kbits - UINT64_C(0x4338000000000000) + 1023u) << 52;
-    ebits = x < lowest ? 0u : ebits;
-    double two_k;
-    memcpy(&two_k, &ebits, sizeof two_k);
-    return p * two_k;
+    /* Chebyshev fit of (e^r - 1 - r) / r^2 of degree 9: relative error of
+     * e^r below 2e-17. */
+    const double r2 = r * r, r4 = r2 * r2;
+    const double q01 = 0.16666666666666669 * r + 0.5000000000000001;
+    const double q23 = 0.008333333333330011 * r + 0.04166666666662348;
+    const double q45 = 0.00019841269863303223 * r + 0.0013888888917538296;
+    const double q67 = 2.75572680728901e-06 * r + 2.4801520792572694e-05;
+    const double q89 = 2.5100569275813683e-08 * r + 2.762032742826824e-07;
+    const double q03 = q23 * r2 + q01, q47 = q67 * r2 + q45;
+    const double q = (q89 * r4 + q47) * r4 + q03;
 #else
-    const float lowest = -87.0f;                 /* exp(-87) > FLT_MIN */
-    const float shifter = 12582912.0f;           /* 1.5 * 2^23 */
-    float xc = x < lowest ? lowest : x;
-    float kf = xc * 1.44269504088896341f + shifter;
-    uint32_t kbits;
+    typedef uint32_t bits_t;
+    const float lowest = -87.0f;       /* exp(-87) > FLT_MIN */
+    const float shifter = 12582912.0f; /* 1.5 * 2^23 */
+    const int mantissa_bits = 23;
+    float kf = d * 1.44269504088896341f + shifter;
+    bits_t kbits;
     memcpy(&kbits, &kf, sizeof kbits);
     kf -= shifter;
-    float r = xc - kf * 0.693359375f;
+    float r = d - kf * 0.693359375f; /* exact: ln2 to 9 bits, |k| < 2^8 */
     r = r - kf * -2.12194440e-4f;
-    /* Minimax polynomial of Cephes' expf: about 1 ulp. */
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    uint32_t ebits = (kbits - 0x4B400000u + 127u) << 23;
-    ebits = x < lowest ? 0u : ebits;
-    float two_k;
-    memcpy(&two_k, &ebits, sizeof two_k);
-    return p * two_k;
+    /* Chebyshev fit of (e^r - 1 - r) / r^2 of degree 4: relative error of
+     * e^r below 1e-8. */
+    const float r2 = r * r;
+    const float q01 = 0.16666576305560638f * r + 0.5f;
+    const float q23 = 0.008363292753030603f * r + 0.041666553762567636f;
+    const float q = (0.0013926325618133463f * r2 + q23) * r2 + q01;
 #endif
+    const FX_T p = q * r2 + (r + 1); /* e^r in [0.7, 1.5) */
+    /* k >= -126 (-1021) above `lowest`: p * 2^k is normal, and adding k to
+     * p's exponent field makes it. kbits << mantissa_bits is k there (the
+     * shifter's own bits shift out). */
+    bits_t pbits;
+    memcpy(&pbits, &p, sizeof pbits);
+    pbits += kbits << mantissa_bits;
+    pbits = d < lowest ? 0 : pbits; /* NaN stays */
+    FX_T e;
+    memcpy(&e, &pbits, sizeof e);
+    return e;
 }
 
 /* log(v) for the sums of exps (v >= 1, or NaN), branch-free so that a tile's
@@ -114,34 +115,75 @@ FX_ATTR static inline double FX_FN(fx_log_sum)(double v)
     return v == v ? result : v;
 }
 
+/* The row's maximum, or NaN when the row holds a NaN (whatever its bits). */
 FX_ATTR static FX_T FX_FN(fx_row_max)(const FX_T *x, ptrdiff_t n)
 {
+#if FX_DOUBLE
+    typedef uint64_t mask_t;
+#else
+    typedef uint32_t mask_t;
+#endif
     FX_T m = -INFINITY;
-FX_SIMD(reduction(max : m))
-    for (ptrdiff_t i = 0; i < n; i++)
+    mask_t any_nan = 0; /* lanes as wide as FX_T: one vector loop */
+FX_SIMD(reduction(max : m) reduction(| : any_nan))
+    for (ptrdiff_t i = 0; i < n; i++) {
         m = x[i] > m ? x[i] : m;
-    return m;
+        any_nan |= x[i] != x[i] ? 1 : 0;
+    }
+    return any_nan ? (FX_T)NAN : m;
 }
 
 /* sum of exp(x - m); also stores each term in g when g is not NULL.
- * g may be x itself: each element is read before it is written. */
+ * g may be x itself: each element is read before it is written. m is
+ * fx_row_max's: NaN (a NaN in the row) makes every term NaN.
+ * Blocks of FX_SUM_BLOCK go as two interleaved halves, two independent chains
+ * of fx_exp in flight; each block is summed in FX_T (for float, an error of
+ * a few units in the last place at most) and the blocks in double. */
+#define FX_SUM_BLOCK 128
+#define FX_HALF (FX_SUM_BLOCK / 2)
 FX_ATTR static double FX_FN(fx_exp_sum)(const FX_T *x, FX_T *g, ptrdiff_t n, FX_T m)
 {
+    if (m != m) {
+        if (g)
+            for (ptrdiff_t i = 0; i < n; i++) g[i] = (FX_T)NAN;
+        return NAN;
+    }
     double s = 0.0;
+    ptrdiff_t i0 = 0;
+    for (; i0 + FX_SUM_BLOCK <= n; i0 += FX_SUM_BLOCK) {
+        const FX_T *xb = x + i0;
+        FX_T block = 0;
+        if (g) {
+            FX_T *gb = g + i0;
+FX_SIMD(reduction(+ : block))
+            for (ptrdiff_t j = 0; j < FX_HALF; j++) {
+                const FX_T e = FX_FN(fx_exp)(xb[j] - m), f = FX_FN(fx_exp)(xb[FX_HALF + j] - m);
+                gb[j] = e;
+                gb[FX_HALF + j] = f;
+                block += e + f;
+            }
+        } else {
+FX_SIMD(reduction(+ : block))
+            for (ptrdiff_t j = 0; j < FX_HALF; j++)
+                block += FX_FN(fx_exp)(xb[j] - m) + FX_FN(fx_exp)(xb[FX_HALF + j] - m);
+        }
+        s += (double)block;
+    }
+    FX_T rest = 0;
     if (g) {
-FX_SIMD(reduction(+ : s))
-        for (ptrdiff_t i = 0; i < n; i++) {
-            FX_T e = FX_FN(fx_exp)(x[i] - m);
+FX_SIMD(reduction(+ : rest))
+        for (ptrdiff_t i = i0; i < n; i++) {
+            const FX_T e = FX_FN(fx_exp)(x[i] - m);
             g[i] = e;
-            s += (double)e;
+            rest += e;
         }
     } else {
-FX_SIMD(reduction(+ : s))
-        for (ptrdiff_t i = 0; i < n; i++)
-            s += (double)FX_FN(fx_exp)(x[i] - m);
+FX_SIMD(reduction(+ : rest))
+        for (ptrdiff_t i = i0; i < n; i++) rest += FX_FN(fx_exp)(x[i] - m);
     }
-    return s;
+    return s + (double)rest;
 }
+#undef FX_HALF
 
 /* sum of w_i * (m - x_i), w_i = 1 when w is NULL: the label-smoothing term,
  * written as gaps to the maximum so that it cannot overflow needlessly. */
@@ -271,11 +313,17 @@ FX_ATTR static double FX_FN(fx_xent_index_short)(const FX_T *x, FX_T *g, ptrdiff
             const FX_T *xr = x + (r0 + r) * n;
             const int64_t yr = y[r0 + r];
             FX_T mr = -INFINITY;
-            for (ptrdiff_t k = 0; k < n; k++) mr = xr[k] > mr ? xr[k] : mr;
+            int nan = 0;
+            for (ptrdiff_t k = 0; k < n; k++) {
+                mr = xr[k] > mr ? xr[k] : mr;
+                nan |= xr[k] != xr[k];
+            }
+            mr = nan ? (FX_T)NAN : mr; /* as fx_row_max */
             m[r] = mr;
             x_y[r] = yr >= 0 && yr < n ? (double)xr[yr] : 0.0;
             gap[r] = eps != 0.0 ? FX_FN(fx_weighted_gap)(xr, w, n, mr) : 0.0;
-            for (ptrdiff_t k = 0; k < n; k++) e[r * n + k] = xr[k] - mr;
+            /* NaN rows: fx_exp's own NaN, not the row's (see fx_exp) */
+            for (ptrdiff_t k = 0; k < n; k++) e[r * n + k] = nan ? (FX_T)NAN : xr[k] - mr;
         }
 FX_SIMD()
         for (ptrdiff_t j = 0; j < tile * n; j++) e[j] = FX_FN(fx_exp)(e[j]);
@@ -368,7 +416,7 @@ FX_ATTR static double FX_FN(fx_logsumexp_row)(const FX_T *x, ptrdiff_t n)
 #define FX_BCE_ELEMENT(i)                                                              \
     const double xi = (double)x[i], ti = (double)t[i];                                 \
     const double wi = (double)w[i], pwi = (double)pw[i];                               \
-    const double u = (double)FX_FN(fx_exp)(-(FX_T)(xi < 0 ? -xi : xi));                \
+    const double u = xi == xi ? (double)FX_FN(fx_exp)(-(FX_T)(xi < 0 ? -xi : xi)) : xi; \
     const double v = 1.0 + u, inv_v = 1.0 / v;                                        \
     const double log1p_u = FX_FN(fx_log_sum)(v) - ((v - 1.0) - u) * inv_v;             \
     const double li = pwi == 1.0 ? 1.0 : 1.0 + (pwi - 1.0) * ti;                       \
@@ -413,6 +461,7 @@ FX_SIMD()
 #undef FX_BCE_ELEMENT
 #undef FX_BCE_GRAD
 #undef FX_BCE_CHUNK
+#undef FX_SUM_BLOCK
 
 static const FX_TABLE FX_FN(fx_rows) = {
     FX_FN(fx_xent_index_row),
