@@ -105,6 +105,13 @@ def test_a_serial_build_reports_no_openmp(capsys):
     assert "   openmp: none" in capsys.readouterr().out.splitlines()
 
 
+@pytest.mark.skipif(not os.environ.get("FASTXENT_EXPECT_ISA"),
+                    reason="FASTXENT_EXPECT_ISA is not set")
+def test_the_kernels_run_the_instruction_set_expected():
+    # CI runs the whole suite once with FASTXENT_ISA=baseline: this proves it did.
+    assert _config.config()["simd"].startswith(os.environ["FASTXENT_EXPECT_ISA"])
+
+
 def loaded_windows_module(name):
     """The path of the DLL `name` as loaded into this process, or None."""
     import ctypes

@@ -159,6 +159,7 @@ def xent_index(const floating[:, ::1] x, const int64_t[::1] target, floating[:, 
     cdef const int64_t *tp = NULL
     cdef double w_total = <double>n_classes, denom = 0.0, scale = 1.0, total = 0.0
     cdef int64_t y
+    cdef Py_ssize_t first_bad = -1
     if n_rows == 0:
         return 0.0, 0.0, -1
     xp = &x[0, 0]
@@ -178,13 +179,17 @@ def xent_index(const floating[:, ::1] x, const int64_t[::1] target, floating[:, 
         # the main pass, and a gradient written over the logits must not start
         # before every label is known to be good. Otherwise the main pass finds
         # bad labels on its way.
-        for i in range(n_rows):
-            y = tp[i]
-            if y == ignore_index:
-                continue
-            if y < 0 or y >= n_classes:
-                return 0.0, 0.0, i
-            denom += wp[y] if wp != NULL else 1.0
+        with nogil:
+            for i in range(n_rows):
+                y = tp[i]
+                if y == ignore_index:
+                    continue
+                if y < 0 or y >= n_classes:
+                    first_bad = i
+                    break
+                denom += wp[y] if wp != NULL else 1.0
+        if first_bad >= 0:
+            return 0.0, 0.0, first_bad
         scale = 1.0 / denom if mean else 1.0
     with nogil:
         for b in prange(n_blocks, schedule="static", num_threads=n_threads):
