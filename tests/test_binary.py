@@ -307,6 +307,30 @@ def test_logits_match_scipy_formula_on_a_range(backend, rng):
         close(grad, want_grad, np.float64)
 
 
+@pytest.mark.parametrize("pos_weight", [None, 1.7])
+def test_float32_logits_within_a_few_ulp(backend, rng, pos_weight):
+    # float32 computes in float32 (as PyTorch): each loss within a few units
+    # in the last place of the float64 truth (its terms never cancel), each
+    # gradient within a few ulp of its two terms, sigmoid(x) and pos_weight t.
+    x = np.concatenate([np.linspace(-30, 30, 6001), rng.standard_normal(4000) * 4])
+    x = x.astype(np.float32)
+    t = rng.random(x.size).astype(np.float32)
+    t[::7] = np.round(t[::7])  # hard labels too
+    kwargs = {} if pos_weight is None else {"pos_weight": np.float32(pos_weight)}
+    loss, grad = fastxent.binary_cross_entropy_with_logits_with_grad(
+        x, t, reduction="none", **kwargs)
+    pw = 1.0 if pos_weight is None else float(np.float32(pos_weight))
+    want_loss, want_grad = scipy_bce_logits(x.astype(np.float64), t.astype(np.float64),
+                                            None, pw, "none")
+    ulp = lambda v: np.spacing(np.abs(v).astype(np.float32)).astype(np.float64)  # noqa: E731
+    loss_err = np.abs(loss - want_loss) / ulp(want_loss)
+    assert loss_err.max() <= 4, f"loss: {loss_err.max():.2f} ulp"
+    sig = expit(x.astype(np.float64))
+    l = 1 + (pw - 1) * t.astype(np.float64)  # noqa: E741
+    grad_tol = 4 * (ulp(l * sig) + ulp(pw * t.astype(np.float64)))
+    assert np.all(np.abs(grad - want_grad) <= grad_tol), np.max(np.abs(grad - want_grad) / grad_tol)
+
+
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("shape", [(), (2, 1, 3)], ids=str)
 def test_logits_gradient_is_the_finite_difference(backend, rng, reduction, shape):

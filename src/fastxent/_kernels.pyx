@@ -401,7 +401,8 @@ def binary_xent(const floating[:, ::1] x, const floating[:, ::1] target,
     cdef int64_t[::1] block_bad = np.full(n_blocks, -1, dtype=np.int64)
     cdef double scale = 1.0 / n if mean else 1.0
     cdef double total = 0.0
-    # Where there is no weight, the span functions read ones.
+    # Where one weight of the two is given, the span functions read ones for
+    # the other; where neither is, NULL for both (their loop without weights).
     cdef floating[::1] ones = np.ones(min(n, BLOCK_ELEMENTS), dtype=np.asarray(x).dtype)
     cdef const floating *xp = &x[0, 0]
     cdef const floating *tp = &target[0, 0]
@@ -411,7 +412,8 @@ def binary_xent(const floating[:, ::1] x, const floating[:, ::1] target,
     cdef bint pw_row = pos_weight is not None and pos_weight.shape[0] == 1 and n_rows > 1
     cdef floating *gp = &grad[0, 0] if grad is not None else NULL
     cdef floating *lp = &elem_loss[0, 0] if elem_loss is not None else NULL
-    cdef const floating *onesp = &ones[0]
+    cdef const floating *onesp = (&ones[0] if not from_logits or wp != NULL or pwp != NULL
+                                  else NULL)
     with nogil:
         for b in prange(n_blocks, schedule="static", num_threads=n_threads):
             block_loss[b] = 0.0
