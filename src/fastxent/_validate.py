@@ -7,6 +7,7 @@ to (rows, classes), together with everything needed to give results back in
 the caller's shape. Kernels of both backends take it from there.
 """
 
+import math
 from dataclasses import dataclass
 from operator import index as _as_index
 
@@ -159,7 +160,7 @@ class Rows:
         if self.result_is_out:
             return self.out
         moved_shape = self.batch_shape + (self.x.shape[1],)
-        result = np.moveaxis(self.result.reshape(moved_shape), -1, self.axis)
+        result = classes_at(self.result.reshape(moved_shape), self.axis)
         if self.out is None:
             return result
         np.copyto(self.out, result)
@@ -171,10 +172,16 @@ class Rows:
         return values.reshape(self.batch_shape)[()]
 
 
+def classes_at(arr, axis):
+    """arr (classes last) with its classes moved to `axis` (>= 0). np.moveaxis
+    costs microseconds even when it has nothing to do: small inputs notice."""
+    return arr if axis == arr.ndim - 1 else np.moveaxis(arr, -1, axis)
+
+
 def classes_last(arr, axis, dtype):
     """(rows, classes) C-contiguous array of `dtype`, and whether it is a copy."""
-    moved = np.moveaxis(arr, axis, -1)
-    rows = int(np.prod(moved.shape[:-1]))  # explicit: reshape(-1, 0) is ambiguous
+    moved = arr if axis == arr.ndim - 1 else np.moveaxis(arr, axis, -1)
+    rows = math.prod(moved.shape[:-1])  # explicit: reshape(-1, 0) is ambiguous
     flat = kernel_array(moved, dtype).reshape(rows, moved.shape[-1])
     return flat, not np.may_share_memory(flat, arr)
 
@@ -363,7 +370,7 @@ def _flat2d(arr, dtype):
     """C-contiguous (rows, last axis) of arr; a 0-d array is one row of one."""
     flat = kernel_array(arr, dtype)
     cols = flat.shape[-1] if flat.ndim else 1
-    rows = int(np.prod(flat.shape[:-1])) if flat.ndim else 1
+    rows = math.prod(flat.shape[:-1]) if flat.ndim else 1
     return flat.reshape(rows, cols), not np.may_share_memory(flat, arr)
 
 
