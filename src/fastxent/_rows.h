@@ -31,6 +31,14 @@
 #define FX_SIMD(clauses) FX_PRAGMA(omp simd clauses)
 #endif
 
+/* A hint to fetch the cache line at p (for writing when `write`); no-op
+ * where the compiler has no portable builtin. */
+#if defined(__GNUC__) || defined(__clang__)
+#define FX_PREFETCH(p, write) __builtin_prefetch((p), (write), 3)
+#else
+#define FX_PREFETCH(p, write) ((void)0)
+#endif
+
 /* ---- the row functions of one element type, as a table ---- */
 
 #define FX_SHORT_ROW 16 /* rows up to this long take the tiled path */
