@@ -643,3 +643,38 @@ def test_nan_prediction_in_keras_stays_in_its_sample(backend, dtype, from_logits
         clean = fn(y_true[keep], pred[keep], from_logits=from_logits)
         assert np.isnan(loss).tolist() == [False, False, True, False, False], fn.__name__
         np.testing.assert_array_equal(loss[keep], clean)
+
+
+def nan_with_payload(dtype, payload):
+    """A quiet NaN of `dtype` whose low mantissa bits are `payload`, as data
+    from elsewhere may hold (np.nan's are all zero)."""
+    uint = np.uint32 if np.dtype(dtype) == np.float32 else np.uint64
+    quiet = uint(0x7FC00000) if uint is np.uint32 else uint(0x7FF8000000000000)
+    return np.array([quiet | uint(payload)], dtype=uint).view(dtype)[0]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n_classes", [5, 16, 300])
+@pytest.mark.parametrize("payload", [0x0, 0x1FF, 0x12345])
+def test_nan_with_any_payload_stays_in_its_row(backend, dtype, n_classes, payload):
+    # The kernels build exp(x) from exponent bits: a NaN's payload must not
+    # leak into them (a NaN must give NaN, and only in its own row).
+    rng = np.random.default_rng(payload + n_classes)
+    x = random_logits(rng, (70, n_classes), dtype)  # more than one tile of short rows
+    y = random_labels(rng, (70,), n_classes)
+    bad = x.copy()
+    bad[65, n_classes // 2] = nan_with_payload(dtype, payload)
+    keep = np.arange(70) != 65
+    loss, grad = fastxent.cross_entropy_with_grad(bad, y, reduction="none")
+    clean_loss, clean_grad = fastxent.cross_entropy_with_grad(x[keep], y[keep], reduction="none")
+    assert np.isnan(loss[65]) and np.all(np.isnan(grad[65]))
+    np.testing.assert_array_equal(loss[keep], clean_loss)
+    np.testing.assert_array_equal(grad[keep], clean_grad)
+    for name in ("softmax", "log_softmax", "logsumexp"):
+        got = getattr(fastxent, name)(bad, axis=-1)
+        assert np.all(np.isnan(got[65])), name
+        np.testing.assert_array_equal(got[keep], getattr(fastxent, name)(x[keep], axis=-1))
+    t = rng.random(bad.shape).astype(dtype)
+    loss, grad = fastxent.binary_cross_entropy_with_logits_with_grad(bad, t, reduction="none")
+    assert np.isnan(loss[65, n_classes // 2]) and np.isnan(grad[65, n_classes // 2])
+    assert np.sum(np.isnan(loss)) == 1 and np.sum(np.isnan(grad)) == 1
