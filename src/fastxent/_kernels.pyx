@@ -16,28 +16,32 @@ from libc.string cimport memcpy, memset
 cdef extern from "_rows.h" nogil:
     ctypedef struct fx_rows_f32:
         double xent_index(const float *x, float *g, Py_ssize_t n, Py_ssize_t y,
-                          const float *w, double w_total, double eps, double scale) noexcept nogil
+                          const float *w, double w_total, double eps, double scale,
+                          int prefetch_next) noexcept nogil
         double xent_index_short(const float *x, float *g, Py_ssize_t rows, Py_ssize_t n,
                                 const int64_t *y, int64_t ignore_index, const float *w,
                                 double w_total, double eps, double scale, float *row_loss,
                                 Py_ssize_t *first_bad) noexcept nogil
         double xent_prob(const float *x, const float *t, float *g, Py_ssize_t n,
-                         const float *w, double eps, double scale) noexcept nogil
-        void softmax(const float *x, float *out, Py_ssize_t n, int log_space) noexcept nogil
-        double logsumexp(const float *x, Py_ssize_t n) noexcept nogil
+                         const float *w, double eps, double scale, int prefetch_next) noexcept nogil
+        void softmax(const float *x, float *out, Py_ssize_t n, int log_space,
+                     int prefetch_next) noexcept nogil
+        double logsumexp(const float *x, Py_ssize_t n, int prefetch_next) noexcept nogil
         double bce_logits(const float *x, const float *t, const float *w, const float *pw, float *g,
                           float *loss, Py_ssize_t n, double scale) noexcept nogil
     ctypedef struct fx_rows_f64:
         double xent_index(const double *x, double *g, Py_ssize_t n, Py_ssize_t y,
-                          const double *w, double w_total, double eps, double scale) noexcept nogil
+                          const double *w, double w_total, double eps, double scale,
+                          int prefetch_next) noexcept nogil
         double xent_index_short(const double *x, double *g, Py_ssize_t rows, Py_ssize_t n,
                                 const int64_t *y, int64_t ignore_index, const double *w,
                                 double w_total, double eps, double scale, double *row_loss,
                                 Py_ssize_t *first_bad) noexcept nogil
         double xent_prob(const double *x, const double *t, double *g, Py_ssize_t n,
-                         const double *w, double eps, double scale) noexcept nogil
-        void softmax(const double *x, double *out, Py_ssize_t n, int log_space) noexcept nogil
-        double logsumexp(const double *x, Py_ssize_t n) noexcept nogil
+                         const double *w, double eps, double scale, int prefetch_next) noexcept nogil
+        void softmax(const double *x, double *out, Py_ssize_t n, int log_space,
+                     int prefetch_next) noexcept nogil
+        double logsumexp(const double *x, Py_ssize_t n, int prefetch_next) noexcept nogil
         double bce_logits(const double *x, const double *t, const double *w, const double *pw, double *g,
                           double *loss, Py_ssize_t n, double scale) noexcept nogil
     enum: FX_SHORT_ROW
@@ -93,7 +97,8 @@ cdef inline double _nll_row(const floating *x, floating *g, Py_ssize_t n, Py_ssi
 
 cdef inline void _index_rows(const floating *x, const int64_t *target, floating *grad,
                              const floating *weight, double w_total,
-                             Py_ssize_t start, Py_ssize_t stop, Py_ssize_t n_classes,
+                             Py_ssize_t start, Py_ssize_t stop, Py_ssize_t n_rows,
+                             Py_ssize_t n_classes,
                              int64_t ignore_index, double eps, double scale, bint log_probs,
                              floating *row_loss, double *block_loss,
                              int64_t *block_bad) noexcept nogil:
@@ -128,9 +133,11 @@ cdef inline void _index_rows(const floating *x, const int64_t *target, floating 
         elif log_probs:
             loss = _nll_row(x + i * n_classes, g, n_classes, y, weight, scale)
         elif floating is float:
-            loss = fx_f32.xent_index(x + i * n_classes, g, n_classes, y, weight, w_total, eps, scale)
+            loss = fx_f32.xent_index(x + i * n_classes, g, n_classes, y, weight, w_total, eps, scale,
+                                     i + 1 < n_rows)
         else:
-            loss = fx_f64.xent_index(x + i * n_classes, g, n_classes, y, weight, w_total, eps, scale)
+            loss = fx_f64.xent_index(x + i * n_classes, g, n_classes, y, weight, w_total, eps, scale,
+                                     i + 1 < n_rows)
         if row_loss != NULL:
             row_loss[i] = <floating>loss
         total += loss
@@ -194,7 +201,7 @@ def xent_index(const floating[:, ::1] x, const int64_t[::1] target, floating[:, 
     with nogil:
         for b in prange(n_blocks, schedule="static", num_threads=n_threads):
             _index_rows(xp, tp, gp, wp, w_total, b * per_block, min(n_rows, (b + 1) * per_block),
-                        n_classes, ignore_index, label_smoothing, scale, log_probs, lp,
+                        n_rows, n_classes, ignore_index, label_smoothing, scale, log_probs, lp,
                         &block_loss[b], &block_bad[b])
     for b in range(n_blocks):
         total += block_loss[b]
@@ -206,7 +213,7 @@ def xent_index(const floating[:, ::1] x, const int64_t[::1] target, floating[:, 
 
 cdef inline void _prob_rows(const floating *x, const floating *target, floating *grad,
                             const floating *weight, Py_ssize_t start, Py_ssize_t stop,
-                            Py_ssize_t n_classes, double eps, double scale,
+                            Py_ssize_t n_rows, Py_ssize_t n_classes, double eps, double scale,
                             floating *row_loss, double *block_loss) noexcept nogil:
     cdef Py_ssize_t i
     cdef double loss, total = 0.0
@@ -215,10 +222,10 @@ cdef inline void _prob_rows(const floating *x, const floating *target, floating 
         g = grad + i * n_classes if grad != NULL else NULL
         if floating is float:
             loss = fx_f32.xent_prob(x + i * n_classes, target + i * n_classes, g, n_classes,
-                                   weight, eps, scale)
+                                   weight, eps, scale, i + 1 < n_rows)
         else:
             loss = fx_f64.xent_prob(x + i * n_classes, target + i * n_classes, g, n_classes,
-                                   weight, eps, scale)
+                                   weight, eps, scale, i + 1 < n_rows)
         if row_loss != NULL:
             row_loss[i] = <floating>loss
         total += loss
@@ -258,7 +265,7 @@ def xent_prob(const floating[:, ::1] x, const floating[:, ::1] target, floating[
     with nogil:
         for b in prange(n_blocks, schedule="static", num_threads=n_threads):
             _prob_rows(xp, tp, gp, wp, b * per_block, min(n_rows, (b + 1) * per_block),
-                       n_classes, label_smoothing, scale, lp, &block_loss[b])
+                       n_rows, n_classes, label_smoothing, scale, lp, &block_loss[b])
     for b in range(n_blocks):
         total += block_loss[b]
     return total, <double>n_rows
@@ -274,9 +281,11 @@ def softmax_rows(const floating[:, ::1] x, floating[:, ::1] out, bint log_space,
     with nogil:
         for i in prange(n_rows, schedule="static", num_threads=n_threads):
             if floating is float:
-                fx_f32.softmax(xp + i * n_classes, op + i * n_classes, n_classes, log_space)
+                fx_f32.softmax(xp + i * n_classes, op + i * n_classes, n_classes, log_space,
+                               i + 1 < n_rows)
             else:
-                fx_f64.softmax(xp + i * n_classes, op + i * n_classes, n_classes, log_space)
+                fx_f64.softmax(xp + i * n_classes, op + i * n_classes, n_classes, log_space,
+                               i + 1 < n_rows)
 
 
 def logsumexp_rows(const floating[:, ::1] x, floating[::1] out, int n_threads):
@@ -288,9 +297,9 @@ def logsumexp_rows(const floating[:, ::1] x, floating[::1] out, int n_threads):
     with nogil:
         for i in prange(n_rows, schedule="static", num_threads=n_threads):
             if floating is float:
-                out[i] = <float>fx_f32.logsumexp(xp + i * n_classes, n_classes)
+                out[i] = <float>fx_f32.logsumexp(xp + i * n_classes, n_classes, i + 1 < n_rows)
             else:
-                out[i] = fx_f64.logsumexp(xp + i * n_classes, n_classes)
+                out[i] = fx_f64.logsumexp(xp + i * n_classes, n_classes, i + 1 < n_rows)
 
 
 cdef inline double _entr(double p) noexcept nogil:

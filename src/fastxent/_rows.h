@@ -39,7 +39,9 @@
 #define FX_PREFETCH(p, write) ((void)0)
 #endif
 
-/* ---- the row functions of one element type, as a table ---- */
+/* ---- the row functions of one element type, as a table ----
+ * prefetch_next: the row after this one (x + n, and the output + n) exists,
+ * so the sweeps may fetch it ahead. */
 
 #define FX_SHORT_ROW 16 /* rows up to this long take the tiled path */
 #define FX_TILE_ROWS 64
@@ -47,15 +49,17 @@
 #define FX_ROWS_TABLE(T, NAME)                                                          \
     typedef struct {                                                                    \
         double (*xent_index)(const T *x, T *g, ptrdiff_t n, ptrdiff_t y, const T *w,    \
-                             double w_total, double eps, double scale);                 \
+                             double w_total, double eps, double scale,                  \
+                             int prefetch_next);                                        \
         double (*xent_index_short)(const T *x, T *g, ptrdiff_t rows, ptrdiff_t n,       \
                                    const int64_t *y, int64_t ignore_index, const T *w,  \
                                    double w_total, double eps, double scale,            \
                                    T *row_loss, ptrdiff_t *first_bad);                  \
         double (*xent_prob)(const T *x, const T *t, T *g, ptrdiff_t n, const T *w,      \
-                            double eps, double scale);                                  \
-        void (*softmax)(const T *x, T *out, ptrdiff_t n, int log_space);                \
-        double (*logsumexp)(const T *x, ptrdiff_t n);                                   \
+                            double eps, double scale, int prefetch_next);               \
+        void (*softmax)(const T *x, T *out, ptrdiff_t n, int log_space,                 \
+                        int prefetch_next);                                             \
+        double (*logsumexp)(const T *x, ptrdiff_t n, int prefetch_next);               \
         double (*bce_logits)(const T *x, const T *t, const T *w, const T *pw, T *g,     \
                              T *loss, ptrdiff_t n, double scale);                       \
     } NAME;

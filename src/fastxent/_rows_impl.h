@@ -140,11 +140,14 @@ FX_SIMD(reduction(max : m) reduction(| : any_nan))
  * of fx_exp in flight; each block is summed in FX_T (for float, an error of
  * a few units in the last place at most) and the blocks in double.
  * While it computes (from cache: the max sweep has just read x), it asks
- * for the memory n elements on, the next row of a row-major batch, so that
- * the next max sweep does not wait for it: compute and memory overlap. */
+ * for the memory n elements on (of x and of g), the next row of a row-major
+ * batch, when prefetch_next says that row exists, so that the next max
+ * sweep does not wait for it: compute and memory overlap. (Prefetching past
+ * the end of an array is not free: unmapped pages cost page walks.) */
 #define FX_SUM_BLOCK 128
 #define FX_HALF (FX_SUM_BLOCK / 2)
-FX_ATTR static double FX_FN(fx_exp_sum)(const FX_T *x, FX_T *g, ptrdiff_t n, FX_T m)
+FX_ATTR static double FX_FN(fx_exp_sum)(const FX_T *x, FX_T *g, ptrdiff_t n, FX_T m,
+                                        int prefetch_next)
 {
     if (m != m) {
         if (g)
@@ -155,10 +158,11 @@ FX_ATTR static double FX_FN(fx_exp_sum)(const FX_T *x, FX_T *g, ptrdiff_t n, FX_
     ptrdiff_t i0 = 0;
     for (; i0 + FX_SUM_BLOCK <= n; i0 += FX_SUM_BLOCK) {
         const FX_T *xb = x + i0;
-        for (size_t line = 0; line < FX_SUM_BLOCK * sizeof(FX_T); line += 64) {
-            FX_PREFETCH((const char *)(xb + n) + line, 0);
-            if (g) FX_PREFETCH((const char *)(g + i0 + n) + line, 1);
-        }
+        if (prefetch_next)
+            for (size_t line = 0; line < FX_SUM_BLOCK * sizeof(FX_T); line += 64) {
+                FX_PREFETCH((const char *)(xb + n) + line, 0);
+                if (g) FX_PREFETCH((const char *)(g + i0 + n) + line, 1);
+            }
         FX_T block = 0;
         if (g) {
             FX_T *gb = g + i0;
@@ -287,12 +291,12 @@ FX_ATTR static inline double FX_FN(fx_index_finish)(FX_T *g, ptrdiff_t n, ptrdif
  * is the class y, 0 <= y < n: a max sweep, an exp sweep, a scaling sweep. */
 FX_ATTR static double FX_FN(fx_xent_index_row)(const FX_T *x, FX_T *g, ptrdiff_t n, ptrdiff_t y,
                                                const FX_T *w, double w_total,
-                                               double eps, double scale)
+                                               double eps, double scale, int prefetch_next)
 {
     const double x_y = (double)x[y]; /* read before g (perhaps x) is written */
     const FX_T m = FX_FN(fx_row_max)(x, n);
     const double gap = eps != 0.0 ? FX_FN(fx_weighted_gap)(x, w, n, m) : 0.0;
-    const double s = FX_FN(fx_exp_sum)(x, g, n, m);
+    const double s = FX_FN(fx_exp_sum)(x, g, n, m, prefetch_next);
     return FX_FN(fx_index_finish)(g, n, y, w, w_total, eps, scale, m, x_y, gap, s, log(s));
 }
 
@@ -467,13 +471,14 @@ FX_SIMD()
 /* Loss of one row against class probabilities t[0:n], smoothed to
  * t' = (1 - eps) t + eps/n: sum_c w_c t'_c (lse - x_c). Gradient as above. */
 FX_ATTR static double FX_FN(fx_xent_prob_row)(const FX_T *x, const FX_T *t, FX_T *g, ptrdiff_t n,
-                                              const FX_T *w, double eps, double scale)
+                                              const FX_T *w, double eps, double scale,
+                                              int prefetch_next)
 {
     const FX_T m = FX_FN(fx_row_max)(x, n);
     const double spread = eps / (double)n;
     double mass, gap;
     FX_FN(fx_target_sums)(x, t, w, n, m, 1.0 - eps, spread, &mass, &gap);
-    const double s = FX_FN(fx_exp_sum)(x, g, n, m);
+    const double s = FX_FN(fx_exp_sum)(x, g, n, m, prefetch_next);
     const double loss = mass * log(s) + gap;
     if (g)
         FX_FN(fx_scale_shift)(g, t, w, n, scale * mass / s, scale * (1.0 - eps), scale * spread);
@@ -481,7 +486,8 @@ FX_ATTR static double FX_FN(fx_xent_prob_row)(const FX_T *x, const FX_T *t, FX_T
 }
 
 /* softmax (log_softmax when `log`) of the row x[0:n] into out (out may be x). */
-FX_ATTR static void FX_FN(fx_softmax_row)(const FX_T *x, FX_T *out, ptrdiff_t n, int log_space)
+FX_ATTR static void FX_FN(fx_softmax_row)(const FX_T *x, FX_T *out, ptrdiff_t n, int log_space,
+                                          int prefetch_next)
 {
     const FX_T m = FX_FN(fx_row_max)(x, n);
     if (log_space && isinf(m)) {
@@ -494,18 +500,18 @@ FX_ATTR static void FX_FN(fx_softmax_row)(const FX_T *x, FX_T *out, ptrdiff_t n,
     }
     if (log_space) {
         /* (x - m) - log(s), as PyTorch: x - m is exact near the maximum. */
-        const FX_T log_s = (FX_T)log(FX_FN(fx_exp_sum)(x, NULL, n, m));
+        const FX_T log_s = (FX_T)log(FX_FN(fx_exp_sum)(x, NULL, n, m, prefetch_next));
 FX_SIMD()
         for (ptrdiff_t i = 0; i < n; i++) out[i] = (x[i] - m) - log_s;
     } else {
-        const double s = FX_FN(fx_exp_sum)(x, out, n, m);
+        const double s = FX_FN(fx_exp_sum)(x, out, n, m, prefetch_next);
         FX_FN(fx_scale_shift)(out, NULL, NULL, n, 1.0 / s, 0.0, 0.0);
     }
 }
 
 /* log(sum(exp(x))) of a row, as scipy.special.logsumexp: +-inf maxima give
  * +-inf (NaN if the row holds a NaN) rather than inf - inf. */
-FX_ATTR static double FX_FN(fx_logsumexp_row)(const FX_T *x, ptrdiff_t n)
+FX_ATTR static double FX_FN(fx_logsumexp_row)(const FX_T *x, ptrdiff_t n, int prefetch_next)
 {
     const FX_T m = FX_FN(fx_row_max)(x, n);
     if (isinf(m)) {
@@ -513,7 +519,7 @@ FX_ATTR static double FX_FN(fx_logsumexp_row)(const FX_T *x, ptrdiff_t n)
             if (isnan(x[i])) return NAN;
         return m;
     }
-    return (double)m + log(FX_FN(fx_exp_sum)(x, NULL, n, m));
+    return (double)m + log(FX_FN(fx_exp_sum)(x, NULL, n, m, prefetch_next));
 }
 
 #if !FX_DOUBLE
