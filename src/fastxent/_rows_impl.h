@@ -387,7 +387,8 @@ FX_SIMD()
 
 /* Rows of at most FX_SHORT_ROW classes spend more on per-row overhead than
  * on arithmetic, so they go FX_TILE_ROWS at a time: per-row maxima, then the
- * exps of the whole tile in one SIMD sweep, then per-row sums and gradients.
+ * exps of the whole tile in one SIMD sweep, then per-row sums and gradients
+ * (with weights or smoothing; without, fx_xent_index_short_plain).
  * Rows x[r*n : (r+1)*n] for r in [0, rows), targets y[r]: a target equal to
  * ignore_index, or outside [0, n) (*first_bad then keeps the first such r),
  * gives the row a loss of 0 and a zero gradient. Losses go to row_loss (if
@@ -446,16 +447,6 @@ FX_SIMD()
             if (yr == ignore_index || yr < 0 || yr >= n) {
                 if (yr != ignore_index && *first_bad < 0) *first_bad = r0 + r;
                 if (gr) memset(gr, 0, (size_t)n * sizeof(FX_T));
-            } else if (!w && eps == 0.0) {
-                /* fx_index_finish without weights or smoothing, inline:
-                 * the same arithmetic, without a copy and two calls a row */
-                if (gr) {
-                    const FX_T a = (FX_T)(scale / sums[r]);
-                    const FX_T *er = e + r * n;
-                    for (ptrdiff_t k = 0; k < n; k++) gr[k] = er[k] * a;
-                    gr[yr] -= (FX_T)scale;
-                }
-                loss = log_sums[r] + ((double)m[r] - x_y[r]);
             } else {
                 if (gr) memcpy(gr, e + r * n, (size_t)n * sizeof(FX_T));
                 loss = FX_FN(fx_index_finish)(gr, n, yr, w, w_total, eps, scale, m[r], x_y[r],
