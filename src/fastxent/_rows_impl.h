@@ -551,15 +551,32 @@ FX_ATTR static inline float FX_FN(fx_log1p_unit)(float u)
 #define FX_BCE_ELEMENT(T, i, LOG1P, NAN_SAFE)                                          \
     const T xi = (T)x[i], ti = (T)t[i];                                                \
     const T wi = w ? (T)w[i] : 1, pwi = pw ? (T)pw[i] : 1;                             \
-    const T u = NAN_SAFE && xi != xi ? xi : (T)FX_FN(fx_exp)((FX_T)(xi < 0 ? xi : -xi)); \
+    const int neg = xi < 0; /* the one comparison every choice below uses */           \
+    const T u = NAN_SAFE && xi != xi ? xi : (T)FX_FN(fx_exp)(FX_FN(fx_neg_abs)(x[i]));  \
     const T v = 1 + u, inv_v = 1 / v;                                                  \
     const T log1p_u = LOG1P(u, v, inv_v);                                              \
     const T li = pwi == 1 ? 1 : 1 + (pwi - 1) * ti;                                    \
     const T loss_i =                                                                   \
-        (xi >= 0 ? (wi * (1 - ti)) * xi : -(wi * pwi * ti) * xi) + (wi * li) * log1p_u
+        (neg ? -(wi * pwi * ti) * xi : (wi * (1 - ti)) * xi) + (wi * li) * log1p_u
 
 #define FX_BCE_CHUNK 256
-#define FX_BCE_GRAD(i) (f_scale * wi * (li * ((xi >= 0 ? 1 : u) * inv_v) - pwi * ti))
+#define FX_BCE_GRAD(i) (f_scale * wi * (li * ((neg ? u : 1) * inv_v) - pwi * ti))
+
+/* -|v|, by the sign bit: one operation (NaN stays NaN). */
+FX_ATTR static inline FX_T FX_FN(fx_neg_abs)(FX_T v)
+{
+#if FX_DOUBLE
+    uint64_t bits;
+    const uint64_t sign = UINT64_C(1) << 63;
+#else
+    uint32_t bits;
+    const uint32_t sign = UINT32_C(1) << 31;
+#endif
+    memcpy(&bits, &v, sizeof bits);
+    bits |= sign;
+    memcpy(&v, &bits, sizeof v);
+    return v;
+}
 
 FX_ATTR static double FX_FN(fx_bce_logits_span)(const FX_T *x, const FX_T *t, const FX_T *w,
                                                 const FX_T *pw, FX_T *g, FX_T *loss,
