@@ -189,6 +189,23 @@ def test_float32_softmax_within_a_few_ulp(backend, rng, n_classes):
     assert np.all(np.abs(lse - truth_lse) <= 4 * np.spacing(np.abs(truth_lse).astype(np.float32)))
 
 
+@pytest.mark.skipif(np.finfo(np.longdouble).nmant <= 52,
+                    reason="needs a long double wider than float64 for the reference")
+@pytest.mark.parametrize("n_classes", [7, 1000])
+def test_float64_softmax_within_a_few_ulp(backend, rng, n_classes):
+    # As the float32 test, one precision up: logits on a grid of 2^-12 (exact
+    # differences), the truth in long double (x86's 64-bit significand).
+    x = rng.integers(-400000, 80000, size=(16, n_classes)) / 4096.0
+    p = call("softmax", x)
+    xl = x.astype(np.longdouble)
+    e = np.exp(xl - xl.max(axis=1, keepdims=True))
+    truth = e / e.sum(axis=1, keepdims=True)
+    normal = truth >= np.finfo(np.float64).tiny
+    ulp = np.spacing(truth.astype(np.float64)).astype(np.longdouble)
+    err_ulp = (np.abs(p.astype(np.longdouble) - truth) / ulp)[normal]
+    assert float(err_ulp.max()) <= 8, f"{float(err_ulp.max()):.2f} ulp"
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_logsumexp_of_a_vector_is_a_numpy_scalar(backend, dtype):
     x = np.array([1.0, 2.0, 3.0], dtype=dtype)
