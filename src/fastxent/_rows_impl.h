@@ -17,11 +17,9 @@
 
 /* exp(d) for d <= 0 (a value minus its row's maximum), branch-free so that
  * it vectorises: reduction to r = d - k ln2 in [-ln2/2, ln2/2], a polynomial
- * in r, and k added to the exponent bits. Results below the smallest normal
- * number are flushed to 0, so exp(-inf) is exactly 0. d = NaN gives NaN when
- * it is the NaN of arithmetic (inf - inf); a NaN with a payload of the
- * caller's must not reach here, as its bits would mix with k (fx_row_max
- * reports rows with a NaN, which take another path).
+ * in r, times 2^k made from k's bits. Results below the smallest normal
+ * number are flushed to 0, so exp(-inf) is exactly 0; NaN gives NaN, whatever
+ * its payload (a multiply, not an addition to p's bits, applies 2^k).
  * The loops that call this are bound by its latency (this is the code of
  * every exp sweep): hence the polynomial in Estrin's form, not Horner's. */
 FX_ATTR static inline FX_T FX_FN(fx_exp)(FX_T d)
@@ -29,11 +27,12 @@ FX_ATTR static inline FX_T FX_FN(fx_exp)(FX_T d)
 #if FX_DOUBLE
     typedef uint64_t bits_t;
     const double lowest = -708.0;              /* exp(-708) > DBL_MIN */
-    const double shifter = 6755399441055744.0; /* 1.5 * 2^52: adding it rounds to an integer */
+    /* 1.5 * 2^52 + 1023: adding it rounds to an integer, k + 1023 in the low bits */
+    const double shifter = 6755399441055744.0 + 1023.0;
     const int mantissa_bits = 52;
     double kf = d * 1.4426950408889634 + shifter;
     bits_t kbits;
-    memcpy(&kbits, &kf, sizeof kbits); /* k in the low bits */
+    memcpy(&kbits, &kf, sizeof kbits);
     kf -= shifter;
     /* two steps: k * 6.93...e-1 is exact (|k| < 2^11), the rest is small */
     double r = d - kf * 6.93145751953125e-1;
@@ -51,7 +50,7 @@ FX_ATTR static inline FX_T FX_FN(fx_exp)(FX_T d)
 #else
     typedef uint32_t bits_t;
     const float lowest = -87.0f;       /* exp(-87) > FLT_MIN */
-    const float shifter = 12582912.0f; /* 1.5 * 2^23 */
+    const float shifter = 12582912.0f + 127.0f; /* 1.5 * 2^23 + 127 */
     const int mantissa_bits = 23;
     float kf = d * 1.44269504088896341f + shifter;
     bits_t kbits;
@@ -67,16 +66,12 @@ FX_ATTR static inline FX_T FX_FN(fx_exp)(FX_T d)
     const float q = (0.0013926325618133463f * r2 + q23) * r2 + q01;
 #endif
     const FX_T p = q * r2 + (r + 1); /* e^r in [0.7, 1.5) */
-    /* k >= -126 (-1021) above `lowest`: p * 2^k is normal, and adding k to
-     * p's exponent field makes it. kbits << mantissa_bits is k there (the
-     * shifter's own bits shift out). */
-    bits_t pbits;
-    memcpy(&pbits, &p, sizeof pbits);
-    pbits += kbits << mantissa_bits;
-    pbits = d < lowest ? 0 : pbits; /* NaN stays */
-    FX_T e;
-    memcpy(&e, &pbits, sizeof e);
-    return e;
+    /* k >= -126 (-1021) above `lowest`: the biased k fits the exponent field,
+     * p * 2^k is normal, exact. (The shifter's own bits shift out.) */
+    const bits_t two_k_bits = kbits << mantissa_bits;
+    FX_T two_k;
+    memcpy(&two_k, &two_k_bits, sizeof two_k);
+    return d < lowest ? 0 : p * two_k; /* NaN: p is NaN */
 }
 
 /* log(v) for the sums of exps (v >= 1, or NaN), branch-free so that a tile's
@@ -115,27 +110,18 @@ FX_ATTR static inline double FX_FN(fx_log_sum)(double v)
     return v == v ? result : v;
 }
 
-/* The row's maximum, or NaN when the row holds a NaN (whatever its bits). */
+/* The row's maximum (of its numbers: a NaN reaches the results through
+ * fx_exp). */
 FX_ATTR static FX_T FX_FN(fx_row_max)(const FX_T *x, ptrdiff_t n)
 {
-#if FX_DOUBLE
-    typedef uint64_t mask_t;
-#else
-    typedef uint32_t mask_t;
-#endif
     FX_T m = -INFINITY;
-    mask_t any_nan = 0; /* lanes as wide as FX_T: one vector loop */
-FX_SIMD(reduction(max : m) reduction(| : any_nan))
-    for (ptrdiff_t i = 0; i < n; i++) {
-        m = x[i] > m ? x[i] : m;
-        any_nan |= x[i] != x[i] ? 1 : 0;
-    }
-    return any_nan ? (FX_T)NAN : m;
+FX_SIMD(reduction(max : m))
+    for (ptrdiff_t i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
+    return m;
 }
 
 /* sum of exp(x - m); also stores each term in g when g is not NULL.
- * g may be x itself: each element is read before it is written. m is
- * fx_row_max's: NaN (a NaN in the row) makes every term NaN.
+ * g may be x itself: each element is read before it is written.
  * Blocks of FX_SUM_BLOCK go as two interleaved halves, two independent chains
  * of fx_exp in flight; each block is summed in FX_T (for float, an error of
  * a few units in the last place at most) and the blocks in double.
@@ -149,11 +135,6 @@ FX_SIMD(reduction(max : m) reduction(| : any_nan))
 FX_ATTR static double FX_FN(fx_exp_sum)(const FX_T *x, FX_T *g, ptrdiff_t n, FX_T m,
                                         int prefetch_next)
 {
-    if (m != m) {
-        if (g)
-            for (ptrdiff_t i = 0; i < n; i++) g[i] = (FX_T)NAN;
-        return NAN;
-    }
     double s = 0.0;
     ptrdiff_t i0 = 0;
     for (; i0 + FX_SUM_BLOCK <= n; i0 += FX_SUM_BLOCK) {
@@ -325,28 +306,11 @@ FX_ATTR static double FX_FN(fx_xent_index_short_plain)(const FX_T *x, FX_T *g, p
             x_y[r] = yr >= 0 && yr < n ? (double)xb[r * n + yr] : 0.0;
             for (ptrdiff_t k = 0; k < n; k++) xt[k][r] = xb[r * n + k];
         }
-        uint32_t nan_rows = 0;
-        {
-            uint32_t any_nan[FX_TILE_ROWS];
 FX_SIMD()
-            for (ptrdiff_t r = 0; r < tile; r++) {
-                m[r] = xt[0][r];
-                any_nan[r] = xt[0][r] != xt[0][r];
-            }
-            for (ptrdiff_t k = 1; k < n; k++) {
+        for (ptrdiff_t r = 0; r < tile; r++) m[r] = -INFINITY;
+        for (ptrdiff_t k = 0; k < n; k++) {
 FX_SIMD()
-                for (ptrdiff_t r = 0; r < tile; r++) {
-                    m[r] = xt[k][r] > m[r] ? xt[k][r] : m[r];
-                    any_nan[r] |= xt[k][r] != xt[k][r];
-                }
-            }
-            for (ptrdiff_t r = 0; r < tile; r++) nan_rows |= any_nan[r];
-            if (nan_rows) /* rare: a row with a NaN gets fx_exp's own NaN throughout */
-                for (ptrdiff_t r = 0; r < tile; r++)
-                    if (any_nan[r]) {
-                        m[r] = 0;
-                        for (ptrdiff_t k = 0; k < n; k++) xt[k][r] = (FX_T)NAN;
-                    }
+            for (ptrdiff_t r = 0; r < tile; r++) m[r] = xt[k][r] > m[r] ? xt[k][r] : m[r];
         }
 FX_SIMD()
         for (ptrdiff_t r = 0; r < tile; r++) sums[r] = 0;
@@ -413,17 +377,11 @@ FX_ATTR static double FX_FN(fx_xent_index_short)(const FX_T *x, FX_T *g, ptrdiff
             const FX_T *xr = x + (r0 + r) * n;
             const int64_t yr = y[r0 + r];
             FX_T mr = -INFINITY;
-            int nan = 0;
-            for (ptrdiff_t k = 0; k < n; k++) {
-                mr = xr[k] > mr ? xr[k] : mr;
-                nan |= xr[k] != xr[k];
-            }
-            mr = nan ? (FX_T)NAN : mr; /* as fx_row_max */
+            for (ptrdiff_t k = 0; k < n; k++) mr = xr[k] > mr ? xr[k] : mr;
             m[r] = mr;
             x_y[r] = yr >= 0 && yr < n ? (double)xr[yr] : 0.0;
             gap[r] = eps != 0.0 ? FX_FN(fx_weighted_gap)(xr, w, n, mr) : 0.0;
-            /* NaN rows: fx_exp's own NaN, not the row's (see fx_exp) */
-            for (ptrdiff_t k = 0; k < n; k++) e[r * n + k] = nan ? (FX_T)NAN : xr[k] - mr;
+            for (ptrdiff_t k = 0; k < n; k++) e[r * n + k] = xr[k] - mr;
         }
         /* two interleaved halves, as in fx_exp_sum */
         const ptrdiff_t half = tile * n / 2;
@@ -545,14 +503,12 @@ FX_ATTR static inline float FX_FN(fx_log1p_unit)(float u)
 #else
 #define FX_BCE_LOG1P(u, v, inv_v) FX_FN(fx_log1p_unit)(u)
 #endif
-/* The terms of element i, computed in type T; LOG1P(u, v, inv_v) is log1p(u).
- * NAN_SAFE: a NaN x_i (whatever its bits) gives NaN terms (see fx_exp);
- * without it, garbage terms, but always a NaN loss. */
-#define FX_BCE_ELEMENT(T, i, LOG1P, NAN_SAFE)                                          \
+/* The terms of element i, computed in type T; LOG1P(u, v, inv_v) is log1p(u). */
+#define FX_BCE_ELEMENT(T, i, LOG1P)                                                    \
     const T xi = (T)x[i], ti = (T)t[i];                                                \
     const T wi = w ? (T)w[i] : 1, pwi = pw ? (T)pw[i] : 1;                             \
     const int neg = xi < 0; /* the one comparison every choice below uses */           \
-    const T u = NAN_SAFE && xi != xi ? xi : (T)FX_FN(fx_exp)(FX_FN(fx_neg_abs)(x[i]));  \
+    const T u = (T)FX_FN(fx_exp)(FX_FN(fx_neg_abs)(x[i]));                             \
     const T v = 1 + u, inv_v = 1 / v;                                                  \
     const T log1p_u = LOG1P(u, v, inv_v);                                              \
     const T li = pwi == 1 ? 1 : 1 + (pwi - 1) * ti;                                    \
@@ -591,13 +547,11 @@ FX_ATTR static double FX_FN(fx_bce_logits_span)(const FX_T *x, const FX_T *t, co
     for (ptrdiff_t c0 = 0; c0 < n; c0 += FX_BCE_CHUNK) {
         const ptrdiff_t m = n - c0 < FX_BCE_CHUNK ? n - c0 : FX_BCE_CHUNK;
         FX_T *gc = g ? g + c0 : unused_grad;
-        /* The fast loops leave NaN inputs to the check below: a select on
-         * them here would make GCC compute every later term twice. */
         if (w) {
 FX_SIMD()
             for (ptrdiff_t j = 0; j < m; j++) {
                 const ptrdiff_t i = c0 + j;
-                FX_BCE_ELEMENT(FX_T, i, FX_BCE_LOG1P, 0);
+                FX_BCE_ELEMENT(FX_T, i, FX_BCE_LOG1P);
                 gc[j] = FX_BCE_GRAD(i);
                 buf[j] = loss_i;
             }
@@ -606,7 +560,7 @@ FX_SIMD()
 FX_SIMD()
             for (ptrdiff_t j = 0; j < m; j++) {
                 const ptrdiff_t i = c0 + j;
-                FX_BCE_ELEMENT(FX_T, i, FX_BCE_LOG1P, 0);
+                FX_BCE_ELEMENT(FX_T, i, FX_BCE_LOG1P);
                 gc[j] = FX_BCE_GRAD(i);
                 buf[j] = loss_i;
             }
@@ -614,22 +568,18 @@ FX_SIMD()
         double chunk = 0.0;
 FX_SIMD(reduction(+ : chunk))
         for (ptrdiff_t j = 0; j < m; j++) chunk += (double)buf[j];
+#if !FX_DOUBLE
         if (!(chunk - chunk == 0.0)) {
-            /* A NaN among the inputs, or (float) a loss beyond float's
-             * range. Rare. A NaN logit's terms become NaN (the fast loop's
-             * are garbage there), the others stay; the sum is taken again
-             * in double, so that a mean of huge float losses stays finite. */
+            /* A loss beyond float's range (or a NaN): the sum again, in
+             * double, so that a mean of such losses stays finite. Rare. */
             chunk = 0.0;
             for (ptrdiff_t j = 0; j < m; j++) {
                 const ptrdiff_t i = c0 + j;
-                FX_BCE_ELEMENT(double, i, FX_BCE_LOG1P_DOUBLE, 1);
-                if (xi != xi) {
-                    gc[j] = (FX_T)NAN;
-                    buf[j] = (FX_T)NAN;
-                }
+                FX_BCE_ELEMENT(double, i, FX_BCE_LOG1P_DOUBLE);
                 chunk += loss_i;
             }
         }
+#endif
         total += chunk;
         if (loss) memcpy(loss + c0, buf, (size_t)m * sizeof(FX_T));
     }
