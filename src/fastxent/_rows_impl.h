@@ -122,8 +122,8 @@ FX_SIMD(reduction(max : m))
 
 /* sum of exp(x - m); also stores each term in g when g is not NULL.
  * g may be x itself: each element is read before it is written.
- * Blocks of FX_SUM_BLOCK go as two interleaved halves, two independent chains
- * of fx_exp in flight; each block is summed in FX_T (for float, an error of
+ * Blocks of FX_SUM_BLOCK (the last one shorter) go as two interleaved halves,
+ * two independent chains of fx_exp in flight; each block is summed in FX_T (for float, an error of
  * a few units in the last place at most) and the blocks in double.
  * While it computes (from cache: the max sweep has just read x), it asks
  * for the memory n elements on (of x and of g), the next row of a row-major
@@ -131,16 +131,16 @@ FX_SIMD(reduction(max : m))
  * sweep does not wait for it: compute and memory overlap. (Prefetching past
  * the end of an array is not free: unmapped pages cost page walks.) */
 #define FX_SUM_BLOCK 128
-#define FX_HALF (FX_SUM_BLOCK / 2)
 FX_ATTR static double FX_FN(fx_exp_sum)(const FX_T *x, FX_T *g, ptrdiff_t n, FX_T m,
                                         int prefetch_next)
 {
     double s = 0.0;
-    ptrdiff_t i0 = 0;
-    for (; i0 + FX_SUM_BLOCK <= n; i0 += FX_SUM_BLOCK) {
+    for (ptrdiff_t i0 = 0; i0 < n; i0 += FX_SUM_BLOCK) {
+        const ptrdiff_t len = n - i0 < FX_SUM_BLOCK ? n - i0 : FX_SUM_BLOCK;
+        const ptrdiff_t half = len / 2;
         const FX_T *xb = x + i0;
         if (prefetch_next)
-            for (size_t line = 0; line < FX_SUM_BLOCK * sizeof(FX_T); line += 64) {
+            for (size_t line = 0; line < (size_t)len * sizeof(FX_T); line += 64) {
                 FX_PREFETCH((const char *)(xb + n) + line, 0);
                 if (g) FX_PREFETCH((const char *)(g + i0 + n) + line, 1);
             }
@@ -148,34 +148,23 @@ FX_ATTR static double FX_FN(fx_exp_sum)(const FX_T *x, FX_T *g, ptrdiff_t n, FX_
         if (g) {
             FX_T *gb = g + i0;
 FX_SIMD(reduction(+ : block))
-            for (ptrdiff_t j = 0; j < FX_HALF; j++) {
-                const FX_T e = FX_FN(fx_exp)(xb[j] - m), f = FX_FN(fx_exp)(xb[FX_HALF + j] - m);
+            for (ptrdiff_t j = 0; j < half; j++) {
+                const FX_T e = FX_FN(fx_exp)(xb[j] - m), f = FX_FN(fx_exp)(xb[half + j] - m);
                 gb[j] = e;
-                gb[FX_HALF + j] = f;
+                gb[half + j] = f;
                 block += e + f;
             }
+            if (len % 2) block += gb[len - 1] = FX_FN(fx_exp)(xb[len - 1] - m);
         } else {
 FX_SIMD(reduction(+ : block))
-            for (ptrdiff_t j = 0; j < FX_HALF; j++)
-                block += FX_FN(fx_exp)(xb[j] - m) + FX_FN(fx_exp)(xb[FX_HALF + j] - m);
+            for (ptrdiff_t j = 0; j < half; j++)
+                block += FX_FN(fx_exp)(xb[j] - m) + FX_FN(fx_exp)(xb[half + j] - m);
+            if (len % 2) block += FX_FN(fx_exp)(xb[len - 1] - m);
         }
         s += (double)block;
     }
-    FX_T rest = 0;
-    if (g) {
-FX_SIMD(reduction(+ : rest))
-        for (ptrdiff_t i = i0; i < n; i++) {
-            const FX_T e = FX_FN(fx_exp)(x[i] - m);
-            g[i] = e;
-            rest += e;
-        }
-    } else {
-FX_SIMD(reduction(+ : rest))
-        for (ptrdiff_t i = i0; i < n; i++) rest += FX_FN(fx_exp)(x[i] - m);
-    }
-    return s + (double)rest;
+    return s;
 }
-#undef FX_HALF
 
 /* sum of w_i * (m - x_i), w_i = 1 when w is NULL: the label-smoothing term,
  * written as gaps to the maximum so that it cannot overflow needlessly. */
