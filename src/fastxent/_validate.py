@@ -64,13 +64,15 @@ def check_label_smoothing(value):
     return eps
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1  # np.iinfo costs microseconds a call
+
+
 def check_ignore_index(value):
     try:
         value = _as_index(value)
     except TypeError:
         raise TypeError(f"ignore_index: expected an integer, got {value!r}") from None
-    info = np.iinfo(np.int64)
-    if not info.min <= value <= info.max:
+    if not _INT64_MIN <= value <= _INT64_MAX:
         raise ValueError(f"ignore_index: {value} is outside the 64-bit integer range of labels")
     return value
 
@@ -91,6 +93,8 @@ def check_base(base):
 def kernel_array(arr, dtype):
     """arr as the kernels need it: C-contiguous, aligned, of dtype (a copy
     only where arr is not already so)."""
+    if arr.dtype == dtype and arr.flags.c_contiguous and arr.flags.aligned:
+        return arr  # the common case, without np.require's microseconds
     return np.require(arr, dtype, ("C_CONTIGUOUS", "ALIGNED"))
 
 
@@ -264,6 +268,8 @@ def reduce_loss(reduction, dtype, total, denom):
     """A "sum" or "mean" loss as a NumPy scalar of dtype (a mean over nothing is NaN)."""
     if reduction == "sum":
         return dtype.type(total)
+    if denom != 0:  # Python's float division: the same IEEE quotient, without np.errstate's cost
+        return dtype.type(float(total) / float(denom))
     with np.errstate(divide="ignore", invalid="ignore"):
         return dtype.type(np.float64(total) / np.float64(denom))
 
@@ -274,8 +280,8 @@ def _index_target(target_in, batch_shape, n_classes, axis, shape):
             f"target: class indices must have shape {batch_shape} (input {shape} "
             f"without axis {axis}), got {target_in.shape}"
         )
-    if target_in.dtype.kind == "u" and target_in.size and target_in.max() > np.iinfo(np.int64).max:
-        row = int(np.argmax(target_in.reshape(-1) > np.iinfo(np.int64).max))
+    if target_in.dtype.kind == "u" and target_in.size and target_in.max() > _INT64_MAX:
+        row = int(np.argmax(target_in.reshape(-1) > _INT64_MAX))
         raise IndexError(
             f"target: class label {target_in.reshape(-1)[row]} at position "
             f"{position(row, batch_shape)} is outside [0, {n_classes})"
