@@ -55,7 +55,10 @@ cdef extern from "_rows.h" nogil:
 
 # Rows are processed, and their losses summed, in blocks whose size depends on
 # the row length only; the block sums are then added in order. The result is
-# therefore the same bits for any number of threads.
+# therefore the same bits for any number of threads. Each thread takes one
+# run of consecutive blocks; run_end, the row where its run ends, tells the
+# row sweeps whether the next row is this thread's to prefetch (fetching the
+# next thread's first row would only take bandwidth from it).
 cdef enum:
     BLOCK_ELEMENTS = 32768
 
@@ -97,7 +100,7 @@ cdef inline double _nll_row(const floating *x, floating *g, Py_ssize_t n, Py_ssi
 
 cdef inline void _index_rows(const floating *x, const int64_t *target, floating *grad,
                              const floating *weight, double w_total,
-                             Py_ssize_t start, Py_ssize_t stop, Py_ssize_t n_rows,
+                             Py_ssize_t start, Py_ssize_t stop, Py_ssize_t run_end,
                              Py_ssize_t n_classes,
                              int64_t ignore_index, double eps, double scale, bint log_probs,
                              floating *row_loss, double *block_loss,
@@ -134,10 +137,10 @@ cdef inline void _index_rows(const floating *x, const int64_t *target, floating 
             loss = _nll_row(x + i * n_classes, g, n_classes, y, weight, scale)
         elif floating is float:
             loss = fx_f32.xent_index(x + i * n_classes, g, n_classes, y, weight, w_total, eps, scale,
-                                     i + 1 < n_rows)
+                                     i + 1 < run_end)
         else:
             loss = fx_f64.xent_index(x + i * n_classes, g, n_classes, y, weight, w_total, eps, scale,
-                                     i + 1 < n_rows)
+                                     i + 1 < run_end)
         if row_loss != NULL:
             row_loss[i] = <floating>loss
         total += loss
@@ -198,11 +201,16 @@ def xent_index(const floating[:, ::1] x, const int64_t[::1] target, floating[:, 
         if first_bad >= 0:
             return 0.0, 0.0, first_bad
         scale = 1.0 / denom if mean else 1.0
+    cdef Py_ssize_t t, b_first, b_last, per_thread = (n_blocks + n_threads - 1) // n_threads
     with nogil:
-        for b in prange(n_blocks, schedule="static", num_threads=n_threads):
-            _index_rows(xp, tp, gp, wp, w_total, b * per_block, min(n_rows, (b + 1) * per_block),
-                        n_rows, n_classes, ignore_index, label_smoothing, scale, log_probs, lp,
-                        &block_loss[b], &block_bad[b])
+        for t in prange(n_threads, schedule="static", num_threads=n_threads):
+            b_first = t * per_thread  # one run of blocks per thread (see BLOCK_ELEMENTS)
+            b_last = min(n_blocks, b_first + per_thread)
+            for b in range(b_first, b_last):
+                _index_rows(xp, tp, gp, wp, w_total, b * per_block,
+                            min(n_rows, (b + 1) * per_block), min(n_rows, b_last * per_block),
+                            n_classes, ignore_index, label_smoothing, scale, log_probs, lp,
+                            &block_loss[b], &block_bad[b])
     for b in range(n_blocks):
         total += block_loss[b]
     for b in range(n_blocks):
@@ -213,7 +221,7 @@ def xent_index(const floating[:, ::1] x, const int64_t[::1] target, floating[:, 
 
 cdef inline void _prob_rows(const floating *x, const floating *target, floating *grad,
                             const floating *weight, Py_ssize_t start, Py_ssize_t stop,
-                            Py_ssize_t n_rows, Py_ssize_t n_classes, double eps, double scale,
+                            Py_ssize_t run_end, Py_ssize_t n_classes, double eps, double scale,
                             floating *row_loss, double *block_loss) noexcept nogil:
     cdef Py_ssize_t i
     cdef double loss, total = 0.0
@@ -222,10 +230,10 @@ cdef inline void _prob_rows(const floating *x, const floating *target, floating 
         g = grad + i * n_classes if grad != NULL else NULL
         if floating is float:
             loss = fx_f32.xent_prob(x + i * n_classes, target + i * n_classes, g, n_classes,
-                                   weight, eps, scale, i + 1 < n_rows)
+                                   weight, eps, scale, i + 1 < run_end)
         else:
             loss = fx_f64.xent_prob(x + i * n_classes, target + i * n_classes, g, n_classes,
-                                   weight, eps, scale, i + 1 < n_rows)
+                                   weight, eps, scale, i + 1 < run_end)
         if row_loss != NULL:
             row_loss[i] = <floating>loss
         total += loss
@@ -262,10 +270,15 @@ def xent_prob(const floating[:, ::1] x, const floating[:, ::1] target, floating[
         wp = &weight[0]
     if mean:
         scale = 1.0 / n_rows
+    cdef Py_ssize_t t, b_first, b_last, per_thread = (n_blocks + n_threads - 1) // n_threads
     with nogil:
-        for b in prange(n_blocks, schedule="static", num_threads=n_threads):
-            _prob_rows(xp, tp, gp, wp, b * per_block, min(n_rows, (b + 1) * per_block),
-                       n_rows, n_classes, label_smoothing, scale, lp, &block_loss[b])
+        for t in prange(n_threads, schedule="static", num_threads=n_threads):
+            b_first = t * per_thread  # one run of blocks per thread (see BLOCK_ELEMENTS)
+            b_last = min(n_blocks, b_first + per_thread)
+            for b in range(b_first, b_last):
+                _prob_rows(xp, tp, gp, wp, b * per_block, min(n_rows, (b + 1) * per_block),
+                           min(n_rows, b_last * per_block), n_classes, label_smoothing, scale,
+                           lp, &block_loss[b])
     for b in range(n_blocks):
         total += block_loss[b]
     return total, <double>n_rows
