@@ -425,7 +425,7 @@ def binary_xent(const floating[:, ::1] x, const floating[:, ::1] target,
     cdef double total = 0.0
     # Where one weight of the two is given, the span functions read ones for
     # the other; where neither is, NULL for both (their loop without weights).
-    cdef floating[::1] ones = np.ones(min(n, BLOCK_ELEMENTS), dtype=np.asarray(x).dtype)
+    cdef floating[::1] ones = None
     cdef const floating *xp = &x[0, 0]
     cdef const floating *tp = &target[0, 0]
     cdef const floating *wp = &weight[0, 0] if weight is not None else NULL
@@ -434,8 +434,10 @@ def binary_xent(const floating[:, ::1] x, const floating[:, ::1] target,
     cdef bint pw_row = pos_weight is not None and pos_weight.shape[0] == 1 and n_rows > 1
     cdef floating *gp = &grad[0, 0] if grad is not None else NULL
     cdef floating *lp = &elem_loss[0, 0] if elem_loss is not None else NULL
-    cdef const floating *onesp = (&ones[0] if not from_logits or wp != NULL or pwp != NULL
-                                  else NULL)
+    cdef const floating *onesp = NULL
+    if not from_logits or wp != NULL or pwp != NULL:
+        ones = np.ones(min(n, BLOCK_ELEMENTS), dtype=np.asarray(x).dtype)
+        onesp = &ones[0]
     with nogil:
         for b in prange(n_blocks, schedule="static", num_threads=n_threads):
             block_loss[b] = 0.0

@@ -506,6 +506,16 @@ FX_ATTR static inline float FX_FN(fx_log1p_unit)(float u)
 
 #define FX_BCE_CHUNK 256
 #define FX_BCE_GRAD(i) (f_scale * wi * (li * ((neg ? u : 1) * inv_v) - pwi * ti))
+/* The vector loop over a chunk: gradients into gc, losses into buf. A macro,
+ * so that the copy where w and pw are NULL constants compiles without them. */
+#define FX_BCE_CHUNK_LOOP()                                                            \
+    FX_SIMD()                                                                          \
+    for (ptrdiff_t j = 0; j < m; j++) {                                                \
+        const ptrdiff_t i = c0 + j;                                                    \
+        FX_BCE_ELEMENT(FX_T, i, FX_BCE_LOG1P);                                         \
+        gc[j] = FX_BCE_GRAD(i);                                                        \
+        buf[j] = loss_i;                                                               \
+    }
 
 /* -|v|, by the sign bit: one operation (NaN stays NaN). */
 FX_ATTR static inline FX_T FX_FN(fx_neg_abs)(FX_T v)
@@ -537,22 +547,10 @@ FX_ATTR static double FX_FN(fx_bce_logits_span)(const FX_T *x, const FX_T *t, co
         const ptrdiff_t m = n - c0 < FX_BCE_CHUNK ? n - c0 : FX_BCE_CHUNK;
         FX_T *gc = g ? g + c0 : unused_grad;
         if (w) {
-FX_SIMD()
-            for (ptrdiff_t j = 0; j < m; j++) {
-                const ptrdiff_t i = c0 + j;
-                FX_BCE_ELEMENT(FX_T, i, FX_BCE_LOG1P);
-                gc[j] = FX_BCE_GRAD(i);
-                buf[j] = loss_i;
-            }
+            FX_BCE_CHUNK_LOOP();
         } else {
             const FX_T *const w = NULL, *const pw = NULL; /* constants now: folded away */
-FX_SIMD()
-            for (ptrdiff_t j = 0; j < m; j++) {
-                const ptrdiff_t i = c0 + j;
-                FX_BCE_ELEMENT(FX_T, i, FX_BCE_LOG1P);
-                gc[j] = FX_BCE_GRAD(i);
-                buf[j] = loss_i;
-            }
+            FX_BCE_CHUNK_LOOP();
         }
         double chunk = 0.0;
 FX_SIMD(reduction(+ : chunk))
@@ -578,6 +576,7 @@ FX_SIMD(reduction(+ : chunk))
 #undef FX_BCE_LOG1P_DOUBLE
 #undef FX_BCE_ELEMENT
 #undef FX_BCE_GRAD
+#undef FX_BCE_CHUNK_LOOP
 #undef FX_BCE_CHUNK
 #undef FX_SUM_BLOCK
 
