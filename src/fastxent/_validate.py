@@ -164,7 +164,7 @@ class Rows:
         if self.result_is_out:
             return self.out
         moved_shape = self.batch_shape + (self.x.shape[1],)
-        result = classes_at(self.result.reshape(moved_shape), self.axis)
+        result = moveaxis(self.result.reshape(moved_shape), -1, self.axis)
         if self.out is None:
             return result
         np.copyto(self.out, result)
@@ -176,15 +176,17 @@ class Rows:
         return values.reshape(self.batch_shape)[()]
 
 
-def classes_at(arr, axis):
-    """arr (classes last) with its classes moved to `axis` (>= 0). np.moveaxis
-    costs microseconds even when it has nothing to do: small inputs notice."""
-    return arr if axis == arr.ndim - 1 else np.moveaxis(arr, -1, axis)
+def moveaxis(arr, source, destination):
+    """np.moveaxis, skipped when the axis is already in place: it costs
+    microseconds even when it has nothing to do, and small inputs notice."""
+    if source % arr.ndim == destination % arr.ndim:
+        return arr
+    return np.moveaxis(arr, source, destination)
 
 
 def classes_last(arr, axis, dtype):
     """(rows, classes) C-contiguous array of `dtype`, and whether it is a copy."""
-    moved = arr if axis == arr.ndim - 1 else np.moveaxis(arr, axis, -1)
+    moved = moveaxis(arr, axis, -1)
     rows = math.prod(moved.shape[:-1])  # explicit: reshape(-1, 0) is ambiguous
     flat = kernel_array(moved, dtype).reshape(rows, moved.shape[-1])
     return flat, not np.may_share_memory(flat, arr)
