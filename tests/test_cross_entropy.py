@@ -159,6 +159,22 @@ def test_many_rows_in_parallel_blocks_match_torch(torch, backend, rng, reduction
         check_against_torch(torch, logits, target, **options)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("kind", ["index", "prob"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_each_row_is_shifted_by_its_own_maximum(torch, backend, rng, dtype, kind, threads):
+    # The compiled kernels find a row's maximum during the previous row's exp
+    # sweep and hand it on. Rows offset by thousands (a maximum taken from
+    # another row overflows or underflows every exp of this one), ignored rows
+    # between them (no sweep there to hand anything on), several blocks per
+    # thread: each row must still be shifted by its own maximum.
+    logits, target, options = make_case(rng, (700, 300), -1, dtype, kind, False, "default", 0.0,
+                                        "none")
+    logits += rng.choice([0.0, -3000.0, 3000.0, 80.0], size=(700, 1)).astype(dtype)
+    with fastxent.num_threads(threads):
+        check_against_torch(torch, logits, target, **options)
+
+
 # ------------------------------------------------------------------ targets and dtypes
 
 INT_DTYPES = [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64]

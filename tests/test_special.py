@@ -112,6 +112,19 @@ def test_softmax_family_matches_scipy(backend, rng, dtype, shape, axis):
             close(result, want, dtype, err_msg=name)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_each_row_is_shifted_by_its_own_maximum(backend, rng, dtype, threads):
+    # Many rows, offset by thousands from one another, over several threads:
+    # the compiled sweeps hand each row's maximum on from the previous row,
+    # and a maximum taken from another row would overflow or underflow.
+    x = rng.standard_normal((600, 300)) * 5 + rng.choice([0.0, -3000.0, 3000.0], size=(600, 1))
+    x = x.astype(dtype)
+    with fastxent.num_threads(threads):
+        for name in ROW_FUNCTIONS:
+            close(call(name, x), scipy_reference(name, x, -1), dtype, err_msg=name)
+
+
 SPECIAL_VALUES = [0.0, 1.0, -2.5, np.inf, -np.inf, np.nan, 1e300, -1e300]
 SPECIAL_ROWS = np.array(list(itertools.product(SPECIAL_VALUES, repeat=3)))
 

@@ -17,31 +17,35 @@ cdef extern from "_rows.h" nogil:
     ctypedef struct fx_rows_f32:
         double xent_index(const float *x, float *g, Py_ssize_t n, Py_ssize_t y,
                           const float *w, double w_total, double eps, double scale,
-                          int prefetch_next) noexcept nogil
+                          const float *row_max, float *next_max) noexcept nogil
         double xent_index_short(const float *x, float *g, Py_ssize_t rows, Py_ssize_t n,
                                 const int64_t *y, int64_t ignore_index, const float *w,
                                 double w_total, double eps, double scale, float *row_loss,
                                 Py_ssize_t *first_bad) noexcept nogil
         double xent_prob(const float *x, const float *t, float *g, Py_ssize_t n,
-                         const float *w, double eps, double scale, int prefetch_next) noexcept nogil
+                         const float *w, double eps, double scale, const float *row_max,
+                         float *next_max) noexcept nogil
         void softmax(const float *x, float *out, Py_ssize_t n, int log_space,
-                     int prefetch_next) noexcept nogil
-        double logsumexp(const float *x, Py_ssize_t n, int prefetch_next) noexcept nogil
+                     const float *row_max, float *next_max) noexcept nogil
+        double logsumexp(const float *x, Py_ssize_t n, const float *row_max,
+                         float *next_max) noexcept nogil
         double bce_logits(const float *x, const float *t, const float *w, const float *pw, float *g,
                           float *loss, Py_ssize_t n, double scale) noexcept nogil
     ctypedef struct fx_rows_f64:
         double xent_index(const double *x, double *g, Py_ssize_t n, Py_ssize_t y,
                           const double *w, double w_total, double eps, double scale,
-                          int prefetch_next) noexcept nogil
+                          const double *row_max, double *next_max) noexcept nogil
         double xent_index_short(const double *x, double *g, Py_ssize_t rows, Py_ssize_t n,
                                 const int64_t *y, int64_t ignore_index, const double *w,
                                 double w_total, double eps, double scale, double *row_loss,
                                 Py_ssize_t *first_bad) noexcept nogil
         double xent_prob(const double *x, const double *t, double *g, Py_ssize_t n,
-                         const double *w, double eps, double scale, int prefetch_next) noexcept nogil
+                         const double *w, double eps, double scale, const double *row_max,
+                         double *next_max) noexcept nogil
         void softmax(const double *x, double *out, Py_ssize_t n, int log_space,
-                     int prefetch_next) noexcept nogil
-        double logsumexp(const double *x, Py_ssize_t n, int prefetch_next) noexcept nogil
+                     const double *row_max, double *next_max) noexcept nogil
+        double logsumexp(const double *x, Py_ssize_t n, const double *row_max,
+                         double *next_max) noexcept nogil
         double bce_logits(const double *x, const double *t, const double *w, const double *pw, double *g,
                           double *loss, Py_ssize_t n, double scale) noexcept nogil
     enum: FX_SHORT_ROW
@@ -56,9 +60,10 @@ cdef extern from "_rows.h" nogil:
 # Rows are processed, and their losses summed, in blocks whose size depends on
 # the row length only; the block sums are then added in order. The result is
 # therefore the same bits for any number of threads. Each thread takes one
-# run of consecutive blocks; run_end, the row where its run ends, tells the
-# row sweeps whether the next row is this thread's to prefetch (fetching the
-# next thread's first row would only take bandwidth from it).
+# run of consecutive rows (of blocks, for the losses); run_end, the row where
+# its run ends, tells the row sweeps whether the next row is this thread's:
+# then a row's exp sweep also finds the next row's maximum, handed on in the
+# thread's `carry` (NaN where no row found it; see fx_exp_sum in _rows.h).
 cdef enum:
     BLOCK_ELEMENTS = 32768
 
@@ -87,6 +92,11 @@ def build_info():
     }
 
 
+cdef inline floating *_known(floating *row_max) noexcept nogil:
+    """row_max, or NULL where it holds no maximum (NaN: none was carried)."""
+    return row_max if row_max[0] == row_max[0] else NULL
+
+
 cdef inline double _nll_row(const floating *x, floating *g, Py_ssize_t n, Py_ssize_t y,
                            const floating *w, double scale) noexcept nogil:
     """-w_y x_y, the loss of a row of log-probabilities; gradient into g."""
@@ -104,11 +114,13 @@ cdef inline void _index_rows(const floating *x, const int64_t *target, floating 
                              Py_ssize_t n_classes,
                              int64_t ignore_index, double eps, double scale, bint log_probs,
                              floating *row_loss, double *block_loss,
-                             int64_t *block_bad) noexcept nogil:
+                             int64_t *block_bad, floating *carry) noexcept nogil:
     cdef Py_ssize_t i, bad = -1
     cdef int64_t y
     cdef double loss, total = 0.0
     cdef floating *g = NULL
+    cdef floating *next_max = NULL
+    cdef floating row_max
     if n_classes <= FX_SHORT_ROW and not log_probs:
         if floating is float:
             total = fx_f32.xent_index_short(
@@ -127,6 +139,9 @@ cdef inline void _index_rows(const floating *x, const int64_t *target, floating 
     for i in range(start, stop):
         y = target[i]
         g = grad + i * n_classes if grad != NULL else NULL
+        row_max = carry[0]
+        carry[0] = NAN  # unless this row's exp sweep finds the next one's
+        next_max = carry if i + 1 < run_end else NULL
         if y == ignore_index or y < 0 or y >= n_classes:
             if y != ignore_index and block_bad[0] < 0:
                 block_bad[0] = i
@@ -137,10 +152,10 @@ cdef inline void _index_rows(const floating *x, const int64_t *target, floating 
             loss = _nll_row(x + i * n_classes, g, n_classes, y, weight, scale)
         elif floating is float:
             loss = fx_f32.xent_index(x + i * n_classes, g, n_classes, y, weight, w_total, eps, scale,
-                                     i + 1 < run_end)
+                                     _known(&row_max), next_max)
         else:
             loss = fx_f64.xent_index(x + i * n_classes, g, n_classes, y, weight, w_total, eps, scale,
-                                     i + 1 < run_end)
+                                     _known(&row_max), next_max)
         if row_loss != NULL:
             row_loss[i] = <floating>loss
         total += loss
@@ -202,15 +217,17 @@ def xent_index(const floating[:, ::1] x, const int64_t[::1] target, floating[:, 
             return 0.0, 0.0, first_bad
         scale = 1.0 / denom if mean else 1.0
     cdef Py_ssize_t t, b_first, b_last, per_thread = (n_blocks + n_threads - 1) // n_threads
+    cdef floating carry
     with nogil:
         for t in prange(n_threads, schedule="static", num_threads=n_threads):
             b_first = t * per_thread  # one run of blocks per thread (see BLOCK_ELEMENTS)
             b_last = min(n_blocks, b_first + per_thread)
+            carry = NAN
             for b in range(b_first, b_last):
                 _index_rows(xp, tp, gp, wp, w_total, b * per_block,
                             min(n_rows, (b + 1) * per_block), min(n_rows, b_last * per_block),
                             n_classes, ignore_index, label_smoothing, scale, log_probs, lp,
-                            &block_loss[b], &block_bad[b])
+                            &block_loss[b], &block_bad[b], &carry)
     for b in range(n_blocks):
         total += block_loss[b]
     for b in range(n_blocks):
@@ -222,18 +239,24 @@ def xent_index(const floating[:, ::1] x, const int64_t[::1] target, floating[:, 
 cdef inline void _prob_rows(const floating *x, const floating *target, floating *grad,
                             const floating *weight, Py_ssize_t start, Py_ssize_t stop,
                             Py_ssize_t run_end, Py_ssize_t n_classes, double eps, double scale,
-                            floating *row_loss, double *block_loss) noexcept nogil:
+                            floating *row_loss, double *block_loss,
+                            floating *carry) noexcept nogil:
     cdef Py_ssize_t i
     cdef double loss, total = 0.0
     cdef floating *g = NULL
+    cdef floating *next_max = NULL
+    cdef floating row_max
     for i in range(start, stop):
         g = grad + i * n_classes if grad != NULL else NULL
+        row_max = carry[0]
+        carry[0] = NAN
+        next_max = carry if i + 1 < run_end else NULL
         if floating is float:
             loss = fx_f32.xent_prob(x + i * n_classes, target + i * n_classes, g, n_classes,
-                                   weight, eps, scale, i + 1 < run_end)
+                                   weight, eps, scale, _known(&row_max), next_max)
         else:
             loss = fx_f64.xent_prob(x + i * n_classes, target + i * n_classes, g, n_classes,
-                                   weight, eps, scale, i + 1 < run_end)
+                                   weight, eps, scale, _known(&row_max), next_max)
         if row_loss != NULL:
             row_loss[i] = <floating>loss
         total += loss
@@ -271,14 +294,16 @@ def xent_prob(const floating[:, ::1] x, const floating[:, ::1] target, floating[
     if mean:
         scale = 1.0 / n_rows
     cdef Py_ssize_t t, b_first, b_last, per_thread = (n_blocks + n_threads - 1) // n_threads
+    cdef floating carry
     with nogil:
         for t in prange(n_threads, schedule="static", num_threads=n_threads):
             b_first = t * per_thread  # one run of blocks per thread (see BLOCK_ELEMENTS)
             b_last = min(n_blocks, b_first + per_thread)
+            carry = NAN
             for b in range(b_first, b_last):
                 _prob_rows(xp, tp, gp, wp, b * per_block, min(n_rows, (b + 1) * per_block),
                            min(n_rows, b_last * per_block), n_classes, label_smoothing, scale,
-                           lp, &block_loss[b])
+                           lp, &block_loss[b], &carry)
     for b in range(n_blocks):
         total += block_loss[b]
     return total, <double>n_rows
@@ -291,14 +316,20 @@ def softmax_rows(const floating[:, ::1] x, floating[:, ::1] out, bint log_space,
         return
     cdef const floating *xp = &x[0, 0]
     cdef floating *op = &out[0, 0]
+    cdef Py_ssize_t t, stop, per_thread = (n_rows + n_threads - 1) // n_threads
+    cdef floating carry, row_max
     with nogil:
-        for i in prange(n_rows, schedule="static", num_threads=n_threads):
-            if floating is float:
-                fx_f32.softmax(xp + i * n_classes, op + i * n_classes, n_classes, log_space,
-                               i + 1 < n_rows)
-            else:
-                fx_f64.softmax(xp + i * n_classes, op + i * n_classes, n_classes, log_space,
-                               i + 1 < n_rows)
+        for t in prange(n_threads, schedule="static", num_threads=n_threads):
+            stop = min(n_rows, (t + 1) * per_thread)  # one run of rows per thread
+            carry = NAN
+            for i in range(t * per_thread, stop):
+                row_max = carry
+                if floating is float:
+                    fx_f32.softmax(xp + i * n_classes, op + i * n_classes, n_classes, log_space,
+                                   _known(&row_max), &carry if i + 1 < stop else NULL)
+                else:
+                    fx_f64.softmax(xp + i * n_classes, op + i * n_classes, n_classes, log_space,
+                                   _known(&row_max), &carry if i + 1 < stop else NULL)
 
 
 def logsumexp_rows(const floating[:, ::1] x, floating[::1] out, int n_threads):
@@ -307,12 +338,20 @@ def logsumexp_rows(const floating[:, ::1] x, floating[::1] out, int n_threads):
     if n_rows == 0:
         return
     cdef const floating *xp = &x[0, 0]
+    cdef Py_ssize_t t, stop, per_thread = (n_rows + n_threads - 1) // n_threads
+    cdef floating carry, row_max
     with nogil:
-        for i in prange(n_rows, schedule="static", num_threads=n_threads):
-            if floating is float:
-                out[i] = <float>fx_f32.logsumexp(xp + i * n_classes, n_classes, i + 1 < n_rows)
-            else:
-                out[i] = fx_f64.logsumexp(xp + i * n_classes, n_classes, i + 1 < n_rows)
+        for t in prange(n_threads, schedule="static", num_threads=n_threads):
+            stop = min(n_rows, (t + 1) * per_thread)  # one run of rows per thread
+            carry = NAN
+            for i in range(t * per_thread, stop):
+                row_max = carry
+                if floating is float:
+                    out[i] = <float>fx_f32.logsumexp(xp + i * n_classes, n_classes, _known(&row_max),
+                                                     &carry if i + 1 < stop else NULL)
+                else:
+                    out[i] = fx_f64.logsumexp(xp + i * n_classes, n_classes, _known(&row_max),
+                                              &carry if i + 1 < stop else NULL)
 
 
 cdef inline double _entr(double p) noexcept nogil:

@@ -40,8 +40,8 @@
 #endif
 
 /* ---- the row functions of one element type, as a table ----
- * prefetch_next: the row after this one (x + n, and the output + n) exists,
- * so the sweeps may fetch it ahead. */
+ * row_max, next_max: a batch's maximum handed from row to row (see
+ * fx_xent_index_row in _rows_impl.h); NULL where there is none. */
 
 #define FX_SHORT_ROW 16 /* rows up to this long take the tiled path */
 #define FX_TILE_ROWS 64
@@ -50,16 +50,16 @@
     typedef struct {                                                                    \
         double (*xent_index)(const T *x, T *g, ptrdiff_t n, ptrdiff_t y, const T *w,    \
                              double w_total, double eps, double scale,                  \
-                             int prefetch_next);                                        \
+                             const T *row_max, T *next_max);                            \
         double (*xent_index_short)(const T *x, T *g, ptrdiff_t rows, ptrdiff_t n,       \
                                    const int64_t *y, int64_t ignore_index, const T *w,  \
                                    double w_total, double eps, double scale,            \
                                    T *row_loss, ptrdiff_t *first_bad);                  \
         double (*xent_prob)(const T *x, const T *t, T *g, ptrdiff_t n, const T *w,      \
-                            double eps, double scale, int prefetch_next);               \
+                            double eps, double scale, const T *row_max, T *next_max);   \
         void (*softmax)(const T *x, T *out, ptrdiff_t n, int log_space,                 \
-                        int prefetch_next);                                             \
-        double (*logsumexp)(const T *x, ptrdiff_t n, int prefetch_next);               \
+                        const T *row_max, T *next_max);                                 \
+        double (*logsumexp)(const T *x, ptrdiff_t n, const T *row_max, T *next_max);    \
         double (*bce_logits)(const T *x, const T *t, const T *w, const T *pw, T *g,     \
                              T *loss, ptrdiff_t n, double scale);                       \
     } NAME;

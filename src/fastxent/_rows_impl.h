@@ -120,30 +120,46 @@ FX_SIMD(reduction(max : m))
     return m;
 }
 
+/* The maximum of the row x[0:n]: *row_max when the caller knows it (the
+ * previous row's exp sweep found it), else a sweep. */
+FX_ATTR static inline FX_T FX_FN(fx_max_of)(const FX_T *x, ptrdiff_t n, const FX_T *row_max)
+{
+    return row_max ? *row_max : FX_FN(fx_row_max)(x, n);
+}
+
 /* sum of exp(x - m); also stores each term in g when g is not NULL.
  * g may be x itself: each element is read before it is written.
  * Blocks of FX_SUM_BLOCK (the last one shorter) go as two interleaved halves,
  * two independent chains of fx_exp in flight; each block is summed in FX_T (for float, an error of
  * a few units in the last place at most) and the blocks in double.
- * While it computes (from cache: the max sweep has just read x), it asks
- * for the memory n elements on (of x and of g), the next row of a row-major
- * batch, when prefetch_next says that row exists, so that the next max
- * sweep does not wait for it: compute and memory overlap. (Prefetching past
- * the end of an array is not free: unmapped pages cost page walks.) */
+ * When next_max is not NULL, the next row of the batch (n elements from x + n)
+ * is the caller's too: its maximum goes into *next_max, found block by block
+ * in the same loop, so that the next row streams in from memory while this
+ * one's exps are computed from cache (a separate max sweep would wait for
+ * memory with the arithmetic units idle). Its lines are prefetched
+ * FX_PREFETCH_AHEAD bytes ahead of the block that reads them, within that
+ * row (prefetching past an array's end is not free: page walks). */
 #define FX_SUM_BLOCK 128
+#define FX_PREFETCH_AHEAD 2048
 FX_ATTR static double FX_FN(fx_exp_sum)(const FX_T *x, FX_T *g, ptrdiff_t n, FX_T m,
-                                        int prefetch_next)
+                                        FX_T *next_max)
 {
+    const size_t row_bytes = (size_t)n * sizeof(FX_T);
     double s = 0.0;
+    FX_T nm = -INFINITY;
     for (ptrdiff_t i0 = 0; i0 < n; i0 += FX_SUM_BLOCK) {
         const ptrdiff_t len = n - i0 < FX_SUM_BLOCK ? n - i0 : FX_SUM_BLOCK;
         const ptrdiff_t half = len / 2;
         const FX_T *xb = x + i0;
-        if (prefetch_next)
-            for (size_t line = 0; line < (size_t)len * sizeof(FX_T); line += 64) {
-                FX_PREFETCH((const char *)(xb + n) + line, 0);
-                if (g) FX_PREFETCH((const char *)(g + i0 + n) + line, 1);
-            }
+        if (next_max) {
+            const FX_T *nb = xb + n;
+            const size_t at = (size_t)i0 * sizeof(FX_T);
+            const size_t to = at + FX_PREFETCH_AHEAD + (size_t)len * sizeof(FX_T);
+            for (size_t b = i0 == 0 ? at : at + FX_PREFETCH_AHEAD; b < to && b < row_bytes; b += 64)
+                FX_PREFETCH((const char *)(x + n) + b, 0);
+FX_SIMD(reduction(max : nm))
+            for (ptrdiff_t j = 0; j < len; j++) nm = nb[j] > nm ? nb[j] : nm;
+        }
         FX_T block = 0;
         if (g) {
             FX_T *gb = g + i0;
@@ -163,6 +179,7 @@ FX_SIMD(reduction(+ : block))
         }
         s += (double)block;
     }
+    if (next_max) *next_max = nm;
     return s;
 }
 
@@ -258,15 +275,20 @@ FX_ATTR static inline double FX_FN(fx_index_finish)(FX_T *g, ptrdiff_t n, ptrdif
 }
 
 /* Loss (and gradient into g, which may be x) of one row x[0:n] whose target
- * is the class y, 0 <= y < n: a max sweep, an exp sweep, a scaling sweep. */
+ * is the class y, 0 <= y < n: a max sweep, an exp sweep, a scaling sweep.
+ * The row functions of a batch, called row after row, pass its maximum on:
+ * row_max (NULL if unknown) is this row's, read first; next_max (NULL if the
+ * next row is not the caller's to do) receives the next row's, from the exp
+ * sweep (see fx_exp_sum). They may point to the same variable. */
 FX_ATTR static double FX_FN(fx_xent_index_row)(const FX_T *x, FX_T *g, ptrdiff_t n, ptrdiff_t y,
                                                const FX_T *w, double w_total,
-                                               double eps, double scale, int prefetch_next)
+                                               double eps, double scale, const FX_T *row_max,
+                                               FX_T *next_max)
 {
     const double x_y = (double)x[y]; /* read before g (perhaps x) is written */
-    const FX_T m = FX_FN(fx_row_max)(x, n);
+    const FX_T m = FX_FN(fx_max_of)(x, n, row_max);
     const double gap = eps != 0.0 ? FX_FN(fx_weighted_gap)(x, w, n, m) : 0.0;
-    const double s = FX_FN(fx_exp_sum)(x, g, n, m, prefetch_next);
+    const double s = FX_FN(fx_exp_sum)(x, g, n, m, next_max);
     return FX_FN(fx_index_finish)(g, n, y, w, w_total, eps, scale, m, x_y, gap, s, log(s));
 }
 
@@ -407,57 +429,63 @@ FX_SIMD()
 }
 
 /* Loss of one row against class probabilities t[0:n], smoothed to
- * t' = (1 - eps) t + eps/n: sum_c w_c t'_c (lse - x_c). Gradient as above. */
+ * t' = (1 - eps) t + eps/n: sum_c w_c t'_c (lse - x_c). Gradient, row_max and
+ * next_max as above. */
 FX_ATTR static double FX_FN(fx_xent_prob_row)(const FX_T *x, const FX_T *t, FX_T *g, ptrdiff_t n,
                                               const FX_T *w, double eps, double scale,
-                                              int prefetch_next)
+                                              const FX_T *row_max, FX_T *next_max)
 {
-    const FX_T m = FX_FN(fx_row_max)(x, n);
+    const FX_T m = FX_FN(fx_max_of)(x, n, row_max);
     const double spread = eps / (double)n;
     double mass, gap;
     FX_FN(fx_target_sums)(x, t, w, n, m, 1.0 - eps, spread, &mass, &gap);
-    const double s = FX_FN(fx_exp_sum)(x, g, n, m, prefetch_next);
+    const double s = FX_FN(fx_exp_sum)(x, g, n, m, next_max);
     const double loss = mass * log(s) + gap;
     if (g)
         FX_FN(fx_scale_shift)(g, t, w, n, scale * mass / s, scale * (1.0 - eps), scale * spread);
     return loss;
 }
 
-/* softmax (log_softmax when `log`) of the row x[0:n] into out (out may be x). */
+/* softmax (log_softmax when `log`) of the row x[0:n] into out (out may be x).
+ * row_max and next_max as in fx_xent_index_row. */
 FX_ATTR static void FX_FN(fx_softmax_row)(const FX_T *x, FX_T *out, ptrdiff_t n, int log_space,
-                                          int prefetch_next)
+                                          const FX_T *row_max, FX_T *next_max)
 {
-    const FX_T m = FX_FN(fx_row_max)(x, n);
+    const FX_T m = FX_FN(fx_max_of)(x, n, row_max);
     if (log_space && isinf(m)) {
         /* As scipy.special.log_softmax: shift by 0, not by an infinite maximum
          * (softmax itself keeps the NaN of inf - inf, as SciPy). Rare: scalar. */
         double s = 0.0;
         for (ptrdiff_t i = 0; i < n; i++) s += exp((double)x[i]);
+        if (next_max) *next_max = FX_FN(fx_row_max)(x + n, n);
         for (ptrdiff_t i = 0; i < n; i++) out[i] = (FX_T)((double)x[i] - log(s));
         return;
     }
     if (log_space) {
         /* (x - m) - log(s), as PyTorch: x - m is exact near the maximum. */
-        const FX_T log_s = (FX_T)log(FX_FN(fx_exp_sum)(x, NULL, n, m, prefetch_next));
+        const FX_T log_s = (FX_T)log(FX_FN(fx_exp_sum)(x, NULL, n, m, next_max));
 FX_SIMD()
         for (ptrdiff_t i = 0; i < n; i++) out[i] = (x[i] - m) - log_s;
     } else {
-        const double s = FX_FN(fx_exp_sum)(x, out, n, m, prefetch_next);
+        const double s = FX_FN(fx_exp_sum)(x, out, n, m, next_max);
         FX_FN(fx_scale_shift)(out, NULL, NULL, n, 1.0 / s, 0.0, 0.0);
     }
 }
 
 /* log(sum(exp(x))) of a row, as scipy.special.logsumexp: +-inf maxima give
- * +-inf (NaN if the row holds a NaN) rather than inf - inf. */
-FX_ATTR static double FX_FN(fx_logsumexp_row)(const FX_T *x, ptrdiff_t n, int prefetch_next)
+ * +-inf (NaN if the row holds a NaN) rather than inf - inf. row_max and
+ * next_max as in fx_xent_index_row. */
+FX_ATTR static double FX_FN(fx_logsumexp_row)(const FX_T *x, ptrdiff_t n, const FX_T *row_max,
+                                              FX_T *next_max)
 {
-    const FX_T m = FX_FN(fx_row_max)(x, n);
+    const FX_T m = FX_FN(fx_max_of)(x, n, row_max);
     if (isinf(m)) {
+        if (next_max) *next_max = FX_FN(fx_row_max)(x + n, n);
         for (ptrdiff_t i = 0; i < n; i++)
             if (isnan(x[i])) return NAN;
         return m;
     }
-    return (double)m + log(FX_FN(fx_exp_sum)(x, NULL, n, m, prefetch_next));
+    return (double)m + log(FX_FN(fx_exp_sum)(x, NULL, n, m, next_max));
 }
 
 #if !FX_DOUBLE
@@ -579,6 +607,7 @@ FX_SIMD(reduction(+ : chunk))
 #undef FX_BCE_CHUNK_LOOP
 #undef FX_BCE_CHUNK
 #undef FX_SUM_BLOCK
+#undef FX_PREFETCH_AHEAD
 
 static const FX_TABLE FX_FN(fx_rows) = {
     FX_FN(fx_xent_index_row),
