@@ -235,6 +235,24 @@ def test_floors(op, compiled, monkeypatch):
     assert floor.threads in (1, 2)
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["memcpy", "streaming"])
+def test_copy_floor_copies_every_byte(stream):
+    # Sizes and destination offsets around the 16-byte stores' alignment.
+    kernels = _bench._config._compiled
+    if kernels is None:
+        pytest.skip("the compiled extension is not available")
+    src_all = np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8)
+    for size in (0, 1, 15, 16, 17, 31, 33, 100, 4099):
+        for offset in range(4):
+            for threads in (1, 2):
+                src = src_all[offset:offset + size]
+                dst_all = np.zeros(size + 8, dtype=np.uint8)
+                dst = dst_all[offset:offset + size]
+                kernels.copy_floor(src, dst, threads, stream)
+                np.testing.assert_array_equal(dst, src)
+                assert not dst_all[:offset].any() and not dst_all[offset + size:].any()
+
+
 def test_check_catches_a_wrong_implementation():
     w = _bench.make_workload("xent", (16, 4), "float32")
     impls = _bench.make_implementations(w, 1)

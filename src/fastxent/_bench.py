@@ -9,7 +9,8 @@ Three operations ("ops") are timed, each on its workloads:
 against the NumPy reference (fastxent.reference), PyTorch CPU, scikit-learn's
 private loss classes and JAX, each where it is importable, and against the
 memory floor of the operation: the least memory traffic a pass can have, moved
-by a multithreaded copy or read (fastxent._kernels.copy_floor / read_floor).
+by a multithreaded copy (memcpy or streaming stores, the quicker) or read
+(fastxent._kernels.copy_floor / read_floor).
 
 On a shared, noisy machine a fair comparison needs three things, done here:
 every implementation is checked against the reference once (which is also its
@@ -72,13 +73,14 @@ class Op:
 
 OPS = {
     "xent": Op("cross_entropy_with_grad: loss + gradient",
-               "copy of the logits (read N*C, write N*C)", 2,
+               "copy of the logits (read N*C, write N*C; memcpy or streaming stores, "
+               "the quicker)", 2,
                ((8192, 1000), (65536, 10))),
     "xent-fwd": Op("cross_entropy: loss only",
                    "read of the logits (N*C)", 1,
                    ((8192, 1000),)),
     "bce": Op("binary_cross_entropy_with_logits_with_grad: loss + gradient",
-              "copy of the logits + read of the targets (read 2n, write n)", 3,
+              "copy of the logits + read of the targets (read 2n, write n; copy as for xent)", 3,
               ((4 * MI,),)),
 }
 DEFAULT_OPS = tuple(OPS)
@@ -378,9 +380,11 @@ def _quickest(candidates, samples=5, seconds=0.002):
 
 def _floor_impl(w, threads):
     """The op's memory floor: its least traffic (see OPS), moved by a copy
-    (memcpy per thread) and/or a read (XOR of 64-bit words) in `threads`
-    threads, or in one thread where that is quicker (small inputs, where waking
-    threads costs more than it saves: fastxent, too, uses one thread there).
+    and/or a read (XOR of 64-bit words) in `threads` threads, or in one thread
+    where that is quicker (small inputs, where waking threads costs more than
+    it saves: fastxent, too, uses one thread there). The copy is the quicker
+    of memcpy and streaming stores (memcpy streams by its own threshold,
+    which a large last-level cache can put above any workload here).
     Without the compiled extension: single-threaded NumPy, labelled so."""
     kernels = _config._compiled
 
@@ -400,14 +404,14 @@ def _floor_impl(w, threads):
     src_bytes, dst_bytes = as_bytes(w.logits), as_bytes(dst)
     logit_words, target_words = as_words(w.logits), as_words(w.target)
 
-    def make(n):
+    def make(n, stream=False):
         if kernels is None:
             def copy():
                 np.copyto(dst_bytes, src_bytes)
             read = xor
         else:
             def copy():
-                kernels.copy_floor(src_bytes, dst_bytes, n)
+                kernels.copy_floor(src_bytes, dst_bytes, n, stream)
 
             def read(words):
                 return kernels.read_floor(words, n)
@@ -423,11 +427,12 @@ def _floor_impl(w, threads):
 
     what = {"xent": "copy", "xent-fwd": "read", "bce": "copy+read"}[w.op]
     if kernels is None:
-        n, label = 1, f"floor: {what} (NumPy, 1 thr)"
+        n, stream, label = 1, False, f"floor: {what} (NumPy, 1 thr)"
     else:
-        n = threads if threads == 1 else _quickest({threads: make(threads), 1: make(1)})
+        n, stream = _quickest({(n, stream): make(n, stream) for n in {threads, 1}
+                               for stream in (False, True)})
         label = f"floor: {what}" + (" (1 thread)" if n < threads else "")
-    fn = make(n)
+    fn = make(n, stream)
 
     def verify():
         dst.fill(0)

@@ -56,6 +56,7 @@ cdef extern from "_rows.h" nogil:
     int fx_openmp_version()
     const char *fx_openmp_library()
     const char *fx_compiler()
+    void fx_stream_copy(void *dst, const void *src, size_t n)
 
 # Rows are processed, and their losses summed, in blocks whose size depends on
 # the row length only; the block sums are then added in order. The result is
@@ -506,10 +507,11 @@ def binary_xent(const floating[:, ::1] x, const floating[:, ::1] target,
 
 # ---- memory floors for the benchmark: the least traffic a pass can have ----
 
-def copy_floor(const unsigned char[::1] src, unsigned char[::1] dst, int n_threads):
-    """Copies src into dst in n_threads contiguous chunks (memcpy streams
-    large chunks past the cache): what one read and one write of every byte
-    cost, the floor of a fused forward+backward pass."""
+def copy_floor(const unsigned char[::1] src, unsigned char[::1] dst, int n_threads,
+               bint stream):
+    """Copies src into dst in n_threads contiguous chunks, by memcpy or, when
+    `stream`, with streaming stores (fx_stream_copy): what one read and one
+    write of every byte cost, the floor of a fused forward+backward pass."""
     cdef Py_ssize_t n = src.shape[0], chunk, t, start, stop
     if n == 0:
         return
@@ -519,7 +521,10 @@ def copy_floor(const unsigned char[::1] src, unsigned char[::1] dst, int n_threa
             start = t * chunk
             stop = min(n, start + chunk)
             if start < stop:
-                memcpy(&dst[start], &src[start], stop - start)
+                if stream:
+                    fx_stream_copy(&dst[start], &src[start], stop - start)
+                else:
+                    memcpy(&dst[start], &src[start], stop - start)
 
 
 def read_floor(const uint64_t[::1] src, int n_threads):
