@@ -8,44 +8,51 @@ import numpy as np
 
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int64_t, uint64_t, uintptr_t
 from libc.float cimport DBL_MIN
 from libc.math cimport INFINITY, NAN, exp, fabs, isnan, log, log1p
 from libc.string cimport memcpy, memset
 
 cdef extern from "_rows.h" nogil:
+    ctypedef struct fx_carry:
+        int has_max
+    void fx_carry_start(fx_carry *c, size_t row_bytes)
+    void fx_carry_end(fx_carry *c, size_t row_bytes)
+    int fx_streams(size_t total, size_t row_bytes)
+    size_t fx_stream_min_bytes
+    int FX_CAN_STREAM
+    void fx_stream_copy(void *dst, const void *src, size_t n)
+    void FX_STREAM_FENCE()
     ctypedef struct fx_rows_f32:
         double xent_index(const float *x, float *g, Py_ssize_t n, Py_ssize_t y,
                           const float *w, double w_total, double eps, double scale,
-                          const float *row_max, float *next_max) noexcept nogil
+                          fx_carry *c, int next_in_run) noexcept nogil
         double xent_index_short(const float *x, float *g, Py_ssize_t rows, Py_ssize_t n,
                                 const int64_t *y, int64_t ignore_index, const float *w,
                                 double w_total, double eps, double scale, float *row_loss,
                                 Py_ssize_t *first_bad) noexcept nogil
         double xent_prob(const float *x, const float *t, float *g, Py_ssize_t n,
-                         const float *w, double eps, double scale, const float *row_max,
-                         float *next_max) noexcept nogil
-        void softmax(const float *x, float *out, Py_ssize_t n, int log_space,
-                     const float *row_max, float *next_max) noexcept nogil
-        double logsumexp(const float *x, Py_ssize_t n, const float *row_max,
-                         float *next_max) noexcept nogil
+                         const float *w, double eps, double scale, fx_carry *c,
+                         int next_in_run) noexcept nogil
+        void softmax(const float *x, float *out, Py_ssize_t n, int log_space, fx_carry *c,
+                     int next_in_run) noexcept nogil
+        double logsumexp(const float *x, Py_ssize_t n, fx_carry *c, int next_in_run) noexcept nogil
         double bce_logits(const float *x, const float *t, const float *w, const float *pw, float *g,
                           float *loss, Py_ssize_t n, double scale) noexcept nogil
     ctypedef struct fx_rows_f64:
         double xent_index(const double *x, double *g, Py_ssize_t n, Py_ssize_t y,
                           const double *w, double w_total, double eps, double scale,
-                          const double *row_max, double *next_max) noexcept nogil
+                          fx_carry *c, int next_in_run) noexcept nogil
         double xent_index_short(const double *x, double *g, Py_ssize_t rows, Py_ssize_t n,
                                 const int64_t *y, int64_t ignore_index, const double *w,
                                 double w_total, double eps, double scale, double *row_loss,
                                 Py_ssize_t *first_bad) noexcept nogil
         double xent_prob(const double *x, const double *t, double *g, Py_ssize_t n,
-                         const double *w, double eps, double scale, const double *row_max,
-                         double *next_max) noexcept nogil
-        void softmax(const double *x, double *out, Py_ssize_t n, int log_space,
-                     const double *row_max, double *next_max) noexcept nogil
-        double logsumexp(const double *x, Py_ssize_t n, const double *row_max,
-                         double *next_max) noexcept nogil
+                         const double *w, double eps, double scale, fx_carry *c,
+                         int next_in_run) noexcept nogil
+        void softmax(const double *x, double *out, Py_ssize_t n, int log_space, fx_carry *c,
+                     int next_in_run) noexcept nogil
+        double logsumexp(const double *x, Py_ssize_t n, fx_carry *c, int next_in_run) noexcept nogil
         double bce_logits(const double *x, const double *t, const double *w, const double *pw, double *g,
                           double *loss, Py_ssize_t n, double scale) noexcept nogil
     enum: FX_SHORT_ROW
@@ -56,15 +63,14 @@ cdef extern from "_rows.h" nogil:
     int fx_openmp_version()
     const char *fx_openmp_library()
     const char *fx_compiler()
-    void fx_stream_copy(void *dst, const void *src, size_t n)
 
 # Rows are processed, and their losses summed, in blocks whose size depends on
 # the row length only; the block sums are then added in order. The result is
 # therefore the same bits for any number of threads. Each thread takes one
-# run of consecutive rows (of blocks, for the losses); run_end, the row where
-# its run ends, tells the row sweeps whether the next row is this thread's:
-# then a row's exp sweep also finds the next row's maximum, handed on in the
-# thread's `carry` (NaN where no row found it; see fx_exp_sum in _rows.h).
+# run of consecutive rows (of blocks, for the losses), with an fx_carry
+# (_rows.h) that hands the next row's maximum on, and streams the output where
+# that pays; run_end, the row where its run ends, tells the row sweeps whether
+# the next row is this thread's.
 cdef enum:
     BLOCK_ELEMENTS = 32768
 
@@ -81,6 +87,18 @@ def select_isa(str name="avx512"):
     return fx_select_isa(ISA_LEVELS[name]).decode()
 
 
+def set_stream_min_bytes(size_t n):
+    """Outputs of at least n bytes are streamed (see fx_streams in _rows.h);
+    returns the previous threshold, or None where nothing streams. For the
+    tests, which stream small outputs to compare them with normal stores."""
+    if not FX_CAN_STREAM:
+        return None
+    global fx_stream_min_bytes
+    previous = fx_stream_min_bytes
+    fx_stream_min_bytes = n
+    return previous
+
+
 def openmp_max_threads():
     return fx_openmp_max_threads()
 
@@ -93,9 +111,34 @@ def build_info():
     }
 
 
-cdef inline floating *_known(floating *row_max) noexcept nogil:
-    """row_max, or NULL where it holds no maximum (NaN: none was carried)."""
-    return row_max if row_max[0] == row_max[0] else NULL
+cdef inline size_t _stream_row_bytes(const void *x, const void *out, Py_ssize_t n_rows,
+                                     Py_ssize_t row_bytes) noexcept nogil:
+    """The row size to give fx_carry_start: row_bytes where the output (not
+    NULL, not the input itself) should be streamed, else 0."""
+    if out == NULL or out == x or not fx_streams(n_rows * row_bytes, row_bytes):
+        return 0
+    return row_bytes
+
+
+cdef enum:
+    CARRY_STRIDE = 128  # two cache lines: the adjacent-line prefetcher pairs them
+
+
+cdef class _Carries:
+    """One fx_carry per thread, in memory Python owns, each on cache lines of
+    its own: every row writes its thread's (shared lines would bounce between
+    the cores at every row)."""
+    cdef bytearray memory
+    cdef char *base
+
+    def __cinit__(self, int n_threads):
+        assert sizeof(fx_carry) <= CARRY_STRIDE
+        self.memory = bytearray(max(n_threads, 1) * CARRY_STRIDE + 64)
+        self.base = <char *>self.memory
+        self.base += (64 - <uintptr_t>self.base % 64) % 64
+
+    cdef inline fx_carry *of(self, Py_ssize_t t) noexcept nogil:
+        return <fx_carry *>(self.base + t * CARRY_STRIDE)
 
 
 cdef inline double _nll_row(const floating *x, floating *g, Py_ssize_t n, Py_ssize_t y,
@@ -115,13 +158,11 @@ cdef inline void _index_rows(const floating *x, const int64_t *target, floating 
                              Py_ssize_t n_classes,
                              int64_t ignore_index, double eps, double scale, bint log_probs,
                              floating *row_loss, double *block_loss,
-                             int64_t *block_bad, floating *carry) noexcept nogil:
+                             int64_t *block_bad, fx_carry *carry) noexcept nogil:
     cdef Py_ssize_t i, bad = -1
     cdef int64_t y
     cdef double loss, total = 0.0
     cdef floating *g = NULL
-    cdef floating *next_max = NULL
-    cdef floating row_max
     if n_classes <= FX_SHORT_ROW and not log_probs:
         if floating is float:
             total = fx_f32.xent_index_short(
@@ -140,23 +181,21 @@ cdef inline void _index_rows(const floating *x, const int64_t *target, floating 
     for i in range(start, stop):
         y = target[i]
         g = grad + i * n_classes if grad != NULL else NULL
-        row_max = carry[0]
-        carry[0] = NAN  # unless this row's exp sweep finds the next one's
-        next_max = carry if i + 1 < run_end else NULL
         if y == ignore_index or y < 0 or y >= n_classes:
             if y != ignore_index and block_bad[0] < 0:
                 block_bad[0] = i
             loss = 0.0
+            carry.has_max = 0  # no sweep here finds the next row's maximum
             if g != NULL:
                 memset(g, 0, n_classes * sizeof(floating))
         elif log_probs:
             loss = _nll_row(x + i * n_classes, g, n_classes, y, weight, scale)
         elif floating is float:
             loss = fx_f32.xent_index(x + i * n_classes, g, n_classes, y, weight, w_total, eps, scale,
-                                     _known(&row_max), next_max)
+                                     carry, i + 1 < run_end)
         else:
             loss = fx_f64.xent_index(x + i * n_classes, g, n_classes, y, weight, w_total, eps, scale,
-                                     _known(&row_max), next_max)
+                                     carry, i + 1 < run_end)
         if row_loss != NULL:
             row_loss[i] = <floating>loss
         total += loss
@@ -218,17 +257,21 @@ def xent_index(const floating[:, ::1] x, const int64_t[::1] target, floating[:, 
             return 0.0, 0.0, first_bad
         scale = 1.0 / denom if mean else 1.0
     cdef Py_ssize_t t, b_first, b_last, per_thread = (n_blocks + n_threads - 1) // n_threads
-    cdef floating carry
+    cdef size_t row_bytes = n_classes * sizeof(floating), stream_bytes = 0
+    if not log_probs and n_classes > FX_SHORT_ROW:  # (the others leave the carry alone)
+        stream_bytes = _stream_row_bytes(xp, gp, n_rows, row_bytes)
+    cdef _Carries carries = _Carries(n_threads)
     with nogil:
         for t in prange(n_threads, schedule="static", num_threads=n_threads):
             b_first = t * per_thread  # one run of blocks per thread (see BLOCK_ELEMENTS)
             b_last = min(n_blocks, b_first + per_thread)
-            carry = NAN
+            fx_carry_start(carries.of(t), stream_bytes)
             for b in range(b_first, b_last):
                 _index_rows(xp, tp, gp, wp, w_total, b * per_block,
                             min(n_rows, (b + 1) * per_block), min(n_rows, b_last * per_block),
                             n_classes, ignore_index, label_smoothing, scale, log_probs, lp,
-                            &block_loss[b], &block_bad[b], &carry)
+                            &block_loss[b], &block_bad[b], carries.of(t))
+            fx_carry_end(carries.of(t), row_bytes)
     for b in range(n_blocks):
         total += block_loss[b]
     for b in range(n_blocks):
@@ -241,23 +284,18 @@ cdef inline void _prob_rows(const floating *x, const floating *target, floating 
                             const floating *weight, Py_ssize_t start, Py_ssize_t stop,
                             Py_ssize_t run_end, Py_ssize_t n_classes, double eps, double scale,
                             floating *row_loss, double *block_loss,
-                            floating *carry) noexcept nogil:
+                            fx_carry *carry) noexcept nogil:
     cdef Py_ssize_t i
     cdef double loss, total = 0.0
     cdef floating *g = NULL
-    cdef floating *next_max = NULL
-    cdef floating row_max
     for i in range(start, stop):
         g = grad + i * n_classes if grad != NULL else NULL
-        row_max = carry[0]
-        carry[0] = NAN
-        next_max = carry if i + 1 < run_end else NULL
         if floating is float:
             loss = fx_f32.xent_prob(x + i * n_classes, target + i * n_classes, g, n_classes,
-                                   weight, eps, scale, _known(&row_max), next_max)
+                                   weight, eps, scale, carry, i + 1 < run_end)
         else:
             loss = fx_f64.xent_prob(x + i * n_classes, target + i * n_classes, g, n_classes,
-                                   weight, eps, scale, _known(&row_max), next_max)
+                                   weight, eps, scale, carry, i + 1 < run_end)
         if row_loss != NULL:
             row_loss[i] = <floating>loss
         total += loss
@@ -295,16 +333,19 @@ def xent_prob(const floating[:, ::1] x, const floating[:, ::1] target, floating[
     if mean:
         scale = 1.0 / n_rows
     cdef Py_ssize_t t, b_first, b_last, per_thread = (n_blocks + n_threads - 1) // n_threads
-    cdef floating carry
+    cdef size_t row_bytes = n_classes * sizeof(floating)
+    cdef size_t stream_bytes = _stream_row_bytes(xp, gp, n_rows, row_bytes)
+    cdef _Carries carries = _Carries(n_threads)
     with nogil:
         for t in prange(n_threads, schedule="static", num_threads=n_threads):
             b_first = t * per_thread  # one run of blocks per thread (see BLOCK_ELEMENTS)
             b_last = min(n_blocks, b_first + per_thread)
-            carry = NAN
+            fx_carry_start(carries.of(t), stream_bytes)
             for b in range(b_first, b_last):
                 _prob_rows(xp, tp, gp, wp, b * per_block, min(n_rows, (b + 1) * per_block),
                            min(n_rows, b_last * per_block), n_classes, label_smoothing, scale,
-                           lp, &block_loss[b], &carry)
+                           lp, &block_loss[b], carries.of(t))
+            fx_carry_end(carries.of(t), row_bytes)
     for b in range(n_blocks):
         total += block_loss[b]
     return total, <double>n_rows
@@ -318,19 +359,21 @@ def softmax_rows(const floating[:, ::1] x, floating[:, ::1] out, bint log_space,
     cdef const floating *xp = &x[0, 0]
     cdef floating *op = &out[0, 0]
     cdef Py_ssize_t t, stop, per_thread = (n_rows + n_threads - 1) // n_threads
-    cdef floating carry, row_max
+    cdef size_t row_bytes = n_classes * sizeof(floating)
+    cdef size_t stream_bytes = _stream_row_bytes(xp, op, n_rows, row_bytes)
+    cdef _Carries carries = _Carries(n_threads)
     with nogil:
         for t in prange(n_threads, schedule="static", num_threads=n_threads):
             stop = min(n_rows, (t + 1) * per_thread)  # one run of rows per thread
-            carry = NAN
+            fx_carry_start(carries.of(t), stream_bytes)
             for i in range(t * per_thread, stop):
-                row_max = carry
                 if floating is float:
                     fx_f32.softmax(xp + i * n_classes, op + i * n_classes, n_classes, log_space,
-                                   _known(&row_max), &carry if i + 1 < stop else NULL)
+                                   carries.of(t), i + 1 < stop)
                 else:
                     fx_f64.softmax(xp + i * n_classes, op + i * n_classes, n_classes, log_space,
-                                   _known(&row_max), &carry if i + 1 < stop else NULL)
+                                   carries.of(t), i + 1 < stop)
+            fx_carry_end(carries.of(t), row_bytes)
 
 
 def logsumexp_rows(const floating[:, ::1] x, floating[::1] out, int n_threads):
@@ -340,19 +383,19 @@ def logsumexp_rows(const floating[:, ::1] x, floating[::1] out, int n_threads):
         return
     cdef const floating *xp = &x[0, 0]
     cdef Py_ssize_t t, stop, per_thread = (n_rows + n_threads - 1) // n_threads
-    cdef floating carry, row_max
+    cdef _Carries carries = _Carries(n_threads)
     with nogil:
         for t in prange(n_threads, schedule="static", num_threads=n_threads):
             stop = min(n_rows, (t + 1) * per_thread)  # one run of rows per thread
-            carry = NAN
+            fx_carry_start(carries.of(t), 0)
             for i in range(t * per_thread, stop):
-                row_max = carry
                 if floating is float:
-                    out[i] = <float>fx_f32.logsumexp(xp + i * n_classes, n_classes, _known(&row_max),
-                                                     &carry if i + 1 < stop else NULL)
+                    out[i] = <float>fx_f32.logsumexp(xp + i * n_classes, n_classes,
+                                                     carries.of(t), i + 1 < stop)
                 else:
-                    out[i] = fx_f64.logsumexp(xp + i * n_classes, n_classes, _known(&row_max),
-                                              &carry if i + 1 < stop else NULL)
+                    out[i] = fx_f64.logsumexp(xp + i * n_classes, n_classes, carries.of(t),
+                                              i + 1 < stop)
+            fx_carry_end(carries.of(t), 0)
 
 
 cdef inline double _entr(double p) noexcept nogil:
@@ -510,7 +553,7 @@ def binary_xent(const floating[:, ::1] x, const floating[:, ::1] target,
 def copy_floor(const unsigned char[::1] src, unsigned char[::1] dst, int n_threads,
                bint stream):
     """Copies src into dst in n_threads contiguous chunks, by memcpy or, when
-    `stream`, with streaming stores (fx_stream_copy): what one read and one
+    `stream`, with streaming stores (fx_stream_copy, _rows.h): what one read and one
     write of every byte cost, the floor of a fused forward+backward pass."""
     cdef Py_ssize_t n = src.shape[0], chunk, t, start, stop
     if n == 0:
@@ -523,6 +566,7 @@ def copy_floor(const unsigned char[::1] src, unsigned char[::1] dst, int n_threa
             if start < stop:
                 if stream:
                     fx_stream_copy(&dst[start], &src[start], stop - start)
+                    FX_STREAM_FENCE()
                 else:
                     memcpy(&dst[start], &src[start], stop - start)
 

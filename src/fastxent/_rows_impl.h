@@ -5,6 +5,7 @@
  *   FX_SUFFIX  the name suffix of this instance, e.g. f32_avx2
  *   FX_ATTR    function attributes (the target ISA), possibly empty
  *   FX_TABLE   the table type it fills (fx_rows_f32 or fx_rows_f64)
+ *   FX_STREAM_COPY  the streaming copy of that ISA (fx_stream_copy_ISA)
  *
  * Every loop is a plain elementwise sweep or a reduction marked
  * `omp simd`, so the compiler vectorises it for the ISA of this instance
@@ -120,11 +121,31 @@ FX_SIMD(reduction(max : m))
     return m;
 }
 
-/* The maximum of the row x[0:n]: *row_max when the caller knows it (the
- * previous row's exp sweep found it), else a sweep. */
-FX_ATTR static inline FX_T FX_FN(fx_max_of)(const FX_T *x, ptrdiff_t n, const FX_T *row_max)
+/* The maximum of the row x[0:n]: the carried one when the previous row's
+ * exp sweep found it, else a sweep. */
+FX_ATTR static inline FX_T FX_FN(fx_max_of)(const FX_T *x, ptrdiff_t n, const fx_carry *c)
 {
-    return row_max ? *row_max : FX_FN(fx_row_max)(x, n);
+    return c->has_max ? (FX_T)c->max : FX_FN(fx_row_max)(x, n);
+}
+
+/* Streams the part of the pending row under elements [i0, i0 + len) of a row
+ * of n elements of `size` bytes: its parts are cut at cache-line boundaries
+ * of the destination, so that each line is streamed whole, by one part (only
+ * the row's first and last lines may be partly another row's, and are stored
+ * normally). FX_STREAM_COPY is this instruction set's copy: called directly
+ * (not through fx_stream_copy), the compiler knows what it touches, and
+ * still vectorises the loops around the call. */
+FX_ATTR FX_NOINLINE static void FX_FN(fx_stream_part)(const fx_carry *c, ptrdiff_t i0, ptrdiff_t len,
+                                                ptrdiff_t n)
+{
+    const size_t size = sizeof(FX_T);
+    const uintptr_t d = (uintptr_t)c->pending;
+    uintptr_t lo = d + (size_t)i0 * size, hi = lo + (size_t)len * size;
+    if (i0 > 0) lo = (lo + 63) & ~(uintptr_t)63;
+    if (i0 + len < n) hi = (hi + 63) & ~(uintptr_t)63;
+    if (hi > d + (size_t)n * size) hi = d + (size_t)n * size;
+    if (hi > lo)
+        FX_STREAM_COPY((void *)lo, (const char *)c->scratch[c->cur ^ 1] + (lo - d), hi - lo);
 }
 
 /* sum of exp(x - m); also stores each term in g when g is not NULL.
@@ -132,17 +153,18 @@ FX_ATTR static inline FX_T FX_FN(fx_max_of)(const FX_T *x, ptrdiff_t n, const FX
  * Blocks of FX_SUM_BLOCK (the last one shorter) go as two interleaved halves,
  * two independent chains of fx_exp in flight; each block is summed in FX_T (for float, an error of
  * a few units in the last place at most) and the blocks in double.
- * When next_max is not NULL, the next row of the batch (n elements from x + n)
- * is the caller's too: its maximum goes into *next_max, found block by block
- * in the same loop, so that the next row streams in from memory while this
- * one's exps are computed from cache (a separate max sweep would wait for
- * memory with the arithmetic units idle). Its lines are prefetched
- * FX_PREFETCH_AHEAD bytes ahead of the block that reads them, within that
- * row (prefetching past an array's end is not free: page walks). */
+ * The loop also does, block by block, the memory work of the rows around
+ * this one, so that memory and arithmetic overlap (this row is in cache: the
+ * max sweep, or the previous row's exp sweep, has just read it):
+ *  - when next_in_run, the next row (n elements from x + n) streams in: its
+ *    maximum is found and carried in c, its lines prefetched
+ *    FX_PREFETCH_AHEAD bytes ahead of the block that reads them, within that
+ *    row (prefetching past an array's end is not free: page walks);
+ *  - the previous row's output, when c holds one pending, streams out. */
 #define FX_SUM_BLOCK 128
 #define FX_PREFETCH_AHEAD 2048
 FX_ATTR static double FX_FN(fx_exp_sum)(const FX_T *x, FX_T *g, ptrdiff_t n, FX_T m,
-                                        FX_T *next_max)
+                                        fx_carry *c, int next_in_run)
 {
     const size_t row_bytes = (size_t)n * sizeof(FX_T);
     double s = 0.0;
@@ -151,12 +173,13 @@ FX_ATTR static double FX_FN(fx_exp_sum)(const FX_T *x, FX_T *g, ptrdiff_t n, FX_
         const ptrdiff_t len = n - i0 < FX_SUM_BLOCK ? n - i0 : FX_SUM_BLOCK;
         const ptrdiff_t half = len / 2;
         const FX_T *xb = x + i0;
-        if (next_max) {
+        if (c->pending) FX_FN(fx_stream_part)(c, i0, len, n);
+        if (next_in_run) {
             const FX_T *nb = xb + n;
             const size_t at = (size_t)i0 * sizeof(FX_T);
             const size_t to = at + FX_PREFETCH_AHEAD + (size_t)len * sizeof(FX_T);
             for (size_t b = i0 == 0 ? at : at + FX_PREFETCH_AHEAD; b < to && b < row_bytes; b += 64)
-                FX_PREFETCH((const char *)(x + n) + b, 0);
+                FX_PREFETCH((const char *)(x + n) + b);
 FX_SIMD(reduction(max : nm))
             for (ptrdiff_t j = 0; j < len; j++) nm = nb[j] > nm ? nb[j] : nm;
         }
@@ -179,7 +202,9 @@ FX_SIMD(reduction(+ : block))
         }
         s += (double)block;
     }
-    if (next_max) *next_max = nm;
+    c->pending = NULL; /* streamed, whole (n > 0: the caller has a row) */
+    c->max = (double)nm;
+    c->has_max = next_in_run;
     return s;
 }
 
@@ -276,20 +301,21 @@ FX_ATTR static inline double FX_FN(fx_index_finish)(FX_T *g, ptrdiff_t n, ptrdif
 
 /* Loss (and gradient into g, which may be x) of one row x[0:n] whose target
  * is the class y, 0 <= y < n: a max sweep, an exp sweep, a scaling sweep.
- * The row functions of a batch, called row after row, pass its maximum on:
- * row_max (NULL if unknown) is this row's, read first; next_max (NULL if the
- * next row is not the caller's to do) receives the next row's, from the exp
- * sweep (see fx_exp_sum). They may point to the same variable. */
+ * c and next_in_run: see fx_carry (_rows.h). */
 FX_ATTR static double FX_FN(fx_xent_index_row)(const FX_T *x, FX_T *g, ptrdiff_t n, ptrdiff_t y,
                                                const FX_T *w, double w_total,
-                                               double eps, double scale, const FX_T *row_max,
-                                               FX_T *next_max)
+                                               double eps, double scale, fx_carry *c,
+                                               int next_in_run)
 {
     const double x_y = (double)x[y]; /* read before g (perhaps x) is written */
-    const FX_T m = FX_FN(fx_max_of)(x, n, row_max);
+    FX_T *out = (FX_T *)fx_carry_out(c, g);
+    const FX_T m = FX_FN(fx_max_of)(x, n, c);
     const double gap = eps != 0.0 ? FX_FN(fx_weighted_gap)(x, w, n, m) : 0.0;
-    const double s = FX_FN(fx_exp_sum)(x, g, n, m, next_max);
-    return FX_FN(fx_index_finish)(g, n, y, w, w_total, eps, scale, m, x_y, gap, s, log(s));
+    const double s = FX_FN(fx_exp_sum)(x, out, n, m, c, next_in_run);
+    const double loss =
+        FX_FN(fx_index_finish)(out, n, y, w, w_total, eps, scale, m, x_y, gap, s, log(s));
+    fx_carry_hand_on(c, g, out);
+    return loss;
 }
 
 /* fx_xent_index_short without weights or label smoothing (the common case),
@@ -429,63 +455,65 @@ FX_SIMD()
 }
 
 /* Loss of one row against class probabilities t[0:n], smoothed to
- * t' = (1 - eps) t + eps/n: sum_c w_c t'_c (lse - x_c). Gradient, row_max and
- * next_max as above. */
+ * t' = (1 - eps) t + eps/n: sum_c w_c t'_c (lse - x_c). Gradient, c and
+ * next_in_run as above. */
 FX_ATTR static double FX_FN(fx_xent_prob_row)(const FX_T *x, const FX_T *t, FX_T *g, ptrdiff_t n,
                                               const FX_T *w, double eps, double scale,
-                                              const FX_T *row_max, FX_T *next_max)
+                                              fx_carry *c, int next_in_run)
 {
-    const FX_T m = FX_FN(fx_max_of)(x, n, row_max);
+    FX_T *out = (FX_T *)fx_carry_out(c, g);
+    const FX_T m = FX_FN(fx_max_of)(x, n, c);
     const double spread = eps / (double)n;
     double mass, gap;
     FX_FN(fx_target_sums)(x, t, w, n, m, 1.0 - eps, spread, &mass, &gap);
-    const double s = FX_FN(fx_exp_sum)(x, g, n, m, next_max);
+    const double s = FX_FN(fx_exp_sum)(x, out, n, m, c, next_in_run);
     const double loss = mass * log(s) + gap;
-    if (g)
-        FX_FN(fx_scale_shift)(g, t, w, n, scale * mass / s, scale * (1.0 - eps), scale * spread);
+    if (out)
+        FX_FN(fx_scale_shift)(out, t, w, n, scale * mass / s, scale * (1.0 - eps), scale * spread);
+    fx_carry_hand_on(c, g, out);
     return loss;
 }
 
 /* softmax (log_softmax when `log`) of the row x[0:n] into out (out may be x).
- * row_max and next_max as in fx_xent_index_row. */
+ * c and next_in_run as in fx_xent_index_row. */
 FX_ATTR static void FX_FN(fx_softmax_row)(const FX_T *x, FX_T *out, ptrdiff_t n, int log_space,
-                                          const FX_T *row_max, FX_T *next_max)
+                                          fx_carry *c, int next_in_run)
 {
-    const FX_T m = FX_FN(fx_max_of)(x, n, row_max);
+    FX_T *o = (FX_T *)fx_carry_out(c, out);
+    const FX_T m = FX_FN(fx_max_of)(x, n, c);
     if (log_space && isinf(m)) {
         /* As scipy.special.log_softmax: shift by 0, not by an infinite maximum
          * (softmax itself keeps the NaN of inf - inf, as SciPy). Rare: scalar. */
         double s = 0.0;
         for (ptrdiff_t i = 0; i < n; i++) s += exp((double)x[i]);
-        if (next_max) *next_max = FX_FN(fx_row_max)(x + n, n);
-        for (ptrdiff_t i = 0; i < n; i++) out[i] = (FX_T)((double)x[i] - log(s));
-        return;
-    }
-    if (log_space) {
+        FX_FN(fx_exp_sum)(x, NULL, n, m, c, next_in_run); /* only for what it carries */
+        for (ptrdiff_t i = 0; i < n; i++) o[i] = (FX_T)((double)x[i] - log(s));
+    } else if (log_space) {
         /* (x - m) - log(s), as PyTorch: x - m is exact near the maximum. */
-        const FX_T log_s = (FX_T)log(FX_FN(fx_exp_sum)(x, NULL, n, m, next_max));
+        const FX_T log_s = (FX_T)log(FX_FN(fx_exp_sum)(x, NULL, n, m, c, next_in_run));
 FX_SIMD()
-        for (ptrdiff_t i = 0; i < n; i++) out[i] = (x[i] - m) - log_s;
+        for (ptrdiff_t i = 0; i < n; i++) o[i] = (x[i] - m) - log_s;
     } else {
-        const double s = FX_FN(fx_exp_sum)(x, out, n, m, next_max);
-        FX_FN(fx_scale_shift)(out, NULL, NULL, n, 1.0 / s, 0.0, 0.0);
+        const double s = FX_FN(fx_exp_sum)(x, o, n, m, c, next_in_run);
+        FX_FN(fx_scale_shift)(o, NULL, NULL, n, 1.0 / s, 0.0, 0.0);
     }
+    fx_carry_hand_on(c, out, o);
 }
 
 /* log(sum(exp(x))) of a row, as scipy.special.logsumexp: +-inf maxima give
- * +-inf (NaN if the row holds a NaN) rather than inf - inf. row_max and
- * next_max as in fx_xent_index_row. */
-FX_ATTR static double FX_FN(fx_logsumexp_row)(const FX_T *x, ptrdiff_t n, const FX_T *row_max,
-                                              FX_T *next_max)
+ * +-inf (NaN if the row holds a NaN) rather than inf - inf. c and
+ * next_in_run as in fx_xent_index_row. */
+FX_ATTR static double FX_FN(fx_logsumexp_row)(const FX_T *x, ptrdiff_t n, fx_carry *c,
+                                              int next_in_run)
 {
-    const FX_T m = FX_FN(fx_max_of)(x, n, row_max);
+    const FX_T m = FX_FN(fx_max_of)(x, n, c);
+    const double s = FX_FN(fx_exp_sum)(x, NULL, n, m, c, next_in_run);
     if (isinf(m)) {
-        if (next_max) *next_max = FX_FN(fx_row_max)(x + n, n);
         for (ptrdiff_t i = 0; i < n; i++)
             if (isnan(x[i])) return NAN;
         return m;
     }
-    return (double)m + log(FX_FN(fx_exp_sum)(x, NULL, n, m, next_max));
+    return (double)m + log(s);
 }
 
 #if !FX_DOUBLE
