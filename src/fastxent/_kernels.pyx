@@ -17,7 +17,6 @@ cdef extern from "_rows.h" nogil:
     ctypedef struct fx_carry:
         int has_max
     void fx_carry_start(fx_carry *c, size_t row_bytes)
-    void fx_carry_end(fx_carry *c, size_t row_bytes)
     int fx_streams(size_t total, size_t row_bytes)
     size_t fx_stream_min_bytes
     int FX_CAN_STREAM
@@ -39,6 +38,7 @@ cdef extern from "_rows.h" nogil:
         double logsumexp(const float *x, Py_ssize_t n, fx_carry *c, int next_in_run) noexcept nogil
         double bce_logits(const float *x, const float *t, const float *w, const float *pw, float *g,
                           float *loss, Py_ssize_t n, double scale) noexcept nogil
+        void carry_end(fx_carry *c, Py_ssize_t n) noexcept nogil
     ctypedef struct fx_rows_f64:
         double xent_index(const double *x, double *g, Py_ssize_t n, Py_ssize_t y,
                           const double *w, double w_total, double eps, double scale,
@@ -55,6 +55,7 @@ cdef extern from "_rows.h" nogil:
         double logsumexp(const double *x, Py_ssize_t n, fx_carry *c, int next_in_run) noexcept nogil
         double bce_logits(const double *x, const double *t, const double *w, const double *pw, double *g,
                           double *loss, Py_ssize_t n, double scale) noexcept nogil
+        void carry_end(fx_carry *c, Py_ssize_t n) noexcept nogil
     enum: FX_SHORT_ROW
     const fx_rows_f32 *fx_f32
     const fx_rows_f64 *fx_f64
@@ -118,6 +119,15 @@ cdef inline size_t _stream_row_bytes(const void *x, const void *out, Py_ssize_t 
     if out == NULL or out == x or not fx_streams(n_rows * row_bytes, row_bytes):
         return 0
     return row_bytes
+
+
+cdef inline void _carry_end(fx_carry *c, const floating *x, Py_ssize_t n_classes) noexcept nogil:
+    """The end of a thread's run over the rows of n_classes elements of x (x
+    says only which row functions: float or double)."""
+    if floating is float:
+        fx_f32.carry_end(c, n_classes)
+    else:
+        fx_f64.carry_end(c, n_classes)
 
 
 cdef enum:
@@ -257,9 +267,9 @@ def xent_index(const floating[:, ::1] x, const int64_t[::1] target, floating[:, 
             return 0.0, 0.0, first_bad
         scale = 1.0 / denom if mean else 1.0
     cdef Py_ssize_t t, b_first, b_last, per_thread = (n_blocks + n_threads - 1) // n_threads
-    cdef size_t row_bytes = n_classes * sizeof(floating), stream_bytes = 0
+    cdef size_t stream_bytes = 0
     if not log_probs and n_classes > FX_SHORT_ROW:  # (the others leave the carry alone)
-        stream_bytes = _stream_row_bytes(xp, gp, n_rows, row_bytes)
+        stream_bytes = _stream_row_bytes(xp, gp, n_rows, n_classes * sizeof(floating))
     cdef _Carries carries = _Carries(n_threads)
     with nogil:
         for t in prange(n_threads, schedule="static", num_threads=n_threads):
@@ -271,7 +281,7 @@ def xent_index(const floating[:, ::1] x, const int64_t[::1] target, floating[:, 
                             min(n_rows, (b + 1) * per_block), min(n_rows, b_last * per_block),
                             n_classes, ignore_index, label_smoothing, scale, log_probs, lp,
                             &block_loss[b], &block_bad[b], carries.of(t))
-            fx_carry_end(carries.of(t), row_bytes)
+            _carry_end(carries.of(t), xp, n_classes)
     for b in range(n_blocks):
         total += block_loss[b]
     for b in range(n_blocks):
@@ -333,8 +343,7 @@ def xent_prob(const floating[:, ::1] x, const floating[:, ::1] target, floating[
     if mean:
         scale = 1.0 / n_rows
     cdef Py_ssize_t t, b_first, b_last, per_thread = (n_blocks + n_threads - 1) // n_threads
-    cdef size_t row_bytes = n_classes * sizeof(floating)
-    cdef size_t stream_bytes = _stream_row_bytes(xp, gp, n_rows, row_bytes)
+    cdef size_t stream_bytes = _stream_row_bytes(xp, gp, n_rows, n_classes * sizeof(floating))
     cdef _Carries carries = _Carries(n_threads)
     with nogil:
         for t in prange(n_threads, schedule="static", num_threads=n_threads):
@@ -345,7 +354,7 @@ def xent_prob(const floating[:, ::1] x, const floating[:, ::1] target, floating[
                 _prob_rows(xp, tp, gp, wp, b * per_block, min(n_rows, (b + 1) * per_block),
                            min(n_rows, b_last * per_block), n_classes, label_smoothing, scale,
                            lp, &block_loss[b], carries.of(t))
-            fx_carry_end(carries.of(t), row_bytes)
+            _carry_end(carries.of(t), xp, n_classes)
     for b in range(n_blocks):
         total += block_loss[b]
     return total, <double>n_rows
@@ -359,8 +368,7 @@ def softmax_rows(const floating[:, ::1] x, floating[:, ::1] out, bint log_space,
     cdef const floating *xp = &x[0, 0]
     cdef floating *op = &out[0, 0]
     cdef Py_ssize_t t, stop, per_thread = (n_rows + n_threads - 1) // n_threads
-    cdef size_t row_bytes = n_classes * sizeof(floating)
-    cdef size_t stream_bytes = _stream_row_bytes(xp, op, n_rows, row_bytes)
+    cdef size_t stream_bytes = _stream_row_bytes(xp, op, n_rows, n_classes * sizeof(floating))
     cdef _Carries carries = _Carries(n_threads)
     with nogil:
         for t in prange(n_threads, schedule="static", num_threads=n_threads):
@@ -373,7 +381,7 @@ def softmax_rows(const floating[:, ::1] x, floating[:, ::1] out, bint log_space,
                 else:
                     fx_f64.softmax(xp + i * n_classes, op + i * n_classes, n_classes, log_space,
                                    carries.of(t), i + 1 < stop)
-            fx_carry_end(carries.of(t), row_bytes)
+            _carry_end(carries.of(t), xp, n_classes)
 
 
 def logsumexp_rows(const floating[:, ::1] x, floating[::1] out, int n_threads):
@@ -395,7 +403,7 @@ def logsumexp_rows(const floating[:, ::1] x, floating[::1] out, int n_threads):
                 else:
                     out[i] = fx_f64.logsumexp(xp + i * n_classes, n_classes, carries.of(t),
                                               i + 1 < stop)
-            fx_carry_end(carries.of(t), 0)
+            _carry_end(carries.of(t), xp, n_classes)
 
 
 cdef inline double _entr(double p) noexcept nogil:

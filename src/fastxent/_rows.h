@@ -66,11 +66,11 @@
             memcpy(d, s, n);                                                            \
             return;                                                                     \
         }                                                                               \
-        memcpy(d, s, head);                                                             \
+        if (head) memcpy(d, s, head); /* (no calls for nothing: parts are aligned) */  \
         size_t i = head;                                                                \
         for (; i + sizeof(VEC) <= n; i += sizeof(VEC))                                  \
             STORE((VEC *)(d + i), LOAD((const VEC *)(s + i)));                          \
-        memcpy(d + i, s + i, n - i);                                                    \
+        if (i < n) memcpy(d + i, s + i, n - i);                                         \
     }
 FX_DEFINE_STREAM_COPY(base, , __m128i, _mm_loadu_si128, _mm_stream_si128) /* SSE2: all x86-64 */
 #define FX_STREAM_FENCE() _mm_sfence()
@@ -99,24 +99,40 @@ static int fx_streams(size_t total, size_t row_bytes)
     return FX_CAN_STREAM && total >= fx_stream_min_bytes && row_bytes <= FX_STREAM_MAX_ROW_BYTES;
 }
 
+/* The last sweep over a row's output g: g = g * a - (c1 * t + c0) * w, where
+ * a missing t or w counts as 1, then g[y] -= cy where y >= 0. Where the
+ * output streams, it is applied part by part just before each part streams
+ * (fx_stream_part), so that this sweep, too, overlaps the memory traffic.
+ * active = 0: nothing to do (the output is final as computed). */
+typedef struct {
+    double a, c1, c0, cy;
+    const void *t, *w;
+    ptrdiff_t y;
+    int active;
+} fx_finish;
+
 /* What a thread hands from one row of its run to the next (the row
  * functions take it as `c`, with next_in_run: whether the next row, at
  * x + n, is this thread's too):
  *  - the next row's maximum, which a row's exp sweep finds while it computes
  *    (see fx_exp_sum); has_max says it is there;
- *  - with streaming (scratch not NULL), the previous row's finished output,
- *    waiting in scratch[!cur] to be streamed to `pending` during this row's
- *    exp sweep, while this row is computed into scratch[cur]. */
+ *  - with streaming (scratch not NULL), the previous row's output, waiting in
+ *    scratch[!cur] to be finished and streamed to `pending` during this row's
+ *    exp sweep, while this row is computed into scratch[cur]; `finished` of
+ *    its elements are. */
 typedef struct {
     double max;
     int has_max;
     void *scratch[2];
     int cur;
     void *pending;
+    fx_finish finish;
+    ptrdiff_t finished;
 } fx_carry;
 
 /* A thread's carry at the start of its run: streaming rows of row_bytes when
- * row_bytes > 0 (and the scratch rows could be allocated), else none. */
+ * row_bytes > 0 (and the scratch rows could be allocated), else none. The
+ * run ends with the row functions' carry_end. */
 static void fx_carry_start(fx_carry *c, size_t row_bytes)
 {
     memset(c, 0, sizeof *c);
@@ -135,27 +151,6 @@ static void fx_carry_start(fx_carry *c, size_t row_bytes)
 static inline void *fx_carry_out(const fx_carry *c, void *g)
 {
     return c->scratch[0] && g ? c->scratch[c->cur] : g;
-}
-
-/* After a row computed into out = fx_carry_out(c, g): out is handed on, to be
- * streamed to g by the next row's exp sweep (or fx_carry_end). */
-static inline void fx_carry_hand_on(fx_carry *c, void *g, void *out)
-{
-    if (out != g) {
-        c->pending = g;
-        c->cur ^= 1;
-    }
-}
-
-/* The end of a thread's run: the last row streamed out, whole; the streamed
- * stores ordered before what follows; the scratch freed. */
-static void fx_carry_end(fx_carry *c, size_t row_bytes)
-{
-    if (c->pending) fx_stream_copy(c->pending, c->scratch[c->cur ^ 1], row_bytes);
-    c->pending = NULL;
-    FX_STREAM_FENCE();
-    free(c->scratch[0]);
-    c->scratch[0] = c->scratch[1] = NULL;
 }
 
 /* ---- the row functions of one element type, as a table ----
@@ -180,6 +175,7 @@ static void fx_carry_end(fx_carry *c, size_t row_bytes)
         double (*logsumexp)(const T *x, ptrdiff_t n, fx_carry *c, int next_in_run);     \
         double (*bce_logits)(const T *x, const T *t, const T *w, const T *pw, T *g,     \
                              T *loss, ptrdiff_t n, double scale);                       \
+        void (*carry_end)(fx_carry *c, ptrdiff_t n);                                    \
     } NAME;
 FX_ROWS_TABLE(float, fx_rows_f32)
 FX_ROWS_TABLE(double, fx_rows_f64)

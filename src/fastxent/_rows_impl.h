@@ -128,24 +128,92 @@ FX_ATTR static inline FX_T FX_FN(fx_max_of)(const FX_T *x, ptrdiff_t n, const fx
     return c->has_max ? (FX_T)c->max : FX_FN(fx_row_max)(x, n);
 }
 
-/* Streams the part of the pending row under elements [i0, i0 + len) of a row
- * of n elements of `size` bytes: its parts are cut at cache-line boundaries
- * of the destination, so that each line is streamed whole, by one part (only
- * the row's first and last lines may be partly another row's, and are stored
- * normally). FX_STREAM_COPY is this instruction set's copy: called directly
- * (not through fx_stream_copy), the compiler knows what it touches, and
- * still vectorises the loops around the call. */
-FX_ATTR FX_NOINLINE static void FX_FN(fx_stream_part)(const fx_carry *c, ptrdiff_t i0, ptrdiff_t len,
-                                                ptrdiff_t n)
+/* o_i = g_i * a - (c1 * t_i + c0) * w_i, where a missing t or w counts as 1
+ * and c1 is unused without t: the gradient's scaling sweep. o may be g. */
+FX_ATTR static void FX_FN(fx_scale_shift)(FX_T *o, const FX_T *g, const FX_T *t, const FX_T *w,
+                                          ptrdiff_t n, double a, double c1, double c0)
 {
-    const size_t size = sizeof(FX_T);
-    const uintptr_t d = (uintptr_t)c->pending;
-    uintptr_t lo = d + (size_t)i0 * size, hi = lo + (size_t)len * size;
-    if (i0 > 0) lo = (lo + 63) & ~(uintptr_t)63;
-    if (i0 + len < n) hi = (hi + 63) & ~(uintptr_t)63;
-    if (hi > d + (size_t)n * size) hi = d + (size_t)n * size;
-    if (hi > lo)
-        FX_STREAM_COPY((void *)lo, (const char *)c->scratch[c->cur ^ 1] + (lo - d), hi - lo);
+    const FX_T fa = (FX_T)a, f1 = (FX_T)c1, f0 = (FX_T)c0;
+    if (t && w) {
+FX_SIMD()
+        for (ptrdiff_t i = 0; i < n; i++) o[i] = g[i] * fa - (f1 * t[i] + f0) * w[i];
+    } else if (t) {
+FX_SIMD()
+        for (ptrdiff_t i = 0; i < n; i++) o[i] = g[i] * fa - (f1 * t[i] + f0);
+    } else if (w && c0 != 0.0) {
+FX_SIMD()
+        for (ptrdiff_t i = 0; i < n; i++) o[i] = g[i] * fa - f0 * w[i];
+    } else if (c0 != 0.0) {
+FX_SIMD()
+        for (ptrdiff_t i = 0; i < n; i++) o[i] = g[i] * fa - f0;
+    } else {
+FX_SIMD()
+        for (ptrdiff_t i = 0; i < n; i++) o[i] = g[i] * fa;
+    }
+}
+
+/* f (see fx_finish) applied to the elements [lo, hi) of the row g, into
+ * o[0 : hi - lo]; o may be g + lo. */
+FX_ATTR static void FX_FN(fx_finish_range)(FX_T *o, const FX_T *g, const fx_finish *f,
+                                           ptrdiff_t lo, ptrdiff_t hi)
+{
+    if (!f->active) {
+        if (o != g + lo) memcpy(o, g + lo, (size_t)(hi - lo) * sizeof(FX_T));
+        return;
+    }
+    const FX_T *t = (const FX_T *)f->t, *w = (const FX_T *)f->w;
+    FX_FN(fx_scale_shift)(o, g + lo, t ? t + lo : NULL, w ? w + lo : NULL, hi - lo, f->a, f->c1,
+                          f->c0);
+    if (lo <= f->y && f->y < hi) o[f->y - lo] -= (FX_T)f->cy;
+}
+
+/* A row computed into out = fx_carry_out(c, g) is finished by f: at once when
+ * out is g, else later, when streamed: out is handed on to the next row's exp
+ * sweep (or to carry_end). */
+FX_ATTR static void FX_FN(fx_hand_on)(fx_carry *c, void *g, FX_T *out, ptrdiff_t n,
+                                      const fx_finish *f)
+{
+    if (out == g) {
+        FX_FN(fx_finish_range)(out, out, f, 0, n);
+        return;
+    }
+    c->finish = *f;
+    c->finished = 0;
+    c->pending = g;
+    c->cur ^= 1;
+}
+
+/* Finishes and streams the pending row on from where the last part ended
+ * (c->finished) up to its element upto, of a row of n: the parts are cut at
+ * cache-line boundaries of the destination, so that each line is streamed
+ * whole, by one part (only the row's first and last lines may be partly
+ * another row's, and are stored normally). The finished values go through a
+ * small buffer in the nearest cache, not back into the scratch row (writing
+ * them there cost 15% more at 2048 x 32768). FX_STREAM_COPY is this
+ * instruction set's copy: called directly (not through fx_stream_copy) and
+ * kept out of line, so that the compiler still vectorises the loops of
+ * fx_exp_sum around the call. */
+#define FX_STREAM_CHUNK 1024 /* bytes, a multiple of the line: beyond one part of fx_exp_sum */
+FX_ATTR FX_NOINLINE static void FX_FN(fx_stream_part)(fx_carry *c, ptrdiff_t upto, ptrdiff_t n)
+{
+    FX_T space[(FX_STREAM_CHUNK + 64) / sizeof(FX_T)]; /* buffer: line-aligned within */
+    FX_T *buffer = (FX_T *)(((uintptr_t)space + 63) & ~(uintptr_t)63);
+    const FX_T *src = (const FX_T *)c->scratch[c->cur ^ 1];
+    const uintptr_t d = (uintptr_t)c->pending, end = d + (size_t)n * sizeof(FX_T);
+    uintptr_t lo = d + (size_t)c->finished * sizeof(FX_T);
+    uintptr_t hi = upto < n ? (d + (size_t)upto * sizeof(FX_T) + 63) & ~(uintptr_t)63 : end;
+    if (hi > end) hi = end;
+    while (lo < hi) {
+        /* chunks end at line boundaries too (lo is at one, or at the row's start) */
+        uintptr_t to = (lo + FX_STREAM_CHUNK) & ~(uintptr_t)63;
+        if (to > hi) to = hi;
+        const ptrdiff_t from = (ptrdiff_t)((lo - d) / sizeof(FX_T));
+        const ptrdiff_t until = (ptrdiff_t)((to - d) / sizeof(FX_T));
+        FX_FN(fx_finish_range)(buffer, src, &c->finish, from, until);
+        FX_STREAM_COPY((void *)lo, buffer, to - lo);
+        c->finished = until;
+        lo = to;
+    }
 }
 
 /* sum of exp(x - m); also stores each term in g when g is not NULL.
@@ -173,7 +241,7 @@ FX_ATTR static double FX_FN(fx_exp_sum)(const FX_T *x, FX_T *g, ptrdiff_t n, FX_
         const ptrdiff_t len = n - i0 < FX_SUM_BLOCK ? n - i0 : FX_SUM_BLOCK;
         const ptrdiff_t half = len / 2;
         const FX_T *xb = x + i0;
-        if (c->pending) FX_FN(fx_stream_part)(c, i0, len, n);
+        if (c->pending) FX_FN(fx_stream_part)(c, i0 + len, n);
         if (next_in_run) {
             const FX_T *nb = xb + n;
             const size_t at = (size_t)i0 * sizeof(FX_T);
@@ -252,37 +320,13 @@ FX_SIMD(reduction(+ : mass, gap))
     *gap_out = gap;
 }
 
-/* g_i = g_i * a - (c1 * t_i + c0) * w_i, where a missing t or w counts as 1
- * and c1 is unused without t: the gradient's scaling sweep. */
-FX_ATTR static void FX_FN(fx_scale_shift)(FX_T *g, const FX_T *t, const FX_T *w, ptrdiff_t n,
-                                          double a, double c1, double c0)
-{
-    const FX_T fa = (FX_T)a, f1 = (FX_T)c1, f0 = (FX_T)c0;
-    if (t && w) {
-FX_SIMD()
-        for (ptrdiff_t i = 0; i < n; i++) g[i] = g[i] * fa - (f1 * t[i] + f0) * w[i];
-    } else if (t) {
-FX_SIMD()
-        for (ptrdiff_t i = 0; i < n; i++) g[i] = g[i] * fa - (f1 * t[i] + f0);
-    } else if (w && c0 != 0.0) {
-FX_SIMD()
-        for (ptrdiff_t i = 0; i < n; i++) g[i] = g[i] * fa - f0 * w[i];
-    } else if (c0 != 0.0) {
-FX_SIMD()
-        for (ptrdiff_t i = 0; i < n; i++) g[i] = g[i] * fa - f0;
-    } else {
-FX_SIMD()
-        for (ptrdiff_t i = 0; i < n; i++) g[i] = g[i] * fa;
-    }
-}
-
 /* The loss of a row whose target is the class y, from the row's parts: its
  * maximum m, x_y, the smoothing gap sum w_c (m - x_c), and s = sum exp(x - m):
  *   (1 - eps) w_y (lse - x_y) + eps/n * sum_c w_c (lse - x_c),
- * as torch.nn.functional.cross_entropy with reduction="none". When g holds
- * the row's exps it is scaled into scale * d loss / d x. w may be NULL (all
- * weights 1); w_total is the sum of the weights. */
-FX_ATTR static inline double FX_FN(fx_index_finish)(FX_T *g, ptrdiff_t n, ptrdiff_t y,
+ * as torch.nn.functional.cross_entropy with reduction="none"; and into f
+ * the sweep that scales the row's exps into scale * d loss / d x. w may be
+ * NULL (all weights 1); w_total is the sum of the weights. */
+FX_ATTR static inline double FX_FN(fx_index_finish)(fx_finish *f, ptrdiff_t n, ptrdiff_t y,
                                                     const FX_T *w, double w_total, double eps,
                                                     double scale, FX_T m, double x_y, double gap,
                                                     double s, double log_s)
@@ -291,11 +335,14 @@ FX_ATTR static inline double FX_FN(fx_index_finish)(FX_T *g, ptrdiff_t n, ptrdif
     const double spread = eps / (double)n;
     const double loss = (1.0 - eps) * w_y * (log_s + ((double)m - x_y)) +
                         (eps != 0.0 ? spread * (w_total * log_s + gap) : 0.0);
-    if (g) {
-        const double a = scale * ((1.0 - eps) * w_y + (eps != 0.0 ? spread * w_total : 0.0)) / s;
-        FX_FN(fx_scale_shift)(g, NULL, w, n, a, 0.0, scale * spread);
-        g[y] -= (FX_T)(scale * (1.0 - eps) * w_y);
-    }
+    f->a = scale * ((1.0 - eps) * w_y + (eps != 0.0 ? spread * w_total : 0.0)) / s;
+    f->c1 = 0.0;
+    f->c0 = scale * spread;
+    f->t = NULL;
+    f->w = w;
+    f->y = y;
+    f->cy = scale * (1.0 - eps) * w_y;
+    f->active = 1;
     return loss;
 }
 
@@ -312,9 +359,10 @@ FX_ATTR static double FX_FN(fx_xent_index_row)(const FX_T *x, FX_T *g, ptrdiff_t
     const FX_T m = FX_FN(fx_max_of)(x, n, c);
     const double gap = eps != 0.0 ? FX_FN(fx_weighted_gap)(x, w, n, m) : 0.0;
     const double s = FX_FN(fx_exp_sum)(x, out, n, m, c, next_in_run);
+    fx_finish f;
     const double loss =
-        FX_FN(fx_index_finish)(out, n, y, w, w_total, eps, scale, m, x_y, gap, s, log(s));
-    fx_carry_hand_on(c, g, out);
+        FX_FN(fx_index_finish)(&f, n, y, w, w_total, eps, scale, m, x_y, gap, s, log(s));
+    if (out) FX_FN(fx_hand_on)(c, g, out, n, &f);
     return loss;
 }
 
@@ -443,9 +491,10 @@ FX_SIMD()
                 if (yr != ignore_index && *first_bad < 0) *first_bad = r0 + r;
                 if (gr) memset(gr, 0, (size_t)n * sizeof(FX_T));
             } else {
-                if (gr) memcpy(gr, e + r * n, (size_t)n * sizeof(FX_T));
-                loss = FX_FN(fx_index_finish)(gr, n, yr, w, w_total, eps, scale, m[r], x_y[r],
+                fx_finish f;
+                loss = FX_FN(fx_index_finish)(&f, n, yr, w, w_total, eps, scale, m[r], x_y[r],
                                               gap[r], sums[r], log_sums[r]);
+                if (gr) FX_FN(fx_finish_range)(gr, e + r * n, &f, 0, n);
             }
             if (row_loss) row_loss[r0 + r] = (FX_T)loss;
             total += loss;
@@ -467,11 +516,11 @@ FX_ATTR static double FX_FN(fx_xent_prob_row)(const FX_T *x, const FX_T *t, FX_T
     double mass, gap;
     FX_FN(fx_target_sums)(x, t, w, n, m, 1.0 - eps, spread, &mass, &gap);
     const double s = FX_FN(fx_exp_sum)(x, out, n, m, c, next_in_run);
-    const double loss = mass * log(s) + gap;
-    if (out)
-        FX_FN(fx_scale_shift)(out, t, w, n, scale * mass / s, scale * (1.0 - eps), scale * spread);
-    fx_carry_hand_on(c, g, out);
-    return loss;
+    if (out) {
+        const fx_finish f = {scale * mass / s, scale * (1.0 - eps), scale * spread, 0.0, t, w, -1, 1};
+        FX_FN(fx_hand_on)(c, g, out, n, &f);
+    }
+    return mass * log(s) + gap;
 }
 
 /* softmax (log_softmax when `log`) of the row x[0:n] into out (out may be x).
@@ -481,6 +530,7 @@ FX_ATTR static void FX_FN(fx_softmax_row)(const FX_T *x, FX_T *out, ptrdiff_t n,
 {
     FX_T *o = (FX_T *)fx_carry_out(c, out);
     const FX_T m = FX_FN(fx_max_of)(x, n, c);
+    fx_finish f = {0.0, 0.0, 0.0, 0.0, NULL, NULL, -1, 0}; /* log_softmax: final as computed */
     if (log_space && isinf(m)) {
         /* As scipy.special.log_softmax: shift by 0, not by an infinite maximum
          * (softmax itself keeps the NaN of inf - inf, as SciPy). Rare: scalar. */
@@ -494,10 +544,10 @@ FX_ATTR static void FX_FN(fx_softmax_row)(const FX_T *x, FX_T *out, ptrdiff_t n,
 FX_SIMD()
         for (ptrdiff_t i = 0; i < n; i++) o[i] = (x[i] - m) - log_s;
     } else {
-        const double s = FX_FN(fx_exp_sum)(x, o, n, m, c, next_in_run);
-        FX_FN(fx_scale_shift)(o, NULL, NULL, n, 1.0 / s, 0.0, 0.0);
+        f.a = 1.0 / FX_FN(fx_exp_sum)(x, o, n, m, c, next_in_run);
+        f.active = 1;
     }
-    fx_carry_hand_on(c, out, o);
+    FX_FN(fx_hand_on)(c, out, o, n, &f);
 }
 
 /* log(sum(exp(x))) of a row, as scipy.special.logsumexp: +-inf maxima give
@@ -635,7 +685,19 @@ FX_SIMD(reduction(+ : chunk))
 #undef FX_BCE_CHUNK_LOOP
 #undef FX_BCE_CHUNK
 #undef FX_SUM_BLOCK
+#undef FX_STREAM_CHUNK
 #undef FX_PREFETCH_AHEAD
+
+/* The end of a thread's run: the last pending row finished and streamed
+ * out, the streamed stores ordered before what follows, the scratch freed. */
+FX_ATTR static void FX_FN(fx_carry_end)(fx_carry *c, ptrdiff_t n)
+{
+    if (c->pending) FX_FN(fx_stream_part)(c, n, n);
+    c->pending = NULL;
+    FX_STREAM_FENCE();
+    free(c->scratch[0]);
+    c->scratch[0] = c->scratch[1] = NULL;
+}
 
 static const FX_TABLE FX_FN(fx_rows) = {
     FX_FN(fx_xent_index_row),
@@ -644,6 +706,7 @@ static const FX_TABLE FX_FN(fx_rows) = {
     FX_FN(fx_softmax_row),
     FX_FN(fx_logsumexp_row),
     FX_FN(fx_bce_logits_span),
+    FX_FN(fx_carry_end),
 };
 
 #undef FX_FN
