@@ -16,7 +16,8 @@ from libc.string cimport memcpy, memset
 cdef extern from "_rows.h" nogil:
     ctypedef struct fx_carry:
         int has_max
-    void fx_carry_start(fx_carry *c, size_t row_bytes)
+    void fx_carry_start(fx_carry *c, void *scratch, size_t row_bytes)
+    size_t fx_scratch_bytes(size_t row_bytes)
     int fx_streams(size_t total, size_t row_bytes)
     size_t fx_stream_min_bytes
     int FX_CAN_STREAM
@@ -114,7 +115,7 @@ def build_info():
 
 cdef inline size_t _stream_row_bytes(const void *x, const void *out, Py_ssize_t n_rows,
                                      Py_ssize_t row_bytes) noexcept nogil:
-    """The row size to give fx_carry_start: row_bytes where the output (not
+    """The row size to stream (see _Carries): row_bytes where the output (not
     NULL, not the input itself) should be streamed, else 0."""
     if out == NULL or out == x or not fx_streams(n_rows * row_bytes, row_bytes):
         return 0
@@ -135,20 +136,35 @@ cdef enum:
 
 
 cdef class _Carries:
-    """One fx_carry per thread, in memory Python owns, each on cache lines of
-    its own: every row writes its thread's (shared lines would bounce between
-    the cores at every row)."""
-    cdef bytearray memory
+    """One fx_carry per thread, and the scratch rows of each where rows of
+    stream_bytes stream (stream_bytes 0: none), in memory Python owns. Each
+    carry is on cache lines of its own: every row writes its thread's
+    (shared lines would bounce between the cores at every row)."""
+    cdef object memory
     cdef char *base
+    cdef Py_ssize_t n_threads
+    cdef size_t stream_bytes, scratch_stride
 
-    def __cinit__(self, int n_threads):
+    def __cinit__(self, int n_threads, size_t stream_bytes):
         assert sizeof(fx_carry) <= CARRY_STRIDE
-        self.memory = bytearray(max(n_threads, 1) * CARRY_STRIDE + 64)
-        self.base = <char *>self.memory
+        self.n_threads = max(n_threads, 1)
+        self.stream_bytes = stream_bytes
+        self.scratch_stride = fx_scratch_bytes(stream_bytes) if stream_bytes else 0
+        self.memory = np.empty(self.n_threads * (CARRY_STRIDE + self.scratch_stride) + 64,
+                               dtype=np.uint8)
+        self.base = <char *><uintptr_t>self.memory.ctypes.data
         self.base += (64 - <uintptr_t>self.base % 64) % 64
 
     cdef inline fx_carry *of(self, Py_ssize_t t) noexcept nogil:
         return <fx_carry *>(self.base + t * CARRY_STRIDE)
+
+    cdef inline fx_carry *start(self, Py_ssize_t t) noexcept nogil:
+        """Thread t's carry, at the start of its run."""
+        cdef char *scratch = NULL
+        if self.stream_bytes:
+            scratch = self.base + self.n_threads * CARRY_STRIDE + t * self.scratch_stride
+        fx_carry_start(self.of(t), scratch, self.stream_bytes)
+        return self.of(t)
 
 
 cdef inline double _nll_row(const floating *x, floating *g, Py_ssize_t n, Py_ssize_t y,
@@ -270,12 +286,12 @@ def xent_index(const floating[:, ::1] x, const int64_t[::1] target, floating[:, 
     cdef size_t stream_bytes = 0
     if not log_probs and n_classes > FX_SHORT_ROW:  # (the others leave the carry alone)
         stream_bytes = _stream_row_bytes(xp, gp, n_rows, n_classes * sizeof(floating))
-    cdef _Carries carries = _Carries(n_threads)
+    cdef _Carries carries = _Carries(n_threads, stream_bytes)
     with nogil:
         for t in prange(n_threads, schedule="static", num_threads=n_threads):
             b_first = t * per_thread  # one run of blocks per thread (see BLOCK_ELEMENTS)
             b_last = min(n_blocks, b_first + per_thread)
-            fx_carry_start(carries.of(t), stream_bytes)
+            carries.start(t)
             for b in range(b_first, b_last):
                 _index_rows(xp, tp, gp, wp, w_total, b * per_block,
                             min(n_rows, (b + 1) * per_block), min(n_rows, b_last * per_block),
@@ -344,12 +360,12 @@ def xent_prob(const floating[:, ::1] x, const floating[:, ::1] target, floating[
         scale = 1.0 / n_rows
     cdef Py_ssize_t t, b_first, b_last, per_thread = (n_blocks + n_threads - 1) // n_threads
     cdef size_t stream_bytes = _stream_row_bytes(xp, gp, n_rows, n_classes * sizeof(floating))
-    cdef _Carries carries = _Carries(n_threads)
+    cdef _Carries carries = _Carries(n_threads, stream_bytes)
     with nogil:
         for t in prange(n_threads, schedule="static", num_threads=n_threads):
             b_first = t * per_thread  # one run of blocks per thread (see BLOCK_ELEMENTS)
             b_last = min(n_blocks, b_first + per_thread)
-            fx_carry_start(carries.of(t), stream_bytes)
+            carries.start(t)
             for b in range(b_first, b_last):
                 _prob_rows(xp, tp, gp, wp, b * per_block, min(n_rows, (b + 1) * per_block),
                            min(n_rows, b_last * per_block), n_classes, label_smoothing, scale,
@@ -369,11 +385,11 @@ def softmax_rows(const floating[:, ::1] x, floating[:, ::1] out, bint log_space,
     cdef floating *op = &out[0, 0]
     cdef Py_ssize_t t, stop, per_thread = (n_rows + n_threads - 1) // n_threads
     cdef size_t stream_bytes = _stream_row_bytes(xp, op, n_rows, n_classes * sizeof(floating))
-    cdef _Carries carries = _Carries(n_threads)
+    cdef _Carries carries = _Carries(n_threads, stream_bytes)
     with nogil:
         for t in prange(n_threads, schedule="static", num_threads=n_threads):
             stop = min(n_rows, (t + 1) * per_thread)  # one run of rows per thread
-            fx_carry_start(carries.of(t), stream_bytes)
+            carries.start(t)
             for i in range(t * per_thread, stop):
                 if floating is float:
                     fx_f32.softmax(xp + i * n_classes, op + i * n_classes, n_classes, log_space,
@@ -391,11 +407,11 @@ def logsumexp_rows(const floating[:, ::1] x, floating[::1] out, int n_threads):
         return
     cdef const floating *xp = &x[0, 0]
     cdef Py_ssize_t t, stop, per_thread = (n_rows + n_threads - 1) // n_threads
-    cdef _Carries carries = _Carries(n_threads)
+    cdef _Carries carries = _Carries(n_threads, 0)
     with nogil:
         for t in prange(n_threads, schedule="static", num_threads=n_threads):
             stop = min(n_rows, (t + 1) * per_thread)  # one run of rows per thread
-            fx_carry_start(carries.of(t), 0)
+            carries.start(t)
             for i in range(t * per_thread, stop):
                 if floating is float:
                     out[i] = <float>fx_f32.logsumexp(xp + i * n_classes, n_classes,

@@ -31,13 +31,17 @@
 #define FX_SIMD(clauses) FX_PRAGMA(omp simd clauses)
 #endif
 
-/* Keeps a function out of line (see fx_stream_part). */
+/* Keeps a function out of line (see fx_stream_part); aligns a variable to
+ * a cache line. */
 #if defined(__GNUC__) || defined(__clang__)
 #define FX_NOINLINE __attribute__((noinline))
+#define FX_ALIGN64 __attribute__((aligned(64)))
 #elif defined(_MSC_VER)
 #define FX_NOINLINE __declspec(noinline)
+#define FX_ALIGN64 __declspec(align(64))
 #else
 #define FX_NOINLINE
+#define FX_ALIGN64
 #endif
 
 /* A hint to fetch the cache line at p for reading; no-op where the compiler
@@ -130,19 +134,24 @@ typedef struct {
     ptrdiff_t finished;
 } fx_carry;
 
-/* A thread's carry at the start of its run: streaming rows of row_bytes when
- * row_bytes > 0 (and the scratch rows could be allocated), else none. The
- * run ends with the row functions' carry_end. */
-static void fx_carry_start(fx_carry *c, size_t row_bytes)
+/* The scratch memory a thread needs to stream rows of row_bytes: two rows,
+ * each on whole cache lines. */
+static size_t fx_scratch_bytes(size_t row_bytes)
+{
+    return 2 * ((row_bytes + 63) / 64 * 64);
+}
+
+/* A thread's carry at the start of its run: streaming rows of row_bytes
+ * through `scratch` (fx_scratch_bytes of them, line-aligned, the caller's:
+ * memory that stays mapped from call to call, not fresh pages each time),
+ * or no streaming where scratch is NULL. The run ends with the row
+ * functions' carry_end. */
+static void fx_carry_start(fx_carry *c, void *scratch, size_t row_bytes)
 {
     memset(c, 0, sizeof *c);
-    if (row_bytes > 0 && FX_CAN_STREAM) {
-        const size_t padded = (row_bytes + 63) / 64 * 64; /* line-aligned rows */
-        char *block = (char *)malloc(2 * padded);
-        if (block) {
-            c->scratch[0] = block;
-            c->scratch[1] = block + padded;
-        }
+    if (scratch && FX_CAN_STREAM) {
+        c->scratch[0] = scratch;
+        c->scratch[1] = (char *)scratch + fx_scratch_bytes(row_bytes) / 2;
     }
 }
 

@@ -154,7 +154,7 @@ FX_SIMD()
 
 /* f (see fx_finish) applied to the elements [lo, hi) of the row g, into
  * o[0 : hi - lo]; o may be g + lo. */
-FX_ATTR static void FX_FN(fx_finish_range)(FX_T *o, const FX_T *g, const fx_finish *f,
+FX_ATTR static inline void FX_FN(fx_finish_range)(FX_T *o, const FX_T *g, const fx_finish *f,
                                            ptrdiff_t lo, ptrdiff_t hi)
 {
     if (!f->active) {
@@ -196,8 +196,7 @@ FX_ATTR static void FX_FN(fx_hand_on)(fx_carry *c, void *g, FX_T *out, ptrdiff_t
 #define FX_STREAM_CHUNK 1024 /* bytes, a multiple of the line: beyond one part of fx_exp_sum */
 FX_ATTR FX_NOINLINE static void FX_FN(fx_stream_part)(fx_carry *c, ptrdiff_t upto, ptrdiff_t n)
 {
-    FX_T space[(FX_STREAM_CHUNK + 64) / sizeof(FX_T)]; /* buffer: line-aligned within */
-    FX_T *buffer = (FX_T *)(((uintptr_t)space + 63) & ~(uintptr_t)63);
+    FX_ALIGN64 FX_T buffer[FX_STREAM_CHUNK / sizeof(FX_T)];
     const FX_T *src = (const FX_T *)c->scratch[c->cur ^ 1];
     const uintptr_t d = (uintptr_t)c->pending, end = d + (size_t)n * sizeof(FX_T);
     uintptr_t lo = d + (size_t)c->finished * sizeof(FX_T);
@@ -689,14 +688,12 @@ FX_SIMD(reduction(+ : chunk))
 #undef FX_PREFETCH_AHEAD
 
 /* The end of a thread's run: the last pending row finished and streamed
- * out, the streamed stores ordered before what follows, the scratch freed. */
+ * out, the streamed stores ordered before what follows. */
 FX_ATTR static void FX_FN(fx_carry_end)(fx_carry *c, ptrdiff_t n)
 {
     if (c->pending) FX_FN(fx_stream_part)(c, n, n);
     c->pending = NULL;
     FX_STREAM_FENCE();
-    free(c->scratch[0]);
-    c->scratch[0] = c->scratch[1] = NULL;
 }
 
 static const FX_TABLE FX_FN(fx_rows) = {
