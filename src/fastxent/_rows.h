@@ -60,7 +60,7 @@
 /* fx_stream_copy_ISA(dst, src, n): copies n bytes, the aligned body with
  * streaming (non-temporal) stores of one vector each: the lines go to memory
  * without first being read into the cache, nor evicting what is there. */
-#define FX_DEFINE_STREAM_COPY(ISA, ATTR, VEC, LOAD, STORE)                                     \
+#define FX_DEFINE_STREAM_COPY(ISA, ATTR, VEC, LOAD, STORE)                              \
     ATTR static void fx_stream_copy_##ISA(void *dst, const void *src, size_t n)         \
     {                                                                                   \
         char *d = (char *)dst;                                                          \
@@ -70,7 +70,7 @@
             memcpy(d, s, n);                                                            \
             return;                                                                     \
         }                                                                               \
-        if (head) memcpy(d, s, head); /* (no calls for nothing: parts are aligned) */  \
+        if (head) memcpy(d, s, head); /* (no calls for nothing: parts are aligned) */   \
         size_t i = head;                                                                \
         for (; i + sizeof(VEC) <= n; i += sizeof(VEC))                                  \
             STORE((VEC *)(d + i), LOAD((const VEC *)(s + i)));                          \
