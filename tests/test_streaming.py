@@ -20,30 +20,33 @@ DTYPES = [pytest.param(np.float32, id="f32"), pytest.param(np.float64, id="f64")
 SHAPES = [(37, 100), (64, 333), (9, 4099), (16, 1024), (2, 700)]
 
 
-@pytest.fixture
-def stream_everything():
-    """Yields a function that runs fn() with normal stores and with every
-    output streamed, and returns both results."""
+# Every test runs on each shape and dtype, and on 1 and 2 threads (the fixture).
+pytestmark = [pytest.mark.parametrize("shape", SHAPES, ids=str),
+              pytest.mark.parametrize("dtype", DTYPES)]
+
+
+@pytest.fixture(params=[1, 2], ids=lambda n: f"{n}-threads")
+def same_bits_streamed(request):
+    """Yields a function that runs fn() on the fixture's thread count with
+    normal stores and with every output streamed, and asserts that the two
+    give the same bits."""
     kernels = _config._compiled
     if kernels is None or kernels.set_stream_min_bytes(1 << 62) is None:
         pytest.skip("streaming stores need the compiled extension on x86-64")
     default = kernels.set_stream_min_bytes(1 << 62)
 
-    def both(fn):
-        kernels.set_stream_min_bytes(1 << 62)
-        normal = fn()
-        kernels.set_stream_min_bytes(0)
-        streamed = fn()
-        kernels.set_stream_min_bytes(1 << 62)
-        return normal, streamed
+    def check(fn):
+        with fastxent.num_threads(request.param), np.errstate(invalid="ignore"):
+            kernels.set_stream_min_bytes(1 << 62)
+            normal = fn()
+            kernels.set_stream_min_bytes(0)
+            streamed = fn()
+            kernels.set_stream_min_bytes(1 << 62)
+        for a, b in zip(normal, streamed):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b), strict=True)
 
-    yield both
+    yield check
     kernels.set_stream_min_bytes(default)
-
-
-def assert_same_bits(normal, streamed):
-    for a, b in zip(normal, streamed):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), strict=True)
 
 
 def misaligned_out(shape, dtype, offset):
@@ -54,15 +57,12 @@ def misaligned_out(shape, dtype, offset):
     return buffer[start:start + size].reshape(shape)
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("shape", SHAPES, ids=str)
-@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("options", [
     dict(),
     dict(label_smoothing=0.1, weighted=True, reduction="sum"),
     dict(ignore=True, reduction="none"),
 ], ids=["plain", "weighted-smoothed", "ignored-rows"])
-def test_index_targets(stream_everything, rng, dtype, shape, threads, options):
+def test_index_targets(same_bits_streamed, rng, dtype, shape, options):
     options = dict(options)
     logits = random_logits(rng, shape, dtype)
     ignore = options.pop("ignore", False)
@@ -75,28 +75,16 @@ def test_index_targets(stream_everything, rng, dtype, shape, threads, options):
         loss, grad = fastxent.cross_entropy_with_grad(logits, target, out=out, **options)
         return loss, grad, fastxent.cross_entropy_with_grad(logits, target, **options)[1]
 
-    with fastxent.num_threads(threads):
-        assert_same_bits(*stream_everything(run))
+    same_bits_streamed(run)
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("shape", SHAPES, ids=str)
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_probability_targets(stream_everything, rng, dtype, shape, threads):
+def test_probability_targets(same_bits_streamed, rng, dtype, shape):
     logits = random_logits(rng, shape, dtype)
     target = random_probs(rng, shape, -1, dtype)
-
-    def run():
-        return fastxent.cross_entropy_with_grad(logits, target, label_smoothing=0.05)
-
-    with fastxent.num_threads(threads):
-        assert_same_bits(*stream_everything(run))
+    same_bits_streamed(lambda: fastxent.cross_entropy_with_grad(logits, target, label_smoothing=0.05))
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("shape", SHAPES, ids=str)
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_softmax_family(stream_everything, rng, dtype, shape, threads):
+def test_softmax_family(same_bits_streamed, rng, dtype, shape):
     # with rows of -inf maxima (log_softmax's scalar path) among the others
     x = random_logits(rng, shape, dtype)
     x[::5] = -np.inf
@@ -108,6 +96,4 @@ def test_softmax_family(stream_everything, rng, dtype, shape, threads):
             results += [fn(x), fn(x, out=misaligned_out(shape, dtype, offset=1))]
         return results + [fastxent.logsumexp(x)]
 
-    with fastxent.num_threads(threads), np.errstate(invalid="ignore"):
-        assert_same_bits(*stream_everything(run))
-
+    same_bits_streamed(run)
