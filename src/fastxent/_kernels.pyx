@@ -14,58 +14,62 @@ from libc.math cimport INFINITY, NAN, exp, fabs, isnan, log, log1p
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
+from ._kinds import BinaryInput, Scores, Transform
+
 cdef extern from "_rows.h" nogil:
     ctypedef struct fx_carry:
-        int has_max
-    void fx_carry_start(fx_carry *c, void *scratch, size_t row_bytes)
+        pass
+    void fx_run_begin(fx_carry *c, void *scratch, size_t row_bytes)
+    void fx_run_skip_row(fx_carry *c)
     size_t fx_scratch_bytes(size_t row_bytes)
     int fx_streams(size_t total, size_t row_bytes)
     size_t fx_stream_min_bytes
     int FX_CAN_STREAM
     void fx_stream_copy(void *dst, const void *src, size_t n)
     void FX_STREAM_FENCE()
-    ctypedef struct fx_rows_f32:
-        double xent_index(const float *x, float *g, Py_ssize_t n, Py_ssize_t y,
-                          const float *w, double w_total, double eps, double scale,
-                          fx_carry *c, int next_in_run) noexcept nogil
-        double xent_index_short(const float *x, float *g, Py_ssize_t rows, Py_ssize_t n,
-                                const int64_t *y, int64_t ignore_index, const float *w,
-                                double w_total, double eps, double scale, float *row_loss,
+    ctypedef struct fx_class_params:
+        const void *weight
+        double weight_total
+        double smoothing
+        double scale
+        int64_t ignore_index
+    # One table for both element types (see _rows.h): pointers to elements
+    # are void pointers, of the type of the table in use.
+    ctypedef struct fx_rows:
+        double xent_index(const void *x, void *g, Py_ssize_t n, Py_ssize_t y,
+                          const fx_class_params *p, fx_carry *c, int next_in_run) noexcept nogil
+        double xent_index_short(const void *x, void *g, Py_ssize_t rows, Py_ssize_t n,
+                                const int64_t *y, const fx_class_params *p, void *row_loss,
                                 Py_ssize_t *first_bad) noexcept nogil
-        double xent_prob(const float *x, const float *t, float *g, Py_ssize_t n,
-                         const float *w, double eps, double scale, fx_carry *c,
-                         int next_in_run) noexcept nogil
-        void softmax(const float *x, float *out, Py_ssize_t n, int log_space, fx_carry *c,
+        double xent_prob(const void *x, const void *t, void *g, Py_ssize_t n,
+                         const fx_class_params *p, fx_carry *c, int next_in_run) noexcept nogil
+        double nll_index(const void *x, void *g, Py_ssize_t n, Py_ssize_t y,
+                         const fx_class_params *p) noexcept nogil
+        void softmax(const void *x, void *out, Py_ssize_t n, fx_carry *c,
                      int next_in_run) noexcept nogil
-        double logsumexp(const float *x, Py_ssize_t n, fx_carry *c, int next_in_run) noexcept nogil
-        double bce_logits(const float *x, const float *t, const float *w, const float *pw, float *g,
-                          float *loss, Py_ssize_t n, double scale) noexcept nogil
-        void carry_end(fx_carry *c, Py_ssize_t n) noexcept nogil
-    ctypedef struct fx_rows_f64:
-        double xent_index(const double *x, double *g, Py_ssize_t n, Py_ssize_t y,
-                          const double *w, double w_total, double eps, double scale,
-                          fx_carry *c, int next_in_run) noexcept nogil
-        double xent_index_short(const double *x, double *g, Py_ssize_t rows, Py_ssize_t n,
-                                const int64_t *y, int64_t ignore_index, const double *w,
-                                double w_total, double eps, double scale, double *row_loss,
-                                Py_ssize_t *first_bad) noexcept nogil
-        double xent_prob(const double *x, const double *t, double *g, Py_ssize_t n,
-                         const double *w, double eps, double scale, fx_carry *c,
+        void log_softmax(const void *x, void *out, Py_ssize_t n, fx_carry *c,
                          int next_in_run) noexcept nogil
-        void softmax(const double *x, double *out, Py_ssize_t n, int log_space, fx_carry *c,
-                     int next_in_run) noexcept nogil
-        double logsumexp(const double *x, Py_ssize_t n, fx_carry *c, int next_in_run) noexcept nogil
-        double bce_logits(const double *x, const double *t, const double *w, const double *pw, double *g,
-                          double *loss, Py_ssize_t n, double scale) noexcept nogil
-        void carry_end(fx_carry *c, Py_ssize_t n) noexcept nogil
+        double logsumexp(const void *x, Py_ssize_t n, fx_carry *c, int next_in_run) noexcept nogil
+        double bce_logits(const void *x, const void *t, const void *w, const void *pw, void *g,
+                          void *loss, Py_ssize_t n, double scale) noexcept nogil
+        void run_end(fx_carry *c, Py_ssize_t n) noexcept nogil
     enum: FX_SHORT_ROW
-    const fx_rows_f32 *fx_f32
-    const fx_rows_f64 *fx_f64
+    const fx_rows *fx_f32
+    const fx_rows *fx_f64
     const char *fx_select_isa(int level)
     int fx_openmp_max_threads()
     int fx_openmp_version()
     const char *fx_openmp_library()
     const char *fx_compiler()
+
+
+cdef inline const fx_rows *_rows_of(const floating *x) noexcept nogil:
+    """The row functions in use for elements of x's type (x says only which)."""
+    if floating is float:
+        return fx_f32
+    else:
+        return fx_f64
+
 
 # Rows are processed, and their losses summed, in blocks whose size depends on
 # the row length only; the block sums are then added in order. The result is
@@ -123,15 +127,6 @@ cdef inline size_t _stream_row_bytes(const void *x, const void *out, Py_ssize_t 
     return row_bytes
 
 
-cdef inline void _carry_end(fx_carry *c, const floating *x, Py_ssize_t n_classes) noexcept nogil:
-    """The end of a thread's run over the rows of n_classes elements of x (x
-    says only which row functions: float or double)."""
-    if floating is float:
-        fx_f32.carry_end(c, n_classes)
-    else:
-        fx_f64.carry_end(c, n_classes)
-
-
 cdef enum:
     CARRY_STRIDE = 128  # two cache lines: the adjacent-line prefetcher pairs them
 
@@ -169,263 +164,266 @@ cdef class _Carries:
         cdef char *scratch = NULL
         if self.stream_bytes:
             scratch = self.base + self.n_threads * CARRY_STRIDE + t * self.scratch_stride
-        fx_carry_start(self.of(t), scratch, self.stream_bytes)
+        fx_run_begin(self.of(t), scratch, self.stream_bytes)
         return self.of(t)
 
 
-cdef inline double _nll_row(const floating *x, floating *g, Py_ssize_t n, Py_ssize_t y,
-                           const floating *w, double scale) noexcept nogil:
-    """-w_y x_y, the loss of a row of log-probabilities; gradient into g."""
-    cdef double w_y = w[y] if w != NULL else 1.0
-    cdef double loss = -w_y * x[y]  # read before g (perhaps x) is written
-    if g != NULL:
-        memset(g, 0, n * sizeof(floating))
-        g[y] = <floating>(-w_y * scale)
-    return loss
+# ---- one driver for every operation on rows ----
+
+cdef enum RowOp:  # what _run_rows does to each row
+    ROWS_XENT_INDEX    # softmax cross-entropy against class indices
+    ROWS_NLL_INDEX     # negative log-likelihood of log-probabilities
+    ROWS_XENT_PROB     # softmax cross-entropy against class probabilities
+    ROWS_SOFTMAX
+    ROWS_LOG_SOFTMAX
+    ROWS_LOGSUMEXP
 
 
-cdef inline void _index_rows(const floating *x, const int64_t *target, floating *grad,
-                             const floating *weight, double w_total,
+cdef struct RowJob:  # one call's rows, and what to do to them
+    RowOp op
+    Py_ssize_t n_rows, n_classes
+    const void *x             # (n_rows, n_classes)
+    const void *target        # int64 (n_rows,) labels, or (n_rows, n_classes) probabilities
+    void *out                 # (n_rows, n_classes): gradient or softmax, or NULL
+    void *per_row             # (n_rows,): row losses or logsumexp, or NULL
+    fx_class_params params    # the class losses' options
+
+
+cdef inline bint _sums_losses(RowOp op) noexcept nogil:
+    return op == ROWS_XENT_INDEX or op == ROWS_NLL_INDEX or op == ROWS_XENT_PROB
+
+
+cdef inline bint _sweeps_rows(const RowJob *job) noexcept nogil:
+    """Whether the rows go through the row pipeline's exp sweeps (and may
+    stream): not the log-likelihoods, not the short-row tiles."""
+    if job.op == ROWS_NLL_INDEX:
+        return False
+    return job.op != ROWS_XENT_INDEX or job.n_classes > FX_SHORT_ROW
+
+
+cdef inline void _block_rows(const RowJob *job, const fx_rows *R, const floating *x,
                              Py_ssize_t start, Py_ssize_t stop, Py_ssize_t run_end,
-                             Py_ssize_t n_classes,
-                             int64_t ignore_index, double eps, double scale, bint log_probs,
-                             floating *row_loss, double *block_loss,
-                             int64_t *block_bad, fx_carry *carry) noexcept nogil:
-    cdef Py_ssize_t i, bad = -1
-    cdef int64_t y
-    cdef double loss, total = 0.0
+                             fx_carry *carry, double *block_loss,
+                             int64_t *block_bad) noexcept nogil:
+    """The rows [start, stop) of a thread's run, which ends at run_end: their
+    losses summed into *block_loss and the first bad label's row into
+    *block_bad (for the losses)."""
+    cdef Py_ssize_t n = job.n_classes, i, bad = -1
+    cdef floating *out = <floating *>job.out
+    cdef floating *per_row = <floating *>job.per_row
+    cdef const int64_t *labels = <const int64_t *>job.target
+    cdef const floating *probs = <const floating *>job.target
+    cdef const fx_class_params *params = &job.params
+    cdef RowOp op = job.op
     cdef floating *g = NULL
-    if n_classes <= FX_SHORT_ROW and not log_probs:
-        if floating is float:
-            total = fx_f32.xent_index_short(
-                x + start * n_classes, grad + start * n_classes if grad != NULL else NULL,
-                stop - start, n_classes, target + start, ignore_index, weight, w_total, eps,
-                scale, row_loss + start if row_loss != NULL else NULL, &bad)
-        else:
-            total = fx_f64.xent_index_short(
-                x + start * n_classes, grad + start * n_classes if grad != NULL else NULL,
-                stop - start, n_classes, target + start, ignore_index, weight, w_total, eps,
-                scale, row_loss + start if row_loss != NULL else NULL, &bad)
+    cdef double value = 0.0, total = 0.0
+    cdef int64_t y
+    if op == ROWS_XENT_INDEX and n <= FX_SHORT_ROW:
+        total = R.xent_index_short(x + start * n, out + start * n if out != NULL else NULL,
+                                   stop - start, n, labels + start, params,
+                                   per_row + start if per_row != NULL else NULL, &bad)
         if bad >= 0:
             block_bad[0] = start + bad
         block_loss[0] = total
         return
     for i in range(start, stop):
-        y = target[i]
-        g = grad + i * n_classes if grad != NULL else NULL
-        if y == ignore_index or y < 0 or y >= n_classes:
-            if y != ignore_index and block_bad[0] < 0:
-                block_bad[0] = i
-            loss = 0.0
-            carry.has_max = 0  # no sweep here finds the next row's maximum
-            if g != NULL:
-                memset(g, 0, n_classes * sizeof(floating))
-        elif log_probs:
-            loss = _nll_row(x + i * n_classes, g, n_classes, y, weight, scale)
-        elif floating is float:
-            loss = fx_f32.xent_index(x + i * n_classes, g, n_classes, y, weight, w_total, eps, scale,
-                                     carry, i + 1 < run_end)
+        g = out + i * n if out != NULL else NULL
+        if op == ROWS_SOFTMAX:
+            R.softmax(x + i * n, g, n, carry, i + 1 < run_end)
+            continue
+        if op == ROWS_LOG_SOFTMAX:
+            R.log_softmax(x + i * n, g, n, carry, i + 1 < run_end)
+            continue
+        if op == ROWS_LOGSUMEXP:
+            per_row[i] = <floating>R.logsumexp(x + i * n, n, carry, i + 1 < run_end)
+            continue
+        if op == ROWS_XENT_PROB:
+            value = R.xent_prob(x + i * n, probs + i * n, g, n, params, carry, i + 1 < run_end)
         else:
-            loss = fx_f64.xent_index(x + i * n_classes, g, n_classes, y, weight, w_total, eps, scale,
-                                     carry, i + 1 < run_end)
-        if row_loss != NULL:
-            row_loss[i] = <floating>loss
-        total += loss
-    block_loss[0] = total
+            y = labels[i]
+            if y == params.ignore_index or y < 0 or y >= n:
+                if y != params.ignore_index and block_bad[0] < 0:
+                    block_bad[0] = i
+                value = 0.0
+                fx_run_skip_row(carry)
+                if g != NULL:
+                    memset(g, 0, n * sizeof(floating))
+            elif op == ROWS_NLL_INDEX:
+                value = R.nll_index(x + i * n, g, n, y, params)
+            else:
+                value = R.xent_index(x + i * n, g, n, y, params, carry, i + 1 < run_end)
+        if per_row != NULL:
+            per_row[i] = <floating>value
+        total += value
+    if block_loss != NULL:
+        block_loss[0] = total
 
 
-def xent_index(const floating[:, ::1] x, const int64_t[::1] target, floating[:, ::1] grad,
-               const floating[::1] weight, int64_t ignore_index, double label_smoothing,
-               bint mean, floating[::1] row_loss, int n_threads, bint log_probs=False):
-    """Softmax cross-entropy of rows x against class indices (the negative
-    log-likelihood of rows of log-probabilities x when log_probs).
+cdef tuple _run_rows(const RowJob *job, const floating *x, int n_threads):
+    """Runs job over its rows, x (job.x, typed) on n_threads threads; returns
+    (sum of the row losses, first row of a bad label or -1).
 
-    Returns (sum of row losses, mean denominator, first row whose label is out
-    of range or -1). grad (may be x itself) receives the gradient of the sum,
-    or of the mean when `mean`; row_loss the per-row losses; either may be None.
-    """
-    cdef Py_ssize_t n_rows = x.shape[0], n_classes = x.shape[1], i, b
-    cdef Py_ssize_t per_block = _rows_per_block(n_classes)
+    Rows go in blocks whose size depends on the row length only, and the
+    block sums are added in order: the same bits for any number of threads.
+    Each thread takes one run of consecutive blocks, with an fx_carry (the
+    row pipeline, _rows.h) that hands the next row's maximum on and streams
+    the output where that pays. Operations without a loss take blocks of one
+    row: runs of rows split evenly."""
+    cdef Py_ssize_t n_rows = job.n_rows, n = job.n_classes, t, b, b_first, b_last
+    cdef bint sums = _sums_losses(job.op)
+    cdef Py_ssize_t per_block = _rows_per_block(n) if sums else 1
     cdef Py_ssize_t n_blocks = (n_rows + per_block - 1) // per_block
-    cdef double[::1] block_loss = np.zeros(n_blocks)
-    cdef int64_t[::1] block_bad = np.full(n_blocks, -1, dtype=np.int64)
-    cdef const floating *xp = NULL
-    cdef floating *gp = NULL
-    cdef floating *lp = NULL
-    cdef const floating *wp = NULL
-    cdef const int64_t *tp = NULL
-    cdef double w_total = <double>n_classes, denom = 0.0, scale = 1.0, total = 0.0
+    cdef Py_ssize_t per_thread = (n_blocks + n_threads - 1) // n_threads
+    cdef double[::1] block_loss = np.zeros(n_blocks) if sums else None
+    cdef int64_t[::1] block_bad = np.full(n_blocks, -1, dtype=np.int64) if sums else None
+    cdef double *loss_p = &block_loss[0] if sums else NULL
+    cdef int64_t *bad_p = &block_bad[0] if sums else NULL
+    cdef const fx_rows *R = _rows_of(x)
+    cdef double total = 0.0
+    cdef size_t stream_bytes = 0
+    if _sweeps_rows(job):
+        stream_bytes = _stream_row_bytes(x, job.out, n_rows, n * sizeof(floating))
+    cdef _Carries carries = _Carries(n_threads, stream_bytes)
+    with nogil:
+        for t in prange(n_threads, schedule="static", num_threads=n_threads):
+            b_first = t * per_thread
+            b_last = min(n_blocks, b_first + per_thread)
+            carries.start(t)
+            for b in range(b_first, b_last):
+                _block_rows(job, R, x, b * per_block, min(n_rows, (b + 1) * per_block),
+                            min(n_rows, b_last * per_block), carries.of(t),
+                            loss_p + b if sums else NULL, bad_p + b if sums else NULL)
+            R.run_end(carries.of(t), n)
+    if not sums:
+        return 0.0, -1
+    for b in range(n_blocks):
+        total += loss_p[b]
+    for b in range(n_blocks):
+        if bad_p[b] >= 0:
+            return total, bad_p[b]
+    return total, -1
+
+
+cdef Py_ssize_t _index_denominator(const int64_t *labels, Py_ssize_t n_rows, Py_ssize_t n_classes,
+                                   int64_t ignore_index, const floating *w,
+                                   double *denom) noexcept nogil:
+    """The mean's denominator (the summed weights of the counted rows) into
+    *denom; returns the first row of a bad label, or -1."""
+    cdef Py_ssize_t i
     cdef int64_t y
-    cdef Py_ssize_t first_bad = -1
+    denom[0] = 0.0
+    for i in range(n_rows):
+        y = labels[i]
+        if y == ignore_index:
+            continue
+        if y < 0 or y >= n_classes:
+            return i
+        denom[0] += w[y] if w != NULL else 1.0
+    return -1
+
+
+cdef tuple _class_loss(problem, floating[::1] row_loss, int n_threads, const floating *kind):
+    cdef const floating[:, ::1] x = problem.x
+    cdef floating[:, ::1] grad = problem.result
+    cdef const floating[::1] weight = problem.weight
+    cdef const int64_t[::1] labels
+    cdef const floating[:, ::1] probs
+    cdef Py_ssize_t n_rows = x.shape[0], n_classes = x.shape[1], i, first_bad = -1
+    cdef bint mean = problem.reduction == "mean"
+    cdef double denom = 0.0, total
+    cdef RowJob job
     if n_rows == 0:
         return 0.0, 0.0, -1
-    xp = &x[0, 0]
-    tp = &target[0]
-    if grad is not None:
-        gp = &grad[0, 0]
-    if row_loss is not None:
-        lp = &row_loss[0]
+    memset(&job, 0, sizeof(job))
+    job.n_rows, job.n_classes, job.x = n_rows, n_classes, &x[0, 0]
+    job.out = &grad[0, 0] if grad is not None else NULL
+    job.per_row = &row_loss[0] if row_loss is not None else NULL
+    job.params.weight_total = <double>n_classes
     if weight is not None:
-        wp = &weight[0]
-        w_total = 0.0
+        job.params.weight = &weight[0]
+        job.params.weight_total = 0.0
         for i in range(n_classes):
-            w_total += wp[i]
-    if mean or <const void *>gp == <const void *>xp:
-        # A pass over the targets alone (N reads against the main pass's N x C):
-        # the mean's gradient needs the total weight of the counted rows before
-        # the main pass, and a gradient written over the logits must not start
-        # before every label is known to be good. Otherwise the main pass finds
-        # bad labels on its way.
-        with nogil:
-            for i in range(n_rows):
-                y = tp[i]
-                if y == ignore_index:
-                    continue
-                if y < 0 or y >= n_classes:
-                    first_bad = i
-                    break
-                denom += wp[y] if wp != NULL else 1.0
-        if first_bad >= 0:
-            return 0.0, 0.0, first_bad
-        scale = 1.0 / denom if mean else 1.0
-    cdef Py_ssize_t t, b_first, b_last, per_thread = (n_blocks + n_threads - 1) // n_threads
-    cdef size_t stream_bytes = 0
-    if not log_probs and n_classes > FX_SHORT_ROW:  # (the others leave the carry alone)
-        stream_bytes = _stream_row_bytes(xp, gp, n_rows, n_classes * sizeof(floating))
-    cdef _Carries carries = _Carries(n_threads, stream_bytes)
-    with nogil:
-        for t in prange(n_threads, schedule="static", num_threads=n_threads):
-            b_first = t * per_thread  # one run of blocks per thread (see BLOCK_ELEMENTS)
-            b_last = min(n_blocks, b_first + per_thread)
-            carries.start(t)
-            for b in range(b_first, b_last):
-                _index_rows(xp, tp, gp, wp, w_total, b * per_block,
-                            min(n_rows, (b + 1) * per_block), min(n_rows, b_last * per_block),
-                            n_classes, ignore_index, label_smoothing, scale, log_probs, lp,
-                            &block_loss[b], &block_bad[b], carries.of(t))
-            _carry_end(carries.of(t), xp, n_classes)
-    for b in range(n_blocks):
-        total += block_loss[b]
-    for b in range(n_blocks):
-        if block_bad[b] >= 0:
-            return total, denom, block_bad[b]
-    return total, denom, -1
+            job.params.weight_total += weight[i]
+    job.params.smoothing = problem.label_smoothing
+    job.params.ignore_index = problem.ignore_index
+    job.params.scale = 1.0
+    if problem.is_index:
+        labels = problem.target
+        job.target = &labels[0]
+        job.op = ROWS_NLL_INDEX if problem.scores is Scores.LOG_PROBS else ROWS_XENT_INDEX
+        if mean or job.out == job.x:
+            # A pass over the targets alone (N reads against the main pass's N x C):
+            # the mean's gradient needs the total weight of the counted rows before
+            # the main pass, and a gradient written over the logits must not start
+            # before every label is known to be good. Otherwise the main pass finds
+            # bad labels on its way.
+            with nogil:
+                first_bad = _index_denominator(&labels[0], n_rows, n_classes,
+                                               job.params.ignore_index,
+                                               <const floating *>job.params.weight, &denom)
+            if first_bad >= 0:
+                return 0.0, 0.0, first_bad
+            job.params.scale = 1.0 / denom if mean else 1.0
+    else:
+        probs = problem.target
+        job.target = &probs[0, 0]
+        job.op = ROWS_XENT_PROB
+        denom = <double>n_rows
+        job.params.scale = 1.0 / n_rows if mean else 1.0
+    total, first_bad = _run_rows(&job, &x[0, 0], n_threads)
+    return total, denom, first_bad
 
 
-cdef inline void _prob_rows(const floating *x, const floating *target, floating *grad,
-                            const floating *weight, Py_ssize_t start, Py_ssize_t stop,
-                            Py_ssize_t run_end, Py_ssize_t n_classes, double eps, double scale,
-                            floating *row_loss, double *block_loss,
-                            fx_carry *carry) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef double loss, total = 0.0
-    cdef floating *g = NULL
-    for i in range(start, stop):
-        g = grad + i * n_classes if grad != NULL else NULL
-        if floating is float:
-            loss = fx_f32.xent_prob(x + i * n_classes, target + i * n_classes, g, n_classes,
-                                   weight, eps, scale, carry, i + 1 < run_end)
-        else:
-            loss = fx_f64.xent_prob(x + i * n_classes, target + i * n_classes, g, n_classes,
-                                   weight, eps, scale, carry, i + 1 < run_end)
-        if row_loss != NULL:
-            row_loss[i] = <floating>loss
-        total += loss
-    block_loss[0] = total
+def class_loss(problem, *, row_loss, int n_threads):
+    """The loss of a validated class problem (fastxent._validate.ClassProblem):
+    softmax cross-entropy of its rows of logits, or the negative
+    log-likelihood of rows of log-probabilities (problem.scores), against
+    class indices or probabilities (problem.is_index).
 
-
-def xent_prob(const floating[:, ::1] x, const floating[:, ::1] target, floating[:, ::1] grad,
-              const floating[::1] weight, double label_smoothing, bint mean,
-              floating[::1] row_loss, int n_threads):
-    """Softmax cross-entropy of rows x against class probabilities.
-
-    Returns (sum of row losses, mean denominator = number of rows). grad and
-    row_loss as in xent_index.
+    Returns (sum of row losses, mean denominator, first row whose label is
+    out of range and not ignore_index, or -1). problem.result (may be
+    problem.x itself) receives the gradient of the sum, or of the mean when
+    problem.reduction is "mean"; row_loss (or None) the per-row losses.
     """
-    cdef Py_ssize_t n_rows = x.shape[0], n_classes = x.shape[1], b
-    cdef Py_ssize_t per_block = _rows_per_block(n_classes)
-    cdef Py_ssize_t n_blocks = (n_rows + per_block - 1) // per_block
-    cdef double[::1] block_loss = np.zeros(n_blocks)
-    cdef const floating *xp = NULL
-    cdef const floating *tp = NULL
-    cdef floating *gp = NULL
-    cdef floating *lp = NULL
-    cdef const floating *wp = NULL
-    cdef double scale = 1.0, total = 0.0
-    if n_rows == 0:
-        return 0.0, 0.0
-    xp = &x[0, 0]
-    tp = &target[0, 0]
-    if grad is not None:
-        gp = &grad[0, 0]
-    if row_loss is not None:
-        lp = &row_loss[0]
-    if weight is not None:
-        wp = &weight[0]
-    if mean:
-        scale = 1.0 / n_rows
-    cdef Py_ssize_t t, b_first, b_last, per_thread = (n_blocks + n_threads - 1) // n_threads
-    cdef size_t stream_bytes = _stream_row_bytes(xp, gp, n_rows, n_classes * sizeof(floating))
-    cdef _Carries carries = _Carries(n_threads, stream_bytes)
-    with nogil:
-        for t in prange(n_threads, schedule="static", num_threads=n_threads):
-            b_first = t * per_thread  # one run of blocks per thread (see BLOCK_ELEMENTS)
-            b_last = min(n_blocks, b_first + per_thread)
-            carries.start(t)
-            for b in range(b_first, b_last):
-                _prob_rows(xp, tp, gp, wp, b * per_block, min(n_rows, (b + 1) * per_block),
-                           min(n_rows, b_last * per_block), n_classes, label_smoothing, scale,
-                           lp, &block_loss[b], carries.of(t))
-            _carry_end(carries.of(t), xp, n_classes)
-    for b in range(n_blocks):
-        total += block_loss[b]
-    return total, <double>n_rows
+    if problem.x.itemsize == 4:
+        return _class_loss[float](problem, row_loss, n_threads, NULL)
+    return _class_loss[double](problem, row_loss, n_threads, NULL)
 
 
-def softmax_rows(const floating[:, ::1] x, floating[:, ::1] out, bint log_space, int n_threads):
-    """softmax (log_softmax when log_space) of each row of x into out (may be x)."""
-    cdef Py_ssize_t n_rows = x.shape[0], n_classes = x.shape[1], i
-    if n_rows == 0 or n_classes == 0:
+cdef _transform_rows(rows, RowOp op, floating[::1] per_row, int n_threads, const floating *kind):
+    cdef const floating[:, ::1] x = rows.x
+    cdef floating[:, ::1] out = rows.result
+    cdef RowJob job
+    if x.shape[0] == 0 or x.shape[1] == 0:
         return
-    cdef const floating *xp = &x[0, 0]
-    cdef floating *op = &out[0, 0]
-    cdef Py_ssize_t t, stop, per_thread = (n_rows + n_threads - 1) // n_threads
-    cdef size_t stream_bytes = _stream_row_bytes(xp, op, n_rows, n_classes * sizeof(floating))
-    cdef _Carries carries = _Carries(n_threads, stream_bytes)
-    with nogil:
-        for t in prange(n_threads, schedule="static", num_threads=n_threads):
-            stop = min(n_rows, (t + 1) * per_thread)  # one run of rows per thread
-            carries.start(t)
-            for i in range(t * per_thread, stop):
-                if floating is float:
-                    fx_f32.softmax(xp + i * n_classes, op + i * n_classes, n_classes, log_space,
-                                   carries.of(t), i + 1 < stop)
-                else:
-                    fx_f64.softmax(xp + i * n_classes, op + i * n_classes, n_classes, log_space,
-                                   carries.of(t), i + 1 < stop)
-            _carry_end(carries.of(t), xp, n_classes)
+    memset(&job, 0, sizeof(job))
+    job.op, job.n_rows, job.n_classes, job.x = op, x.shape[0], x.shape[1], &x[0, 0]
+    job.out = &out[0, 0] if out is not None else NULL
+    job.per_row = &per_row[0] if per_row is not None else NULL
+    _run_rows(&job, &x[0, 0], n_threads)
 
 
-def logsumexp_rows(const floating[:, ::1] x, floating[::1] out, int n_threads):
-    """log(sum(exp(row))) of each row of x into out."""
-    cdef Py_ssize_t n_rows = x.shape[0], n_classes = x.shape[1], i
-    if n_rows == 0:
+def softmax_rows(rows, *, transform, int n_threads):
+    """softmax or log_softmax (transform, a fastxent._kinds.Transform) of each
+    row of rows.x (fastxent._validate.Rows) into rows.result (may be rows.x)."""
+    cdef RowOp op = ROWS_LOG_SOFTMAX if transform is Transform.LOG_SOFTMAX else ROWS_SOFTMAX
+    if rows.x.itemsize == 4:
+        _transform_rows[float](rows, op, None, n_threads, NULL)
+    else:
+        _transform_rows[double](rows, op, None, n_threads, NULL)
+
+
+def logsumexp_rows(rows, *, out, int n_threads):
+    """log(sum(exp(row))) of each row of rows.x (fastxent._validate.Rows) into out."""
+    if rows.x.shape[0] == 0:
         return
-    cdef const floating *xp = &x[0, 0]
-    cdef Py_ssize_t t, stop, per_thread = (n_rows + n_threads - 1) // n_threads
-    cdef _Carries carries = _Carries(n_threads, 0)
-    with nogil:
-        for t in prange(n_threads, schedule="static", num_threads=n_threads):
-            stop = min(n_rows, (t + 1) * per_thread)  # one run of rows per thread
-            carries.start(t)
-            for i in range(t * per_thread, stop):
-                if floating is float:
-                    out[i] = <float>fx_f32.logsumexp(xp + i * n_classes, n_classes,
-                                                     carries.of(t), i + 1 < stop)
-                else:
-                    out[i] = fx_f64.logsumexp(xp + i * n_classes, n_classes, carries.of(t),
-                                              i + 1 < stop)
-            _carry_end(carries.of(t), xp, n_classes)
+    if rows.x.shape[1] == 0:
+        out[...] = -np.inf  # the log of an empty sum
+        return
+    if rows.x.itemsize == 4:
+        _transform_rows[float](rows, ROWS_LOGSUMEXP, out, n_threads, NULL)
+    else:
+        _transform_rows[double](rows, ROWS_LOGSUMEXP, out, n_threads, NULL)
 
 
 cdef inline double _entr(double p) noexcept nogil:
@@ -456,9 +454,14 @@ cdef inline double _rel_entr(double p, double q) noexcept nogil:
     return INFINITY
 
 
-def entropy_rows(const floating[:, ::1] p, const floating[:, ::1] q, floating[::1] out,
-                 int n_threads):
-    """Row sums of entr(p), or of rel_entr(p, q) when q is given, into out."""
+def entropy_rows(rows, *, q, out, int n_threads):
+    """Row sums of entr(p), or of rel_entr(p, q) when q (like rows.x) is
+    given, into out; p is rows.x (fastxent._validate.Rows)."""
+    _entropy_rows(rows.x, q, out, n_threads)
+
+
+def _entropy_rows(const floating[:, ::1] p, const floating[:, ::1] q, floating[::1] out,
+                  int n_threads):
     cdef Py_ssize_t n_rows = p.shape[0], n_classes = p.shape[1], i, j
     cdef double acc
     if n_rows == 0:
@@ -501,10 +504,7 @@ cdef inline double _bce_span(const floating *x, const floating *t, const floatin
     cdef Py_ssize_t k
     cdef double total = 0.0, value, p
     if from_logits:
-        if floating is float:
-            return fx_f32.bce_logits(x, t, w, pw, g, loss, n, scale)
-        else:
-            return fx_f64.bce_logits(x, t, w, pw, g, loss, n, scale)
+        return _rows_of(x).bce_logits(x, t, w, pw, g, loss, n, scale)
     for k in range(n):
         p = x[k]
         if (p < 0 or p > 1) and first_bad[0] < 0:
@@ -516,15 +516,24 @@ cdef inline double _bce_span(const floating *x, const floating *t, const floatin
     return total
 
 
-def binary_xent(const floating[:, ::1] x, const floating[:, ::1] target,
-                const floating[:, ::1] weight, const floating[:, ::1] pos_weight,
-                floating[:, ::1] grad, bint mean, floating[:, ::1] elem_loss,
-                bint from_logits, int n_threads):
-    """Binary cross-entropy of x (logits when from_logits, else probabilities)
-    against target, elementwise. weight and pos_weight (logits only) have one
-    row, repeated for every row of x, or as many rows as x; None means 1.
+def binary_loss(problem, *, elem_loss, int n_threads):
+    """Binary cross-entropy of a validated problem (fastxent._validate.
+    BinaryProblem) elementwise: of problem.x, logits or probabilities
+    (problem.input), against problem.target. Its weight and pos_weight
+    (logits only) have one row, repeated for every row of x, or as many rows
+    as x; None means 1. problem.grad (or None) receives the gradient of the
+    sum, or of the mean; elem_loss (or None) the losses.
     Returns (sum of losses, number of elements, first flat index of a
     probability outside [0, 1] or -1)."""
+    return _binary_xent(problem.x, problem.target, problem.weight, problem.pos_weight,
+                        problem.grad, problem.reduction == "mean", elem_loss,
+                        problem.input is BinaryInput.LOGITS, n_threads)
+
+
+def _binary_xent(const floating[:, ::1] x, const floating[:, ::1] target,
+                 const floating[:, ::1] weight, const floating[:, ::1] pos_weight,
+                 floating[:, ::1] grad, bint mean, floating[:, ::1] elem_loss,
+                 bint from_logits, int n_threads):
     cdef Py_ssize_t n_rows = x.shape[0], n_cols = x.shape[1], b, k, k0, k1, piece
     cdef Py_ssize_t n = n_rows * n_cols
     if n == 0:

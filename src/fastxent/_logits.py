@@ -1,34 +1,6 @@
 """Losses from logits, with the semantics of torch.nn.functional."""
 
-import numpy as np
-
-from . import _config
-from ._validate import position, prepare_binary, prepare_classes
-
-
-def class_loss(logits, target, weight, ignore_index, reduction, label_smoothing, axis,
-               want_grad, out, log_probs=False):
-    """cross_entropy (or nll_loss when log_probs) and its gradient, on the
-    current backend's kernels."""
-    name = "log_probs" if log_probs else "logits"
-    p = prepare_classes(logits, target, weight, ignore_index, reduction, label_smoothing, axis,
-                        want_grad=want_grad, out=out, name=name,
-                        allow_probabilities=not log_probs)
-    kernels = _config.kernels()
-    row_loss = np.empty(p.x.shape[0], p.dtype) if p.reduction == "none" else None
-    mean = p.reduction == "mean"
-    n_threads = _config.threads_for(p.x.size)
-    if p.is_index:
-        total, denom, bad_row = kernels.xent_index(
-            p.x, p.target, p.result, p.weight, p.ignore_index, p.label_smoothing, mean, row_loss,
-            n_threads, log_probs)
-        if bad_row >= 0:
-            raise p.label_error(bad_row)
-    else:
-        total, denom = kernels.xent_prob(
-            p.x, p.target, p.result, p.weight, p.label_smoothing, mean, row_loss, n_threads)
-    loss = p.finish_loss(total, denom, row_loss)
-    return (loss, p.finish_result()) if want_grad else loss
+from ._losses import BinaryInput, Scores, binary_loss, class_loss
 
 
 def cross_entropy(logits, target, *, weight=None, ignore_index=-100, reduction="mean",
@@ -42,8 +14,9 @@ def cross_entropy(logits, target, *, weight=None, ignore_index=-100, reduction="
     reduction: "none" (per sample), "sum" or "mean" (weighted, over the
     samples counted). label_smoothing: in [0, 1].
     """
-    return class_loss(logits, target, weight, ignore_index, reduction, label_smoothing, axis,
-                      False, None)
+    return class_loss(logits, target, kind=Scores.LOGITS, weight=weight, ignore_index=ignore_index,
+                      reduction=reduction, label_smoothing=label_smoothing, axis=axis,
+                      want_grad=False, out=None)
 
 
 def cross_entropy_with_grad(logits, target, *, weight=None, ignore_index=-100, reduction="mean",
@@ -54,24 +27,9 @@ def cross_entropy_with_grad(logits, target, *, weight=None, ignore_index=-100, r
     of the shape and dtype of the gradient to write it into, or `logits`
     itself to overwrite the logits (no extra memory); it is returned.
     """
-    return class_loss(logits, target, weight, ignore_index, reduction, label_smoothing, axis,
-                      True, out)
-
-
-def binary_loss(x, target, weight, pos_weight, reduction, want_grad, out, from_logits):
-    """Binary cross-entropy (from logits or probabilities) and its gradient."""
-    name = "logits" if from_logits else "probs"
-    p = prepare_binary(x, target, weight, pos_weight, reduction, want_grad=want_grad, out=out,
-                       name=name)
-    elem_loss = np.empty_like(p.x) if p.reduction == "none" else None
-    total, count, bad = _config.kernels().binary_xent(
-        p.x, p.target, p.weight, p.pos_weight, p.grad, p.reduction == "mean", elem_loss,
-        from_logits, _config.threads_for(p.x.size))
-    if bad >= 0:
-        raise ValueError(f"probs: {p.x.reshape(-1)[bad]!r} at position "
-                         f"{position(bad, p.shape)} is outside [0, 1]")
-    loss = p.finish_loss(total, count, elem_loss)
-    return (loss, p.finish_grad()) if want_grad else loss
+    return class_loss(logits, target, kind=Scores.LOGITS, weight=weight, ignore_index=ignore_index,
+                      reduction=reduction, label_smoothing=label_smoothing, axis=axis,
+                      want_grad=True, out=out)
 
 
 def binary_cross_entropy_with_logits(logits, target, *, weight=None, pos_weight=None,
@@ -80,10 +38,12 @@ def binary_cross_entropy_with_logits(logits, target, *, weight=None, pos_weight=
     elementwise, as torch.nn.functional.binary_cross_entropy_with_logits:
     stable for any logit. weight and pos_weight (the weight of positive
     examples, usually one per class on the last axis) broadcast to logits."""
-    return binary_loss(logits, target, weight, pos_weight, reduction, False, None, True)
+    return binary_loss(logits, target, kind=BinaryInput.LOGITS, weight=weight,
+                       pos_weight=pos_weight, reduction=reduction, want_grad=False, out=None)
 
 
 def binary_cross_entropy_with_logits_with_grad(logits, target, *, weight=None, pos_weight=None,
                                                reduction="mean", out=None):
     """(loss, d loss / d logits) of binary_cross_entropy_with_logits in one pass."""
-    return binary_loss(logits, target, weight, pos_weight, reduction, True, out, True)
+    return binary_loss(logits, target, kind=BinaryInput.LOGITS, weight=weight,
+                       pos_weight=pos_weight, reduction=reduction, want_grad=True, out=out)

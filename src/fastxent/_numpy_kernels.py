@@ -1,9 +1,12 @@
 """The kernels of the NumPy backend: the same contract as fastxent._kernels
-(validated, C-contiguous (rows, classes) input; results written into the
-buffers passed), written the way a careful NumPy user would: vectorised over
-the whole batch, in place where possible. fastxent.reference runs on these."""
+(a validated problem record of fastxent._validate, with C-contiguous
+(rows, classes) arrays; results written into the buffers it holds or that are
+passed), written the way a careful NumPy user would: vectorised over the whole
+batch, in place where possible. fastxent.reference runs on these."""
 
 import numpy as np
+
+from ._kinds import BinaryInput, Scores, Transform
 
 
 def _shifted_exps(x):
@@ -13,10 +16,20 @@ def _shifted_exps(x):
     return shifted, exps, exps.sum(axis=1, keepdims=True, dtype=np.float64)
 
 
-def xent_index(x, target, grad, weight, ignore_index, label_smoothing, mean, row_loss,
-               n_threads=1, log_probs=False):
+def class_loss(problem, *, row_loss, n_threads=1):
+    """The loss of a validated class problem (see fastxent._kernels.class_loss)."""
+    p = problem
+    mean = p.reduction == "mean"
+    if p.is_index:
+        return _xent_index(p.x, p.target, p.result, p.weight, p.ignore_index, p.label_smoothing,
+                           mean, row_loss, p.scores)
+    total, denom = _xent_prob(p.x, p.target, p.result, p.weight, p.label_smoothing, mean, row_loss)
+    return total, denom, -1
+
+
+def _xent_index(x, target, grad, weight, ignore_index, label_smoothing, mean, row_loss, scores):
     """Softmax cross-entropy against class indices, or the negative
-    log-likelihood of log-probabilities x (see fastxent._kernels.xent_index)."""
+    log-likelihood of log-probabilities x (scores)."""
     n_rows, n_classes = x.shape
     counted = target != ignore_index
     bad = counted & ((target < 0) | (target >= n_classes))
@@ -30,7 +43,7 @@ def xent_index(x, target, grad, weight, ignore_index, label_smoothing, mean, row
     w = np.ones(n_classes) if weight is None else weight.astype(np.float64)
     w_y = np.where(counted, w[labels], 0.0)
     w_total = w.sum()
-    if log_probs:
+    if scores is Scores.LOG_PROBS:
         return _nll(x, labels, rows, counted, w_y, grad, mean, row_loss)
 
     shifted, exps, sums = _shifted_exps(x)
@@ -57,8 +70,8 @@ def xent_index(x, target, grad, weight, ignore_index, label_smoothing, mean, row
     return float(loss.sum()), float(denom), -1
 
 
-def xent_prob(x, target, grad, weight, label_smoothing, mean, row_loss, n_threads=1):
-    """Softmax cross-entropy against class probabilities (see fastxent._kernels.xent_prob)."""
+def _xent_prob(x, target, grad, weight, label_smoothing, mean, row_loss):
+    """Softmax cross-entropy against class probabilities."""
     n_rows, n_classes = x.shape
     if n_rows == 0:
         return 0.0, 0.0
@@ -102,11 +115,12 @@ def _finite_max(x):
     return m
 
 
-def softmax_rows(x, out, log_space, n_threads=1):
-    """softmax (log_softmax when log_space) of each row of x into out."""
+def softmax_rows(rows, *, transform, n_threads=1):
+    """softmax or log_softmax (transform) of each row of rows.x into rows.result."""
+    x, out = rows.x, rows.result
     if x.shape[0] == 0:
         return
-    if log_space:
+    if transform is Transform.LOG_SOFTMAX:
         shifted = x - _finite_max(x)
         with np.errstate(divide="ignore"):
             log_sums = np.log(np.exp(shifted).sum(axis=1, keepdims=True, dtype=np.float64))
@@ -116,8 +130,9 @@ def softmax_rows(x, out, log_space, n_threads=1):
         np.divide(exps, sums.astype(x.dtype), out=out)
 
 
-def logsumexp_rows(x, out, n_threads=1):
-    """log(sum(exp(row))) of each row."""
+def logsumexp_rows(rows, *, out, n_threads=1):
+    """log(sum(exp(row))) of each row of rows.x into out."""
+    x = rows.x
     if x.shape[0] == 0:
         return
     if x.shape[1] == 0:
@@ -128,8 +143,10 @@ def logsumexp_rows(x, out, n_threads=1):
         out[...] = np.log(np.exp(x - m).sum(axis=1, dtype=np.float64)) + m[:, 0]
 
 
-def entropy_rows(p, q, out, n_threads=1):
-    """Row sums of entr(p), or of rel_entr(p, q) when q is given, into out."""
+def entropy_rows(rows, *, q, out, n_threads=1):
+    """Row sums of entr(p), or of rel_entr(p, q) when q is given, into out;
+    p is rows.x."""
+    p = rows.x
     p64 = p.astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         if q is None:
@@ -152,15 +169,17 @@ def entropy_rows(p, q, out, n_threads=1):
     out[...] = terms.sum(axis=1)
 
 
-def binary_xent(x, target, weight, pos_weight, grad, mean, elem_loss, from_logits,
-                n_threads=1):
-    """Binary cross-entropy, elementwise (see fastxent._kernels.binary_xent)."""
+def binary_loss(problem, *, elem_loss, n_threads=1):
+    """Binary cross-entropy, elementwise (see fastxent._kernels.binary_loss)."""
+    p = problem
+    x, target, weight, pos_weight, grad = p.x, p.target, p.weight, p.pos_weight, p.grad
+    mean = p.reduction == "mean"
     n = x.size
     if n == 0:
         return 0.0, 0.0, -1
     w = 1.0 if weight is None else weight
     scale = 1.0 / n if mean else 1.0
-    if from_logits:
+    if p.input is BinaryInput.LOGITS:
         pw = 1.0 if pos_weight is None else pos_weight
         log_weight = 1.0 if pos_weight is None else 1 + (pos_weight - 1) * target
         e = np.exp(-np.abs(x))

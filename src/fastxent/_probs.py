@@ -1,6 +1,6 @@
 """Losses from probabilities and log-probabilities (torch.nn.functional)."""
 
-from ._logits import binary_loss, class_loss
+from ._losses import BinaryInput, Scores, binary_loss, class_loss
 
 
 def binary_cross_entropy(probs, target, *, weight=None, reduction="mean"):
@@ -9,24 +9,28 @@ def binary_cross_entropy(probs, target, *, weight=None, reduction="mean"):
     log term is clamped at -100, so probabilities of exactly 0 and 1 give
     finite losses. A probability outside [0, 1] raises ValueError (NaN
     passes through as NaN)."""
-    return binary_loss(probs, target, weight, None, reduction, False, None, False)
+    return binary_loss(probs, target, kind=BinaryInput.PROBS, weight=weight, pos_weight=None,
+                       reduction=reduction, want_grad=False, out=None)
 
 
 def binary_cross_entropy_with_grad(probs, target, *, weight=None, reduction="mean", out=None):
     """(loss, d loss / d probs) of binary_cross_entropy in one pass (PyTorch's
     gradient, whose denominator p (1 - p) is kept above 1e-12)."""
-    return binary_loss(probs, target, weight, None, reduction, True, out, False)
+    return binary_loss(probs, target, kind=BinaryInput.PROBS, weight=weight, pos_weight=None,
+                       reduction=reduction, want_grad=True, out=out)
 
 
 def nll_loss(log_probs, target, *, weight=None, ignore_index=-100, reduction="mean", axis=-1):
     """Negative log-likelihood of class indices under log-probabilities, as
     torch.nn.functional.nll_loss with the classes on `axis`."""
-    return class_loss(log_probs, target, weight, ignore_index, reduction, 0.0, axis, False, None,
-                      log_probs=True)
+    return class_loss(log_probs, target, kind=Scores.LOG_PROBS, weight=weight,
+                      ignore_index=ignore_index, reduction=reduction, label_smoothing=0.0,
+                      axis=axis, want_grad=False, out=None)
 
 
 def nll_loss_with_grad(log_probs, target, *, weight=None, ignore_index=-100, reduction="mean",
                        axis=-1, out=None):
     """(loss, d loss / d log_probs) of nll_loss."""
-    return class_loss(log_probs, target, weight, ignore_index, reduction, 0.0, axis, True, out,
-                      log_probs=True)
+    return class_loss(log_probs, target, kind=Scores.LOG_PROBS, weight=weight,
+                      ignore_index=ignore_index, reduction=reduction, label_smoothing=0.0,
+                      axis=axis, want_grad=True, out=out)

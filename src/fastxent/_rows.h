@@ -141,18 +141,41 @@ static size_t fx_scratch_bytes(size_t row_bytes)
     return 2 * ((row_bytes + 63) / 64 * 64);
 }
 
-/* A thread's carry at the start of its run: streaming rows of row_bytes
- * through `scratch` (fx_scratch_bytes of them, line-aligned, the caller's:
- * memory that stays mapped from call to call, not fresh pages each time),
- * or no streaming where scratch is NULL. The run ends with the row
- * functions' carry_end. */
-static void fx_carry_start(fx_carry *c, void *scratch, size_t row_bytes)
+/* ---- the row pipeline: the rules of a thread's run of rows ----
+ * A thread computes a run of consecutive rows with one fx_carry:
+ *   fx_run_begin(c, scratch, row_bytes)   before the run's first row;
+ *   then, for each row in order, exactly one of
+ *     - a row function of the table (fx_rows), told by next_in_run whether
+ *       the next row, at x + n, is this thread's too; or
+ *     - fx_run_skip_row(c), for a row no row function computes (an ignored
+ *       label): the carried maximum was the skipped row's, not the next's;
+ *   the table's run_end(c, n)             after the run's last row: the last
+ *       pending row is finished and streamed, the streamed stores fenced.
+ * Inside a row function, the row's maximum comes from fx_max_of (carried or
+ * swept) and fx_exp_sum is called exactly once: it streams the previous row
+ * out and carries the next row's maximum on. Row functions that sweep no
+ * exps (nll_index) and the short-row tiles (xent_index_short, whose rows
+ * never stream) leave the carry alone, and are only used in runs of their own.
+ *
+ * fx_run_begin: streaming rows of row_bytes through `scratch`
+ * (fx_scratch_bytes of them, line-aligned, the caller's: memory that stays
+ * mapped from call to call, not fresh pages each time), or no streaming where
+ * scratch is NULL. */
+static void fx_run_begin(fx_carry *c, void *scratch, size_t row_bytes)
 {
     memset(c, 0, sizeof *c);
     if (scratch && FX_CAN_STREAM) {
         c->scratch[0] = scratch;
         c->scratch[1] = (char *)scratch + fx_scratch_bytes(row_bytes) / 2;
     }
+}
+
+/* A row of the run that no row function computes: the maximum carried on to
+ * it is not the next row's. (A row pending to stream stays pending: the next
+ * row's exp sweep, or run_end, streams it.) */
+static inline void fx_run_skip_row(fx_carry *c)
+{
+    c->has_max = 0;
 }
 
 /* The output row for the row whose output belongs at g: the current scratch
@@ -162,38 +185,54 @@ static inline void *fx_carry_out(const fx_carry *c, void *g)
     return c->scratch[0] && g ? c->scratch[c->cur] : g;
 }
 
-/* ---- the row functions of one element type, as a table ----
- * c, next_in_run: see fx_carry. */
+/* ---- what a class loss's rows share: one record, passed by pointer ----
+ * The row functions of the class losses take the options of the whole call
+ * in this record, so that a new option is a new field (filled in one place of
+ * _kernels.pyx, read in the finishing functions of _rows_impl.h), not a new
+ * argument through every signature, table and extern. */
+typedef struct {
+    const void *weight;    /* one per class, of the row type; NULL: all 1 */
+    double weight_total;   /* the sum of the weights (the number of classes without) */
+    double smoothing;      /* label smoothing, in [0, 1] */
+    double scale;          /* the gradient's factor: 1, or 1 / the mean's denominator */
+    int64_t ignore_index;  /* the label of rows that count for nothing */
+} fx_class_params;
+
+/* ---- the row functions, as a table ----
+ * One table type for both element types: x, g, t and the like point to
+ * elements of the instance's type (float or double). c, next_in_run: see
+ * fx_carry. */
 
 #define FX_SHORT_ROW 16 /* rows up to this long take the tiled path */
 #define FX_TILE_ROWS 64
 
-#define FX_ROWS_TABLE(T, NAME)                                                          \
-    typedef struct {                                                                    \
-        double (*xent_index)(const T *x, T *g, ptrdiff_t n, ptrdiff_t y, const T *w,    \
-                             double w_total, double eps, double scale, fx_carry *c,     \
-                             int next_in_run);                                          \
-        double (*xent_index_short)(const T *x, T *g, ptrdiff_t rows, ptrdiff_t n,       \
-                                   const int64_t *y, int64_t ignore_index, const T *w,  \
-                                   double w_total, double eps, double scale,            \
-                                   T *row_loss, ptrdiff_t *first_bad);                  \
-        double (*xent_prob)(const T *x, const T *t, T *g, ptrdiff_t n, const T *w,      \
-                            double eps, double scale, fx_carry *c, int next_in_run);    \
-        void (*softmax)(const T *x, T *out, ptrdiff_t n, int log_space, fx_carry *c,    \
-                        int next_in_run);                                               \
-        double (*logsumexp)(const T *x, ptrdiff_t n, fx_carry *c, int next_in_run);     \
-        double (*bce_logits)(const T *x, const T *t, const T *w, const T *pw, T *g,     \
-                             T *loss, ptrdiff_t n, double scale);                       \
-        void (*carry_end)(fx_carry *c, ptrdiff_t n);                                    \
-    } NAME;
-FX_ROWS_TABLE(float, fx_rows_f32)
-FX_ROWS_TABLE(double, fx_rows_f64)
+typedef struct {
+    /* softmax cross-entropy of one row whose target is the class y */
+    double (*xent_index)(const void *x, void *g, ptrdiff_t n, ptrdiff_t y,
+                         const fx_class_params *p, fx_carry *c, int next_in_run);
+    /* the same for `rows` rows of at most FX_SHORT_ROW classes, tiled */
+    double (*xent_index_short)(const void *x, void *g, ptrdiff_t rows, ptrdiff_t n,
+                               const int64_t *y, const fx_class_params *p, void *row_loss,
+                               ptrdiff_t *first_bad);
+    /* softmax cross-entropy of one row against the class probabilities t */
+    double (*xent_prob)(const void *x, const void *t, void *g, ptrdiff_t n,
+                        const fx_class_params *p, fx_carry *c, int next_in_run);
+    /* the negative log-likelihood of one row of log-probabilities */
+    double (*nll_index)(const void *x, void *g, ptrdiff_t n, ptrdiff_t y,
+                        const fx_class_params *p);
+    void (*softmax)(const void *x, void *out, ptrdiff_t n, fx_carry *c, int next_in_run);
+    void (*log_softmax)(const void *x, void *out, ptrdiff_t n, fx_carry *c, int next_in_run);
+    double (*logsumexp)(const void *x, ptrdiff_t n, fx_carry *c, int next_in_run);
+    double (*bce_logits)(const void *x, const void *t, const void *w, const void *pw, void *g,
+                         void *loss, ptrdiff_t n, double scale);
+    /* the end of a thread's run: see fx_run_begin */
+    void (*run_end)(fx_carry *c, ptrdiff_t n);
+} fx_rows;
 
 /* ---- the instances: baseline always, AVX2 and AVX-512 on x86-64 GCC/clang ---- */
 
 #define FX_T float
 #define FX_DOUBLE 0
-#define FX_TABLE fx_rows_f32
 #define FX_ATTR
 #define FX_SUFFIX f32_base
 #define FX_STREAM_COPY fx_stream_copy_base
@@ -203,11 +242,9 @@ FX_ROWS_TABLE(double, fx_rows_f64)
 #undef FX_STREAM_COPY
 #undef FX_T
 #undef FX_DOUBLE
-#undef FX_TABLE
 
 #define FX_T double
 #define FX_DOUBLE 1
-#define FX_TABLE fx_rows_f64
 #define FX_ATTR
 #define FX_SUFFIX f64_base
 #define FX_STREAM_COPY fx_stream_copy_base
@@ -217,7 +254,6 @@ FX_ROWS_TABLE(double, fx_rows_f64)
 #undef FX_STREAM_COPY
 #undef FX_T
 #undef FX_DOUBLE
-#undef FX_TABLE
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(FASTXENT_NO_DISPATCH)
 #define FX_X86_DISPATCH 1
@@ -234,7 +270,6 @@ FX_DEFINE_STREAM_COPY(avx512, FX_AVX512, __m512i, _mm512_loadu_si512, _mm512_str
 
 #define FX_T float
 #define FX_DOUBLE 0
-#define FX_TABLE fx_rows_f32
 #define FX_ATTR FX_AVX2
 #define FX_SUFFIX f32_avx2
 #define FX_STREAM_COPY fx_stream_copy_avx2
@@ -251,11 +286,9 @@ FX_DEFINE_STREAM_COPY(avx512, FX_AVX512, __m512i, _mm512_loadu_si512, _mm512_str
 #undef FX_STREAM_COPY
 #undef FX_T
 #undef FX_DOUBLE
-#undef FX_TABLE
 
 #define FX_T double
 #define FX_DOUBLE 1
-#define FX_TABLE fx_rows_f64
 #define FX_ATTR FX_AVX2
 #define FX_SUFFIX f64_avx2
 #define FX_STREAM_COPY fx_stream_copy_avx2
@@ -272,14 +305,13 @@ FX_DEFINE_STREAM_COPY(avx512, FX_AVX512, __m512i, _mm512_loadu_si512, _mm512_str
 #undef FX_STREAM_COPY
 #undef FX_T
 #undef FX_DOUBLE
-#undef FX_TABLE
 #endif
 
 /* ---- run-time choice ---- */
 
 /* The row functions in use; fx_select_isa sets them. */
-static const fx_rows_f32 *fx_f32 = &fx_rows_f32_base;
-static const fx_rows_f64 *fx_f64 = &fx_rows_f64_base;
+static const fx_rows *fx_f32 = &fx_rows_f32_base;
+static const fx_rows *fx_f64 = &fx_rows_f64_base;
 
 /* Points the row functions at the best instance this CPU runs, or at the
  * baseline when `level` caps it: 0 baseline, 1 AVX2, 2 (or more) AVX-512.

@@ -4,7 +4,6 @@
  *   FX_DOUBLE  1 for double, 0 for float
  *   FX_SUFFIX  the name suffix of this instance, e.g. f32_avx2
  *   FX_ATTR    function attributes (the target ISA), possibly empty
- *   FX_TABLE   the table type it fills (fx_rows_f32 or fx_rows_f64)
  *   FX_STREAM_COPY  the streaming copy of that ISA (fx_stream_copy_ISA)
  *
  * Every loop is a plain elementwise sweep or a reduction marked
@@ -169,7 +168,7 @@ FX_ATTR static inline void FX_FN(fx_finish_range)(FX_T *o, const FX_T *g, const 
 
 /* A row computed into out = fx_carry_out(c, g) is finished by f: at once when
  * out is g, else later, when streamed: out is handed on to the next row's exp
- * sweep (or to carry_end). */
+ * sweep (or to run_end). */
 FX_ATTR static void FX_FN(fx_hand_on)(fx_carry *c, void *g, FX_T *out, ptrdiff_t n,
                                       const fx_finish *f)
 {
@@ -319,17 +318,30 @@ FX_SIMD(reduction(+ : mass, gap))
     *gap_out = gap;
 }
 
+/* ---- the finishing functions: where the options of a class loss act ----
+ * A row function computes a row's parts (maximum, sums); these turn them into
+ * the row's loss and into f, the sweep that makes the row's exps the gradient.
+ * A new option of the class losses (a field of fx_class_params) is read here,
+ * and in fx_index_plain, which says when the tiles may skip them. */
+
+/* Whether the options leave the index loss plain: no weights, no smoothing
+ * (the short rows then take fx_xent_index_short_plain, which skips them). */
+static inline int FX_FN(fx_index_plain)(const fx_class_params *p)
+{
+    return !p->weight && p->smoothing == 0.0;
+}
+
 /* The loss of a row whose target is the class y, from the row's parts: its
  * maximum m, x_y, the smoothing gap sum w_c (m - x_c), and s = sum exp(x - m):
  *   (1 - eps) w_y (lse - x_y) + eps/n * sum_c w_c (lse - x_c),
  * as torch.nn.functional.cross_entropy with reduction="none"; and into f
- * the sweep that scales the row's exps into scale * d loss / d x. w may be
- * NULL (all weights 1); w_total is the sum of the weights. */
+ * the sweep that scales the row's exps into scale * d loss / d x. */
 FX_ATTR static inline double FX_FN(fx_index_finish)(fx_finish *f, ptrdiff_t n, ptrdiff_t y,
-                                                    const FX_T *w, double w_total, double eps,
-                                                    double scale, FX_T m, double x_y, double gap,
-                                                    double s, double log_s)
+                                                    const fx_class_params *p, FX_T m, double x_y,
+                                                    double gap, double s, double log_s)
 {
+    const FX_T *w = (const FX_T *)p->weight;
+    const double eps = p->smoothing, scale = p->scale, w_total = p->weight_total;
     const double w_y = w ? (double)w[y] : 1.0;
     const double spread = eps / (double)n;
     const double loss = (1.0 - eps) * w_y * (log_s + ((double)m - x_y)) +
@@ -345,22 +357,44 @@ FX_ATTR static inline double FX_FN(fx_index_finish)(fx_finish *f, ptrdiff_t n, p
     return loss;
 }
 
+/* The loss of a row against class probabilities t smoothed to
+ * t' = (1 - eps) t + eps/n, from the row's parts: mass = sum_c w_c t'_c,
+ * gap = sum_c w_c t'_c (m - x_c) and s = sum exp(x - m):
+ *   sum_c w_c t'_c (lse - x_c) = mass log(s) + gap;
+ * and into f the sweep that scales the row's exps into scale * d loss / d x. */
+FX_ATTR static inline double FX_FN(fx_prob_finish)(fx_finish *f, ptrdiff_t n, const FX_T *t,
+                                                   const fx_class_params *p, double mass,
+                                                   double gap, double s)
+{
+    const double eps = p->smoothing, scale = p->scale;
+    f->a = scale * mass / s;
+    f->c1 = scale * (1.0 - eps);
+    f->c0 = scale * (eps / (double)n);
+    f->cy = 0.0;
+    f->t = t;
+    f->w = p->weight;
+    f->y = -1;
+    f->active = 1;
+    return mass * log(s) + gap;
+}
+
 /* Loss (and gradient into g, which may be x) of one row x[0:n] whose target
  * is the class y, 0 <= y < n: a max sweep, an exp sweep, a scaling sweep.
  * c and next_in_run: see fx_carry (_rows.h). */
-FX_ATTR static double FX_FN(fx_xent_index_row)(const FX_T *x, FX_T *g, ptrdiff_t n, ptrdiff_t y,
-                                               const FX_T *w, double w_total,
-                                               double eps, double scale, fx_carry *c,
+FX_ATTR static double FX_FN(fx_xent_index_row)(const void *xv, void *gv, ptrdiff_t n, ptrdiff_t y,
+                                               const fx_class_params *p, fx_carry *c,
                                                int next_in_run)
 {
+    const FX_T *x = (const FX_T *)xv;
+    FX_T *g = (FX_T *)gv;
     const double x_y = (double)x[y]; /* read before g (perhaps x) is written */
     FX_T *out = (FX_T *)fx_carry_out(c, g);
     const FX_T m = FX_FN(fx_max_of)(x, n, c);
-    const double gap = eps != 0.0 ? FX_FN(fx_weighted_gap)(x, w, n, m) : 0.0;
+    const double gap =
+        p->smoothing != 0.0 ? FX_FN(fx_weighted_gap)(x, (const FX_T *)p->weight, n, m) : 0.0;
     const double s = FX_FN(fx_exp_sum)(x, out, n, m, c, next_in_run);
     fx_finish f;
-    const double loss =
-        FX_FN(fx_index_finish)(&f, n, y, w, w_total, eps, scale, m, x_y, gap, s, log(s));
+    const double loss = FX_FN(fx_index_finish)(&f, n, y, p, m, x_y, gap, s, log(s));
     if (out) FX_FN(fx_hand_on)(c, g, out, n, &f);
     return loss;
 }
@@ -441,15 +475,19 @@ FX_SIMD()
  * ignore_index, or outside [0, n) (*first_bad then keeps the first such r),
  * gives the row a loss of 0 and a zero gradient. Losses go to row_loss (if
  * not NULL); returns their sum. g may be x. */
-FX_ATTR static double FX_FN(fx_xent_index_short)(const FX_T *x, FX_T *g, ptrdiff_t rows,
+FX_ATTR static double FX_FN(fx_xent_index_short)(const void *xv, void *gv, ptrdiff_t rows,
                                                  ptrdiff_t n, const int64_t *y,
-                                                 int64_t ignore_index, const FX_T *w,
-                                                 double w_total, double eps, double scale,
-                                                 FX_T *row_loss, ptrdiff_t *first_bad)
+                                                 const fx_class_params *p, void *row_loss_v,
+                                                 ptrdiff_t *first_bad)
 {
-    if (!w && eps == 0.0)
-        return FX_FN(fx_xent_index_short_plain)(x, g, rows, n, y, ignore_index, scale,
+    const FX_T *x = (const FX_T *)xv;
+    FX_T *g = (FX_T *)gv, *row_loss = (FX_T *)row_loss_v;
+    const int64_t ignore_index = p->ignore_index;
+    if (FX_FN(fx_index_plain)(p))
+        return FX_FN(fx_xent_index_short_plain)(x, g, rows, n, y, ignore_index, p->scale,
                                                  row_loss, first_bad);
+    const FX_T *w = (const FX_T *)p->weight;
+    const double eps = p->smoothing;
     FX_T e[FX_TILE_ROWS * FX_SHORT_ROW];
     FX_T m[FX_TILE_ROWS];
     double x_y[FX_TILE_ROWS], gap[FX_TILE_ROWS], sums[FX_TILE_ROWS], log_sums[FX_TILE_ROWS];
@@ -491,8 +529,8 @@ FX_SIMD()
                 if (gr) memset(gr, 0, (size_t)n * sizeof(FX_T));
             } else {
                 fx_finish f;
-                loss = FX_FN(fx_index_finish)(&f, n, yr, w, w_total, eps, scale, m[r], x_y[r],
-                                              gap[r], sums[r], log_sums[r]);
+                loss = FX_FN(fx_index_finish)(&f, n, yr, p, m[r], x_y[r], gap[r], sums[r],
+                                              log_sums[r]);
                 if (gr) FX_FN(fx_finish_range)(gr, e + r * n, &f, 0, n);
             }
             if (row_loss) row_loss[r0 + r] = (FX_T)loss;
@@ -505,27 +543,29 @@ FX_SIMD()
 /* Loss of one row against class probabilities t[0:n], smoothed to
  * t' = (1 - eps) t + eps/n: sum_c w_c t'_c (lse - x_c). Gradient, c and
  * next_in_run as above. */
-FX_ATTR static double FX_FN(fx_xent_prob_row)(const FX_T *x, const FX_T *t, FX_T *g, ptrdiff_t n,
-                                              const FX_T *w, double eps, double scale,
-                                              fx_carry *c, int next_in_run)
+FX_ATTR static double FX_FN(fx_xent_prob_row)(const void *xv, const void *tv, void *gv,
+                                              ptrdiff_t n, const fx_class_params *p, fx_carry *c,
+                                              int next_in_run)
 {
+    const FX_T *x = (const FX_T *)xv, *t = (const FX_T *)tv;
+    FX_T *g = (FX_T *)gv;
     FX_T *out = (FX_T *)fx_carry_out(c, g);
     const FX_T m = FX_FN(fx_max_of)(x, n, c);
-    const double spread = eps / (double)n;
+    const double eps = p->smoothing;
     double mass, gap;
-    FX_FN(fx_target_sums)(x, t, w, n, m, 1.0 - eps, spread, &mass, &gap);
+    FX_FN(fx_target_sums)(x, t, (const FX_T *)p->weight, n, m, 1.0 - eps, eps / (double)n, &mass,
+                          &gap);
     const double s = FX_FN(fx_exp_sum)(x, out, n, m, c, next_in_run);
-    if (out) {
-        const fx_finish f = {scale * mass / s, scale * (1.0 - eps), scale * spread, 0.0, t, w, -1, 1};
-        FX_FN(fx_hand_on)(c, g, out, n, &f);
-    }
-    return mass * log(s) + gap;
+    fx_finish f;
+    const double loss = FX_FN(fx_prob_finish)(&f, n, t, p, mass, gap, s);
+    if (out) FX_FN(fx_hand_on)(c, g, out, n, &f);
+    return loss;
 }
 
 /* softmax (log_softmax when `log`) of the row x[0:n] into out (out may be x).
  * c and next_in_run as in fx_xent_index_row. */
-FX_ATTR static void FX_FN(fx_softmax_row)(const FX_T *x, FX_T *out, ptrdiff_t n, int log_space,
-                                          fx_carry *c, int next_in_run)
+FX_ATTR static inline void FX_FN(fx_softmax_row)(const FX_T *x, FX_T *out, ptrdiff_t n,
+                                                 int log_space, fx_carry *c, int next_in_run)
 {
     FX_T *o = (FX_T *)fx_carry_out(c, out);
     const FX_T m = FX_FN(fx_max_of)(x, n, c);
@@ -549,12 +589,41 @@ FX_SIMD()
     FX_FN(fx_hand_on)(c, out, o, n, &f);
 }
 
+FX_ATTR static void FX_FN(fx_softmax)(const void *x, void *out, ptrdiff_t n, fx_carry *c,
+                                     int next_in_run)
+{
+    FX_FN(fx_softmax_row)((const FX_T *)x, (FX_T *)out, n, 0, c, next_in_run);
+}
+
+FX_ATTR static void FX_FN(fx_log_softmax)(const void *x, void *out, ptrdiff_t n, fx_carry *c,
+                                         int next_in_run)
+{
+    FX_FN(fx_softmax_row)((const FX_T *)x, (FX_T *)out, n, 1, c, next_in_run);
+}
+
+/* -w_y x_y, the loss of a row of log-probabilities x[0:n] whose target is
+ * the class y (nll_loss); gradient into g (may be x, or NULL). */
+FX_ATTR static double FX_FN(fx_nll_index_row)(const void *xv, void *gv, ptrdiff_t n, ptrdiff_t y,
+                                              const fx_class_params *p)
+{
+    const FX_T *x = (const FX_T *)xv, *w = (const FX_T *)p->weight;
+    FX_T *g = (FX_T *)gv;
+    const double w_y = w ? (double)w[y] : 1.0;
+    const double loss = -w_y * (double)x[y]; /* read before g (perhaps x) is written */
+    if (g) {
+        memset(g, 0, (size_t)n * sizeof(FX_T));
+        g[y] = (FX_T)(-w_y * p->scale);
+    }
+    return loss;
+}
+
 /* log(sum(exp(x))) of a row, as scipy.special.logsumexp: +-inf maxima give
  * +-inf (NaN if the row holds a NaN) rather than inf - inf. c and
  * next_in_run as in fx_xent_index_row. */
-FX_ATTR static double FX_FN(fx_logsumexp_row)(const FX_T *x, ptrdiff_t n, fx_carry *c,
+FX_ATTR static double FX_FN(fx_logsumexp_row)(const void *xv, ptrdiff_t n, fx_carry *c,
                                               int next_in_run)
 {
+    const FX_T *x = (const FX_T *)xv;
     const FX_T m = FX_FN(fx_max_of)(x, n, c);
     const double s = FX_FN(fx_exp_sum)(x, NULL, n, m, c, next_in_run);
     if (isinf(m)) {
@@ -638,10 +707,13 @@ FX_ATTR static inline FX_T FX_FN(fx_neg_abs)(FX_T v)
     return v;
 }
 
-FX_ATTR static double FX_FN(fx_bce_logits_span)(const FX_T *x, const FX_T *t, const FX_T *w,
-                                                const FX_T *pw, FX_T *g, FX_T *loss,
+FX_ATTR static double FX_FN(fx_bce_logits_span)(const void *xv, const void *tv, const void *wv,
+                                                const void *pwv, void *gv, void *loss_v,
                                                 ptrdiff_t n, double scale)
 {
+    const FX_T *x = (const FX_T *)xv, *t = (const FX_T *)tv;
+    const FX_T *w = (const FX_T *)wv, *pw = (const FX_T *)pwv;
+    FX_T *g = (FX_T *)gv, *loss = (FX_T *)loss_v;
     /* The losses of a chunk go through buf and are summed in double in a
      * fixed order, so that they are the same bits with or without a gradient. */
     FX_T buf[FX_BCE_CHUNK];
@@ -689,21 +761,23 @@ FX_SIMD(reduction(+ : chunk))
 
 /* The end of a thread's run: the last pending row finished and streamed
  * out, the streamed stores ordered before what follows. */
-FX_ATTR static void FX_FN(fx_carry_end)(fx_carry *c, ptrdiff_t n)
+FX_ATTR static void FX_FN(fx_run_end)(fx_carry *c, ptrdiff_t n)
 {
     if (c->pending) FX_FN(fx_stream_part)(c, n, n);
     c->pending = NULL;
     FX_STREAM_FENCE();
 }
 
-static const FX_TABLE FX_FN(fx_rows) = {
-    FX_FN(fx_xent_index_row),
-    FX_FN(fx_xent_index_short),
-    FX_FN(fx_xent_prob_row),
-    FX_FN(fx_softmax_row),
-    FX_FN(fx_logsumexp_row),
-    FX_FN(fx_bce_logits_span),
-    FX_FN(fx_carry_end),
+static const fx_rows FX_FN(fx_rows) = {
+    .xent_index = FX_FN(fx_xent_index_row),
+    .xent_index_short = FX_FN(fx_xent_index_short),
+    .xent_prob = FX_FN(fx_xent_prob_row),
+    .nll_index = FX_FN(fx_nll_index_row),
+    .softmax = FX_FN(fx_softmax),
+    .log_softmax = FX_FN(fx_log_softmax),
+    .logsumexp = FX_FN(fx_logsumexp_row),
+    .bce_logits = FX_FN(fx_bce_logits_span),
+    .run_end = FX_FN(fx_run_end),
 };
 
 #undef FX_FN

@@ -13,6 +13,8 @@ from operator import index as _as_index
 
 import numpy as np
 
+from ._kinds import BinaryInput, Scores
+
 REDUCTIONS = ("none", "sum", "mean")
 
 
@@ -246,6 +248,7 @@ class ClassProblem(Rows):
 
     target: np.ndarray = None  # (rows,) int64 indices, or (rows, classes) probabilities
     is_index: bool = True
+    scores: Scores = Scores.LOGITS  # what the rows x hold
     weight: np.ndarray | None = None  # (classes,) of x's dtype
     ignore_index: int = -100
     label_smoothing: float = 0.0
@@ -291,9 +294,12 @@ def _index_target(target_in, batch_shape, n_classes, axis, shape):
     return kernel_array(target_in, np.int64).reshape(-1)
 
 
-def prepare_classes(scores, target, weight, ignore_index, reduction, label_smoothing, axis,
-                    *, want_grad, out, name="logits", allow_probabilities=True):
-    """Checks the arguments of cross_entropy / nll_loss [_with_grad]."""
+def prepare_classes(scores, target, *, kind, weight, ignore_index, reduction, label_smoothing,
+                    axis, want_grad, out):
+    """Checks the arguments of cross_entropy / nll_loss [_with_grad]; kind
+    (a Scores) says which, and names the scores' argument."""
+    name = kind.value
+    allow_probabilities = kind is Scores.LOGITS  # nll_loss takes class indices only
     reduction = check_reduction(reduction)
     label_smoothing = check_label_smoothing(label_smoothing)
     ignore_index = check_ignore_index(ignore_index)
@@ -302,11 +308,11 @@ def prepare_classes(scores, target, weight, ignore_index, reduction, label_smoot
     n_classes, axis = rows.x.shape[1], rows.axis
 
     target_in = as_array(target, "target")
-    kind = target_in.dtype.kind
-    if kind in "iu":
+    target_kind = target_in.dtype.kind
+    if target_kind in "iu":
         flat_target = _index_target(target_in, rows.batch_shape, n_classes, axis, scores_in.shape)
         is_index = True
-    elif kind == "f" and allow_probabilities:
+    elif target_kind == "f" and allow_probabilities:
         if target_in.shape != scores_in.shape:
             as_labels = target_in.shape == rows.batch_shape
             raise (TypeError if as_labels else ValueError)(
@@ -336,6 +342,7 @@ def prepare_classes(scores, target, weight, ignore_index, reduction, label_smoot
     return ClassProblem(
         **vars(rows), target=flat_target, is_index=is_index, weight=flat_weight,
         ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction,
+        scores=kind,
     )
 
 
@@ -346,6 +353,7 @@ class BinaryProblem:
     """Elementwise inputs of a binary cross-entropy, as (rows, last axis) arrays."""
 
     x: np.ndarray  # C-contiguous, float32 or float64
+    input: BinaryInput  # what x holds
     target: np.ndarray  # like x
     weight: np.ndarray | None  # (1, cols) repeated for every row, or like x
     pos_weight: np.ndarray | None  # as weight
@@ -403,9 +411,11 @@ def _broadcast_weight(weight, name, shape, dtype):
     return _flat2d(np.broadcast_to(w, shape), dtype)[0]
 
 
-def prepare_binary(x, target, weight, pos_weight, reduction, *, want_grad, out, name):
-    """Checks the arguments of binary_cross_entropy[_with_logits][_with_grad].
-    Targets of probabilities (name "probs") must lie in [0, 1], as PyTorch's."""
+def prepare_binary(x, target, *, kind, weight, pos_weight, reduction, want_grad, out):
+    """Checks the arguments of binary_cross_entropy[_with_logits][_with_grad];
+    kind (a BinaryInput) says which, and names x's argument. Targets of
+    probabilities must lie in [0, 1], as PyTorch's."""
+    name = kind.value
     reduction = check_reduction(reduction)
     x_in = as_array(x, name)
     dtype = result_dtype(x_in, name)
@@ -416,7 +426,7 @@ def prepare_binary(x, target, weight, pos_weight, reduction, *, want_grad, out, 
         raise ValueError(f"target: expected the shape of {name} {x_in.shape}, got {target_in.shape}")
     flat_x, x_is_copy = _flat2d(x_in, dtype)
     flat_t, _ = _flat2d(target_in, dtype)
-    if name == "probs":
+    if kind is BinaryInput.PROBS:
         outside = (flat_t < 0) | (flat_t > 1)  # NaN passes, and gives NaN
         if outside.any():
             k = int(np.argmax(outside.reshape(-1)))
@@ -434,7 +444,7 @@ def prepare_binary(x, target, weight, pos_weight, reduction, *, want_grad, out, 
     if want_grad and grad is None:
         grad = flat_x if x_is_copy else np.empty_like(flat_x)
     return BinaryProblem(
-        x=flat_x, target=flat_t,
+        x=flat_x, input=kind, target=flat_t,
         weight=_broadcast_weight(weight, "weight", x_in.shape, dtype),
         pos_weight=_broadcast_weight(pos_weight, "pos_weight", x_in.shape, dtype),
         reduction=reduction, shape=x_in.shape, grad=grad, out=out, grad_is_out=grad_is_out,
