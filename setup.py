@@ -101,8 +101,8 @@ class BuildExt(build_ext):
     def _scheduling_flags(self):
         """GCC's instruction scheduling before register allocation, where the
         compiler takes it without a warning: it interleaves the two exp chains
-        of the row sweeps (_rows_impl.h), which are bound by latency (about
-        1.2x on the exp sweep). GCC leaves it off on x86 by default."""
+        of the row sweeps (_rows_impl.h), which are bound by latency
+        (docs/benchmarks.md). GCC leaves it off on x86 by default."""
         flags = ["-fschedule-insns", "-fsched-pressure"]
         probe = "int main(void) { return 0; }\n"
         if _compiles_and_links(self.compiler, probe, flags + ["-Werror"], []):
@@ -130,7 +130,9 @@ extensions = [
     Extension(
         "fastxent._kernels",
         sources=["src/fastxent/_kernels.pyx"],
-        depends=["src/fastxent/_rows.h", "src/fastxent/_rows_impl.h"],
+        depends=[f"src/fastxent/{name}" for name in (
+            "_rows.h", "_fx_platform.h", "_fx_pipeline.h", "_fx_rows.h", "_fx_math.h",
+            "_rows_impl.h", "_fx_dispatch.h")],
         include_dirs=["src/fastxent"],
     )
 ]

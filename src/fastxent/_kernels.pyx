@@ -33,7 +33,7 @@ cdef extern from "_rows.h" nogil:
         double smoothing
         double scale
         int64_t ignore_index
-    # One table for both element types (see _rows.h): pointers to elements
+    # One table for both element types (see _fx_rows.h): pointers to elements
     # are void pointers, of the type of the table in use.
     ctypedef struct fx_rows:
         double xent_index(const void *x, void *g, Py_ssize_t n, Py_ssize_t y,
@@ -71,13 +71,9 @@ cdef inline const fx_rows *_rows_of(const floating *x) noexcept nogil:
         return fx_f64
 
 
-# Rows are processed, and their losses summed, in blocks whose size depends on
-# the row length only; the block sums are then added in order. The result is
-# therefore the same bits for any number of threads. Each thread takes one
-# run of consecutive rows (of blocks, for the losses), with an fx_carry
-# (_rows.h) that hands the next row's maximum on, and streams the output where
-# that pays; run_end, the row where its run ends, tells the row sweeps whether
-# the next row is this thread's.
+# The elements of a block of rows (of a block of the binary losses): the block
+# sums are added in order, so results are the same bits for any thread count
+# (see _run_rows).
 cdef enum:
     BLOCK_ELEMENTS = 32768
 
@@ -95,7 +91,7 @@ def select_isa(str name="avx512"):
 
 
 def set_stream_min_bytes(size_t n):
-    """Outputs of at least n bytes are streamed (see fx_streams in _rows.h);
+    """Outputs of at least n bytes are streamed (see fx_streams in _fx_pipeline.h);
     returns the previous threshold, or None where nothing streams. For the
     tests, which stream small outputs to compare them with normal stores."""
     if not FX_CAN_STREAM:
@@ -146,8 +142,8 @@ cdef class _Carries:
         self.n_threads = max(n_threads, 1)
         self.stream_bytes = stream_bytes
         self.scratch_stride = fx_scratch_bytes(stream_bytes) if stream_bytes else 0
-        # malloc, not np.empty: this is on every call's path (a microsecond
-        # of (32, 10)'s twelve went to np.empty and its .ctypes)
+        # malloc, not np.empty: this is on every call's path, where small
+        # inputs notice np.empty's cost (docs/benchmarks.md)
         self.memory = <char *>malloc(self.n_threads * (CARRY_STRIDE + self.scratch_stride) + 64)
         if self.memory == NULL:
             raise MemoryError()
@@ -266,7 +262,7 @@ cdef tuple _run_rows(const RowJob *job, const floating *x, int n_threads):
     Rows go in blocks whose size depends on the row length only, and the
     block sums are added in order: the same bits for any number of threads.
     Each thread takes one run of consecutive blocks, with an fx_carry (the
-    row pipeline, _rows.h) that hands the next row's maximum on and streams
+    row pipeline, _fx_pipeline.h) that hands the next row's maximum on and streams
     the output where that pays. Operations without a loss take blocks of one
     row: runs of rows split evenly."""
     cdef Py_ssize_t n_rows = job.n_rows, n = job.n_classes, t, b, b_first, b_last
@@ -592,7 +588,7 @@ def _binary_xent(const floating[:, ::1] x, const floating[:, ::1] target,
 def copy_floor(const unsigned char[::1] src, unsigned char[::1] dst, int n_threads,
                bint stream):
     """Copies src into dst in n_threads contiguous chunks, by memcpy or, when
-    `stream`, with streaming stores (fx_stream_copy, _rows.h): what one read and one
+    `stream`, with streaming stores (fx_stream_copy, _fx_platform.h): what one read and one
     write of every byte cost, the floor of a fused forward+backward pass."""
     cdef Py_ssize_t n = src.shape[0], chunk, t, start, stop
     if n == 0:

@@ -1,5 +1,5 @@
-/* One row of softmax cross-entropy, for one element type and one instruction
- * set. _rows.h includes this file once per (type, ISA) pair with:
+/* The row functions, for one element type and one instruction
+ * set. _fx_dispatch.h includes this file once per (type, ISA) pair with:
  *   FX_T       float or double
  *   FX_DOUBLE  1 for double, 0 for float
  *   FX_SUFFIX  the name suffix of this instance, e.g. f32_avx2
@@ -12,110 +12,17 @@
  */
 
 #define FX_CAT2(a, b) a##_##b
-#define FX_CAT(a, b) FX_CAT2(a, b)
-#define FX_FN(name) FX_CAT(name, FX_SUFFIX)
+#define FX_CAT(a, b)  FX_CAT2(a, b)
+#define FX_FN(name)   FX_CAT(name, FX_SUFFIX)
 
-/* exp(d) for d <= 0 (a value minus its row's maximum), branch-free so that
- * it vectorises: reduction to r = d - k ln2 in [-ln2/2, ln2/2], a polynomial
- * in r, times 2^k made from k's bits. Results below the smallest normal
- * number are flushed to 0, so exp(-inf) is exactly 0; NaN gives NaN, whatever
- * its payload (a multiply, not an addition to p's bits, applies 2^k).
- * The loops that call this are bound by its latency (this is the code of
- * every exp sweep): hence the polynomial in Estrin's form, not Horner's. */
-FX_ATTR static inline FX_T FX_FN(fx_exp)(FX_T d)
-{
-#if FX_DOUBLE
-    typedef uint64_t bits_t;
-    const double lowest = -708.0;              /* exp(-708) > DBL_MIN */
-    /* 1.5 * 2^52 + 1023: adding it rounds to an integer, k + 1023 in the low bits */
-    const double shifter = 6755399441055744.0 + 1023.0;
-    const int mantissa_bits = 52;
-    double kf = d * 1.4426950408889634 + shifter;
-    bits_t kbits;
-    memcpy(&kbits, &kf, sizeof kbits);
-    kf -= shifter;
-    /* two steps: k * 6.93...e-1 is exact (|k| < 2^11), the rest is small */
-    double r = d - kf * 6.93145751953125e-1;
-    r = r - kf * 1.42860682030941723212e-6;
-    /* Chebyshev fit of (e^r - 1 - r) / r^2 of degree 9: relative error of
-     * e^r below 2e-17. */
-    const double r2 = r * r, r4 = r2 * r2;
-    const double q01 = 0.16666666666666669 * r + 0.5000000000000001;
-    const double q23 = 0.008333333333330011 * r + 0.04166666666662348;
-    const double q45 = 0.00019841269863303223 * r + 0.0013888888917538296;
-    const double q67 = 2.75572680728901e-06 * r + 2.4801520792572694e-05;
-    const double q89 = 2.5100569275813683e-08 * r + 2.762032742826824e-07;
-    const double q03 = q23 * r2 + q01, q47 = q67 * r2 + q45;
-    const double q = (q89 * r4 + q47) * r4 + q03;
-#else
-    typedef uint32_t bits_t;
-    const float lowest = -87.0f;       /* exp(-87) > FLT_MIN */
-    const float shifter = 12582912.0f + 127.0f; /* 1.5 * 2^23 + 127 */
-    const int mantissa_bits = 23;
-    float kf = d * 1.44269504088896341f + shifter;
-    bits_t kbits;
-    memcpy(&kbits, &kf, sizeof kbits);
-    kf -= shifter;
-    float r = d - kf * 0.693359375f; /* exact: ln2 to 9 bits, |k| < 2^8 */
-    r = r - kf * -2.12194440e-4f;
-    /* Chebyshev fit of (e^r - 1 - r) / r^2 of degree 4: relative error of
-     * e^r below 1e-8. */
-    const float r2 = r * r;
-    const float q01 = 0.16666576305560638f * r + 0.5f;
-    const float q23 = 0.008363292753030603f * r + 0.041666553762567636f;
-    const float q = (0.0013926325618133463f * r2 + q23) * r2 + q01;
-#endif
-    const FX_T p = q * r2 + (r + 1); /* e^r in [0.7, 1.5) */
-    /* k >= -126 (-1021) above `lowest`: the biased k fits the exponent field,
-     * p * 2^k is normal, exact. (The shifter's own bits shift out.) */
-    const bits_t two_k_bits = kbits << mantissa_bits;
-    FX_T two_k;
-    memcpy(&two_k, &two_k_bits, sizeof two_k);
-    return d < lowest ? 0 : p * two_k; /* NaN: p is NaN */
-}
-
-/* log(v) for the sums of exps (v >= 1, or NaN), branch-free so that a tile's
- * worth vectorises: v = 2^e * m with m in [sqrt(1/2), sqrt(2)), and
- * log(m) = 2 atanh(z), z = (m - 1) / (m + 1), by its series to z^23. */
-FX_ATTR static inline double FX_FN(fx_log_sum)(double v)
-{
-    uint64_t bits;
-    memcpy(&bits, &v, sizeof bits);
-    /* The exponent field as a double, exactly: 2^52 + field, minus 2^52. */
-    uint64_t field_bits = UINT64_C(0x4330000000000000) | (bits >> 52);
-    double e;
-    memcpy(&e, &field_bits, sizeof e);
-    e -= 4503599627370496.0 + 1023.0;
-    uint64_t mbits = (bits & UINT64_C(0x000fffffffffffff)) | UINT64_C(0x3ff0000000000000);
-    double m;
-    memcpy(&m, &mbits, sizeof m);
-    const int above = m > 1.4142135623730951;
-    m = above ? m * 0.5 : m;
-    e = above ? e + 1.0 : e;
-    const double z = (m - 1.0) / (m + 1.0), z2 = z * z;
-    double p = 1.0 / 23.0;
-    p = p * z2 + 1.0 / 21.0;
-    p = p * z2 + 1.0 / 19.0;
-    p = p * z2 + 1.0 / 17.0;
-    p = p * z2 + 1.0 / 15.0;
-    p = p * z2 + 1.0 / 13.0;
-    p = p * z2 + 1.0 / 11.0;
-    p = p * z2 + 1.0 / 9.0;
-    p = p * z2 + 1.0 / 7.0;
-    p = p * z2 + 1.0 / 5.0;
-    p = p * z2 + 1.0 / 3.0;
-    /* ln 2 in two parts: e * hi is exact. */
-    const double result =
-        e * 6.93145751953125e-1 + (2.0 * z + (2.0 * z * z2 * p + e * 1.42860682030941723212e-6));
-    return v == v ? result : v;
-}
+#include "_fx_math.h"
 
 /* The row's maximum (of its numbers: a NaN reaches the results through
  * fx_exp). */
 FX_ATTR static FX_T FX_FN(fx_row_max)(const FX_T *x, ptrdiff_t n)
 {
     FX_T m = -INFINITY;
-FX_SIMD(reduction(max : m))
+    FX_SIMD(reduction(max : m))
     for (ptrdiff_t i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
     return m;
 }
@@ -134,19 +41,19 @@ FX_ATTR static void FX_FN(fx_scale_shift)(FX_T *o, const FX_T *g, const FX_T *t,
 {
     const FX_T fa = (FX_T)a, f1 = (FX_T)c1, f0 = (FX_T)c0;
     if (t && w) {
-FX_SIMD()
+        FX_SIMD()
         for (ptrdiff_t i = 0; i < n; i++) o[i] = g[i] * fa - (f1 * t[i] + f0) * w[i];
     } else if (t) {
-FX_SIMD()
+        FX_SIMD()
         for (ptrdiff_t i = 0; i < n; i++) o[i] = g[i] * fa - (f1 * t[i] + f0);
     } else if (w && c0 != 0.0) {
-FX_SIMD()
+        FX_SIMD()
         for (ptrdiff_t i = 0; i < n; i++) o[i] = g[i] * fa - f0 * w[i];
     } else if (c0 != 0.0) {
-FX_SIMD()
+        FX_SIMD()
         for (ptrdiff_t i = 0; i < n; i++) o[i] = g[i] * fa - f0;
     } else {
-FX_SIMD()
+        FX_SIMD()
         for (ptrdiff_t i = 0; i < n; i++) o[i] = g[i] * fa;
     }
 }
@@ -154,7 +61,7 @@ FX_SIMD()
 /* f (see fx_finish) applied to the elements [lo, hi) of the row g, into
  * o[0 : hi - lo]; o may be g + lo. */
 FX_ATTR static inline void FX_FN(fx_finish_range)(FX_T *o, const FX_T *g, const fx_finish *f,
-                                           ptrdiff_t lo, ptrdiff_t hi)
+                                                  ptrdiff_t lo, ptrdiff_t hi)
 {
     if (!f->active) {
         if (o != g + lo) memcpy(o, g + lo, (size_t)(hi - lo) * sizeof(FX_T));
@@ -187,8 +94,8 @@ FX_ATTR static void FX_FN(fx_hand_on)(fx_carry *c, void *g, FX_T *out, ptrdiff_t
  * cache-line boundaries of the destination, so that each line is streamed
  * whole, by one part (only the row's first and last lines may be partly
  * another row's, and are stored normally). The finished values go through a
- * small buffer in the nearest cache, not back into the scratch row (writing
- * them there cost 15% more at 2048 x 32768). FX_STREAM_COPY is this
+ * small buffer in the nearest cache, not back into the scratch row (which
+ * measured slower: docs/benchmarks.md). FX_STREAM_COPY is this
  * instruction set's copy: called directly (not through fx_stream_copy) and
  * kept out of line, so that the compiler still vectorises the loops of
  * fx_exp_sum around the call. */
@@ -227,10 +134,10 @@ FX_ATTR FX_NOINLINE static void FX_FN(fx_stream_part)(fx_carry *c, ptrdiff_t upt
  *    FX_PREFETCH_AHEAD bytes ahead of the block that reads them, within that
  *    row (prefetching past an array's end is not free: page walks);
  *  - the previous row's output, when c holds one pending, streams out. */
-#define FX_SUM_BLOCK 128
+#define FX_SUM_BLOCK      128
 #define FX_PREFETCH_AHEAD 2048
-FX_ATTR static double FX_FN(fx_exp_sum)(const FX_T *x, FX_T *g, ptrdiff_t n, FX_T m,
-                                        fx_carry *c, int next_in_run)
+FX_ATTR static double FX_FN(fx_exp_sum)(const FX_T *x, FX_T *g, ptrdiff_t n, FX_T m, fx_carry *c,
+                                        int next_in_run)
 {
     const size_t row_bytes = (size_t)n * sizeof(FX_T);
     double s = 0.0;
@@ -246,13 +153,13 @@ FX_ATTR static double FX_FN(fx_exp_sum)(const FX_T *x, FX_T *g, ptrdiff_t n, FX_
             const size_t to = at + FX_PREFETCH_AHEAD + (size_t)len * sizeof(FX_T);
             for (size_t b = i0 == 0 ? at : at + FX_PREFETCH_AHEAD; b < to && b < row_bytes; b += 64)
                 FX_PREFETCH((const char *)(x + n) + b);
-FX_SIMD(reduction(max : nm))
+            FX_SIMD(reduction(max : nm))
             for (ptrdiff_t j = 0; j < len; j++) nm = nb[j] > nm ? nb[j] : nm;
         }
         FX_T block = 0;
         if (g) {
             FX_T *gb = g + i0;
-FX_SIMD(reduction(+ : block))
+            FX_SIMD(reduction(+ : block))
             for (ptrdiff_t j = 0; j < half; j++) {
                 const FX_T e = FX_FN(fx_exp)(xb[j] - m), f = FX_FN(fx_exp)(xb[half + j] - m);
                 gb[j] = e;
@@ -261,7 +168,7 @@ FX_SIMD(reduction(+ : block))
             }
             if (len % 2) block += gb[len - 1] = FX_FN(fx_exp)(xb[len - 1] - m);
         } else {
-FX_SIMD(reduction(+ : block))
+            FX_SIMD(reduction(+ : block))
             for (ptrdiff_t j = 0; j < half; j++)
                 block += FX_FN(fx_exp)(xb[j] - m) + FX_FN(fx_exp)(xb[half + j] - m);
             if (len % 2) block += FX_FN(fx_exp)(xb[len - 1] - m);
@@ -280,13 +187,11 @@ FX_ATTR static double FX_FN(fx_weighted_gap)(const FX_T *x, const FX_T *w, ptrdi
 {
     double acc = 0.0;
     if (w) {
-FX_SIMD(reduction(+ : acc))
-        for (ptrdiff_t i = 0; i < n; i++)
-            acc += (double)w[i] * ((double)m - (double)x[i]);
+        FX_SIMD(reduction(+ : acc))
+        for (ptrdiff_t i = 0; i < n; i++) acc += (double)w[i] * ((double)m - (double)x[i]);
     } else {
-FX_SIMD(reduction(+ : acc))
-        for (ptrdiff_t i = 0; i < n; i++)
-            acc += (double)m - (double)x[i];
+        FX_SIMD(reduction(+ : acc))
+        for (ptrdiff_t i = 0; i < n; i++) acc += (double)m - (double)x[i];
     }
     return acc;
 }
@@ -295,19 +200,19 @@ FX_SIMD(reduction(+ : acc))
  * *mass = sum w_i t'_i and *gap = sum w_i t'_i (m - x_i), where a class of
  * no mass adds nothing even at x_i = -inf (a masked vocabulary). */
 FX_ATTR static void FX_FN(fx_target_sums)(const FX_T *x, const FX_T *t, const FX_T *w, ptrdiff_t n,
-                                          FX_T m, double keep, double spread,
-                                          double *mass_out, double *gap_out)
+                                          FX_T m, double keep, double spread, double *mass_out,
+                                          double *gap_out)
 {
     double mass = 0.0, gap = 0.0;
     if (w) {
-FX_SIMD(reduction(+ : mass, gap))
+        FX_SIMD(reduction(+ : mass, gap))
         for (ptrdiff_t i = 0; i < n; i++) {
             double wt = (double)w[i] * (keep * (double)t[i] + spread);
             mass += wt;
             gap += wt == 0.0 ? 0.0 : wt * ((double)m - (double)x[i]); /* masked classes */
         }
     } else {
-FX_SIMD(reduction(+ : mass, gap))
+        FX_SIMD(reduction(+ : mass, gap))
         for (ptrdiff_t i = 0; i < n; i++) {
             double wt = keep * (double)t[i] + spread;
             mass += wt;
@@ -411,7 +316,7 @@ FX_ATTR static double FX_FN(fx_xent_index_short_plain)(const FX_T *x, FX_T *g, p
 {
     FX_T xt[FX_SHORT_ROW][FX_TILE_ROWS];
     FX_T m[FX_TILE_ROWS];
-    double sums[FX_TILE_ROWS]; /* in double: about 5% slower than float here */
+    double sums[FX_TILE_ROWS]; /* in double, at a small cost (docs/benchmarks.md) */
     double log_sums[FX_TILE_ROWS];
     double total = 0.0;
     for (ptrdiff_t r0 = 0; r0 < rows; r0 += FX_TILE_ROWS) {
@@ -424,27 +329,27 @@ FX_ATTR static double FX_FN(fx_xent_index_short_plain)(const FX_T *x, FX_T *g, p
             x_y[r] = yr >= 0 && yr < n ? (double)xb[r * n + yr] : 0.0;
             for (ptrdiff_t k = 0; k < n; k++) xt[k][r] = xb[r * n + k];
         }
-FX_SIMD()
+        FX_SIMD()
         for (ptrdiff_t r = 0; r < tile; r++) m[r] = -INFINITY;
         for (ptrdiff_t k = 0; k < n; k++) {
-FX_SIMD()
+            FX_SIMD()
             for (ptrdiff_t r = 0; r < tile; r++) m[r] = xt[k][r] > m[r] ? xt[k][r] : m[r];
         }
-FX_SIMD()
+        FX_SIMD()
         for (ptrdiff_t r = 0; r < tile; r++) sums[r] = 0;
         for (ptrdiff_t k = 0; k < n; k++) {
-FX_SIMD()
+            FX_SIMD()
             for (ptrdiff_t r = 0; r < tile; r++) {
                 const FX_T e = FX_FN(fx_exp)(xt[k][r] - m[r]);
                 xt[k][r] = e;
                 sums[r] += (double)e;
             }
         }
-FX_SIMD()
+        FX_SIMD()
         for (ptrdiff_t r = 0; r < tile; r++) log_sums[r] = FX_FN(fx_log_sum)(sums[r]);
         if (g) {
             FX_T a[FX_TILE_ROWS];
-FX_SIMD()
+            FX_SIMD()
             for (ptrdiff_t r = 0; r < tile; r++) a[r] = (FX_T)(scale / sums[r]);
             FX_T *gb = g + r0 * n;
             for (ptrdiff_t r = 0; r < tile; r++)
@@ -482,10 +387,14 @@ FX_ATTR static double FX_FN(fx_xent_index_short)(const void *xv, void *gv, ptrdi
 {
     const FX_T *x = (const FX_T *)xv;
     FX_T *g = (FX_T *)gv, *row_loss = (FX_T *)row_loss_v;
+    /* A local copy: the stores to g cannot touch it, so that what the tile
+     * loop derives from it is computed once, outside the loop. */
+    const fx_class_params params = *p;
+    p = &params;
     const int64_t ignore_index = p->ignore_index;
     if (FX_FN(fx_index_plain)(p))
-        return FX_FN(fx_xent_index_short_plain)(x, g, rows, n, y, ignore_index, p->scale,
-                                                 row_loss, first_bad);
+        return FX_FN(fx_xent_index_short_plain)(x, g, rows, n, y, ignore_index, p->scale, row_loss,
+                                                first_bad);
     const FX_T *w = (const FX_T *)p->weight;
     const double eps = p->smoothing;
     FX_T e[FX_TILE_ROWS * FX_SHORT_ROW];
@@ -507,7 +416,7 @@ FX_ATTR static double FX_FN(fx_xent_index_short)(const void *xv, void *gv, ptrdi
         }
         /* two interleaved halves, as in fx_exp_sum */
         const ptrdiff_t half = tile * n / 2;
-FX_SIMD()
+        FX_SIMD()
         for (ptrdiff_t j = 0; j < half; j++) {
             e[j] = FX_FN(fx_exp)(e[j]);
             e[half + j] = FX_FN(fx_exp)(e[half + j]);
@@ -518,7 +427,7 @@ FX_SIMD()
             for (ptrdiff_t k = 0; k < n; k++) s += (double)e[r * n + k];
             sums[r] = s;
         }
-FX_SIMD()
+        FX_SIMD()
         for (ptrdiff_t r = 0; r < tile; r++) log_sums[r] = FX_FN(fx_log_sum)(sums[r]);
         for (ptrdiff_t r = 0; r < tile; r++) {
             const int64_t yr = y[r0 + r];
@@ -543,8 +452,8 @@ FX_SIMD()
 /* Loss of one row against class probabilities t[0:n], smoothed to
  * t' = (1 - eps) t + eps/n: sum_c w_c t'_c (lse - x_c). Gradient, c and
  * next_in_run as above. */
-FX_ATTR static double FX_FN(fx_xent_prob_row)(const void *xv, const void *tv, void *gv,
-                                              ptrdiff_t n, const fx_class_params *p, fx_carry *c,
+FX_ATTR static double FX_FN(fx_xent_prob_row)(const void *xv, const void *tv, void *gv, ptrdiff_t n,
+                                              const fx_class_params *p, fx_carry *c,
                                               int next_in_run)
 {
     const FX_T *x = (const FX_T *)xv, *t = (const FX_T *)tv;
@@ -580,7 +489,7 @@ FX_ATTR static inline void FX_FN(fx_softmax_row)(const FX_T *x, FX_T *out, ptrdi
     } else if (log_space) {
         /* (x - m) - log(s), as PyTorch: x - m is exact near the maximum. */
         const FX_T log_s = (FX_T)log(FX_FN(fx_exp_sum)(x, NULL, n, m, c, next_in_run));
-FX_SIMD()
+        FX_SIMD()
         for (ptrdiff_t i = 0; i < n; i++) o[i] = (x[i] - m) - log_s;
     } else {
         f.a = 1.0 / FX_FN(fx_exp_sum)(x, o, n, m, c, next_in_run);
@@ -590,13 +499,13 @@ FX_SIMD()
 }
 
 FX_ATTR static void FX_FN(fx_softmax)(const void *x, void *out, ptrdiff_t n, fx_carry *c,
-                                     int next_in_run)
+                                      int next_in_run)
 {
     FX_FN(fx_softmax_row)((const FX_T *)x, (FX_T *)out, n, 0, c, next_in_run);
 }
 
 FX_ATTR static void FX_FN(fx_log_softmax)(const void *x, void *out, ptrdiff_t n, fx_carry *c,
-                                         int next_in_run)
+                                          int next_in_run)
 {
     FX_FN(fx_softmax_row)((const FX_T *)x, (FX_T *)out, n, 1, c, next_in_run);
 }
@@ -634,79 +543,77 @@ FX_ATTR static double FX_FN(fx_logsumexp_row)(const void *xv, ptrdiff_t n, fx_ca
     return (double)m + log(s);
 }
 
-#if !FX_DOUBLE
-/* log1p(u) for u in [0, 1], branch-free: u times a Chebyshev fit of
- * log1p(u) / u of degree 9 (Estrin's form), relative error about 1e-7. */
-FX_ATTR static inline float FX_FN(fx_log1p_unit)(float u)
-{
-    const float u2 = u * u, u4 = u2 * u2;
-    const float c01 = -0.49999892648063277f * u + 0.999999994656292f;
-    const float c23 = -0.24951616262872076f * u + 0.3332971049891775f;
-    const float c45 = -0.15269667074363288f * u + 0.19663274257204805f;
-    const float c67 = -0.05637361283010733f * u + 0.10543623795419527f;
-    const float c89 = -0.00317605701843196f * u + 0.019542527261014103f;
-    const float c03 = c23 * u2 + c01, c47 = c67 * u2 + c45;
-    return u * ((c89 * u4 + c47) * u4 + c03);
-}
-#endif
-
-/* Binary cross-entropy with logits over x[0:n], elementwise: PyTorch's
+/* Binary cross-entropy with logits, elementwise: PyTorch's
  * loss_i = w_i ((1 - t_i) x_i + l_i (log1p(exp(-|x_i|)) + max(-x_i, 0)))
  * with l_i = 1 + (pw_i - 1) t_i, written for x_i < 0 as
  * w_i (pw_i t_i |x_i| + l_i log1p(exp(-|x_i|))), coefficients first, so that
  * nothing cancels or overflows on the way; and g_i = scale w_i (l_i sigmoid(x_i) - pw_i t_i),
- * which stays exact where sigmoid(x_i) is tiny. w and pw are arrays, both
- * NULL where both weights are 1 (a loop of its own: the common case, ~20%
- * faster); g and loss may be NULL. Returns the sum of the
- * losses. float works in float, as PyTorch (log1p by fx_log1p_unit); double
- * takes log1p(u) as log(v) corrected for the rounding of v = 1 + u. */
-#define FX_BCE_LOG1P_DOUBLE(u, v, inv_v) (FX_FN(fx_log_sum)(v) - (((v) - 1) - (u)) * (inv_v))
-#if FX_DOUBLE
-#define FX_BCE_LOG1P FX_BCE_LOG1P_DOUBLE
-#else
-#define FX_BCE_LOG1P(u, v, inv_v) FX_FN(fx_log1p_unit)(u)
-#endif
-/* The terms of element i, computed in type T; LOG1P(u, v, inv_v) is log1p(u). */
-#define FX_BCE_ELEMENT(T, i, LOG1P)                                                    \
-    const T xi = (T)x[i], ti = (T)t[i];                                                \
-    const T wi = w ? (T)w[i] : 1, pwi = pw ? (T)pw[i] : 1;                             \
-    const int neg = xi < 0; /* the one comparison every choice below uses */           \
-    const T u = (T)FX_FN(fx_exp)(FX_FN(fx_neg_abs)(x[i]));                             \
-    const T v = 1 + u, inv_v = 1 / v;                                                  \
-    const T log1p_u = LOG1P(u, v, inv_v);                                              \
-    const T li = pwi == 1 ? 1 : 1 + (pwi - 1) * ti;                                    \
-    const T loss_i =                                                                   \
-        (neg ? -(wi * pwi * ti) * xi : (wi * (1 - ti)) * xi) + (wi * li) * log1p_u
+ * which stays exact where sigmoid(x_i) is tiny. float works in float, as
+ * PyTorch (log1p by fx_log1p_unit); double takes log1p(u) as log(v) corrected
+ * for the rounding of v = 1 + u (fx_bce_log1p_wide). */
 
-#define FX_BCE_CHUNK 256
-#define FX_BCE_GRAD(i) (f_scale * wi * (li * ((neg ? u : 1) * inv_v) - pwi * ti))
-/* The vector loop over a chunk: gradients into gc, losses into buf. A macro,
- * so that the copy where w and pw are NULL constants compiles without them. */
-#define FX_BCE_CHUNK_LOOP()                                                            \
-    FX_SIMD()                                                                          \
-    for (ptrdiff_t j = 0; j < m; j++) {                                                \
-        const ptrdiff_t i = c0 + j;                                                    \
-        FX_BCE_ELEMENT(FX_T, i, FX_BCE_LOG1P);                                         \
-        gc[j] = FX_BCE_GRAD(i);                                                        \
-        buf[j] = loss_i;                                                               \
-    }
-
-/* -|v|, by the sign bit: one operation (NaN stays NaN). */
-FX_ATTR static inline FX_T FX_FN(fx_neg_abs)(FX_T v)
+/* log1p(u) from u = exp(-|x|) in (0, 1], v = 1 + u and inv_v = 1 / v, in double. */
+FX_ATTR static inline double FX_FN(fx_bce_log1p_wide)(double u, double v, double inv_v)
 {
-#if FX_DOUBLE
-    uint64_t bits;
-    const uint64_t sign = UINT64_C(1) << 63;
-#else
-    uint32_t bits;
-    const uint32_t sign = UINT32_C(1) << 31;
-#endif
-    memcpy(&bits, &v, sizeof bits);
-    bits |= sign;
-    memcpy(&v, &bits, sizeof v);
-    return v;
+    return FX_FN(fx_log_sum)(v) - ((v - 1) - u) * inv_v;
 }
 
+/* The loss of element i (and its gradient into *grad, times f_scale), in
+ * FX_T. w and pw may be NULL (weights of 1): called with NULL constants, the
+ * compiler drops them from the loop. */
+FX_ATTR static inline FX_T FX_FN(fx_bce_element)(const FX_T *x, const FX_T *t, const FX_T *w,
+                                                 const FX_T *pw, ptrdiff_t i, FX_T f_scale,
+                                                 FX_T *grad)
+{
+    const FX_T xi = x[i], ti = t[i];
+    const FX_T wi = w ? w[i] : 1, pwi = pw ? pw[i] : 1;
+    const int neg = xi < 0; /* the one comparison every choice below uses */
+    const FX_T u = FX_FN(fx_exp)(FX_FN(fx_neg_abs)(xi));
+    const FX_T v = 1 + u, inv_v = 1 / v;
+#if FX_DOUBLE
+    const FX_T log1p_u = FX_FN(fx_bce_log1p_wide)(u, v, inv_v);
+#else
+    const FX_T log1p_u = FX_FN(fx_log1p_unit)(u);
+#endif
+    const FX_T li = pwi == 1 ? 1 : 1 + (pwi - 1) * ti;
+    const FX_T loss_i =
+        (neg ? -(wi * pwi * ti) * xi : (wi * (1 - ti)) * xi) + (wi * li) * log1p_u;
+    *grad = f_scale * wi * (li * ((neg ? u : 1) * inv_v) - pwi * ti);
+    return loss_i;
+}
+
+#if !FX_DOUBLE
+/* The loss of element i in double (from the float exp, as fx_bce_element):
+ * for the rare chunk whose float sum is not finite. */
+FX_ATTR static double FX_FN(fx_bce_element_wide)(const FX_T *x, const FX_T *t, const FX_T *w,
+                                                 const FX_T *pw, ptrdiff_t i)
+{
+    const double xi = (double)x[i], ti = (double)t[i];
+    const double wi = w ? (double)w[i] : 1, pwi = pw ? (double)pw[i] : 1;
+    const int neg = xi < 0;
+    const double u = (double)FX_FN(fx_exp)(FX_FN(fx_neg_abs)(x[i]));
+    const double v = 1 + u, inv_v = 1 / v;
+    const double log1p_u = FX_FN(fx_bce_log1p_wide)(u, v, inv_v);
+    const double li = pwi == 1 ? 1 : 1 + (pwi - 1) * ti;
+    return (neg ? -(wi * pwi * ti) * xi : (wi * (1 - ti)) * xi) + (wi * li) * log1p_u;
+}
+#endif
+
+/* The vector loop over the m elements of a chunk from c0: gradients into gc,
+ * losses into buf. */
+FX_ATTR static inline void FX_FN(fx_bce_chunk)(const FX_T *x, const FX_T *t, const FX_T *w,
+                                               const FX_T *pw, ptrdiff_t c0, ptrdiff_t m,
+                                               FX_T f_scale, FX_T *gc, FX_T *buf)
+{
+    FX_SIMD()
+    for (ptrdiff_t j = 0; j < m; j++)
+        buf[j] = FX_FN(fx_bce_element)(x, t, w, pw, c0 + j, f_scale, &gc[j]);
+}
+
+#define FX_BCE_CHUNK 256
+/* The losses of x[0:n] summed (and into loss, gradients into g; both may be
+ * NULL). w and pw are arrays, both NULL where both weights are 1 (a loop of
+ * its own: the common case, measurably faster). */
 FX_ATTR static double FX_FN(fx_bce_logits_span)(const void *xv, const void *tv, const void *wv,
                                                 const void *pwv, void *gv, void *loss_v,
                                                 ptrdiff_t n, double scale)
@@ -723,25 +630,20 @@ FX_ATTR static double FX_FN(fx_bce_logits_span)(const void *xv, const void *tv, 
     for (ptrdiff_t c0 = 0; c0 < n; c0 += FX_BCE_CHUNK) {
         const ptrdiff_t m = n - c0 < FX_BCE_CHUNK ? n - c0 : FX_BCE_CHUNK;
         FX_T *gc = g ? g + c0 : unused_grad;
-        if (w) {
-            FX_BCE_CHUNK_LOOP();
-        } else {
-            const FX_T *const w = NULL, *const pw = NULL; /* constants now: folded away */
-            FX_BCE_CHUNK_LOOP();
-        }
+        if (w)
+            FX_FN(fx_bce_chunk)(x, t, w, pw, c0, m, f_scale, gc, buf);
+        else
+            FX_FN(fx_bce_chunk)(x, t, NULL, NULL, c0, m, f_scale, gc, buf);
         double chunk = 0.0;
-FX_SIMD(reduction(+ : chunk))
+        FX_SIMD(reduction(+ : chunk))
         for (ptrdiff_t j = 0; j < m; j++) chunk += (double)buf[j];
 #if !FX_DOUBLE
         if (!(chunk - chunk == 0.0)) {
             /* A loss beyond float's range (or a NaN): the sum again, in
              * double, so that a mean of such losses stays finite. Rare. */
             chunk = 0.0;
-            for (ptrdiff_t j = 0; j < m; j++) {
-                const ptrdiff_t i = c0 + j;
-                FX_BCE_ELEMENT(double, i, FX_BCE_LOG1P_DOUBLE);
-                chunk += loss_i;
-            }
+            for (ptrdiff_t j = 0; j < m; j++)
+                chunk += FX_FN(fx_bce_element_wide)(x, t, w, pw, c0 + j);
         }
 #endif
         total += chunk;
@@ -749,11 +651,6 @@ FX_SIMD(reduction(+ : chunk))
     }
     return total;
 }
-#undef FX_BCE_LOG1P
-#undef FX_BCE_LOG1P_DOUBLE
-#undef FX_BCE_ELEMENT
-#undef FX_BCE_GRAD
-#undef FX_BCE_CHUNK_LOOP
 #undef FX_BCE_CHUNK
 #undef FX_SUM_BLOCK
 #undef FX_STREAM_CHUNK
