@@ -39,7 +39,7 @@ import fastxent
 from fastxent import keras as fk
 from fastxent import sklearn as fsk
 
-from conftest import Snapshot
+from fastxent_testing import Snapshot
 
 # --------------------------------------------------------------------------- good inputs
 

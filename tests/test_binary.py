@@ -14,11 +14,9 @@ from scipy.special import expit
 import fastxent
 from fastxent import reference
 
-from conftest import Snapshot, central_difference, check_loss_type, layouts, run_both
+from fastxent_testing import Snapshot, central_difference, check_loss_type, layouts, run_both
+from fastxent_testing import DTYPES, REDUCTIONS, RTOL_TIGHT as RTOL
 
-DTYPES = [pytest.param(np.float32, id="f32"), pytest.param(np.float64, id="f64")]
-REDUCTIONS = ("none", "sum", "mean")
-RTOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
 
 BCE_LOGITS = (fastxent.binary_cross_entropy_with_logits,
               fastxent.binary_cross_entropy_with_logits_with_grad)

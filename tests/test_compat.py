@@ -23,9 +23,9 @@ import fastxent  # noqa: E402
 import fastxent.keras as fk  # noqa: E402
 import fastxent.sklearn as fsk  # noqa: E402
 
-from conftest import RTOL, Snapshot, assert_close, random_probs  # noqa: E402
+from fastxent_testing import RTOL, Snapshot, assert_close, random_probs  # noqa: E402
+from fastxent_testing import DTYPES
 
-DTYPES = [pytest.param(np.float32, id="f32"), pytest.param(np.float64, id="f64")]
 LN2 = math.log(2)
 LOG_EPS = -math.log(1e-7)  # Keras's loss for a clipped probability of 0: 16.118...
 

@@ -12,7 +12,7 @@ import pytest
 import fastxent
 from fastxent import _config, reference
 
-from conftest import (
+from fastxent_testing import (
     Snapshot,
     assert_close,
     check_loss_type,
@@ -24,9 +24,8 @@ from conftest import (
     result_dtype,
     torch_xent,
 )
+from fastxent_testing import DTYPES, REDUCTIONS
 
-DTYPES = [pytest.param(np.float32, id="f32"), pytest.param(np.float64, id="f64")]
-REDUCTIONS = ("none", "sum", "mean")
 
 
 def make_case(rng, shape, axis, dtype, kind, weighted, ignore, label_smoothing, reduction):

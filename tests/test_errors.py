@@ -11,7 +11,7 @@ import pytest
 
 import fastxent
 
-from conftest import Snapshot, random_logits
+from fastxent_testing import Snapshot, random_logits
 
 FUNCTIONS = [
     pytest.param(fastxent.cross_entropy, id="cross_entropy"),

@@ -17,7 +17,7 @@ from scipy import special
 import fastxent
 from fastxent import keras as fk
 
-from conftest import RTOL, random_labels, random_logits, torch_xent
+from fastxent_testing import RTOL, random_labels, random_logits, torch_xent
 
 # The values are what these tests check. (The NumPy backend lets NumPy's
 # floating-point RuntimeWarnings through at these extremes; the compiled one

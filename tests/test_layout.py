@@ -9,7 +9,7 @@ import pytest
 
 import fastxent
 
-from conftest import (
+from fastxent_testing import (
     Snapshot,
     assert_close,
     gradient_floor,
@@ -20,9 +20,8 @@ from conftest import (
     result_dtype,
     with_layout,
 )
+from fastxent_testing import DTYPES, REDUCTIONS
 
-DTYPES = [pytest.param(np.float32, id="f32"), pytest.param(np.float64, id="f64")]
-REDUCTIONS = ("none", "sum", "mean")
 
 # (shape, class axis)
 SHAPES = [

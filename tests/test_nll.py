@@ -11,7 +11,7 @@ import pytest
 import fastxent
 from fastxent import reference
 
-from conftest import (
+from fastxent_testing import (
     Snapshot,
     assert_close,
     central_difference,
@@ -21,13 +21,10 @@ from conftest import (
     run_both,
     with_layout,
 )
+from fastxent_testing import DTYPES, REDUCTIONS, close_tight as close
 
-DTYPES = [pytest.param(np.float32, id="f32"), pytest.param(np.float64, id="f64")]
-REDUCTIONS = ("none", "sum", "mean")
-RTOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
 
 # assert_close with this file's tolerances (tighter than conftest's in float64)
-close = partial(assert_close, rtols=RTOL)
 
 
 def torch_nll(torch, log_probs, target, *, weight=None, ignore_index=-100, reduction="mean",

@@ -13,7 +13,7 @@ from hypothesis import strategies as st  # noqa: E402
 import fastxent  # noqa: E402
 from fastxent import reference  # noqa: E402
 
-from conftest import with_layout  # noqa: E402
+from fastxent_testing import with_layout  # noqa: E402
 
 SETTINGS = settings(max_examples=60, deadline=None, derandomize=True)
 

@@ -5,7 +5,6 @@ exactly as SciPy, out=, layouts and thread counts. Every test runs on both
 backends (the `backend` fixture of conftest)."""
 
 import itertools
-from functools import partial
 
 import numpy as np
 import pytest
@@ -15,17 +14,15 @@ import scipy.stats
 import fastxent
 from fastxent import reference
 
-from conftest import Snapshot, assert_close, layouts
+from fastxent_testing import Snapshot, layouts
+from fastxent_testing import DTYPES, RTOL_TIGHT as RTOL, close_tight as close
 
-DTYPES = [pytest.param(np.float32, id="f32"), pytest.param(np.float64, id="f64")]
-RTOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
 
 SOFTMAXES = ("softmax", "log_softmax")
 ROW_FUNCTIONS = ("softmax", "log_softmax", "logsumexp")
 
 
 # assert_close with this file's tolerances (tighter than conftest's in float64)
-close = partial(assert_close, rtols=RTOL)
 
 
 def scipy_reference(name, x, axis):

@@ -12,9 +12,9 @@ import pytest
 import fastxent
 from fastxent import _config
 
-from conftest import random_labels, random_logits, random_probs
+from fastxent_testing import random_labels, random_logits, random_probs
+from fastxent_testing import DTYPES
 
-DTYPES = [pytest.param(np.float32, id="f32"), pytest.param(np.float64, id="f64")]
 # (rows, classes): several rows per thread, row lengths that do and do not fill
 # whole cache lines, and one row per thread.
 SHAPES = [(37, 100), (64, 333), (9, 4099), (16, 1024), (2, 700)]
