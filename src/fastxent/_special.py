@@ -14,7 +14,8 @@ import operator
 import numpy as np
 
 from . import _config
-from ._validate import as_array, check_base, check_out, prepare_pair, prepare_rows, result_dtype
+from ._validate import (as_array, check_base, check_out, prepare_pair, prepare_rows,
+                        result_dtype, signature_hints)
 
 
 def reduction_axes(axis, ndim):
@@ -94,6 +95,7 @@ def _softmax(x, axis, out, log_space):
     return out
 
 
+@signature_hints
 def softmax(x, *, axis=-1, out=None):
     """exp(x) / sum(exp(x)) over `axis`, as scipy.special.softmax.
 
@@ -103,6 +105,7 @@ def softmax(x, *, axis=-1, out=None):
     return _softmax(x, axis, out, False)
 
 
+@signature_hints
 def log_softmax(x, *, axis=-1, out=None):
     """x - logsumexp(x) over `axis`, as scipy.special.log_softmax.
 
@@ -122,6 +125,7 @@ def _restore_reduced(values, x_shape, axes, keepdims):
     return values[()]
 
 
+@signature_hints
 def logsumexp(x, *, axis=-1, b=None, keepdims=False, return_sign=False):
     """log(sum(b * exp(x))) over `axis`, as scipy.special.logsumexp.
 
@@ -202,6 +206,7 @@ def _entropy_sum(rows, q, base):
     return result
 
 
+@signature_hints
 def entropy(p, *, axis=-1, base=None):
     """sum(scipy.special.entr(p)) over `axis`: -sum p log p, with 0 log 0 = 0.
 
@@ -218,6 +223,7 @@ def entropy(p, *, axis=-1, base=None):
     return _restore_reduced(_entropy_sum(rows, None, base), p_in.shape, axes, False)
 
 
+@signature_hints
 def kl_divergence(p, q, *, axis=-1, base=None):
     """sum(scipy.special.rel_entr(p, q)) over `axis`: sum p log(p / q), with
     0 log(0 / q) = 0 and +inf where q = 0 < p. Neither is renormalised.
