@@ -1,8 +1,10 @@
 """Losses from probabilities and log-probabilities (torch.nn.functional)."""
 
 from ._losses import BinaryInput, Scores, binary_loss, class_loss
+from ._validate import signature_hints
 
 
+@signature_hints
 def binary_cross_entropy(probs, target, *, weight=None, reduction="mean"):
     """Binary cross-entropy of probabilities in [0, 1] against targets in
     [0, 1], elementwise, as torch.nn.functional.binary_cross_entropy: each
@@ -13,6 +15,7 @@ def binary_cross_entropy(probs, target, *, weight=None, reduction="mean"):
                        reduction=reduction, want_grad=False, out=None)
 
 
+@signature_hints
 def binary_cross_entropy_with_grad(probs, target, *, weight=None, reduction="mean", out=None):
     """(loss, d loss / d probs) of binary_cross_entropy in one pass (PyTorch's
     gradient, whose denominator p (1 - p) is kept above 1e-12)."""
@@ -20,17 +23,22 @@ def binary_cross_entropy_with_grad(probs, target, *, weight=None, reduction="mea
                        reduction=reduction, want_grad=True, out=out)
 
 
-def nll_loss(log_probs, target, *, weight=None, ignore_index=-100, reduction="mean", axis=-1):
+@signature_hints
+def nll_loss(log_probs, target, *, weight=None, ignore_index=-100, reduction="mean", axis=None):
     """Negative log-likelihood of class indices under log-probabilities, as
-    torch.nn.functional.nll_loss with the classes on `axis`."""
+    torch.nn.functional.nll_loss with the classes on `axis`: as in
+    cross_entropy, None takes the last axis for inputs of rank 1 and 2, and
+    for rank >= 3 the axis the target's shape fits among 1 (PyTorch's) and -1,
+    raising ValueError where both fit."""
     return class_loss(log_probs, target, kind=Scores.LOG_PROBS, weight=weight,
                       ignore_index=ignore_index, reduction=reduction, label_smoothing=0.0,
                       axis=axis, want_grad=False, out=None)
 
 
+@signature_hints
 def nll_loss_with_grad(log_probs, target, *, weight=None, ignore_index=-100, reduction="mean",
-                       axis=-1, out=None):
-    """(loss, d loss / d log_probs) of nll_loss."""
+                       axis=None, out=None):
+    """(loss, d loss / d log_probs) of nll_loss (axis as nll_loss's)."""
     return class_loss(log_probs, target, kind=Scores.LOG_PROBS, weight=weight,
                       ignore_index=ignore_index, reduction=reduction, label_smoothing=0.0,
                       axis=axis, want_grad=True, out=out)
