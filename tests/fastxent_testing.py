@@ -35,8 +35,17 @@ def _is_index(target):
     return np.asarray(target).dtype.kind in "iu"
 
 
-def torch_xent(torch, logits, target, *, weight=None, ignore_index=-100, reduction="mean",
-               label_smoothing=0.0, axis=-1):
+def torch_xent(
+    torch,
+    logits,
+    target,
+    *,
+    weight=None,
+    ignore_index=-100,
+    reduction="mean",
+    label_smoothing=0.0,
+    axis=-1,
+):
     """(loss, grad) from torch in float64; grad is that of loss (of loss.sum()
     for reduction="none"), in the layout of `logits`."""
     logits = np.asarray(logits)
@@ -51,7 +60,11 @@ def torch_xent(torch, logits, target, *, weight=None, ignore_index=-100, reducti
         tt = torch.tensor(np.ascontiguousarray(t), dtype=torch.float64)
     wt = None if weight is None else torch.tensor(np.asarray(weight, dtype=np.float64))
     loss = torch.nn.functional.cross_entropy(
-        xt, tt, weight=wt, ignore_index=ignore_index, reduction=reduction,
+        xt,
+        tt,
+        weight=wt,
+        ignore_index=ignore_index,
+        reduction=reduction,
         label_smoothing=label_smoothing,
     )
     (loss.sum() if reduction == "none" else loss).backward()
@@ -59,8 +72,16 @@ def torch_xent(torch, logits, target, *, weight=None, ignore_index=-100, reducti
     return loss.detach().numpy(), grad
 
 
-def oracle_xent(logits, target, *, weight=None, ignore_index=-100, reduction="mean",
-                label_smoothing=0.0, axis=-1):
+def oracle_xent(
+    logits,
+    target,
+    *,
+    weight=None,
+    ignore_index=-100,
+    reduction="mean",
+    label_smoothing=0.0,
+    axis=-1,
+):
     """(loss, grad) with torch's semantics, in float64, from scipy's log_softmax
     and the analytic gradient. Labels are assumed valid."""
     x = np.moveaxis(np.asarray(logits, dtype=np.float64), axis, -1)
@@ -83,9 +104,7 @@ def oracle_xent(logits, target, *, weight=None, ignore_index=-100, reduction="me
             row_loss = (1 - eps) * nll + eps / n_classes * smooth
             onehot = np.zeros_like(x)
             onehot[rows, labels] = 1.0
-            row_grad = (1 - eps) * w_y[:, None] * (p - onehot) + eps / n_classes * (
-                w.sum() * p - w
-            )
+            row_grad = (1 - eps) * w_y[:, None] * (p - onehot) + eps / n_classes * (w.sum() * p - w)
             row_grad[~counted] = 0.0
             denom = w_y.sum()
         else:
@@ -118,8 +137,9 @@ def result_dtype(dtype):
     return np.dtype(np.float64)
 
 
-def assert_close(actual, expected, dtype, *, rtol=None, atol=None, floor=0.0, rtols=RTOL,
-                 err_msg=""):
+def assert_close(
+    actual, expected, dtype, *, rtol=None, atol=None, floor=0.0, rtols=RTOL, err_msg=""
+):
     """actual (of `dtype`) against a float64 reference, with the relative
     tolerance of `dtype` (from the table `rtols`) and an absolute one of rtol
     times the reference's largest magnitude (elements near zero are differences
@@ -134,8 +154,12 @@ def assert_close(actual, expected, dtype, *, rtol=None, atol=None, floor=0.0, rt
         scale = max(finite.max() if finite.size else 0.0, floor)
         atol = rtol * (scale if scale > 0 else 1.0)
     np.testing.assert_allclose(
-        np.asarray(actual, dtype=np.float64), expected, rtol=rtol, atol=atol,
-        equal_nan=True, err_msg=err_msg,
+        np.asarray(actual, dtype=np.float64),
+        expected,
+        rtol=rtol,
+        atol=atol,
+        equal_nan=True,
+        err_msg=err_msg,
     )
 
 
@@ -143,7 +167,7 @@ def gradient_floor(logits, options):
     """A lower bound on the natural size of the gradient's elements (one
     sample's share of a weighted mean), for assert_close(floor=...)."""
     axis = options.get("axis", -1) % np.ndim(logits)
-    rows = max(1, int(np.prod(np.shape(logits)[:axis] + np.shape(logits)[axis + 1:])))
+    rows = max(1, int(np.prod(np.shape(logits)[:axis] + np.shape(logits)[axis + 1 :])))
     weight = options.get("weight")
     w_min = 1.0 if weight is None else float(np.min(np.abs(weight)))
     return min(1.0, w_min) / rows
@@ -212,8 +236,12 @@ def with_layout(values, layout):
 def layouts(values):
     """(name, array): `values` Fortran-ordered, strided, with negative strides
     and read-only (with_layout's kinds, under the names the tests report)."""
-    for name, layout in [("fortran", "fortran"), ("strided", "strided"),
-                         ("negative-stride", "negative"), ("read-only", "readonly")]:
+    for name, layout in [
+        ("fortran", "fortran"),
+        ("strided", "strided"),
+        ("negative-stride", "negative"),
+        ("read-only", "readonly"),
+    ]:
         yield name, with_layout(values, layout)
 
 
@@ -278,3 +306,145 @@ def random_labels(rng, batch_shape, n_classes, *, ignore_index=None, dtype=np.in
 def close_tight(actual, expected, dtype, **options):
     """assert_close with the RTOL_TIGHT table."""
     assert_close(actual, expected, dtype, rtols=RTOL_TIGHT, **options)
+
+
+# --------------------------------------------------------------------------- the registry
+
+
+class Operation:
+    """A public operation, as the generic tests (test_operations.py) see it:
+    its name in fastxent and fastxent.reference, a representative problem,
+    and where its N x C result is (the one out= takes), if it has one.
+
+    make(rng, shape, dtype) -> (args, kwargs): shape is (rows, classes); the
+    first argument is the input out= is shaped like. variants: keyword
+    arguments to run it with besides kwargs. result_index: the position of
+    the N x C result in the returned tuple (None: the result is the returned
+    array itself; no out= when has_out is False)."""
+
+    def __init__(self, name, make, *, has_out=False, result_index=None, variants=({},)):
+        self.name, self.make, self.has_out = name, make, has_out
+        self.result_index, self.variants = result_index, variants
+
+    def __repr__(self):
+        return self.name
+
+    @property
+    def fn(self):
+        import fastxent
+
+        return getattr(fastxent, self.name)
+
+    @property
+    def twin(self):
+        from fastxent import reference
+
+        return getattr(reference, self.name)
+
+    def result(self, returned):
+        """The N x C result out= fills, from what the call returned."""
+        return returned if self.result_index is None else returned[self.result_index]
+
+
+def as_tuple(returned):
+    """A call's results as a tuple of arrays."""
+    items = returned if isinstance(returned, tuple) else (returned,)
+    return tuple(np.asarray(item) for item in items)
+
+
+def _labels(rng, shape, dtype):
+    x = random_logits(rng, shape, dtype)
+    y = random_labels(rng, shape[:1], shape[1], ignore_index=-100)
+    return (x, y), {}
+
+
+def _class_probs(rng, shape, dtype):
+    return (random_logits(rng, shape, dtype), random_probs(rng, shape, 1, dtype)), {}
+
+
+def _log_probs(rng, shape, dtype):
+    x = log_softmax(random_logits(rng, shape), axis=1).astype(dtype)
+    return (x, random_labels(rng, shape[:1], shape[1], ignore_index=-100)), {}
+
+
+def _binary_logits(rng, shape, dtype):
+    return (random_logits(rng, shape, dtype), rng.random(shape).astype(dtype)), {}
+
+
+def _binary_probs(rng, shape, dtype):
+    p = rng.uniform(0.001, 0.999, shape).astype(dtype)
+    return (p, rng.random(shape).astype(dtype)), {}
+
+
+def _rows(rng, shape, dtype):
+    return (random_logits(rng, shape, dtype),), {}
+
+
+def _distribution(rng, shape, dtype):
+    return (random_probs(rng, shape, 1, dtype),), {}
+
+
+def _two_distributions(rng, shape, dtype):
+    return (random_probs(rng, shape, 1, dtype), random_probs(rng, shape, 1, dtype)), {}
+
+
+def _class_weight(n_classes):
+    return np.linspace(0.5, 2.0, n_classes)
+
+
+_REDUCED = tuple({"reduction": r} for r in REDUCTIONS)
+_CLASS_VARIANTS = _REDUCED + ({"label_smoothing": 0.1}, {"weight": _class_weight})
+
+# Every public operation (fastxent.__all__'s functions of arrays). A new one
+# gets an entry here, and the generic checks run over it.
+OPERATIONS = [
+    Operation("cross_entropy", _labels, variants=_CLASS_VARIANTS),
+    Operation(
+        "cross_entropy_with_grad", _labels, has_out=True, result_index=1, variants=_CLASS_VARIANTS
+    ),
+    Operation(
+        "cross_entropy_with_grad",
+        _class_probs,
+        has_out=True,
+        result_index=1,
+        variants=_CLASS_VARIANTS,
+    ),
+    Operation("nll_loss", _log_probs, variants=_REDUCED + ({"weight": _class_weight},)),
+    Operation(
+        "nll_loss_with_grad",
+        _log_probs,
+        has_out=True,
+        result_index=1,
+        variants=_REDUCED + ({"weight": _class_weight},),
+    ),
+    Operation("binary_cross_entropy_with_logits", _binary_logits, variants=_REDUCED),
+    Operation(
+        "binary_cross_entropy_with_logits_with_grad",
+        _binary_logits,
+        has_out=True,
+        result_index=1,
+        variants=_REDUCED,
+    ),
+    Operation("binary_cross_entropy", _binary_probs, variants=_REDUCED),
+    Operation(
+        "binary_cross_entropy_with_grad",
+        _binary_probs,
+        has_out=True,
+        result_index=1,
+        variants=_REDUCED,
+    ),
+    Operation("softmax", _rows, has_out=True),
+    Operation("log_softmax", _rows, has_out=True),
+    Operation("logsumexp", _rows),
+    Operation("entropy", _distribution),
+    Operation("kl_divergence", _two_distributions),
+]
+
+
+def options_of(args, kwargs, variant):
+    """The keyword arguments of a call: kwargs and the variant, with a class
+    weight given as a function of the number of classes made an array."""
+    options = {**kwargs, **variant}
+    if callable(options.get("weight")):
+        options["weight"] = options["weight"](args[0].shape[-1]).astype(args[0].dtype)
+    return options

@@ -13,7 +13,6 @@ from fastxent import reference
 
 from fastxent_testing import (
     Snapshot,
-    assert_close,
     central_difference,
     check_loss_type,
     layouts,

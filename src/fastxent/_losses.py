@@ -10,16 +10,27 @@ from ._kinds import BinaryInput, Scores
 from ._validate import position, prepare_binary, prepare_classes
 
 
-def class_loss(scores, target, *, kind, weight, ignore_index, reduction, label_smoothing, axis,
-               want_grad, out):
+def class_loss(
+    scores, target, *, kind, weight, ignore_index, reduction, label_smoothing, axis, want_grad, out
+):
     """cross_entropy (kind Scores.LOGITS) or nll_loss (Scores.LOG_PROBS), and
     its gradient when want_grad: (loss, gradient), else the loss."""
-    p = prepare_classes(scores, target, kind=kind, weight=weight, ignore_index=ignore_index,
-                        reduction=reduction, label_smoothing=label_smoothing, axis=axis,
-                        want_grad=want_grad, out=out)
+    p = prepare_classes(
+        scores,
+        target,
+        kind=kind,
+        weight=weight,
+        ignore_index=ignore_index,
+        reduction=reduction,
+        label_smoothing=label_smoothing,
+        axis=axis,
+        want_grad=want_grad,
+        out=out,
+    )
     row_loss = np.empty(p.x.shape[0], p.dtype) if p.reduction == "none" else None
     total, denom, bad_row = _config.kernels().class_loss(
-        p, row_loss=row_loss, n_threads=_config.threads_for(p.x.size))
+        p, row_loss=row_loss, n_threads=_config.threads_for(p.x.size)
+    )
     if bad_row >= 0:
         raise p.label_error(bad_row)
     loss = p.finish_loss(total, denom, row_loss)
@@ -29,14 +40,25 @@ def class_loss(scores, target, *, kind, weight, ignore_index, reduction, label_s
 def binary_loss(x, target, *, kind, weight, pos_weight, reduction, want_grad, out):
     """binary_cross_entropy_with_logits (kind BinaryInput.LOGITS) or
     binary_cross_entropy (BinaryInput.PROBS), and its gradient when want_grad."""
-    p = prepare_binary(x, target, kind=kind, weight=weight, pos_weight=pos_weight,
-                       reduction=reduction, want_grad=want_grad, out=out)
+    p = prepare_binary(
+        x,
+        target,
+        kind=kind,
+        weight=weight,
+        pos_weight=pos_weight,
+        reduction=reduction,
+        want_grad=want_grad,
+        out=out,
+    )
     elem_loss = np.empty_like(p.x) if p.reduction == "none" else None
     total, count, bad = _config.kernels().binary_loss(
-        p, elem_loss=elem_loss, n_threads=_config.threads_for(p.x.size))
+        p, elem_loss=elem_loss, n_threads=_config.threads_for(p.x.size)
+    )
     if bad >= 0:
-        raise ValueError(f"{kind.value}: {p.x.reshape(-1)[bad]!r} at position "
-                         f"{position(bad, p.shape)} is outside [0, 1]")
+        raise ValueError(
+            f"{kind.value}: {p.x.reshape(-1)[bad]!r} at position "
+            f"{position(bad, p.shape)} is outside [0, 1]"
+        )
     loss = p.finish_loss(total, count, elem_loss)
     return (loss, p.finish_grad()) if want_grad else loss
 

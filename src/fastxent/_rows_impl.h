@@ -576,8 +576,7 @@ FX_ATTR static inline FX_T FX_FN(fx_bce_element)(const FX_T *x, const FX_T *t, c
     const FX_T log1p_u = FX_FN(fx_log1p_unit)(u);
 #endif
     const FX_T li = pwi == 1 ? 1 : 1 + (pwi - 1) * ti;
-    const FX_T loss_i =
-        (neg ? -(wi * pwi * ti) * xi : (wi * (1 - ti)) * xi) + (wi * li) * log1p_u;
+    const FX_T loss_i = (neg ? -(wi * pwi * ti) * xi : (wi * (1 - ti)) * xi) + (wi * li) * log1p_u;
     *grad = f_scale * wi * (li * ((neg ? u : 1) * inv_v) - pwi * ti);
     return loss_i;
 }

@@ -1,0 +1,180 @@
+"""Generic checks, written once and run over every public operation of the
+registry (fastxent_testing.OPERATIONS): the compiled kernels against their
+NumPy twin, thread counts and streamed stores (the same bits), out= (filled,
+returned, or the input itself), memory layouts, dtype rules, empty and
+complex inputs, inputs left unchanged. What is specific to a family's values
+(references, extremes, gradients) stays in the family's file."""
+
+import numpy as np
+import pytest
+
+import fastxent
+from fastxent import _config
+from fastxent_testing import (
+    DTYPES,
+    OPERATIONS,
+    Snapshot,
+    as_tuple,
+    assert_close,
+    layouts,
+    options_of,
+    result_dtype,
+)
+
+OPS = [pytest.param(op, id=f"{op.name}-{op.make.__name__.lstrip('_')}") for op in OPERATIONS]
+SHAPES = [(37, 11), (6, 300)]  # short rows (the tiles), long rows
+
+
+@pytest.fixture
+def compiled():
+    """The compiled backend for the test (skipped where it is not built)."""
+    previous = fastxent.get_backend()
+    try:
+        fastxent.set_backend("compiled")
+    except RuntimeError as exc:
+        pytest.skip(f"the compiled backend is not available: {exc}")
+    try:
+        yield _config._compiled
+    finally:
+        fastxent.set_backend(previous)
+
+
+def run(op, args, options, **extra):
+    return as_tuple(op.fn(*args, **options, **extra))
+
+
+def assert_same_bits(got, want, what=""):
+    assert len(got) == len(want), what
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype and g.shape == w.shape, what
+        assert g.tobytes() == w.tobytes(), what
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("op", OPS)
+def test_compiled_matches_its_numpy_twin(compiled, rng, op, dtype, shape):
+    args, kwargs = op.make(rng, shape, dtype)
+    for variant in op.variants:
+        options = options_of(args, kwargs, variant)
+        got = run(op, args, options)
+        want = as_tuple(op.twin(*args, **options))
+        for g, w in zip(got, want, strict=True):
+            assert g.dtype == w.dtype and g.shape == w.shape, variant
+            assert_close(g, w, dtype, err_msg=f"{variant}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("op", OPS)
+def test_thread_count_does_not_change_a_bit(backend, rng, op, dtype):
+    args, kwargs = op.make(rng, (1200, 67), dtype)  # large enough for 2 threads
+    for variant in op.variants:
+        options = options_of(args, kwargs, variant)
+        results = []
+        for n in (1, 2, 3):
+            with fastxent.num_threads(n):
+                results.append(run(op, args, options))
+        assert_same_bits(results[1], results[0], f"2 threads {variant}")
+        assert_same_bits(results[2], results[0], f"3 threads {variant}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("op", [p for p in OPS if p.values[0].has_out])
+def test_streamed_stores_give_the_same_bits(compiled, rng, op, dtype):
+    if compiled.set_stream_min_bytes(1 << 62) is None:
+        pytest.skip("nothing streams on this platform")
+    args, kwargs = op.make(rng, (40, 301), dtype)
+    try:
+        for variant in op.variants:
+            options = options_of(args, kwargs, variant)
+            for n in (1, 2):
+                with fastxent.num_threads(n):
+                    compiled.set_stream_min_bytes(1 << 62)
+                    normal = run(op, args, options)
+                    compiled.set_stream_min_bytes(0)
+                    streamed = run(op, args, options)
+                assert_same_bits(streamed, normal, f"{n} threads {variant}")
+    finally:
+        compiled.set_stream_min_bytes(64 << 20)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("op", [p for p in OPS if p.values[0].has_out])
+def test_out_is_filled_and_returned(backend, rng, op, dtype):
+    args, kwargs = op.make(rng, (9, 7), dtype)
+    for variant in op.variants:
+        options = options_of(args, kwargs, variant)
+        want = run(op, args, options)
+        out = np.full(args[0].shape, np.nan, result_dtype(dtype))
+        returned = op.fn(*args, **options, out=out)
+        assert op.result(returned) is out, variant
+        assert_same_bits(as_tuple(returned), want, f"{variant}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("op", [p for p in OPS if p.values[0].has_out])
+def test_out_may_be_the_input(backend, rng, op, dtype):
+    args, kwargs = op.make(rng, (9, 7), dtype)
+    for variant in op.variants:
+        options = options_of(args, kwargs, variant)
+        want = run(op, args, options)
+        x = args[0].copy()
+        returned = op.fn(x, *args[1:], **options, out=x)
+        assert op.result(returned) is x, variant
+        assert_same_bits(as_tuple(returned), want, f"{variant}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("op", OPS)
+def test_inputs_are_left_unchanged(backend, rng, op, dtype):
+    args, kwargs = op.make(rng, (9, 7), dtype)
+    for variant in op.variants:
+        options = options_of(args, kwargs, variant)
+        snapshot = Snapshot(*args, *options.values())
+        run(op, args, options)
+        snapshot.assert_unchanged()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("op", OPS)
+def test_memory_layouts_give_the_same_bits(backend, rng, op, dtype):
+    args, kwargs = op.make(rng, (9, 7), dtype)
+    want = run(op, args, kwargs)
+    for name, x in layouts(args[0]):
+        assert_same_bits(run(op, (x,) + args[1:], kwargs), want, name)
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_float16_computes_in_float32_and_integers_in_float64(backend, rng, op):
+    args, kwargs = op.make(rng, (9, 7), np.float64)
+    half = tuple(a.astype(np.float16) if a.dtype.kind == "f" else a for a in args)
+    single = tuple(a.astype(np.float32) if a.dtype.kind == "f" else a for a in half)
+    got = run(op, half, kwargs)
+    assert all(g.dtype == np.float32 for g in got)
+    assert_same_bits(got, run(op, single, kwargs), "float16 as float32")
+    if op.make.__name__ in ("_labels", "_rows"):  # integer scores are meaningful
+        ints = (np.round(args[0]).astype(np.int32),) + args[1:]
+        got = run(op, ints, kwargs)
+        assert all(g.dtype == np.float64 for g in got)
+        floats = (ints[0].astype(np.float64),) + args[1:]
+        assert_same_bits(got, run(op, floats, kwargs), "int32 as float64")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("op", OPS)
+def test_empty_inputs_match_the_twin(backend, rng, op, dtype):
+    args, kwargs = op.make(rng, (0, 5), dtype)
+    for variant in op.variants:
+        options = options_of(args, kwargs, variant)
+        got = run(op, args, options)
+        want = as_tuple(op.twin(*args, **options))
+        for g, w in zip(got, want, strict=True):
+            assert g.dtype == w.dtype and g.shape == w.shape, variant
+            np.testing.assert_array_equal(g, w, err_msg=f"{variant}")
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_complex_input_is_a_type_error(backend, rng, op):
+    args, kwargs = op.make(rng, (4, 3), np.float64)
+    with pytest.raises(TypeError, match="expected an array of real numbers"):
+        op.fn(args[0].astype(np.complex128), *args[1:], **kwargs)
