@@ -3,7 +3,7 @@
 import numpy as np
 
 from . import _config
-from ._validate import position, prepare_binary, prepare_classes
+from ._validate import IGNORE_INDEX_DEFAULT, position, prepare_binary, prepare_classes
 
 
 def class_loss(logits, target, weight, ignore_index, reduction, label_smoothing, axis,
@@ -18,7 +18,9 @@ def class_loss(logits, target, weight, ignore_index, reduction, label_smoothing,
     row_loss = np.empty(p.x.shape[0], p.dtype) if p.reduction == "none" else None
     mean = p.reduction == "mean"
     n_threads = _config.threads_for(p.x.size)
-    if p.is_index:
+    if p.x.shape[1] == 0:
+        total, denom = _no_classes(p, row_loss)
+    elif p.is_index:
         total, denom, bad_row = kernels.xent_index(
             p.x, p.target, p.result, p.weight, p.ignore_index, p.label_smoothing, mean, row_loss,
             n_threads, log_probs)
@@ -31,8 +33,21 @@ def class_loss(logits, target, weight, ignore_index, reduction, label_smoothing,
     return (loss, p.finish_result()) if want_grad else loss
 
 
-def cross_entropy(logits, target, *, weight=None, ignore_index=-100, reduction="mean",
-                  label_smoothing=0.0, axis=-1):
+def _no_classes(p, row_loss):
+    """(total, denominator) of a problem with zero classes, as PyTorch: a label
+    that counts is out of range; each row's loss is an empty sum, 0, and a
+    mean has nothing to count (NaN). The gradient is empty."""
+    if p.is_index:
+        counted = p.target != p.ignore_index
+        if counted.any():
+            raise p.label_error(int(np.argmax(counted)))
+    if row_loss is not None:
+        row_loss[...] = 0
+    return 0.0, 0.0
+
+
+def cross_entropy(logits, target, *, weight=None, ignore_index=IGNORE_INDEX_DEFAULT,
+                  reduction="mean", label_smoothing=0.0, axis=-1):
     """Softmax cross-entropy of `logits` against `target`, as
     torch.nn.functional.cross_entropy with the classes on `axis`.
 
@@ -46,8 +61,8 @@ def cross_entropy(logits, target, *, weight=None, ignore_index=-100, reduction="
                       False, None)
 
 
-def cross_entropy_with_grad(logits, target, *, weight=None, ignore_index=-100, reduction="mean",
-                            label_smoothing=0.0, axis=-1, out=None):
+def cross_entropy_with_grad(logits, target, *, weight=None, ignore_index=IGNORE_INDEX_DEFAULT,
+                            reduction="mean", label_smoothing=0.0, axis=-1, out=None):
     """(loss, d loss / d logits) of cross_entropy in one fused pass.
 
     With reduction="none" the gradient is that of loss.sum(). out: an array

@@ -1,6 +1,7 @@
 """Losses from probabilities and log-probabilities (torch.nn.functional)."""
 
 from ._logits import binary_loss, class_loss
+from ._validate import IGNORE_INDEX_DEFAULT
 
 
 def binary_cross_entropy(probs, target, *, weight=None, reduction="mean"):
@@ -18,15 +19,16 @@ def binary_cross_entropy_with_grad(probs, target, *, weight=None, reduction="mea
     return binary_loss(probs, target, weight, None, reduction, True, out, False)
 
 
-def nll_loss(log_probs, target, *, weight=None, ignore_index=-100, reduction="mean", axis=-1):
+def nll_loss(log_probs, target, *, weight=None, ignore_index=IGNORE_INDEX_DEFAULT,
+             reduction="mean", axis=-1):
     """Negative log-likelihood of class indices under log-probabilities, as
     torch.nn.functional.nll_loss with the classes on `axis`."""
     return class_loss(log_probs, target, weight, ignore_index, reduction, 0.0, axis, False, None,
                       log_probs=True)
 
 
-def nll_loss_with_grad(log_probs, target, *, weight=None, ignore_index=-100, reduction="mean",
-                       axis=-1, out=None):
+def nll_loss_with_grad(log_probs, target, *, weight=None, ignore_index=IGNORE_INDEX_DEFAULT,
+                       reduction="mean", axis=-1, out=None):
     """(loss, d loss / d log_probs) of nll_loss."""
     return class_loss(log_probs, target, weight, ignore_index, reduction, 0.0, axis, True, out,
                       log_probs=True)

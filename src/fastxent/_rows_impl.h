@@ -522,6 +522,23 @@ FX_ATTR static double FX_FN(fx_xent_prob_row)(const FX_T *x, const FX_T *t, FX_T
     return mass * log(s) + gap;
 }
 
+/* sum of exp(x_i - m) over the elements below the row's maximum m, in double:
+ * what log1p needs where m dominates the row (sum of exp(x - m) below 2, so
+ * that m is its only maximum). As scipy.special.logsumexp (its gh-18295):
+ * log1p of this sum keeps the relative accuracy that log(1 + sum) loses,
+ * e.g. logsumexp([0, -40]) = 4.2e-18, not 0. A second sweep, for such rows
+ * only. */
+FX_ATTR static double FX_FN(fx_exp_sum_below)(const FX_T *x, ptrdiff_t n, FX_T m)
+{
+    double s = 0.0;
+FX_SIMD(reduction(+ : s))
+    for (ptrdiff_t i = 0; i < n; i++) {
+        const FX_T e = FX_FN(fx_exp)(x[i] - m);
+        s += x[i] < m ? (double)e : 0.0;
+    }
+    return s;
+}
+
 /* softmax (log_softmax when `log`) of the row x[0:n] into out (out may be x).
  * c and next_in_run as in fx_xent_index_row. */
 FX_ATTR static void FX_FN(fx_softmax_row)(const FX_T *x, FX_T *out, ptrdiff_t n, int log_space,
@@ -538,8 +555,10 @@ FX_ATTR static void FX_FN(fx_softmax_row)(const FX_T *x, FX_T *out, ptrdiff_t n,
         FX_FN(fx_exp_sum)(x, NULL, n, m, c, next_in_run); /* only for what it carries */
         for (ptrdiff_t i = 0; i < n; i++) o[i] = (FX_T)((double)x[i] - log(s));
     } else if (log_space) {
-        /* (x - m) - log(s), as PyTorch: x - m is exact near the maximum. */
-        const FX_T log_s = (FX_T)log(FX_FN(fx_exp_sum)(x, NULL, n, m, c, next_in_run));
+        /* (x - m) - log(s), as PyTorch: x - m is exact near the maximum;
+         * log(s) by log1p where the maximum dominates (fx_exp_sum_below). */
+        const double s = FX_FN(fx_exp_sum)(x, NULL, n, m, c, next_in_run);
+        const FX_T log_s = (FX_T)(s < 2.0 ? log1p(FX_FN(fx_exp_sum_below)(x, n, m)) : log(s));
 FX_SIMD()
         for (ptrdiff_t i = 0; i < n; i++) o[i] = (x[i] - m) - log_s;
     } else {
@@ -562,6 +581,11 @@ FX_ATTR static double FX_FN(fx_logsumexp_row)(const FX_T *x, ptrdiff_t n, fx_car
             if (isnan(x[i])) return NAN;
         return m;
     }
+    /* Where the result is near 0 (a dominant maximum near 0), log1p of the
+     * terms below the maximum (fx_exp_sum_below); elsewhere log(s) is as
+     * accurate relative to the result. */
+    if (s < 2.0 && fabs((double)m) < 1.0)
+        return (double)m + log1p(FX_FN(fx_exp_sum_below)(x, n, m));
     return (double)m + log(s);
 }
 
