@@ -73,11 +73,14 @@ def cross_entropy_with_grad(logits, target, *, weight=None, ignore_index=IGNORE_
                       True, out)
 
 
-def binary_loss(x, target, weight, pos_weight, reduction, want_grad, out, from_logits):
-    """Binary cross-entropy (from logits or probabilities) and its gradient."""
+def binary_loss(x, target, weight, pos_weight, reduction, want_grad, out, from_logits,
+                target_in_unit=True):
+    """Binary cross-entropy (from logits or probabilities) and its gradient.
+    target_in_unit: refuse probability targets outside [0, 1] (PyTorch does;
+    Keras does not)."""
     name = "logits" if from_logits else "probs"
     p = prepare_binary(x, target, weight, pos_weight, reduction, want_grad=want_grad, out=out,
-                       name=name)
+                       name=name, target_in_unit=target_in_unit)
     elem_loss = np.empty_like(p.x) if p.reduction == "none" else None
     total, count, bad = _config.kernels().binary_xent(
         p.x, p.target, p.weight, p.pos_weight, p.grad, p.reduction == "mean", elem_loss,

@@ -434,9 +434,11 @@ def _broadcast_weight(weight, name, shape, dtype):
     return _flat2d(np.broadcast_to(w, shape), dtype)[0]
 
 
-def prepare_binary(x, target, weight, pos_weight, reduction, *, want_grad, out, name):
+def prepare_binary(x, target, weight, pos_weight, reduction, *, want_grad, out, name,
+                   target_in_unit=True):
     """Checks the arguments of binary_cross_entropy[_with_logits][_with_grad].
-    Targets of probabilities (name "probs") must lie in [0, 1], as PyTorch's."""
+    Targets of probabilities (name "probs") must lie in [0, 1], as PyTorch's,
+    unless not target_in_unit (Keras computes the formula for any target)."""
     reduction = check_reduction(reduction)
     x_in = as_array(x, name)
     dtype = result_dtype(x_in, name)
@@ -447,7 +449,7 @@ def prepare_binary(x, target, weight, pos_weight, reduction, *, want_grad, out, 
         raise ValueError(f"target: expected the shape of {name} {x_in.shape}, got {target_in.shape}")
     flat_x, x_is_copy = _flat2d(x_in, dtype)
     flat_t, _ = _flat2d(target_in, dtype)
-    if name == "probs":
+    if name == "probs" and target_in_unit:
         outside = (flat_t < 0) | (flat_t > 1)  # NaN passes, and gives NaN
         if outside.any():
             k = int(np.argmax(outside.reshape(-1)))
