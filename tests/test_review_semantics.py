@@ -429,7 +429,7 @@ def test_bce_gradient_clamp_constant():
         np.testing.assert_array_equal(grad, [-1 / clamp, 1 / clamp])
 
 
-# ------------------------------------------------------------------ items 14, 15: np.matrix, MaskedArray
+# ---------------------------------------------------- items 14, 15: np.matrix, MaskedArray
 
 @pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # np.matrix
 def test_matrix_weights_broadcast_as_pytorch(backend, torch):

@@ -53,9 +53,11 @@ def cross_entropy(logits, target, *, weight=None, ignore_index=IGNORE_INDEX_DEFA
 
     target: integer class indices (the shape of logits without `axis`) or
     float class probabilities (the shape of logits). weight: one weight per
-    class. ignore_index: a class index whose samples count for nothing.
+    class. ignore_index: a class index whose samples count for nothing
+    (class indices only: given with probabilities, ValueError, as PyTorch).
     reduction: "none" (per sample), "sum" or "mean" (weighted, over the
-    samples counted). label_smoothing: in [0, 1].
+    samples counted). label_smoothing: in [0, 1]. Zero classes: each sample's
+    loss is 0, the mean NaN, as PyTorch (a label that counts: IndexError).
     """
     return class_loss(logits, target, weight, ignore_index, reduction, label_smoothing, axis,
                       False, None)

@@ -15,17 +15,23 @@ def _softmax(x, axis, out, log_space):
 
 
 def softmax(x, *, axis=-1, out=None):
-    """exp(x) / sum(exp(x)) along axis, as scipy.special.softmax. out may be x."""
+    """exp(x) / sum(exp(x)) along axis, as scipy.special.softmax. out may be x.
+    An empty axis gives an empty array (as PyTorch)."""
     return _softmax(x, axis, out, False)
 
 
 def log_softmax(x, *, axis=-1, out=None):
-    """x - logsumexp(x) along axis, as scipy.special.log_softmax. out may be x."""
+    """x - logsumexp(x) along axis, as scipy.special.log_softmax. out may be x.
+    Where one element dominates its row, its result keeps its relative
+    accuracy (-log1p of the others' sum, not 0). An empty axis gives an empty
+    array (as PyTorch)."""
     return _softmax(x, axis, out, True)
 
 
 def logsumexp(x, *, axis=-1):
-    """log(sum(exp(x))) along axis, as scipy.special.logsumexp (the axis removed)."""
+    """log(sum(exp(x))) along axis, as scipy.special.logsumexp (the axis removed),
+    with its accuracy near 0 (logsumexp([0, -40]) is 4.248e-18: log1p of the
+    terms below a dominant maximum). An empty axis gives -inf."""
     rows, _ = prepare_rows(x, axis, "x")
     result = np.empty(rows.x.shape[0], rows.dtype)
     _config.kernels().logsumexp_rows(rows.x, result, _config.threads_for(rows.x.size))

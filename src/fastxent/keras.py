@@ -14,8 +14,10 @@ What Keras does and these functions do too:
 * ``label_smoothing`` replaces targets t by ``t (1 - ls) + 0.5 ls`` (binary)
   or ``t (1 - ls) + ls / C`` (categorical), where Keras takes C from the
   *last* axis of ``y_true`` whatever ``axis`` is.
-* Binary losses are averaged over ``axis``; ``y_true`` of sparse losses may
-  keep a length-1 class axis; positions whose label is ``ignore_class`` get 0.
+* Binary losses are averaged over ``axis``, for any ``y_true``, also outside
+  [0, 1] (which PyTorch's binary_cross_entropy refuses); ``y_true`` of sparse
+  losses may keep a length-1 class axis; positions whose label is
+  ``ignore_class`` get 0.
 
 Keras's backends differ in two corners; these functions follow the JAX and
 PyTorch backends (and TensorFlow's, but for the second point):
