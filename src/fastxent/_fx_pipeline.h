@@ -73,7 +73,7 @@ static size_t fx_scratch_bytes(size_t row_bytes)
  *   the table's run_end(c, n)             after the run's last row: the last
  *       pending row is finished and streamed, the streamed stores fenced.
  * Inside a row function, the row's maximum comes from fx_max_of (carried or
- * swept) and fx_exp_sum is called exactly once: it streams the previous row
+ * swept) and fx_exp_sum (or fx_exp_sums) is called exactly once: it streams the previous row
  * out and carries the next row's maximum on. Row functions that sweep no
  * exps (nll_index) and the short-row tiles (xent_index_short, whose rows
  * never stream) leave the carry alone, and are only used in runs of their own.

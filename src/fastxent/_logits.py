@@ -1,20 +1,22 @@
 """Losses from logits, with the semantics of torch.nn.functional."""
 
 from ._losses import BinaryInput, Scores, binary_loss, class_loss
-from ._validate import signature_hints
+from ._validate import IGNORE_INDEX_DEFAULT, signature_hints
 
 
 @signature_hints
-def cross_entropy(logits, target, *, weight=None, ignore_index=-100, reduction="mean",
-                  label_smoothing=0.0, axis=None):
+def cross_entropy(logits, target, *, weight=None, ignore_index=IGNORE_INDEX_DEFAULT,
+                  reduction="mean", label_smoothing=0.0, axis=None):
     """Softmax cross-entropy of `logits` against `target`, as
     torch.nn.functional.cross_entropy with the classes on `axis`.
 
     target: integer class indices (the shape of logits without `axis`) or
     float class probabilities (the shape of logits). weight: one weight per
-    class. ignore_index: a class index whose samples count for nothing.
+    class. ignore_index: a class index whose samples count for nothing
+    (class indices only: given with probabilities, ValueError, as PyTorch).
     reduction: "none" (per sample), "sum" or "mean" (weighted, over the
-    samples counted). label_smoothing: in [0, 1].
+    samples counted). label_smoothing: in [0, 1]. Zero classes: each sample's
+    loss is 0, the mean NaN, as PyTorch (a label that counts: IndexError).
 
     axis: the class axis. None (the default) takes the last axis for inputs
     of rank 1 and 2; for rank >= 3 it takes the axis the target's shape fits
@@ -28,8 +30,8 @@ def cross_entropy(logits, target, *, weight=None, ignore_index=-100, reduction="
 
 
 @signature_hints
-def cross_entropy_with_grad(logits, target, *, weight=None, ignore_index=-100, reduction="mean",
-                            label_smoothing=0.0, axis=None, out=None):
+def cross_entropy_with_grad(logits, target, *, weight=None, ignore_index=IGNORE_INDEX_DEFAULT,
+                            reduction="mean", label_smoothing=0.0, axis=None, out=None):
     """(loss, d loss / d logits) of cross_entropy in one fused pass.
 
     With reduction="none" the gradient is that of loss.sum(). out: an array

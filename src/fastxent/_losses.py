@@ -28,18 +28,38 @@ def class_loss(
         out=out,
     )
     row_loss = np.empty(p.x.shape[0], p.dtype) if p.reduction == "none" else None
-    total, denom, bad_row = _config.kernels().class_loss(
-        p, row_loss=row_loss, n_threads=_config.threads_for(p.x.size)
-    )
-    if bad_row >= 0:
-        raise p.label_error(bad_row)
+    if p.x.shape[1] == 0:
+        total, denom = _no_classes(p, row_loss)
+    else:
+        total, denom, bad_row = _config.kernels().class_loss(
+            p, row_loss=row_loss, n_threads=_config.threads_for(p.x.size)
+        )
+        if bad_row >= 0:
+            raise p.label_error(bad_row)
     loss = p.finish_loss(total, denom, row_loss)
     return (loss, p.finish_result()) if want_grad else loss
 
 
-def binary_loss(x, target, *, kind, weight, pos_weight, reduction, want_grad, out):
+def _no_classes(p, row_loss):
+    """(total, denominator) of a problem with zero classes, as PyTorch: a label
+    that counts is out of range; each row's loss is an empty sum, 0, and a
+    mean has nothing to count (NaN). The gradient is empty."""
+    if p.is_index:
+        counted = p.target != p.ignore_index
+        if counted.any():
+            raise p.label_error(int(np.argmax(counted)))
+    if row_loss is not None:
+        row_loss[...] = 0
+    return 0.0, 0.0
+
+
+def binary_loss(
+    x, target, *, kind, weight, pos_weight, reduction, want_grad, out, target_in_unit=True
+):
     """binary_cross_entropy_with_logits (kind BinaryInput.LOGITS) or
-    binary_cross_entropy (BinaryInput.PROBS), and its gradient when want_grad."""
+    binary_cross_entropy (BinaryInput.PROBS), and its gradient when want_grad.
+    target_in_unit: refuse probability targets outside [0, 1] (PyTorch does;
+    Keras does not)."""
     p = prepare_binary(
         x,
         target,
@@ -49,6 +69,7 @@ def binary_loss(x, target, *, kind, weight, pos_weight, reduction, want_grad, ou
         reduction=reduction,
         want_grad=want_grad,
         out=out,
+        target_in_unit=target_in_unit,
     )
     elem_loss = np.empty_like(p.x) if p.reduction == "none" else None
     total, count, bad = _config.kernels().binary_loss(
