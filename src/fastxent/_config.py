@@ -1,6 +1,7 @@
 """Backend choice, thread count and the configuration report."""
 
 import contextlib
+import functools
 import os
 import platform
 import threading
@@ -38,7 +39,7 @@ def max_threads() -> int:
     -------
     int
         4 x the CPUs available to this process (its affinity mask where the
-        system has one, else all of them).
+        system has one, else all of them), counted once, when first asked.
 
     Examples
     --------
@@ -46,11 +47,14 @@ def max_threads() -> int:
     >>> max_threads() >= 4
     True
     """
+    return 4 * _available_cpus()
+
+
+@functools.cache  # every call's thread count is held to it: no system call each time
+def _available_cpus():
     if hasattr(os, "sched_getaffinity"):
-        cpus = len(os.sched_getaffinity(0))
-    else:
-        cpus = os.cpu_count() or 1
-    return 4 * max(cpus, 1)
+        return max(len(os.sched_getaffinity(0)), 1)
+    return os.cpu_count() or 1
 
 
 def _env_threads(name):
@@ -99,10 +103,9 @@ _state = {
 _local = threading.local()  # num_threads() and reference overrides, per Python thread
 
 
-def _forked():
-    # The extension marks the child of every fork(), also one made from C
-    # (fastxent._kernels.forked); only its OpenMP threads can hang there.
-    return _compiled is not None and _compiled.forked()
+# The extension marks the child of every fork(), also one made from C; only
+# its OpenMP threads can hang there.
+_forked = _compiled.forked if _compiled is not None else (lambda: False)
 
 
 def get_backend():

@@ -38,6 +38,8 @@ def base_view(arr):
 def as_array(value, name):
     """np.asarray with a clear TypeError for what NumPy cannot make numeric
     (an ndarray subclass gives its base_view)."""
+    if type(value) is np.ndarray:  # the common case first: a call per argument costs
+        return value
     if isinstance(value, np.ndarray):
         return base_view(value)
     try:
