@@ -111,7 +111,7 @@ def _subclass_cases():
     arguments among them, whether it takes out=, reference result)."""
     rng = np.random.default_rng(11)
     x = rng.standard_normal((6, 5))
-    y = rng.integers(0, 5, 6)
+    y = np.array([0, 1, 2, 3, 4, 2])  # every class: sklearn's log_loss infers them
     w = rng.uniform(0.5, 2.0, 5)
     p = special.softmax(rng.standard_normal((6, 5)), axis=-1)
     q = special.softmax(rng.standard_normal((6, 5)), axis=-1)
@@ -119,7 +119,31 @@ def _subclass_cases():
     bw = rng.uniform(0.5, 2.0, (6, 5))
     pw = rng.uniform(0.5, 2.0, 5)
     lp = special.log_softmax(x, axis=-1)
+    onehot = np.eye(5)[y]
+    minus_log_p_y = -np.log(p[np.arange(6), y])
+    bce_probs = -(t * np.log(p) + (1 - t) * np.log1p(-p))
     return {
+        "cross_entropy": (fastxent.cross_entropy, {"logits": x, "target": y, "weight": w},
+                          ("weight",), False, oracle_xent(x, y, weight=w)[0]),
+        "nll_loss": (fastxent.nll_loss, {"log_probs": lp, "target": y, "weight": w}, ("weight",),
+                     False, _nll_ref(lp, y, w)[0]),
+        "binary_cross_entropy_with_logits": (
+            fastxent.binary_cross_entropy_with_logits,
+            {"logits": x, "target": t, "weight": bw, "pos_weight": pw}, ("weight", "pos_weight"),
+            False, _bce_logits_ref(x, t, bw, pw)[0]),
+        "binary_cross_entropy": (fastxent.binary_cross_entropy,
+                                 {"probs": p, "target": t, "weight": bw}, ("weight",), False,
+                                 _bce_probs_ref(p, t, bw)[0]),
+        "sklearn.log_loss": (fastxent.sklearn.log_loss, {"y_true": y, "y_pred": p}, (), False,
+                             minus_log_p_y.mean()),
+        "keras.categorical_crossentropy": (fastxent.keras.categorical_crossentropy,
+                                           {"y_true": onehot, "y_pred": p}, (), False,
+                                           minus_log_p_y),
+        "keras.sparse_categorical_crossentropy": (fastxent.keras.sparse_categorical_crossentropy,
+                                                  {"y_true": y, "y_pred": p}, (), False,
+                                                  minus_log_p_y),
+        "keras.binary_crossentropy": (fastxent.keras.binary_crossentropy,
+                                      {"y_true": t, "y_pred": p}, (), False, bce_probs.mean(-1)),
         "softmax": (fastxent.softmax, {"x": x}, (), True, special.softmax(x, axis=-1)),
         "log_softmax": (fastxent.log_softmax, {"x": x}, (), True,
                         special.log_softmax(x, axis=-1)),
