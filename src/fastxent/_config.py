@@ -1,7 +1,6 @@
 """Backend choice, thread count and the configuration report."""
 
 import contextlib
-import functools
 import os
 import platform
 import threading
@@ -39,7 +38,7 @@ def max_threads() -> int:
     -------
     int
         4 x the CPUs available to this process (its affinity mask where the
-        system has one, else all of them), counted once, when first asked.
+        system has one, else all of them) when fastxent was imported.
 
     Examples
     --------
@@ -47,14 +46,17 @@ def max_threads() -> int:
     >>> max_threads() >= 4
     True
     """
-    return 4 * _available_cpus()
+    return _MAX_THREADS
 
 
-@functools.cache  # every call's thread count is held to it: no system call each time
 def _available_cpus():
     if hasattr(os, "sched_getaffinity"):
         return max(len(os.sched_getaffinity(0)), 1)
     return os.cpu_count() or 1
+
+
+# Counted once: every call's thread count is held to it, without a system call.
+_MAX_THREADS = 4 * _available_cpus()
 
 
 def _env_threads(name):
@@ -161,7 +163,7 @@ def get_num_threads():
         return local
     if _state["threads"] is not None:
         return _state["threads"]
-    return min(_compiled.openmp_max_threads(), max_threads()) if _compiled is not None else 1
+    return min(_compiled.openmp_max_threads(), _MAX_THREADS) if _compiled is not None else 1
 
 
 # Elements a thread should have at least: below, starting and waking threads
