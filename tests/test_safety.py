@@ -4,6 +4,7 @@ in-place calls that overflow or fail, a mean over zero total weight, absurd
 thread counts, fork() called from C, and the accuracy of the kernels' own
 exp and log (against a long-double truth, in ulps, per instruction set)."""
 
+import functools
 import json
 import os
 import subprocess
@@ -147,7 +148,11 @@ def _subclass_cases():
         "softmax": (fastxent.softmax, {"x": x}, (), True, special.softmax(x, axis=-1)),
         "log_softmax": (fastxent.log_softmax, {"x": x}, (), True,
                         special.log_softmax(x, axis=-1)),
+        "softmax_over_all_axes": (functools.partial(fastxent.softmax, axis=(0, 1)), {"x": x}, (),
+                                  True, special.softmax(x, axis=(0, 1))),
         "logsumexp": (fastxent.logsumexp, {"x": x}, (), False, special.logsumexp(x, axis=-1)),
+        "logsumexp_weighted": (fastxent.logsumexp, {"x": x, "b": t}, ("b",), False,
+                               special.logsumexp(x, axis=-1, b=t)),
         "entropy": (fastxent.entropy, {"p": p}, (), False, special.entr(p).sum(-1)),
         "kl_divergence": (fastxent.kl_divergence, {"p": p, "q": q}, (), False,
                           special.rel_entr(p, q).sum(-1)),
