@@ -708,7 +708,7 @@ def binary_xent(const floating[:, ::1] x not None, const floating[:, ::1] target
     return total, <double>n, -1
 
 
-# ---- test-only: the elementwise helpers of the row code in use (select_isa),
+# ---- test-only: the elementwise functions of the row code in use (select_isa),
 # over arrays, for tests/test_safety.py to compare with a high-precision truth ----
 
 def _exp(const floating[::1] d not None):

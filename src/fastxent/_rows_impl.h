@@ -685,7 +685,7 @@ FX_SIMD(reduction(+ : chunk))
     return total;
 }
 
-/* Test-only (fastxent._kernels' _exp and friends): the elementwise helpers
+/* Test-only (fastxent._kernels' _exp and friends): the elementwise functions
  * of this instance over arrays, in loops vectorised as the kernels' are. */
 FX_ATTR static void FX_FN(fx_test_exp)(const FX_T *d, FX_T *out, ptrdiff_t n)
 {
