@@ -11,6 +11,7 @@ import importlib.util
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -331,3 +332,150 @@ def test_progress_bar_on_a_terminal():
     assert "bench [######......" in text and "1/2 xent 8x3 float32, 1 thread: round 2/4" in text
     progress.close()
     assert stream.getvalue().endswith("\r")
+
+
+# --------------------------------------------------------------------------- argument checks
+
+def run_in_process(capsys, *argv):
+    """bench.run on these options: (exit code, stdout, stderr lines)."""
+    code = bench.run(parse(*argv))
+    out, err = capsys.readouterr()
+    return code, out, err.strip().splitlines()
+
+
+def test_thread_count_beyond_the_limit_is_one_line():
+    # Before: an OverflowError traceback (2**31) or libgomp ending the process.
+    result = run_bench("--threads", "2147483648", "--peers", "none")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"fastxent bench: --threads 2147483648: more than fastxent's limit of "
+        f"{arguments.thread_limit()} threads here ({bench.usable_cpus()} CPUs available)"]
+    assert result.stdout == ""
+
+
+def test_thread_limit(capsys):
+    limit = arguments.thread_limit()
+    assert limit >= bench.usable_cpus()
+    code, out, err = run_in_process(capsys, "--threads", f"1,{limit + 1}", "--peers", "none")
+    assert (code, out) == (2, "") and len(err) == 1
+    assert err[0].startswith(f"fastxent bench: --threads {limit + 1}: more than")
+    # the limit itself is accepted (the plan is made; nothing is run here)
+    plan = arguments.check_arguments(parse("--threads", str(limit), "--shapes", "8x3"), 1)
+    assert {b.threads for b in plan} == {(limit,)}
+
+
+@pytest.mark.parametrize("option", ["--json", "--plot"])
+def test_output_path_checked_before_running(option, tmp_path, capsys):
+    # Before: the run went through, then a traceback, the results lost.
+    missing = tmp_path / "no" / "such" / "dir" / "x.out"
+    code, out, err = run_in_process(capsys, "--shapes", "8x3", "--peers", "none",
+                                    option, str(missing))
+    assert (code, out) == (2, "")
+    assert err == [f"fastxent bench: {option} {missing}: cannot be written "
+                   f"(No such file or directory)"]
+    code, out, err = run_in_process(capsys, "--shapes", "8x3", "--peers", "none",
+                                    option, str(tmp_path))
+    assert (code, out) == (2, "")
+    assert err == [f"fastxent bench: {option} {tmp_path}: is a directory, not a file"]
+
+
+def test_output_path_check_writes_nothing(tmp_path):
+    new, kept = tmp_path / "new.json", tmp_path / "kept.json"
+    kept.write_text("earlier results")
+    for path in (new, kept):
+        arguments.check_arguments(parse("--shapes", "8x3", "--json", str(path)), 1)
+    assert not new.exists()
+    assert kept.read_text() == "earlier results"
+
+
+@pytest.mark.parametrize("shapes, ops", [("1000000x1000000", "xent"),
+                                         ("4Mi,99999999999999", "bce"),
+                                         ("3037000500x3037000500", "xent-fwd")])
+def test_shape_beyond_memory_is_one_line(shapes, ops, capsys):
+    # Before: NumPy's "array is too big" or a MemoryError, as a traceback.
+    code, out, err = run_in_process(capsys, "--shapes", shapes, "--ops", ops, "--peers", "none")
+    assert (code, out) == (2, "") and len(err) == 1
+    assert re.fullmatch(r"fastxent bench: --shapes: \S+ \S+ float32 needs about \S+ GB with "
+                        r"its peers' copies; (\S+ GB available|more than this platform can "
+                        r"address)", err[0]), err
+
+
+def test_memory_estimate(monkeypatch):
+    # 8192x1000 float32 is 32.8 MB of logits: refused with 100 MB available,
+    # accepted with 10 GB; its peers' copies count.
+    n = 8192 * 1000 * 4
+    alone = workloads.memory_needed("xent", (8192, 1000), "float32", ())
+    with_peers = workloads.memory_needed("xent", (8192, 1000), "float32", bench.PEERS)
+    assert 4 * n <= alone < with_peers < 40 * n
+    assert workloads.memory_needed("xent", (8192, 1000), "float32", (), 2) > alone
+    monkeypatch.setattr(arguments, "available_memory", lambda: 10**8)
+    with pytest.raises(arguments.ArgumentProblem, match=r"^--shapes: xent 8192x1000 float32 "):
+        arguments.check_arguments(parse("--shapes", "8192x1000", "--ops", "xent"), 1)
+    monkeypatch.setattr(arguments, "available_memory", lambda: 10**10)
+    assert arguments.check_arguments(parse("--shapes", "8192x1000", "--ops", "xent"), 1)
+
+
+# --------------------------------------------------------------------------- peers and report
+
+def test_best_peer_and_floors_in_the_rows():
+    # Hand-made samples (ms): the best peer is the quickest one of the peers,
+    # not fastxent, not the NumPy reference; allocating calls go against the
+    # fresh-page floor, out= and sklearn's preallocated buffers against the copy.
+    w = bench.make_workload("xent", (4, 3), "float32")
+    allocating = {"fastxent", "numpy-reference", "torch", "torch-compile"}
+    medians = {"fastxent": 1.0, "fastxent-out": 0.8, "numpy-reference": 10.0, "torch": 6.0,
+               "torch-compile": 3.0, "sklearn": 4.0, "floor": 0.5, "floor-fresh": 0.7}
+    impls = {name: bench.Impl(name, None, allocates=name in allocating, threads=2)
+             for name in medians}
+    samples = {name: [m / 1e3 * f for f in (0.9, 1.0, 1.3)] for name, m in medians.items()}
+    rows = {r["implementation"]: r for r in report.make_rows(w, 2, impls, samples)}
+    for name, r in rows.items():
+        assert r["best_peer"] == "torch-compile"
+        assert r["speedup_vs_best_peer"] == pytest.approx(3.0 / medians[name])
+        assert r["speedup_vs_torch"] == pytest.approx(6.0 / medians[name])
+        floor = "floor-fresh" if name in allocating | {"floor-fresh"} else "floor"
+        assert r["floor"] == floor
+        assert r["ratio_to_floor"] == pytest.approx(medians[name] / medians[floor])
+    table = io.StringIO()
+    report.print_table(list(rows.values()), file=table)
+    header = table.getvalue().splitlines()[0]
+    assert "vs best peer" in header and "vs torch" in header
+
+
+def test_torch_compile_agrees():
+    # One real compilation (seconds): torch.compile's fwd+bwd against the
+    # NumPy reference, as the bench checks before timing.
+    torch = pytest.importorskip("torch")
+    if bench_peers.cxx_compiler() is None:
+        pytest.skip("no C++ compiler: torch.compile cannot build its kernels")
+    peers = bench.import_peers(names=("torch-compile",))
+    assert peers.torch_compile and peers.versions() == {"torch-compile": torch.__version__}
+    w = bench.make_workload("xent", (37, 5), "float32")
+    impls = bench.make_implementations(w, 1, peers)
+    assert impls["torch-compile"].allocates
+    with bench.using_threads(1, peers.torch):
+        bench.check(impls, "test")
+
+
+def test_markdown_table_from_the_json(tiny_run):
+    # The README's table is made from the bench's JSON: one line per fastxent
+    # row, with the row's numbers.
+    _, json_path, _ = tiny_run
+    data = json.loads(json_path.read_text())
+    lines = report.markdown_table(data).splitlines()
+    fast = [r for r in data["results"] if r["implementation"] in ("fastxent", "fastxent-out")]
+    assert len(lines) == 2 + len(fast)
+    assert lines[0].startswith("| workload | threads | fastxent |")
+    for line, r in zip(lines[2:], fast):
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[0].startswith({"xent": "cross-entropy fwd+bwd 64 x 10 float32",
+                                    "xent-fwd": "cross-entropy forward only 64 x 10 float32",
+                                    "bce": "binary CE with logits fwd+bwd 64 x 10 float32"}[r["op"]])
+        assert ("`out=`" in cells[0]) == (r["implementation"] == "fastxent-out")
+        assert int(cells[1]) == r["threads"]
+        assert float(cells[2].removesuffix(" ms")) == pytest.approx(r["median_ms"], rel=5e-3)
+        assert float(cells[3].rstrip("x")) == pytest.approx(r["speedup_vs_numpy"], rel=5e-2)
+        assert float(cells[6].split()[0]) == pytest.approx(r["ratio_to_floor"], abs=5e-3)
+    caption = report.markdown_caption(data)
+    assert caption.startswith(f"fastxent {fastxent.__version__} (")
+    assert "load average" in caption and "interleaved rounds" in caption
