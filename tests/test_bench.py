@@ -21,8 +21,9 @@ import pytest
 
 import fastxent
 from fastxent import bench
+from fastxent.bench import arguments, floors, report, workloads
+from fastxent.bench import peers as bench_peers
 from fastxent.bench.progress import Progress
-from fastxent.bench import arguments, floors, peers as bench_peers, report, workloads
 
 OPS = ("xent", "xent-fwd", "bce")
 LABELS = {  # the implementations each op shows without peers
@@ -347,9 +348,9 @@ def test_thread_count_beyond_the_limit_is_one_line():
     # Before: an OverflowError traceback (2**31) or libgomp ending the process.
     result = run_bench("--threads", "2147483648", "--peers", "none")
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        f"fastxent bench: --threads 2147483648: more than fastxent's limit of "
-        f"{arguments.thread_limit()} threads here ({bench.usable_cpus()} CPUs available)"]
+    expected = (f"fastxent bench: --threads 2147483648: more than fastxent's limit of "
+                f"{arguments.thread_limit()} threads here ({bench.usable_cpus()} CPUs available)")
+    assert result.stderr.strip().splitlines() == [expected]
     assert result.stdout == ""
 
 
@@ -371,8 +372,8 @@ def test_output_path_checked_before_running(option, tmp_path, capsys):
     code, out, err = run_in_process(capsys, "--shapes", "8x3", "--peers", "none",
                                     option, str(missing))
     assert (code, out) == (2, "")
-    assert err == [f"fastxent bench: {option} {missing}: cannot be written "
-                   f"(No such file or directory)"]
+    expected = f"fastxent bench: {option} {missing}: cannot be written (No such file or directory)"
+    assert err == [expected]
     code, out, err = run_in_process(capsys, "--shapes", "8x3", "--peers", "none",
                                     option, str(tmp_path))
     assert (code, out) == (2, "")

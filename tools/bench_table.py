@@ -32,7 +32,7 @@ def main(argv=None):
         return 0
     with open(args.readme) as f:
         text = f.read()
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
+    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.DOTALL)
     if len(pattern.findall(text)) != 1:
         print(f"bench_table: {args.readme}: expected one {START} ... {END} block", file=sys.stderr)
         return 2

@@ -256,8 +256,8 @@ def markdown_table(data):
     """The README's performance table (Markdown) from the bench's JSON `data`:
     a line per fastxent row (out= and allocating, each thread count)."""
     rows = data["results"]
-    lines = ["| workload | threads | fastxent | vs NumPy | vs PyTorch | vs best peer | "
-             "x floor |", "|---|---|---|---|---|---|---|"]
+    header = "| workload | threads | fastxent | vs NumPy | vs PyTorch | vs best peer | x floor |"
+    lines = [header, "|---|---|---|---|---|---|---|"]
     for r in rows:
         if r["implementation"] not in ("fastxent", "fastxent-out"):
             continue
