@@ -66,6 +66,7 @@ def workload(workload_spec, threads, peers):
     """(group name, Workload, name -> Impl), checked against the NumPy
     reference; one workload alive at a time (pytest orders the tests by it)."""
     op, shape, dtype = workload_spec
+    peers.new_workload()
     w = bench.make_workload(op, shape, dtype)
     group = f"{op} {w.name} {np.dtype(dtype).name}, {threads} threads"
 

@@ -443,19 +443,28 @@ def test_best_peer_and_floors_in_the_rows():
     assert "vs best peer" in header and "vs torch" in header
 
 
-def test_torch_compile_agrees():
-    # One real compilation (seconds): torch.compile's fwd+bwd against the
-    # NumPy reference, as the bench checks before timing.
+def test_torch_compile_agrees_and_compiles_every_workload():
+    # Real compilations (seconds each): torch.compile's fwd+bwd against the
+    # NumPy reference, as the bench checks before timing; and every workload
+    # really compiled. Dynamo stops compiling a function after its limit of
+    # recompilations (8; 1 here, to keep the test short) and runs it eagerly:
+    # without new_workload() the second workload would time eager PyTorch.
     torch = pytest.importorskip("torch")
     if bench_peers.cxx_compiler() is None:
         pytest.skip("no C++ compiler: torch.compile cannot build its kernels")
     peers = bench.import_peers(names=("torch-compile",))
     assert peers.torch_compile and peers.versions() == {"torch-compile": torch.__version__}
-    w = bench.make_workload("xent", (37, 5), "float32")
-    impls = bench.make_implementations(w, 1, peers)
-    assert impls["torch-compile"].allocates
-    with bench.using_threads(1, peers.torch):
-        bench.check(impls, "test")
+    graphs = torch._dynamo.utils.counters["stats"]
+    with torch._dynamo.config.patch(recompile_limit=1):
+        for shape in ((37, 5), (29, 6)):
+            peers.new_workload()
+            w = bench.make_workload("xent", shape, "float32")
+            impls = bench.make_implementations(w, 1, peers)
+            assert impls["torch-compile"].allocates
+            before = graphs["unique_graphs"]
+            with bench.using_threads(1, peers.torch):
+                bench.check(impls, "test")
+            assert graphs["unique_graphs"] > before, f"{shape}: not compiled"
 
 
 def test_markdown_table_from_the_json(tiny_run):

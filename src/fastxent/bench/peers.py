@@ -63,6 +63,16 @@ class Peers:
                     "jax": getattr(self.jax, "__version__", None)}
         return {name: v for name, v in versions.items() if name in self.asked}
 
+    def new_workload(self):
+        """To be called before a workload's implementations are made: drops
+        torch.compile's code for the workloads before (their functions are
+        gone). Dynamo counts the compilations of one function (the wrapper
+        of the loss, which every compilation shares) and beyond its limit (8)
+        silently runs it eagerly: a run of many workloads would time eager
+        PyTorch under torch.compile's name."""
+        if self.torch_compile:
+            self.torch._dynamo.reset()
+
 
 def import_torch():
     """torch, or None where `import torch` does not work (never installed by us)."""

@@ -30,6 +30,7 @@ def run_block(block, peers, repeat, max_seconds, progress, warn):
     implementations checked, then all of them timed in one round-robin (the
     thread counts interleaved too, so that thread scaling is measured as
     robustly as the rest)."""
+    peers.new_workload()
     w = make_workload(block.op, block.shape, block.dtype)
     counts = ",".join(map(str, block.threads))
     progress.block(f"{w.op} {w.name} {w.dtype}, {counts} thread"
