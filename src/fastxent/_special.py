@@ -100,7 +100,8 @@ def softmax(x, *, axis=-1, out=None):
     """exp(x) / sum(exp(x)) over `axis`, as scipy.special.softmax.
 
     axis: an int, a tuple of ints, or None for the whole array (SciPy's
-    default is None; fastxent's is -1, the class axis). out may be x.
+    default is None; fastxent's is -1, the class axis). out may be x. An
+    empty axis gives an empty array (as PyTorch).
     """
     return _softmax(x, axis, out, False)
 
@@ -110,7 +111,9 @@ def log_softmax(x, *, axis=-1, out=None):
     """x - logsumexp(x) over `axis`, as scipy.special.log_softmax.
 
     axis: an int, a tuple of ints, or None for the whole array (SciPy's
-    default is None; fastxent's is -1). out may be x.
+    default is None; fastxent's is -1). out may be x. Where one element
+    dominates its row, its result keeps its relative accuracy (-log1p of the
+    others' sum, not 0). An empty axis gives an empty array (as PyTorch).
     """
     return _softmax(x, axis, out, True)
 
@@ -134,7 +137,9 @@ def logsumexp(x, *, axis=-1, b=None, keepdims=False, return_sign=False):
     may be negative or zero (a zero weight drops its term, even an infinite
     or NaN one). keepdims: keep the reduced axes with length 1.
     return_sign: return (log|sum|, sign of the sum); without it a negative
-    sum gives NaN. An empty reduction gives -inf.
+    sum gives NaN. An empty reduction gives -inf. Results near 0 keep
+    their relative accuracy, as SciPy's (logsumexp([0, -40]) is 4.248e-18:
+    log1p of the terms below a dominant maximum).
     """
     x_in = as_array(x, "x")
     dtype = result_dtype(x_in, "x")

@@ -75,8 +75,10 @@ def result_dtype(arr, name):
 
 
 def as_array(value, name):
-    """np.asarray with a clear TypeError for what NumPy cannot make numeric."""
-    if isinstance(value, np.ndarray):
+    """np.asarray with a clear TypeError for what NumPy cannot make numeric.
+    Subclasses (np.matrix, MaskedArray, ...) become plain views of their
+    data: results are plain arrays, and a mask is not honoured."""
+    if type(value) is np.ndarray:
         return value
     try:
         return np.asarray(value)
@@ -90,8 +92,18 @@ def check_reduction(reduction):
     return reduction
 
 
+def _is_bool(value):
+    return isinstance(value, (bool, np.bool_))
+
+
+def _is_text(value):
+    return isinstance(value, (str, bytes))  # np.str_ and np.bytes_ included
+
+
 def check_axis(axis, ndim, name):
     try:
+        if _is_bool(axis):  # not an integer here, as for NumPy and PyTorch
+            raise TypeError
         axis = _as_index(axis)
     except TypeError:
         raise TypeError(f"axis: expected an integer, got {axis!r}") from None
@@ -102,6 +114,8 @@ def check_axis(axis, ndim, name):
 
 def check_label_smoothing(value):
     try:
+        if _is_text(value):  # float("0.1") would accept it; PyTorch does not
+            raise TypeError
         eps = float(value)
     except (TypeError, ValueError):
         raise TypeError(f"label_smoothing: expected a number, got {value!r}") from None
@@ -113,8 +127,20 @@ def check_label_smoothing(value):
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1  # np.iinfo costs microseconds a call
 
 
+class _DefaultIgnoreIndex(int):
+    """The type of IGNORE_INDEX_DEFAULT."""
+
+
+# PyTorch's default ignore_index, -100, as the default of the signatures: an
+# int like any other, but one that tells (`is`) that the caller passed none,
+# so that an ignore_index given with probability targets can be refused.
+IGNORE_INDEX_DEFAULT = _DefaultIgnoreIndex(-100)
+
+
 def check_ignore_index(value):
     try:
+        if _is_bool(value):  # not an integer here, as for PyTorch
+            raise TypeError
         value = _as_index(value)
     except TypeError:
         raise TypeError(f"ignore_index: expected an integer, got {value!r}") from None
@@ -128,6 +154,8 @@ def check_base(base):
     if base is None:
         return None
     try:
+        if _is_text(base):  # float("2") would accept it; SciPy does not
+            raise TypeError
         base = float(base)
     except (TypeError, ValueError):
         raise TypeError(f"base: expected a number, got {base!r}") from None
@@ -238,7 +266,7 @@ def classes_last(arr, axis, dtype):
     return flat, not np.may_share_memory(flat, arr)
 
 
-def prepare_rows(x, axis, name, *, want_result=False, out=None, others=None, empty_ok=True):
+def prepare_rows(x, axis, name, *, want_result=False, out=None, others=None):
     """Checks an array with a class axis and lays it out as Rows.
 
     want_result: allocate (or take from out=) a buffer for an N x C result;
@@ -249,8 +277,6 @@ def prepare_rows(x, axis, name, *, want_result=False, out=None, others=None, emp
     if x_in.ndim == 0:
         raise ValueError(f"{name}: expected at least one dimension (the classes), got a 0-d array")
     axis = check_axis(axis, x_in.ndim, name)
-    if not empty_ok and x_in.shape[axis] == 0:
-        raise ValueError(f"{name}: the class axis {axis} of shape {x_in.shape} has length 0")
     flat, is_copy = classes_last(x_in, axis, dtype)
     result, result_is_out = None, False
     if out is not None:
@@ -387,12 +413,13 @@ def prepare_classes(scores, target, weight, ignore_index, reduction, label_smoot
     """Checks the arguments of cross_entropy / nll_loss [_with_grad]."""
     reduction = check_reduction(reduction)
     label_smoothing = check_label_smoothing(label_smoothing)
+    is_default_ignore_index = ignore_index is IGNORE_INDEX_DEFAULT
     ignore_index = check_ignore_index(ignore_index)
     target_in = as_array(target, "target")
     scores = as_array(scores, name)
     axis = class_axis(axis, scores.shape, target_in, name)
     rows, scores_in = prepare_rows(scores, axis, name, want_result=want_grad, out=out,
-                                   others={"target": target, "weight": weight}, empty_ok=False)
+                                   others={"target": target, "weight": weight})
     n_classes, axis = rows.x.shape[1], rows.axis
 
     kind = target_in.dtype.kind
@@ -409,6 +436,10 @@ def prepare_classes(scores, target, weight, ignore_index, reduction, label_smoot
                 + (f"; class indices must be an integer array of shape {rows.batch_shape}"
                    if as_labels else _axis_hint(scores_in.shape, target_in.shape))
             )
+        if not is_default_ignore_index:
+            raise ValueError(  # PyTorch's refusal
+                f"ignore_index: {ignore_index} given, but ignore_index is not supported for "
+                "floating point target (class probabilities)")
         flat_target, _ = classes_last(target_in, axis, rows.dtype)
         is_index = False
     else:
@@ -498,9 +529,11 @@ def _broadcast_weight(weight, name, shape, dtype):
     return _flat2d(np.broadcast_to(w, shape), dtype)[0]
 
 
-def prepare_binary(x, target, weight, pos_weight, reduction, *, want_grad, out, name):
+def prepare_binary(x, target, weight, pos_weight, reduction, *, want_grad, out, name,
+                   target_in_unit=True):
     """Checks the arguments of binary_cross_entropy[_with_logits][_with_grad].
-    Targets of probabilities (name "probs") must lie in [0, 1], as PyTorch's."""
+    Targets of probabilities (name "probs") must lie in [0, 1], as PyTorch's,
+    unless not target_in_unit (Keras computes the formula for any target)."""
     reduction = check_reduction(reduction)
     x_in = as_array(x, name)
     dtype = result_dtype(x_in, name)
@@ -511,7 +544,7 @@ def prepare_binary(x, target, weight, pos_weight, reduction, *, want_grad, out, 
         raise ValueError(f"target: expected the shape of {name} {x_in.shape}, got {target_in.shape}")
     flat_x, x_is_copy = _flat2d(x_in, dtype)
     flat_t, _ = _flat2d(target_in, dtype)
-    if name == "probs":
+    if name == "probs" and target_in_unit:
         outside = (flat_t < 0) | (flat_t > 1)  # NaN passes, and gives NaN
         if outside.any():
             k = int(np.argmax(outside.reshape(-1)))
