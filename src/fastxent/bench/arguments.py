@@ -102,8 +102,8 @@ def add_arguments(parser):
                              "once per workload and thread count, before the timing), "
                              "sklearn, jax; or none (default: all)")
     parser.add_argument("--threads", type=_threads, default=None, metavar="N[,N...]",
-                        help="thread counts to time, for thread scaling (default: "
-                             "fastxent.get_num_threads())")
+                        help="thread counts to time, for thread scaling, each within "
+                             "fastxent's thread limit (default: fastxent.get_num_threads())")
     parser.add_argument("--shapes", type=_shapes, default=None, metavar="SHAPE[,SHAPE...]",
                         help="workloads: rows x classes (8192x1000), or a number of elements "
                              "(16Mi; bce only: bce takes every shape). Default per op: xent "
