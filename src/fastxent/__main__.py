@@ -8,8 +8,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m fastxent", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("info", help="print the configuration (version, backend, OpenMP, SIMD, threads)")
-    bench = commands.add_parser("bench", help="time fastxent against the NumPy reference")
-    from ._bench import add_arguments, run
+    bench = commands.add_parser("bench", help="time fastxent against NumPy, its peers and the memory floor")
+    from .bench import add_arguments, run
 
     add_arguments(bench)
     args = parser.parse_args(argv)
