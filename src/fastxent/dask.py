@@ -164,25 +164,24 @@ def _class_inputs(scores, target, weight, ignore_index, reduction, label_smoothi
         raise ValueError(f"{name}: the class axis {axis} of shape {x.shape} has length 0")
     batch_shape = x.shape[:axis] + x.shape[axis + 1:]
     x = da.moveaxis(x, axis, -1)
-    t_dtype = target.dtype if hasattr(target, "dtype") else as_array(target, "target").dtype
+    t = target if isinstance(target, da.Array) else as_array(target, "target")
+    t_dtype = t.dtype
     if t_dtype.kind in "iu":
-        t = _as_dask(target, "target", chunks=x.chunks[:-1])
         if t.shape != batch_shape:
             raise ValueError(
                 f"target: class indices must have shape {batch_shape} (input {tuple(x.shape)} "
                 f"without axis {axis}), got {t.shape}")
-        t = t.rechunk(x.chunks[:-1])
+        t = _as_dask(t, "target", chunks=x.chunks[:-1]).rechunk(x.chunks[:-1])
         is_index = True
     elif t_dtype.kind == "f" and allow_probabilities:
         shape = x.shape[:axis] + (n_classes,) + batch_shape[axis:]
-        t = _as_dask(target, "target")
         if t.shape != shape:
             as_labels = t.shape == batch_shape
             raise (TypeError if as_labels else ValueError)(
                 f"target: class probabilities must have the shape of {name} {shape}, "
                 f"got {t.shape} of dtype {t.dtype}"
                 + ("; class indices must be an integer array" if as_labels else ""))
-        t = da.moveaxis(t, axis, -1).rechunk(x.chunks)
+        t = da.moveaxis(_as_dask(t, "target"), axis, -1).rechunk(x.chunks)
         is_index = False
     else:
         raise TypeError("target: expected integer class indices"
@@ -513,12 +512,12 @@ def _binary_loss(x, target, weight, pos_weight, reduction, want_grad, from_logit
     reduction = check_reduction(reduction)
     x = _as_dask(x, name)
     dtype = _check_dtype(x, name)
-    t = _as_dask(target, "target", chunks=x.chunks)
+    t = target if isinstance(target, da.Array) else as_array(target, "target")
     if t.dtype.kind not in "fiu":
         raise TypeError(f"target: expected real numbers in [0, 1], got dtype {t.dtype}")
     if t.shape != x.shape:
         raise ValueError(f"target: expected the shape of {name} {x.shape}, got {t.shape}")
-    t = t.rechunk(x.chunks)
+    t = _as_dask(t, "target", chunks=x.chunks).rechunk(x.chunks)
     w = _binary_weight(weight, "weight", x)
     pw = _binary_weight(pos_weight, "pos_weight", x)
     count = float(math.prod(x.shape))
@@ -748,16 +747,19 @@ def log_loss(y_true, y_pred, *, normalize=True, sample_weight=None, labels=None)
         raise ValueError(f"y_pred: expected 1 or 2 dimensions, got shape {p.shape}")
     if p.ndim == 2:
         p = p.rechunk({1: -1})
-    y = _as_dask(y_true, "y_true", chunks=(p.chunks[0],))
-    w = None if sample_weight is None else _as_dask(sample_weight, "sample_weight",
-                                                    chunks=(p.chunks[0],))
-    counts = [p.shape[0], y.shape[0]] + ([] if w is None else [w.shape[0]])
+    y = y_true if isinstance(y_true, da.Array) else _sklearn._label_array(y_true, "y_true")
+    w = sample_weight
+    if w is not None and not isinstance(w, da.Array):
+        w = as_array(w, "sample_weight")
+    counts = [p.shape[0], len(y)] + ([] if w is None else [len(w)])
     if len(set(counts)) > 1:
         names = "y_pred, y_true" + ("" if w is None else ", sample_weight")
         raise ValueError(f"{names}: inconsistent numbers of samples: {counts}")
     if y.ndim != 1:
         raise ValueError(f"y_true: expected 1-D labels, got shape {y.shape}")
-    y = y.rechunk((p.chunks[0],))
+    y = _as_dask(y, "y_true", chunks=(p.chunks[0],)).rechunk((p.chunks[0],))
+    if w is not None:
+        w = _as_dask(w, "sample_weight", chunks=(p.chunks[0],))
     args = [y[:, None], p if p.ndim == 2 else p[:, None]]
     args.append(None if w is None else w.rechunk((p.chunks[0],))[:, None])
     classes = None if labels is not None else dask.delayed(_sorted_classes)(y)
