@@ -101,7 +101,7 @@ def _log_loss_parts(probs, target, weight, ignore_index, axis, origin):
         where = tuple(int(i) for i in np.argwhere(counted)[k])
         start = origin or (0,) * len(where)
         where = tuple(int(o) + i for o, i in zip(start, where))
-        raise ValueError(f"predictions: {p[k]!r} at position {where} (the target class's "
+        raise ValueError(f"predictions: {float(p[k])!r} at position {where} (the target class's "
                          "probability) is not in [0, 1]")
     eps = np.finfo(probs.dtype).eps
     loss = -np.log(np.clip(p, eps, 1 - eps))
