@@ -28,11 +28,11 @@ import fastxent
 pytest.importorskip("dask.array", reason="dask is not installed: pip install 'fastxent[dask]'")
 distributed = pytest.importorskip("dask.distributed",
                                   reason="dask.distributed is not installed")
-import dask  # noqa: E402
-import dask.array as da  # noqa: E402
+import dask
+import dask.array as da
 
-import fastxent.dask as fd  # noqa: E402
-from fastxent import _score  # noqa: E402
+import fastxent.dask as fd
+from fastxent import _score
 
 EXTERNAL = os.environ.get("FASTXENT_DASK_SCHEDULER")
 
@@ -362,7 +362,7 @@ def test_result_survives_a_killed_worker(client):
     time.sleep(0.4)  # a few blocks done, others running
     assert not future.done()
     pids = client.run(os.getpid)
-    victim = sorted(pids)[0]
+    victim = min(pids)
     os.kill(pids[victim], signal.SIGKILL)
     np.testing.assert_allclose(future.result(timeout=60), fastxent.cross_entropy(x, labels),
                                rtol=1e-12)

@@ -11,7 +11,6 @@ accuracy; --json prints them as one JSON object.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -47,10 +46,6 @@ class NpySource:
             raise ValueError(f"{self.path}: holds a 0-d array; expected rows")
         self.ndim = len(self.shape)
         self.row_bytes = math.prod(self.shape[1:]) * self.dtype.itemsize
-        self._file = None
-
-    def __getstate__(self):
-        return {k: v for k, v in vars(self).items() if k != "_file"} | {"_file": None}
 
     def rows(self, start, stop, buffer=None):
         """Rows [start, stop) as an array (in `buffer` when it is big enough)."""
@@ -58,15 +53,14 @@ class NpySource:
         if self.fortran_order:  # rows are not contiguous in the file: map it
             whole = np.load(self.path, mmap_mode="r")
             return np.ascontiguousarray(whole[start:stop])
-        if self._file is None:
-            self._file = open(self.path, "rb")
         shape = (n,) + tuple(self.shape[1:])
         if buffer is not None and buffer.nbytes >= n * self.row_bytes:
             out = buffer[:n * self.row_bytes].view(self.dtype).reshape(shape)
         else:
             out = np.empty(shape, self.dtype)
-        self._file.seek(self.offset + start * self.row_bytes)
-        got = self._file.readinto(memoryview(out.reshape(-1)).cast("B"))
+        with open(self.path, "rb") as f:  # per chunk: nothing left open, picklable
+            f.seek(self.offset + start * self.row_bytes)
+            got = f.readinto(memoryview(out.reshape(-1)).cast("B"))
         if got != n * self.row_bytes:
             raise ValueError(f"{self.path}: truncated ({got} of {n * self.row_bytes} bytes "
                              f"at row {start})")

@@ -35,7 +35,6 @@ for class labels is one light pass over the labels alone.
 from __future__ import annotations
 
 import math
-import operator
 from functools import partial
 
 import dask
