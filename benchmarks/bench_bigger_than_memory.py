@@ -1,15 +1,18 @@
 """Scoring prediction files on disk: time and peak memory.
 
 For a float32 (rows x classes) file of logits (and one of probabilities, for
-scikit-learn) with int64 labels, each measured in a fresh process (peak memory:
-the largest resident set of that process and its children, from wait4):
+scikit-learn) with int64 labels, each measured in a fresh process :
 
 * read      - the file read once, chunk by chunk (the floor for ``score``)
-* score     - python -m fastxent score (cross-entropy of the logits)
+* score     - python -m fastxent score (cross-entropy of the logits, and accuracy)
+* score-noacc - the same with --no-accuracy
 * score-p   - python -m fastxent score --probs (log loss of the probabilities)
 * sklearn   - sklearn.metrics.log_loss on the probabilities (np.load mmap)
 * dask      - fastxent.dask.cross_entropy on a LocalCluster of 2 worker processes
 * dask-plain - the same loss as a plain dask.array expression, same cluster
+
+Peak memory is each process's VmHWM (Linux): the measuring process's, and for
+Dask the largest of it and its workers'.
 
 Run:  python benchmarks/bench_bigger_than_memory.py --rows 20000000 --classes 10
       python benchmarks/bench_bigger_than_memory.py --rows 2000000 --classes 1000 --skip sklearn
@@ -49,6 +52,13 @@ SNIPPETS = {
         r = score(PRED, TARGET, from_logits=True)
         result = dict(seconds=time.perf_counter() - t0, value=r["loss"])
     """,
+    "score-noacc": """
+        import time
+        from fastxent._score import score
+        t0 = time.perf_counter()
+        r = score(PRED, TARGET, from_logits=True, accuracy=False)
+        result = dict(seconds=time.perf_counter() - t0, value=r["loss"])
+    """,
     "score-p": """
         import time
         from fastxent._score import score
@@ -73,14 +83,15 @@ SNIPPETS = {
         if __name__ == "__main__":
             with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                               host="127.0.0.1", dashboard_address=None) as cluster, \\
-                    Client(cluster):
+                    Client(cluster) as client:
                 x_src, t_src = NpySource(PRED), NpySource(TARGET)
                 rows = max(1, CHUNK // x_src.row_bytes)
                 x = da.from_array(x_src, chunks=(rows, -1), asarray=True)
                 t = da.from_array(t_src, chunks=(rows,), asarray=True)
                 t0 = time.perf_counter()
                 value = float(fastxent.dask.cross_entropy(x, t).compute())
-                result = dict(seconds=time.perf_counter() - t0, value=value)
+                result = dict(seconds=time.perf_counter() - t0, value=value,
+                              peak_mb=max([hwm(), *client.run(hwm).values()]))
     """,
     "dask-plain": """
         import time, dask.array as da, numpy as np
@@ -89,7 +100,7 @@ SNIPPETS = {
         if __name__ == "__main__":
             with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                               host="127.0.0.1", dashboard_address=None) as cluster, \\
-                    Client(cluster):
+                    Client(cluster) as client:
                 x_src, t_src = NpySource(PRED), NpySource(TARGET)
                 rows = max(1, CHUNK // x_src.row_bytes)
                 x = da.from_array(x_src, chunks=(rows, -1), asarray=True)
@@ -99,9 +110,17 @@ SNIPPETS = {
                 lse = da.log(da.exp(x - top).sum(axis=1, dtype=np.float64)) + top[:, 0]
                 picked = da.where(da.arange(x.shape[1]) == t[:, None], x, 0).sum(axis=1)
                 value = float((lse - picked).mean().compute())
-                result = dict(seconds=time.perf_counter() - t0, value=value)
+                result = dict(seconds=time.perf_counter() - t0, value=value,
+                              peak_mb=max([hwm(), *client.run(hwm).values()]))
     """,
 }
+
+
+HWM = """
+def hwm():
+    with open("/proc/self/status") as f:
+        return int(f.read().split("VmHWM:")[1].split()[0]) / 1024
+"""
 
 
 def write_files(directory, rows, classes, with_probs, seed=0):
@@ -132,6 +151,8 @@ def main(argv=None):
     parser.add_argument("--rows", type=int, default=20_000_000)
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--dir", default=None, help="where to write the files")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep the files of an earlier run in --dir, if they are there")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each, interleaved")
     parser.add_argument("--skip", nargs="*", default=[], choices=sorted(SNIPPETS))
     args = parser.parse_args(argv)
@@ -139,8 +160,11 @@ def main(argv=None):
     try:
         t0 = time.perf_counter()
         names = [n for n in SNIPPETS if n not in args.skip]
-        paths = write_files(directory, args.rows, args.classes,
-                            with_probs=bool({"sklearn", "score-p"} & set(names)))
+        with_probs = bool({"sklearn", "score-p"} & set(names))
+        paths = {k: os.path.join(directory, f"{k}.npy") for k in ("pred", "probs", "target")}
+        if not (args.reuse and all(os.path.exists(paths[k]) for k in
+                                   (["pred", "target"] + (["probs"] if with_probs else [])))):
+            paths = write_files(directory, args.rows, args.classes, with_probs)
         size = os.path.getsize(paths["pred"])
         print(f"{args.rows} x {args.classes} float32: {size / 1e9:.2f} GB a file, written in "
               f"{time.perf_counter() - t0:.1f} s")
@@ -169,11 +193,13 @@ def main(argv=None):
 
 
 def _measure_with_peak(name, paths):
-    """measure() in a child whose peak resident set (with its own children) wait4 reports."""
+    """A snippet's result (seconds, value, peak_mb) from a fresh process."""
     code = textwrap.dedent(SNIPPETS[name]).replace("PRED", repr(paths["pred"])) \
         .replace("PROBS", repr(paths["probs"])).replace("TARGET", repr(paths["target"])) \
         .replace("CHUNK", str(CHUNK_BYTES))
-    code += "\nimport json\nif __name__ == '__main__': print('RESULT', json.dumps(result))\n"
+    code = HWM + code + ("\nimport json\nif __name__ == '__main__':\n"
+                         "    result.setdefault('peak_mb', hwm())\n"
+                         "    print('RESULT', json.dumps(result))\n")
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
         f.write(code)  # a file, not -c: the cluster's spawned workers re-import it
     try:
@@ -181,8 +207,7 @@ def _measure_with_peak(name, paths):
             proc = subprocess.Popen([sys.executable, f.name], stdout=subprocess.PIPE,
                                     stderr=log, text=True)
             out = proc.stdout.read()
-            _, status, usage = os.wait4(proc.pid, 0)
-            proc.returncode = os.waitstatus_to_exitcode(status)
+            proc.wait()
             log.seek(0)
             err = log.read()
     finally:
@@ -190,9 +215,7 @@ def _measure_with_peak(name, paths):
     if proc.returncode:
         raise RuntimeError(f"{name} failed:\n{err[-3000:]}")
     line = next(x for x in out.splitlines() if x.startswith("RESULT "))
-    result = json.loads(line[7:])
-    result["peak_mb"] = usage.ru_maxrss / 1024
-    return result
+    return json.loads(line[7:])
 
 
 if __name__ == "__main__":

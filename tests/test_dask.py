@@ -387,3 +387,13 @@ def test_score_on_the_cluster_gives_the_local_bits(client, tmp_path):
     for key in ("loss", "sum", "count", "accuracy", "rows"):
         assert local[key] == remote[key], key
     np.testing.assert_allclose(local["loss"], fastxent.cross_entropy(x, labels), rtol=1e-6)
+
+
+def test_import_fastxent_leaves_dask_alone():
+    """fastxent.dask imports Dask; import fastxent does not."""
+    import subprocess
+    import sys
+
+    code = ("import sys, fastxent, fastxent.stream; "
+            "assert 'dask' not in sys.modules and 'distributed' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -271,6 +271,8 @@ def add_arguments(parser):
     bar.add_argument("--progress", dest="progress", action="store_true", default=None,
                      help="show a progress bar on stderr (default: when stderr is a terminal)")
     bar.add_argument("--no-progress", dest="progress", action="store_false")
+    parser.add_argument("--no-accuracy", dest="accuracy", action="store_false",
+                        help="skip the accuracy (an argmax of every row)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
 
 
@@ -279,7 +281,7 @@ def run(args):
     try:
         r = score(args.pred, args.target, from_logits=args.from_logits, axis=args.axis,
                   ignore_index=args.ignore_index, chunk_rows=args.chunk_rows,
-                  scheduler=args.scheduler, progress=progress)
+                  scheduler=args.scheduler, progress=progress, accuracy=args.accuracy)
     except (OSError, ValueError, TypeError, IndexError) as exc:
         print(f"python -m fastxent score: error: {exc}", file=sys.stderr)
         return 2
