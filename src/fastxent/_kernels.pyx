@@ -482,13 +482,19 @@ cdef inline double _clamped_log(double v) noexcept nogil:
     return -100.0 if v < -100.0 else v
 
 
+# PyTorch keeps the denominator p (1 - p) of binary_cross_entropy's gradient
+# above EPSILON = 1e-12 declared as a C++ float: 1e-12 rounded to float32.
+cdef double TORCH_BCE_EPSILON = <float>1e-12
+
+
 cdef inline double _bce_element(double p, double t, double w, double scale,
                                 floating *g) noexcept nogil:
     """PyTorch's binary cross-entropy on a probability, log terms clamped at -100."""
     cdef double d
     if g != NULL:
         d = (1.0 - p) * p
-        g[0] = <floating>(scale * w * (p - t) / (1e-12 if d < 1e-12 else d))
+        d = TORCH_BCE_EPSILON if d < TORCH_BCE_EPSILON else d
+        g[0] = <floating>(scale * w * (p - t) / d)
     return -w * (t * _clamped_log(log(p)) + (1.0 - t) * _clamped_log(log1p(-p)))
 
 

@@ -19,7 +19,13 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _logits, _probs
-from ._validate import as_array, check_axis, check_ignore_index, position
+from ._validate import (
+    IGNORE_INDEX_DEFAULT,
+    as_array,
+    check_axis,
+    check_ignore_index,
+    position,
+)
 
 _POSITION = re.compile(r"at position \(([0-9, ]*)\)")
 
@@ -55,8 +61,9 @@ class Parts(NamedTuple):
     grad: np.ndarray | None  # d loss_sum / d input, or None
 
 
-def class_loss_parts(scores, target, *, weight=None, ignore_index=-100, label_smoothing=0.0,
-                     axis=-1, want_grad=False, out=None, log_probs=False, origin=None) -> Parts:
+def class_loss_parts(scores, target, *, weight=None, ignore_index=IGNORE_INDEX_DEFAULT,
+                     label_smoothing=0.0, axis=-1, want_grad=False, out=None,
+                     log_probs=False, origin=None) -> Parts:
     """(loss sum, mean denominator, gradient of the sum) of cross_entropy, or of
     nll_loss when ``log_probs``, with their options and checks. origin: see
     `located` (the chunk's place in the whole, for error messages)."""
@@ -82,7 +89,7 @@ def _class_loss_parts(scores, target, weight, ignore_index, label_smoothing, axi
     scores_in = as_array(scores, "logits")
     if target_in.dtype.kind == "f":  # probabilities: the mean is over the samples
         n_classes = scores_in.shape[check_axis(axis, scores_in.ndim, "logits")]
-        denominator = float(target_in.size // n_classes)
+        denominator = float(target_in.size // n_classes) if n_classes else 0.0
     else:
         denominator = _counted_weight(target_in, weight, check_ignore_index(ignore_index))
     return Parts(float(loss_sum), denominator, grad)

@@ -230,11 +230,14 @@ FX_ATTR FX_NOINLINE static void FX_FN(fx_stream_part)(fx_carry *c, ptrdiff_t upt
  *  - the previous row's output, when c holds one pending, streams out. */
 #define FX_SUM_BLOCK 128
 #define FX_PREFETCH_AHEAD 2048
-FX_ATTR static double FX_FN(fx_exp_sum)(const FX_T *x, FX_T *g, ptrdiff_t n, FX_T m,
-                                        fx_carry *c, int next_in_run)
+/* When `below` is not NULL (and g is), *below gets the sum of the terms of
+ * the elements below m alone, in the same sweep: what log1p needs where m
+ * dominates the row (see fx_softmax_row). */
+FX_ATTR static inline double FX_FN(fx_exp_sums)(const FX_T *x, FX_T *g, ptrdiff_t n, FX_T m,
+                                               fx_carry *c, int next_in_run, double *below)
 {
     const size_t row_bytes = (size_t)n * sizeof(FX_T);
-    double s = 0.0;
+    double s = 0.0, s_below = 0.0;
     FX_T nm = -INFINITY;
     for (ptrdiff_t i0 = 0; i0 < n; i0 += FX_SUM_BLOCK) {
         const ptrdiff_t len = n - i0 < FX_SUM_BLOCK ? n - i0 : FX_SUM_BLOCK;
@@ -261,6 +264,20 @@ FX_SIMD(reduction(+ : block))
                 block += e + f;
             }
             if (len % 2) block += gb[len - 1] = FX_FN(fx_exp)(xb[len - 1] - m);
+        } else if (below) {
+            FX_T under = 0;
+FX_SIMD(reduction(+ : block, under))
+            for (ptrdiff_t j = 0; j < half; j++) {
+                const FX_T e = FX_FN(fx_exp)(xb[j] - m), f = FX_FN(fx_exp)(xb[half + j] - m);
+                block += e + f;
+                under += (xb[j] < m ? e : 0) + (xb[half + j] < m ? f : 0);
+            }
+            if (len % 2) {
+                const FX_T e = FX_FN(fx_exp)(xb[len - 1] - m);
+                block += e;
+                under += xb[len - 1] < m ? e : 0;
+            }
+            s_below += (double)under;
         } else {
 FX_SIMD(reduction(+ : block))
             for (ptrdiff_t j = 0; j < half; j++)
@@ -272,7 +289,14 @@ FX_SIMD(reduction(+ : block))
     c->pending = NULL; /* streamed, whole (n > 0: the caller has a row) */
     c->max = (double)nm;
     c->has_max = next_in_run;
+    if (below) *below = s_below;
     return s;
+}
+
+FX_ATTR static double FX_FN(fx_exp_sum)(const FX_T *x, FX_T *g, ptrdiff_t n, FX_T m,
+                                        fx_carry *c, int next_in_run)
+{
+    return FX_FN(fx_exp_sums)(x, g, n, m, c, next_in_run, NULL);
 }
 
 /* sum of w_i * (m - x_i), w_i = 1 when w is NULL: the label-smoothing term,
@@ -538,8 +562,14 @@ FX_ATTR static void FX_FN(fx_softmax_row)(const FX_T *x, FX_T *out, ptrdiff_t n,
         FX_FN(fx_exp_sum)(x, NULL, n, m, c, next_in_run); /* only for what it carries */
         for (ptrdiff_t i = 0; i < n; i++) o[i] = (FX_T)((double)x[i] - log(s));
     } else if (log_space) {
-        /* (x - m) - log(s), as PyTorch: x - m is exact near the maximum. */
-        const FX_T log_s = (FX_T)log(FX_FN(fx_exp_sum)(x, NULL, n, m, c, next_in_run));
+        /* (x - m) - log(s), as PyTorch: x - m is exact near the maximum.
+         * Where m dominates (s < 2: it is the row's only maximum), log(s) as
+         * log1p of the sum of the other terms, as scipy.special.logsumexp
+         * (its gh-18295): log(1 + below) would lose below's relative
+         * accuracy, and the result at the maximum, -log1p(below), with it. */
+        double below;
+        const double s = FX_FN(fx_exp_sums)(x, NULL, n, m, c, next_in_run, &below);
+        const FX_T log_s = (FX_T)(s < 2.0 ? log1p(below) : log(s));
 FX_SIMD()
         for (ptrdiff_t i = 0; i < n; i++) o[i] = (x[i] - m) - log_s;
     } else {
@@ -556,13 +586,16 @@ FX_ATTR static double FX_FN(fx_logsumexp_row)(const FX_T *x, ptrdiff_t n, fx_car
                                               int next_in_run)
 {
     const FX_T m = FX_FN(fx_max_of)(x, n, c);
-    const double s = FX_FN(fx_exp_sum)(x, NULL, n, m, c, next_in_run);
+    double below;
+    const double s = FX_FN(fx_exp_sums)(x, NULL, n, m, c, next_in_run, &below);
     if (isinf(m)) {
         for (ptrdiff_t i = 0; i < n; i++)
             if (isnan(x[i])) return NAN;
         return m;
     }
-    return (double)m + log(s);
+    /* log1p where m dominates, as in fx_softmax_row: logsumexp([0, -40]) is
+     * 4.2e-18, not 0. */
+    return (double)m + (s < 2.0 ? log1p(below) : log(s));
 }
 
 #if !FX_DOUBLE

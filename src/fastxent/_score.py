@@ -20,6 +20,7 @@ import time
 import numpy as np
 
 from . import stream
+from ._validate import IGNORE_INDEX_DEFAULT
 
 _CHUNK_BYTES = 16 << 20  # default chunk: about 16 MB of predictions
 
@@ -202,7 +203,7 @@ def _score_dask(pred, target, options, chunk_rows, progress, address):
     return acc
 
 
-def score(pred_spec, target_spec, *, from_logits=None, axis=-1, ignore_index=-100,
+def score(pred_spec, target_spec, *, from_logits=None, axis=-1, ignore_index=None,
           chunk_rows=None, scheduler=None, progress=False, accuracy=True):
     """The scores of a predictions file against a targets file, as a dict."""
     started = time.perf_counter()
@@ -223,6 +224,8 @@ def score(pred_spec, target_spec, *, from_logits=None, axis=-1, ignore_index=-10
         first = pred.rows(0, min(pred.shape[0], 1024))
         from_logits = not _looks_like_probabilities(first, axis)
         kind = ("logits" if from_logits else "probs") + " (detected)"
+    if ignore_index is None:  # none given: probability targets are fine
+        ignore_index = IGNORE_INDEX_DEFAULT
     options = dict(from_logits=from_logits, ignore_index=ignore_index, axis=axis,
                    accuracy=accuracy)
     bar = Progress(pred.shape[0], progress)
@@ -260,7 +263,7 @@ def add_arguments(parser):
                       help="PRED holds probabilities (the loss: log loss, clipped as "
                       "scikit-learn's); default: detected from the first rows")
     parser.add_argument("--axis", type=int, default=-1, help="the class axis of PRED (default -1)")
-    parser.add_argument("--ignore-index", type=int, default=-100,
+    parser.add_argument("--ignore-index", type=int, default=None,
                         help="a label whose rows count for nothing (default -100)")
     parser.add_argument("--chunk-rows", type=int, default=None,
                         help="rows read at a time (default: about 16 MB of PRED)")

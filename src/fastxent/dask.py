@@ -44,7 +44,9 @@ import numpy as np
 from . import _logits, _partials, _probs, _special
 from . import sklearn as _sklearn
 from ._validate import (
+    IGNORE_INDEX_DEFAULT,
     as_array,
+    class_axis,
     check_axis,
     check_ignore_index,
     check_label_smoothing,
@@ -152,18 +154,18 @@ def _class_inputs(scores, target, weight, ignore_index, reduction, label_smoothi
     the target as dask arrays with the classes last, chunked alike."""
     reduction = check_reduction(reduction)
     label_smoothing = check_label_smoothing(label_smoothing)
-    ignore_index = check_ignore_index(ignore_index)
+    check_ignore_index(ignore_index)  # kept as given: the default is told apart (`is`)
     x = _as_dask(scores, name)
     dtype = _check_dtype(x, name)
     if x.ndim == 0:
         raise ValueError(f"{name}: expected at least one dimension (the classes), got a 0-d array")
-    axis = check_axis(axis, x.ndim, name)
+    t = target if isinstance(target, da.Array) else as_array(target, "target")
+    axis = check_axis(class_axis(axis, x.shape, t, name), x.ndim, name)
     n_classes = x.shape[axis]
     if n_classes == 0:
         raise ValueError(f"{name}: the class axis {axis} of shape {x.shape} has length 0")
     batch_shape = x.shape[:axis] + x.shape[axis + 1:]
     x = da.moveaxis(x, axis, -1)
-    t = target if isinstance(target, da.Array) else as_array(target, "target")
     t_dtype = t.dtype
     if t_dtype.kind in "iu":
         if t.shape != batch_shape:
@@ -180,6 +182,10 @@ def _class_inputs(scores, target, weight, ignore_index, reduction, label_smoothi
                 f"target: class probabilities must have the shape of {name} {shape}, "
                 f"got {t.shape} of dtype {t.dtype}"
                 + ("; class indices must be an integer array" if as_labels else ""))
+        if ignore_index is not IGNORE_INDEX_DEFAULT:
+            raise ValueError(  # as in memory: PyTorch's refusal
+                f"ignore_index: {ignore_index} given, but ignore_index is not supported for "
+                "floating point target (class probabilities)")
         t = da.moveaxis(_as_dask(t, "target"), axis, -1).rechunk(x.chunks)
         is_index = False
     else:
@@ -403,8 +409,8 @@ def _class_loss(scores, target, weight, ignore_index, reduction, label_smoothing
     return loss, da.moveaxis(grad, -1, axis)
 
 
-def cross_entropy(logits, target, *, weight=None, ignore_index=-100, reduction="mean",
-                  label_smoothing=0.0, axis=-1):
+def cross_entropy(logits, target, *, weight=None, ignore_index=IGNORE_INDEX_DEFAULT,
+                  reduction="mean", label_smoothing=0.0, axis=None):
     """fastxent.cross_entropy on dask arrays, as a lazy dask array.
 
     Parameters
@@ -442,8 +448,8 @@ def cross_entropy(logits, target, *, weight=None, ignore_index=-100, reduction="
                        False)
 
 
-def cross_entropy_with_grad(logits, target, *, weight=None, ignore_index=-100, reduction="mean",
-                            label_smoothing=0.0, axis=-1):
+def cross_entropy_with_grad(logits, target, *, weight=None, ignore_index=IGNORE_INDEX_DEFAULT,
+                            reduction="mean", label_smoothing=0.0, axis=None):
     """(loss, d loss / d logits) of cross_entropy as lazy dask arrays; the
     gradient has the chunks of `logits`. ``dask.compute(loss, grad)`` runs the
     fused kernel once per block for both. See cross_entropy."""
@@ -451,14 +457,15 @@ def cross_entropy_with_grad(logits, target, *, weight=None, ignore_index=-100, r
                        True)
 
 
-def nll_loss(log_probs, target, *, weight=None, ignore_index=-100, reduction="mean", axis=-1):
+def nll_loss(log_probs, target, *, weight=None, ignore_index=IGNORE_INDEX_DEFAULT,
+             reduction="mean", axis=None):
     """fastxent.nll_loss on dask arrays (lazy). See cross_entropy."""
     return _class_loss(log_probs, target, weight, ignore_index, reduction, 0.0, axis, False,
                        log_probs=True)
 
 
-def nll_loss_with_grad(log_probs, target, *, weight=None, ignore_index=-100, reduction="mean",
-                       axis=-1):
+def nll_loss_with_grad(log_probs, target, *, weight=None, ignore_index=IGNORE_INDEX_DEFAULT,
+                       reduction="mean", axis=None):
     """(loss, d loss / d log_probs) of nll_loss as lazy dask arrays."""
     return _class_loss(log_probs, target, weight, ignore_index, reduction, 0.0, axis, True,
                        log_probs=True)

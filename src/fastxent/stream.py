@@ -23,7 +23,14 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _partials
-from ._validate import as_array, check_axis, check_ignore_index, check_label_smoothing
+from ._validate import (
+    IGNORE_INDEX_DEFAULT,
+    as_array,
+    check_axis,
+    check_ignore_index,
+    check_label_smoothing,
+    class_axis,
+)
 
 __all__ = ["Accumulator", "ChunkParts", "Result", "cross_entropy", "log_loss"]
 
@@ -53,12 +60,14 @@ class Result(NamedTuple):
         return math.exp(self.mean) if self.mean < 709.0 else math.inf
 
 
-def chunk_parts(predictions, target, *, from_logits=True, weight=None, ignore_index=-100,
-                label_smoothing=0.0, axis=-1, accuracy=False, origin=None) -> ChunkParts:
+def chunk_parts(predictions, target, *, from_logits=True, weight=None,
+                ignore_index=IGNORE_INDEX_DEFAULT, label_smoothing=0.0, axis=None, accuracy=False,
+                origin=None) -> ChunkParts:
     """The ChunkParts of one block (see Accumulator for the arguments; origin:
     the index of the block's first row in the whole, for error messages)."""
     scores = as_array(predictions, "predictions")
     target = as_array(target, "target")
+    axis = class_axis(axis, scores.shape, target, "predictions")
     if from_logits:
         parts = _partials.class_loss_parts(scores, target, weight=weight,
                                            ignore_index=ignore_index,
@@ -134,8 +143,9 @@ class Accumulator:
         Rows with this target count for nothing (loss nor accuracy).
     label_smoothing : float, default 0.0
         As for cross_entropy (logits only).
-    axis : int, default -1
-        The class axis of each block.
+    axis : int, optional
+        The class axis of each block; by default as for cross_entropy (the
+        last for rank <= 2).
     accuracy : bool, default False
         Also count the rows whose top prediction is the target.
 
@@ -151,12 +161,14 @@ class Accumulator:
     (3, 0.6666666666666666)
     """
 
-    def __init__(self, *, from_logits: bool = True, weight=None, ignore_index: int = -100,
-                 label_smoothing: float = 0.0, axis: int = -1, accuracy: bool = False):
+    def __init__(self, *, from_logits: bool = True, weight=None,
+                 ignore_index: int = IGNORE_INDEX_DEFAULT, label_smoothing: float = 0.0,
+                 axis: int | None = None, accuracy: bool = False):
         if not from_logits and label_smoothing:
             raise ValueError("label_smoothing: applies to logits only (from_logits=True)")
+        check_ignore_index(ignore_index)  # kept as given: the default is told apart (`is`)
         self.options = dict(from_logits=bool(from_logits), weight=weight,
-                            ignore_index=check_ignore_index(ignore_index),
+                            ignore_index=ignore_index,
                             label_smoothing=check_label_smoothing(label_smoothing), axis=axis,
                             accuracy=bool(accuracy))
         self.loss_sum = self.denominator = self.correct = self.counted = 0.0
@@ -196,8 +208,9 @@ def _run(blocks: Iterable, **options) -> Result:
     return acc.result()
 
 
-def cross_entropy(blocks: Iterable, *, weight=None, ignore_index: int = -100,
-                  label_smoothing: float = 0.0, axis: int = -1, accuracy: bool = False) -> Result:
+def cross_entropy(blocks: Iterable, *, weight=None, ignore_index: int = IGNORE_INDEX_DEFAULT,
+                  label_smoothing: float = 0.0, axis: int | None = None,
+                  accuracy: bool = False) -> Result:
     """The cross-entropy of logits over an iterable of (logits, target) blocks.
 
     Parameters
@@ -228,8 +241,8 @@ def cross_entropy(blocks: Iterable, *, weight=None, ignore_index: int = -100,
                 label_smoothing=label_smoothing, axis=axis, accuracy=accuracy)
 
 
-def log_loss(blocks: Iterable, *, weight=None, ignore_index: int = -100, axis: int = -1,
-             accuracy: bool = False) -> Result:
+def log_loss(blocks: Iterable, *, weight=None, ignore_index: int = IGNORE_INDEX_DEFAULT,
+             axis: int | None = None, accuracy: bool = False) -> Result:
     """The log loss of probabilities over an iterable of (probs, labels) blocks:
     -log p[label], p clipped to [eps, 1 - eps] as sklearn.metrics.log_loss
     (which this equals for integer labels 0..C-1 and rows summing to one).
