@@ -23,6 +23,7 @@ REFERENCE_LIBRARIES = {
     "hypothesis": "the property tests",
     "threadpoolctl": "the thread-limit tests",
     "matplotlib": "the examples' plots",
+    "distributed": "fastxent.dask on a LocalCluster (dask[array,distributed])",
 }
 
 required = os.environ.get("FASTXENT_REQUIRE_REFERENCES") == "1"

@@ -1,4 +1,4 @@
-"""python -m fastxent info | bench [options]"""
+"""python -m fastxent info | bench [options] | score PRED TARGET [options]"""
 
 import argparse
 import sys
@@ -12,7 +12,13 @@ def main(argv=None):
     from .bench import add_arguments, run
 
     add_arguments(bench)
+    from . import _score
+
+    _score.add_arguments(commands.add_parser("score", help="the loss of prediction files, "
+                                             "chunk by chunk (larger than memory)"))
     args = parser.parse_args(argv)
+    if args.command == "score":
+        return _score.run(args)
     if args.command == "info":
         from ._config import show_config
 
