@@ -499,7 +499,7 @@ def _flatten_class_axes(x, where, axis, leading=0):
 
     ndim = x.ndim - leading
     if isinstance(axis, (tuple, list)):
-        classes = sorted({_canonical_axis(a, ndim) for a in axis})
+        classes = sorted({_canonical_axis(a, ndim) % ndim for a in axis})
         batch = [a for a in range(ndim) if a not in classes]
         lead = list(range(leading))
         x = x.transpose(lead + [leading + a for a in batch + classes])
@@ -530,11 +530,11 @@ def _optional(a):
 
 
 def _is_float(a):
-    return np.issubdtype(a.dtype, np.floating)
+    return _jnp().issubdtype(a.dtype, _jnp().floating)
 
 
 def _check_floating(x, name):
-    if not np.issubdtype(x.dtype, np.floating):
+    if not _jnp().issubdtype(x.dtype, _jnp().floating):
         raise TypeError(f"{name}: expected a floating-point dtype, got {x.dtype}")
 
 
