@@ -113,7 +113,7 @@ def _numpy(t):
 
 
 class _FusedLoss(torch.autograd.Function):
-    """A loss whose gradient the kernel computed along with it.
+    """A loss whose gradient the kernel computed along with it (eager mode).
 
     forward(input, kernel, reference, grad_shape, inplace, backend): kernel(x, out)
     returns (loss, grad) for the NumPy view x of input (grad written into out
@@ -143,10 +143,24 @@ class _FusedLoss(torch.autograd.Function):
     def backward(ctx, grad_output):
         if torch.is_grad_enabled():  # create_graph=True: a differentiable gradient
             return (_double_backward(ctx, grad_output),) + (None,) * 5
-        grad = ctx.grad
-        if ctx.grad_shape is not None:
-            grad_output = ctx.grad_shape(grad_output)
-        return grad * grad_output, None, None, None, None, None
+        return _scaled(ctx.grad, grad_output, ctx.grad_shape), None, None, None, None, None
+
+
+def _scaled(grad, grad_output, grad_shape):
+    """grad (of the loss, or of its sum) times grad_output, never in place: a
+    second backward (retain_graph=True) reads the saved gradient again."""
+    if grad_shape is not None:
+        return grad * grad_shape(grad_output)
+    if grad_output.item() == 1.0:  # loss.backward(): no pass over N x C
+        return grad  # autograd does not write into gradients it is handed
+    return grad * grad_output
+
+
+# Function.apply without what only torch.func needs (bound default arguments,
+# functorch's custom_function_call): _unsupported() has already sent calls
+# under a torch.func transform to PyTorch's implementation.
+_apply_fused = super(torch.autograd.Function, _FusedLoss).apply
+_unwrap_if_dead = torch._C._functorch.unwrap_if_dead
 
 
 def _double_backward(ctx, grad_output):
@@ -170,7 +184,7 @@ def _run(input, kernel, reference, grad_shape, inplace, backend):
     if inplace and input.is_leaf:
         raise ValueError("inplace_backward: True would overwrite a leaf tensor that requires "
                          "grad (a parameter or a user's input); it is for intermediate logits")
-    return _FusedLoss.apply(input, kernel, reference, grad_shape, inplace, backend)
+    return _apply_fused(_unwrap_if_dead(input), kernel, reference, grad_shape, inplace, backend)
 
 
 def _reduction_of(size_average, reduce, reduction):
