@@ -19,6 +19,17 @@ DTYPES = [pytest.param(np.float32, id="f32"), pytest.param(np.float64, id="f64")
 RTOL = {np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-12}
 
 
+@pytest.fixture(params=["buffer_callback", "pure_callback"])
+def callback(request, monkeypatch):
+    """Runs the test through each host callback: jax.experimental.buffer_callback
+    (where JAX has it) and jax.pure_callback (the fallback of older JAX)."""
+    if request.param == "pure_callback":
+        monkeypatch.setattr(fxj, "_buffer_callback", lambda: None)
+    elif fxj._buffer_callback() is None:
+        pytest.skip("this JAX has no jax.experimental.buffer_callback")
+    return request.param
+
+
 @pytest.fixture(autouse=True)
 def x64():
     """float64 arrays exist in JAX only with jax_enable_x64."""
@@ -90,11 +101,12 @@ def check_same(fast, ref, dtype):
 # --------------------------------------------------------------------------- optax's names
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+@pytest.mark.parametrize("dtype,jit", [pytest.param(np.float32, True, id="f32-jit"),
+                                       pytest.param(np.float64, True, id="f64-jit"),
+                                       pytest.param(np.float32, False, id="f32-eager")])
 @pytest.mark.parametrize("shape,axis", [((64, 10), -1), ((7, 5, 3), 1), ((4, 9), 0),
-                                        ((2, 3, 11), -1), ((33,), 0)])
-def test_integer_labels_equal_optax(rng, dtype, jit, shape, axis):
+                                        ((33,), 0)])
+def test_integer_labels_equal_optax(rng, callback, dtype, jit, shape, axis):
     logits = jnp.asarray(random_logits(rng, shape, dtype))
     batch = shape[:axis % len(shape)] + shape[axis % len(shape) + 1:]
     labels = jnp.asarray(random_labels(rng, batch, shape[axis], dtype=np.int32))
@@ -108,7 +120,7 @@ def test_integer_labels_equal_optax(rng, dtype, jit, shape, axis):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
-@pytest.mark.parametrize("shape,axis", [((64, 10), -1), ((6, 4, 5), 1), ((8, 3), 0)])
+@pytest.mark.parametrize("shape,axis", [((64, 10), -1), ((6, 4, 5), 1)])
 def test_soft_labels_equal_optax_in_logits_and_labels(rng, dtype, jit, shape, axis):
     logits = jnp.asarray(random_logits(rng, shape, dtype))
     labels = jnp.asarray(random_probs(rng, shape, axis, dtype))
@@ -205,7 +217,7 @@ def test_where_over_classes_equals_optax(rng):
 
 
 @pytest.mark.parametrize("in_axes", [(0, 0), (0, None), (None, 0)])
-def test_vmap_of_per_example_loss_equals_a_loop(rng, in_axes):
+def test_vmap_of_per_example_loss_equals_a_loop(rng, callback, in_axes):
     logits = random_logits(rng, (3, 8, 5), np.float32)
     labels = rng.integers(0, 5, (3, 8)).astype(np.int32)
     args = [jnp.asarray(a if ax == 0 else a[0]) for a, ax in zip((logits, labels), in_axes)]
@@ -223,7 +235,7 @@ def test_vmap_of_per_example_loss_equals_a_loop(rng, in_axes):
         assert_close(grad[i], ref_grad, np.float32, rtols=RTOL)
 
 
-def test_vmap_of_reduced_loss_reduces_each_element(rng):
+def test_vmap_of_reduced_loss_reduces_each_element(rng, callback):
     logits = jnp.asarray(random_logits(rng, (4, 6, 3), np.float64))
     labels = jnp.asarray(random_labels(rng, (4, 6), 3, ignore_index=-100))
     weight = jnp.asarray([0.5, 2.0, 1.0])
@@ -283,8 +295,8 @@ def test_cross_entropy_equals_torch_semantics(rng, monkeypatch, plain, probabili
 
 @pytest.mark.parametrize("plain", [False, True], ids=["kernel", "plain-jax"])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-def test_binary_with_logits_equals_torch_in_every_argument(rng, monkeypatch, torch, plain,
-                                                           reduction):
+def test_binary_with_logits_equals_torch_in_every_argument(rng, monkeypatch, callback, torch,
+                                                           plain, reduction):
     if plain:
         monkeypatch.setattr(fxj, "_kernel_applies", lambda x: False)
     arrays = {"logits": random_logits(rng, (6, 4), np.float64, scale=6.0),
@@ -333,7 +345,7 @@ def test_half_precision_runs_in_plain_jax(rng, monkeypatch, dtype):
     def no_kernel(*args):
         raise AssertionError("the kernel was called with half-precision logits")
 
-    monkeypatch.setattr(fxj, "_host", no_kernel)
+    monkeypatch.setattr(fxj, "_kernel", no_kernel)
     logits32 = jnp.asarray(random_logits(rng, (16, 10), np.float32))
     labels = jnp.asarray(rng.integers(0, 10, 16))
     logits = logits32.astype(dtype)
@@ -353,7 +365,7 @@ def test_half_precision_runs_in_plain_jax(rng, monkeypatch, dtype):
     assert_close(np.float32(mean), ref, np.float32, rtol=tolerance)
 
 
-def test_label_outside_the_classes_raises_naming_it(rng):
+def test_label_outside_the_classes_raises_naming_it(rng, callback):
     logits = jnp.asarray(random_logits(rng, (4, 5), np.float32))
     labels = jnp.asarray([0, 1, 7, 2])
     with pytest.raises(Exception, match=r"label 7 at position \(2,\) is outside \[0, 5\)"):

@@ -363,7 +363,7 @@ def _fused():
 
 
 def _call_kernel(spec, x, target, weight, pos_weight, want_grad):
-    """jax.pure_callback into the kernel: the loss (and the gradient)."""
+    """A host callback into the kernel: the loss (and the gradient)."""
     import jax
 
     loss_shape = () if spec.reduction != "none" else (
@@ -375,24 +375,56 @@ def _call_kernel(spec, x, target, weight, pos_weight, want_grad):
     # Per-example losses of a vmapped batch are one kernel call over all of
     # it; a reduction (or weights) must see each mapped element alone.
     per_example = spec.reduction == "none" and weight is None and pos_weight is None
-    results = jax.pure_callback(
-        functools.partial(_host, spec, want_grad), tuple(shapes), x, target, weight, pos_weight,
-        vmap_method="broadcast_all" if per_example else "sequential")
+    vmap_method = "broadcast_all" if per_example else "sequential"
+    buffer_callback = _buffer_callback()
+    if buffer_callback is not None:
+        call = buffer_callback(functools.partial(_host_into, spec, want_grad), tuple(shapes),
+                               vmap_method=vmap_method)
+        results = call(x, target, weight, pos_weight)
+    else:
+        results = jax.pure_callback(functools.partial(_host, spec, want_grad), tuple(shapes),
+                                    x, target, weight, pos_weight, vmap_method=vmap_method)
     return tuple(results) if want_grad else results[0]
 
 
+@functools.cache
+def _buffer_callback():
+    """jax.experimental.buffer_callback where this JAX has it (0.7 and later):
+    the kernel reads XLA's input buffers and writes the gradient into XLA's
+    output buffer, where jax.pure_callback copies the inputs to NumPy and the
+    results back (2.7x the cost per call at 64 x 10, 1.7x at 8192 x 1000 here)."""
+    try:
+        from jax.experimental.buffer_callback import buffer_callback
+    except ImportError:
+        return None
+    return buffer_callback
+
+
+def _host_into(spec, want_grad, ctx, out, x, target, weight, pos_weight):
+    """buffer_callback's host side: the kernel on XLA's buffers, the gradient
+    written straight into the output buffer."""
+    grad_out = np.asarray(out[1]) if want_grad else None
+    loss = _kernel(spec, want_grad, np.asarray(x), np.asarray(target), _host_array(weight),
+                   _host_array(pos_weight), grad_out)
+    np.asarray(out[0])[...] = loss[0] if want_grad else loss
+
+
 def _host(spec, want_grad, x, target, weight, pos_weight):
-    """Runs on the host with NumPy arrays: the fused kernel."""
+    """jax.pure_callback's host side, with NumPy copies in and out."""
     x = np.asarray(x)
-    if spec.op == "softmax":
-        out = _logits.class_loss(x, np.asarray(target), _host_array(weight), spec.ignore_index,
-                                 spec.reduction, spec.label_smoothing, spec.axis, want_grad, None)
-    else:
-        out = _logits.binary_loss(x, np.asarray(target), _host_array(weight),
-                                  _host_array(pos_weight), spec.reduction, want_grad, None, True)
+    out = _kernel(spec, want_grad, x, np.asarray(target), _host_array(weight),
+                  _host_array(pos_weight), None)
     loss, grad = out if want_grad else (out, None)
     loss = np.asarray(loss, dtype=x.dtype)
     return (loss, grad) if want_grad else (loss,)
+
+
+def _kernel(spec, want_grad, x, target, weight, pos_weight, grad_out):
+    if spec.op == "softmax":
+        return _logits.class_loss(x, target, weight, spec.ignore_index, spec.reduction,
+                                  spec.label_smoothing, spec.axis, want_grad, grad_out)
+    return _logits.binary_loss(x, target, weight, pos_weight, spec.reduction, want_grad,
+                               grad_out, True)
 
 
 def _host_array(a):
