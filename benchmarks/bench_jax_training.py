@@ -5,7 +5,8 @@
 
 * overhead: microseconds per call at batch 64 x 10 classes, float32, of
   ``jax.jit(jax.value_and_grad(mean loss))``: fastxent.jax.cross_entropy (the
-  bridge), fastxent.cross_entropy_with_grad on NumPy arrays (the kernel alone),
+  bridge, through buffer_callback, and forced through pure_callback),
+  fastxent.cross_entropy_with_grad on NumPy arrays (the kernel alone),
   a jitted ``jax.pure_callback`` that returns its argument (the callback's own
   floor) and optax.softmax_cross_entropy_with_integer_labels(...).mean();
 * large: the same at 8,192 x 1,000;
@@ -20,6 +21,7 @@ happens in the warm-up, untimed. Not a test: no assertions on time.
 """
 
 import argparse
+import contextlib
 import statistics
 import time
 
@@ -55,6 +57,17 @@ def report(title, medians, unit, reference="optax"):
         print(f"  {name:<34} {seconds * scale:10.1f} {unit}   {ratio:5.2f}x vs {reference}")
 
 
+@contextlib.contextmanager
+def pure_callback_only():
+    """Traces fastxent.jax with jax.pure_callback instead of buffer_callback."""
+    chosen = fxj._buffer_callback
+    fxj._buffer_callback = lambda: None
+    try:
+        yield
+    finally:
+        fxj._buffer_callback = chosen
+
+
 def optax_mean(logits, labels):
     return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
@@ -65,11 +78,15 @@ def loss_call(rows, classes, repeats):
     yn = rng.integers(0, classes, rows).astype(np.int32)
     x, y = jnp.asarray(xn), jnp.asarray(yn)
     bridge = jax.jit(jax.value_and_grad(lambda x: fxj.cross_entropy(x, y)))
+    with pure_callback_only():
+        bridge_pure = jax.jit(jax.value_and_grad(lambda x: fxj.cross_entropy(x, y)))
+        jax.block_until_ready(bridge_pure(x))  # traced (and the callback chosen) here
     reference = jax.jit(jax.value_and_grad(lambda x: optax_mean(x, y)))
     echo = jax.jit(lambda x: jax.pure_callback(lambda a: a, jax.ShapeDtypeStruct(
         x.shape, x.dtype), x))
     medians = interleaved({
         "fastxent.jax (bridge)": lambda: jax.block_until_ready(bridge(x)),
+        "bridge through pure_callback": lambda: jax.block_until_ready(bridge_pure(x)),
         "kernel alone (NumPy)": lambda: fastxent.cross_entropy_with_grad(xn, yn),
         "empty pure_callback": lambda: jax.block_until_ready(echo(x)),
         "optax": lambda: jax.block_until_ready(reference(x)),
