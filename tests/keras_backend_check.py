@@ -18,11 +18,11 @@ import sys
 BACKEND = sys.argv[1]
 os.environ["KERAS_BACKEND"] = BACKEND
 
-import numpy as np  # noqa: E402
-import keras  # noqa: E402
+import keras
+import numpy as np
 
-import fastxent._logits  # noqa: E402
-import fastxent.keras as fk  # noqa: E402
+import fastxent._logits
+import fastxent.keras as fk
 
 assert keras.backend.backend() == BACKEND, keras.backend.backend()
 RTOL = 2e-5
@@ -126,10 +126,10 @@ for name, options in CASES:
     for sample_weight in (None, weight):
         before = len(kernel_calls)
         label = f"{name}{options} sample_weight={sample_weight is not None}"
-        loss, grad = value_and_grad(lambda x: ours(y_true, x, sample_weight=sample_weight),
-                                    y_pred)
+        loss, grad = value_and_grad(
+            lambda x, fn=ours, y=y_true, w=sample_weight: fn(y, x, sample_weight=w), y_pred)
         ref_loss, ref_grad = value_and_grad(
-            lambda x: theirs(y_true, x, sample_weight=sample_weight), y_pred)
+            lambda x, fn=theirs, y=y_true, w=sample_weight: fn(y, x, sample_weight=w), y_pred)
         check(label + " loss", loss, ref_loss)
         check(label + " gradient", grad, ref_grad)
         if options["from_logits"] and len(kernel_calls) == before:

@@ -5,7 +5,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from test_examples import run_script
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "jax_mlp_digits.py"

@@ -25,6 +25,6 @@ def test_keras_backend_trains_and_matches_keras(backend):
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
     proc = subprocess.run([sys.executable, str(SCRIPT), backend], capture_output=True,
-                          text=True, env=env, timeout=900)
+                          text=True, env=env, timeout=900, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.stdout.rstrip().endswith("all checks passed"), proc.stdout

@@ -57,12 +57,18 @@ import numpy as np
 
 from ._logits import binary_cross_entropy_with_logits, cross_entropy
 from ._probs import binary_cross_entropy, nll_loss
-from ._validate import as_array, check_axis, check_label_smoothing, position, result_dtype
+from ._validate import (
+    as_array,
+    check_axis,
+    check_label_smoothing,
+    position,
+    result_dtype,
+)
 
-__all__ = [
-    "BinaryCrossentropy",
-    "CategoricalCrossentropy",
-    "SparseCategoricalCrossentropy",
+__all__ = [  # the classes come from the module's __getattr__
+    "BinaryCrossentropy",  # noqa: F822
+    "CategoricalCrossentropy",  # noqa: F822
+    "SparseCategoricalCrossentropy",  # noqa: F822
     "binary_crossentropy",
     "categorical_crossentropy",
     "sparse_categorical_crossentropy",
