@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch", reason="PyTorch is not installed: fastxent.torch untested")
-import torch.nn.functional as F  # noqa: E402
+import torch.nn.functional as F
 
-import fastxent.torch as ft  # noqa: E402
+import fastxent.torch as ft
 
 pytestmark = pytest.mark.torch
-TOL = {torch.float32: dict(rtol=2e-5, atol=2e-6), torch.float64: dict(rtol=1e-10, atol=1e-12)}
+TOL = {torch.float32: {"rtol": 2e-5, "atol": 2e-6},
+       torch.float64: {"rtol": 1e-10, "atol": 1e-12}}
 
 
 @pytest.fixture
@@ -141,7 +142,7 @@ def test_binary_cross_entropy_equals_torch(gen, dtype, shape, reduction, kind):
     weight = torch.rand(shape, generator=gen, dtype=dtype)
     for w in [None, weight]:
         compare(ft.binary_cross_entropy, F.binary_cross_entropy, x, target, w, gen=gen,
-                reduction=reduction, tol=dict(rtol=1e-8, atol=1e-12) if dtype == torch.float64
+                reduction=reduction, tol={"rtol": 1e-8, "atol": 1e-12} if dtype == torch.float64
                 else None)
 
 
@@ -437,7 +438,7 @@ def test_torch_compile_of_a_model_using_the_bridge_trains(gen):
         model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(),
                                     torch.nn.Linear(16, 4))
         optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
-        forward = lambda x, y: loss_fn(model(x), y)  # noqa: E731
+        forward = lambda x, y: loss_fn(model(x), y)
         if compiled:
             forward = torch.compile(forward, fullgraph=True)  # the loss: no graph break
         losses = []

@@ -21,6 +21,17 @@ silently: the result is the same either way. ``"fastxent"`` says the caller
 wants the kernels, so a fallback warns once per reason (RuntimeWarning).
 ``"torch"`` always runs PyTorch's implementation.
 
+Under ``torch.compile`` the losses are torch.library custom operators
+(``fastxent::class_loss``, ``fastxent::binary_loss``) that stay in the
+compiled graph; ``inplace_backward`` does not apply there.
+
+Mechanism and cost: in eager mode a ``torch.autograd.Function`` entered
+through its C ``apply`` (the Python ``Function.apply`` wrapper binds
+arguments for torch.func, which never reaches this path); measured at
+64 x 10 it costs about half as much per call as calling the custom operator
+eagerly, whose dispatcher and schema handling come on top. What the bridge
+adds to the kernel's own call is the autograd node and two NumPy views.
+
 This module imports torch; ``import fastxent`` does not import it.
 """
 
@@ -302,9 +313,9 @@ def _class_loss(name, torch_fn, input, target, weight, ignore_index, reduction, 
                                   label_smoothing, log_probs)[0]
         return reference(input)
     reason = _unsupported(input, (target, weight), (weight,))
-    if reason is None and target.dtype != torch.int64:
-        if log_probs or target.dtype != input.dtype:
-            reason = f"{name} target of dtype {target.dtype}"
+    if reason is None and target.dtype != torch.int64 and (
+            log_probs or target.dtype != input.dtype):
+        reason = f"{name} target of dtype {target.dtype}"
     if reason is not None:
         _fallback_warning(reason, backend)
         return reference(input)
