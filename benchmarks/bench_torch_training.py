@@ -89,9 +89,16 @@ def training_steps(title, model, inputs, labels, repeats, compile_too, lr=0.01):
     candidates = {"torch eager, F.cross_entropy": make_step(F.cross_entropy),
                   "torch eager, fastxent.torch": make_step(ft.cross_entropy)}
     if compile_too:
-        for name, fn in [("F.cross_entropy", F.cross_entropy), ("fastxent.torch", ft.cross_entropy)]:
-            forward = torch.compile(lambda x, y, fn=fn: fn(model(x), y))
+        # Two functions with code of their own: one compiled code object
+        # called with either loss would switch between guarded cache entries.
+        def forward_torch(x, y):
+            return F.cross_entropy(model(x), y)
 
+        def forward_fastxent(x, y):
+            return ft.cross_entropy(model(x), y)
+
+        for name, forward in [("F.cross_entropy", torch.compile(forward_torch)),
+                              ("fastxent.torch", torch.compile(forward_fastxent))]:
             def step(forward=forward):
                 optimizer.zero_grad(set_to_none=True)
                 forward(inputs, labels).backward()

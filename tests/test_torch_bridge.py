@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch", reason="PyTorch is not installed: fastxent.torch untested")
-import torch.nn.functional as F  # noqa: E402
+import torch.nn.functional as F
 
-import fastxent.torch as ft  # noqa: E402
+import fastxent.torch as ft
 
 pytestmark = pytest.mark.torch
-TOL = {torch.float32: dict(rtol=2e-5, atol=2e-6), torch.float64: dict(rtol=1e-10, atol=1e-12)}
+TOL = {torch.float32: {"rtol": 2e-5, "atol": 2e-6},
+       torch.float64: {"rtol": 1e-10, "atol": 1e-12}}
 
 
 @pytest.fixture
@@ -141,7 +142,7 @@ def test_binary_cross_entropy_equals_torch(gen, dtype, shape, reduction, kind):
     weight = torch.rand(shape, generator=gen, dtype=dtype)
     for w in [None, weight]:
         compare(ft.binary_cross_entropy, F.binary_cross_entropy, x, target, w, gen=gen,
-                reduction=reduction, tol=dict(rtol=1e-8, atol=1e-12) if dtype == torch.float64
+                reduction=reduction, tol={"rtol": 1e-8, "atol": 1e-12} if dtype == torch.float64
                 else None)
 
 
@@ -204,6 +205,24 @@ def test_inplace_backward_writes_the_gradient_into_the_logits(gen):
     torch.testing.assert_close(h.grad, expected)
     ref = F.cross_entropy(h.detach(), labels)
     torch.testing.assert_close(loss.detach(), ref)
+
+
+def test_inplace_backward_into_a_strided_view_leaves_the_rest_of_its_storage(gen):
+    h = torch.randn(6, 3, 4, generator=gen, requires_grad=True)  # classes on dim 1
+    labels = torch.randint(0, 3, (6, 4), generator=gen)
+    big = torch.full((12, 3, 8), 7.0) + 0 * h.sum()  # an intermediate holding the logits
+    logits = big[::2, :, ::2]
+    with torch.no_grad():
+        logits.copy_(h)
+    loss = ft.cross_entropy(logits, labels, reduction="none", inplace_backward=True)
+    h_ref = h.detach().clone().requires_grad_(True)
+    loss_ref = F.cross_entropy(h_ref, labels, reduction="none")
+    (expected,) = torch.autograd.grad(loss_ref.sum(), h_ref)
+    torch.testing.assert_close(loss.detach(), loss_ref.detach())
+    torch.testing.assert_close(logits.detach(), expected)
+    untouched = torch.ones_like(big, dtype=torch.bool)
+    untouched[::2, :, ::2] = False
+    assert (big.detach()[untouched] == 7.0).all()
 
 
 def test_inplace_backward_misuse_is_detected_not_silent(gen):
@@ -354,3 +373,94 @@ def test_deprecated_size_average_and_reduce_as_torch(gen):
             module = ft.CrossEntropyLoss(size_average=size_average, reduce=reduce)
         torch.testing.assert_close(ours, theirs)
         torch.testing.assert_close(module(x, labels), theirs)
+
+
+# ---------------------------------------------------------------- threads
+
+
+def test_torch_and_fastxent_thread_settings_are_independent():
+    import fastxent
+    from fastxent import _config
+    if _config.config()["openmp"] == "none":
+        pytest.skip("a build without OpenMP runs one thread")
+    before_torch, before_fx = torch.get_num_threads(), _config._state["threads"]
+    try:
+        _config._state["threads"] = None  # no fastxent setting: the default applies
+        default = fastxent.get_num_threads()
+        torch.set_num_threads(1)  # sets the OpenMP runtime's limit PyTorch shares
+        assert fastxent.get_num_threads() == default
+        torch.set_num_threads(default + 3)
+        assert fastxent.get_num_threads() == default
+        fastxent.set_num_threads(2)
+        assert torch.get_num_threads() == default + 3
+        with fastxent.num_threads(1):
+            assert torch.get_num_threads() == default + 3
+        torch.set_num_threads(1)
+        assert fastxent.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before_torch)
+        _config._state["threads"] = before_fx
+
+
+def test_threadpoolctl_limits_fastxent_and_lifts_the_limit_on_exit():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import fastxent
+    from fastxent import _config
+    if not hasattr(threadpoolctl, "register") or _config._compiled is None:
+        pytest.skip("threadpoolctl without register(), or no compiled kernels")
+    info = [i for i in threadpoolctl.threadpool_info() if i["internal_api"] == "fastxent"]
+    assert len(info) == 1 and info[0]["user_api"] == "openmp"
+    with fastxent.num_threads(4):
+        with threadpoolctl.threadpool_limits(limits=1, user_api="openmp"):
+            assert fastxent.get_num_threads() == 1
+            with threadpoolctl.threadpool_limits(limits=3):
+                assert fastxent.get_num_threads() == 3
+            assert fastxent.get_num_threads() == 1
+        with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+            assert fastxent.get_num_threads() == 4  # not an OpenMP limit
+        assert fastxent.get_num_threads() == 4
+        assert _config._state["limit"] is None
+
+
+# ---------------------------------------------------------------- torch.compile
+
+
+def test_torch_compile_of_a_model_using_the_bridge_trains(gen):
+    pytest.importorskip("torch._inductor", reason="torch.compile's default backend is missing")
+    import torch._dynamo
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    x = torch.randn(128, 8, generator=gen)
+    y = x[:, :4].argmax(1)  # learnable: the largest of the first 4 features
+
+    def train(loss_fn, compiled):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(),
+                                    torch.nn.Linear(16, 4))
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+        forward = lambda x, y: loss_fn(model(x), y)
+        if compiled:
+            forward = torch.compile(forward, fullgraph=True)  # the loss: no graph break
+        losses = []
+        for _ in range(15):
+            optimizer.zero_grad()
+            loss = forward(x, y)
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+        return losses
+
+    compiled = train(ft.cross_entropy, True)
+    eager = train(F.cross_entropy, False)
+    np.testing.assert_allclose(compiled, eager, rtol=1e-4)
+    assert compiled[-1] < compiled[0] / 2
+
+
+def test_custom_operators_pass_torch_library_opcheck(gen):
+    x = torch.randn(6, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    labels = torch.randint(0, 4, (6,), generator=gen)
+    y = torch.rand(6, 4, generator=gen, dtype=torch.float64)
+    torch.library.opcheck(ft._class_loss_op, (x, labels, None, -100, "none", 0.1, False))
+    torch.library.opcheck(ft._class_loss_op, (x.reshape(3, 4, 2), labels[:6].reshape(3, 2),
+                                              None, -100, "mean", 0.0, False))
+    torch.library.opcheck(ft._binary_loss_op, (x, y, None, None, "sum", True))

@@ -3,7 +3,7 @@
 import numpy as np
 
 from . import _config
-from ._validate import position, prepare_binary, prepare_classes
+from ._validate import position, prepare_binary, prepare_classes, signature_hints
 
 
 def class_loss(logits, target, weight, ignore_index, reduction, label_smoothing, axis,
@@ -31,8 +31,9 @@ def class_loss(logits, target, weight, ignore_index, reduction, label_smoothing,
     return (loss, p.finish_result()) if want_grad else loss
 
 
+@signature_hints
 def cross_entropy(logits, target, *, weight=None, ignore_index=-100, reduction="mean",
-                  label_smoothing=0.0, axis=-1):
+                  label_smoothing=0.0, axis=None):
     """Softmax cross-entropy of `logits` against `target`, as
     torch.nn.functional.cross_entropy with the classes on `axis`.
 
@@ -41,18 +42,27 @@ def cross_entropy(logits, target, *, weight=None, ignore_index=-100, reduction="
     class. ignore_index: a class index whose samples count for nothing.
     reduction: "none" (per sample), "sum" or "mean" (weighted, over the
     samples counted). label_smoothing: in [0, 1].
+
+    axis: the class axis. None (the default) takes the last axis for inputs
+    of rank 1 and 2; for rank >= 3 it takes the axis the target's shape fits
+    among 1 (PyTorch's layout) and -1 (Keras's, JAX's, NumPy's), and raises
+    ValueError where both fit (probability targets always do): pass axis=1 or
+    axis=-1 there.
     """
     return class_loss(logits, target, weight, ignore_index, reduction, label_smoothing, axis,
                       False, None)
 
 
+@signature_hints
 def cross_entropy_with_grad(logits, target, *, weight=None, ignore_index=-100, reduction="mean",
-                            label_smoothing=0.0, axis=-1, out=None):
+                            label_smoothing=0.0, axis=None, out=None):
     """(loss, d loss / d logits) of cross_entropy in one fused pass.
 
     With reduction="none" the gradient is that of loss.sum(). out: an array
     of the shape and dtype of the gradient to write it into, or `logits`
     itself to overwrite the logits (no extra memory); it is returned.
+    axis: as cross_entropy's (None: the last axis, or for rank >= 3 the one
+    the target fits among 1 and -1).
     """
     return class_loss(logits, target, weight, ignore_index, reduction, label_smoothing, axis,
                       True, out)
@@ -74,6 +84,7 @@ def binary_loss(x, target, weight, pos_weight, reduction, want_grad, out, from_l
     return (loss, p.finish_grad()) if want_grad else loss
 
 
+@signature_hints
 def binary_cross_entropy_with_logits(logits, target, *, weight=None, pos_weight=None,
                                      reduction="mean"):
     """Binary cross-entropy of sigmoid(logits) against target in [0, 1],
@@ -83,6 +94,7 @@ def binary_cross_entropy_with_logits(logits, target, *, weight=None, pos_weight=
     return binary_loss(logits, target, weight, pos_weight, reduction, False, None, True)
 
 
+@signature_hints
 def binary_cross_entropy_with_logits_with_grad(logits, target, *, weight=None, pos_weight=None,
                                                reduction="mean", out=None):
     """(loss, d loss / d logits) of binary_cross_entropy_with_logits in one pass."""

@@ -7,6 +7,8 @@ to (rows, classes), together with everything needed to give results back in
 the caller's shape. Kernels of both backends take it from there.
 """
 
+import functools
+import inspect
 import math
 from dataclasses import dataclass
 from operator import index as _as_index
@@ -14,6 +16,50 @@ from operator import index as _as_index
 import numpy as np
 
 REDUCTIONS = ("none", "sum", "mean")
+
+
+# ---- the call itself ----
+
+# Keywords users bring from other libraries, and fastxent's names for them.
+_FOREIGN_KEYWORDS = {"dim": "axis", "input": None, "size_average": "reduction",
+                     "reduce": "reduction"}
+
+
+def signature_hints(fn):
+    """Wraps a public function so that a call that does not fit its signature
+    says what fastxent expects: options are keyword-only (PyTorch passes
+    `weight` positionally), the class axis is `axis=` (PyTorch's `dim=`).
+    Calls that fit pay one function call more."""
+    signature = inspect.signature(fn)
+    positional = [p.name for p in signature.parameters.values()
+                  if p.kind is p.POSITIONAL_OR_KEYWORD]
+
+    @functools.wraps(fn)
+    def checked(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except TypeError:
+            try:
+                signature.bind(*args, **kwargs)
+            except TypeError as exc:
+                raise TypeError(_signature_hint(fn.__name__, positional, args, kwargs, exc)) \
+                    from None
+            raise
+
+    return checked
+
+
+def _signature_hint(name, positional, args, kwargs, exc):
+    if len(args) > len(positional):
+        return (f"{name}: takes {len(positional)} positional arguments "
+                f"({', '.join(positional)}) but {len(args)} were given; options are "
+                f"keyword-only in fastxent, e.g. {name}({', '.join(positional)}, weight=w)")
+    for key in kwargs:
+        if key in _FOREIGN_KEYWORDS:
+            ours = _FOREIGN_KEYWORDS[key]
+            return (f"{name}: unexpected keyword argument {key!r}"
+                    + (f"; fastxent's name for it is {ours}=" if ours else ""))
+    return f"{name}: {exc}"
 
 
 # ---- single arguments ----
@@ -276,11 +322,56 @@ def reduce_loss(reduction, dtype, total, denom):
         return dtype.type(np.float64(total) / np.float64(denom))
 
 
+def _without(shape, axis):
+    return shape[:axis] + shape[axis + 1:]
+
+
+def fitting_axes(scores_shape, target_shape):
+    """The class axes of scores_shape that a target of class indices shaped
+    target_shape would fit."""
+    return [a for a in range(len(scores_shape)) if _without(scores_shape, a) == target_shape]
+
+
+def _axis_hint(scores_shape, target_shape):
+    fits = fitting_axes(scores_shape, target_shape)
+    return f"; axis={fits[0]} would fit" if len(fits) == 1 else (
+        f"; axis={' or axis='.join(map(str, fits))} would fit" if fits else "")
+
+
+def class_axis(axis, scores_shape, target_in, name):
+    """The class axis: `axis` when given; when it is None, the last axis for
+    inputs of rank <= 2, and for rank >= 3 the axis the target's shape fits
+    among PyTorch's (1) and the last (Keras's, JAX's, NumPy's); where both
+    fit, a ValueError asks for it."""
+    if axis is not None:
+        return axis
+    ndim = len(scores_shape)
+    if ndim < 3:
+        return -1
+    if target_in.dtype.kind == "f" and target_in.shape == tuple(scores_shape):
+        fits = [1, ndim - 1]  # probabilities fit either way
+    else:
+        fits = [a for a in (1, ndim - 1) if _without(scores_shape, a) == target_in.shape]
+    if len(fits) == 2:
+        raise ValueError(
+            f"axis: {name} of shape {tuple(scores_shape)} and target of shape "
+            f"{target_in.shape} fit classes on axis 1 and on the last axis: pass axis=1 "
+            "(PyTorch's layout, (N, C, ...)) or axis=-1 (Keras's, JAX's and NumPy's, "
+            "(..., C))")
+    return fits[0] if fits else -1  # where neither fits, the shape check explains
+
+
 def _index_target(target_in, batch_shape, n_classes, axis, shape):
     if target_in.shape != batch_shape:
+        hint = _axis_hint(shape, target_in.shape)
+        if not hint and len(shape) == 1 and target_in.shape == shape:
+            hint = ("; for one score per sample use binary_cross_entropy_with_logits, for "
+                    f"one sample of {shape[0]} classes a 0-d label")
+        elif not hint and target_in.shape == batch_shape + (1,):
+            hint = f"; drop the length-1 axis: target.reshape({batch_shape})"
         raise ValueError(
             f"target: class indices must have shape {batch_shape} (input {shape} "
-            f"without axis {axis}), got {target_in.shape}"
+            f"without axis {axis}), got {target_in.shape}{hint}"
         )
     if target_in.dtype.kind == "u" and target_in.size and target_in.max() > _INT64_MAX:
         row = int(np.argmax(target_in.reshape(-1) > _INT64_MAX))
@@ -297,22 +388,26 @@ def prepare_classes(scores, target, weight, ignore_index, reduction, label_smoot
     reduction = check_reduction(reduction)
     label_smoothing = check_label_smoothing(label_smoothing)
     ignore_index = check_ignore_index(ignore_index)
+    target_in = as_array(target, "target")
+    scores = as_array(scores, name)
+    axis = class_axis(axis, scores.shape, target_in, name)
     rows, scores_in = prepare_rows(scores, axis, name, want_result=want_grad, out=out,
                                    others={"target": target, "weight": weight}, empty_ok=False)
     n_classes, axis = rows.x.shape[1], rows.axis
 
-    target_in = as_array(target, "target")
     kind = target_in.dtype.kind
     if kind in "iu":
         flat_target = _index_target(target_in, rows.batch_shape, n_classes, axis, scores_in.shape)
         is_index = True
     elif kind == "f" and allow_probabilities:
         if target_in.shape != scores_in.shape:
-            as_labels = target_in.shape == rows.batch_shape
+            # Float labels, (N,) or (N, 1): the same TypeError either way.
+            as_labels = target_in.shape in (rows.batch_shape, rows.batch_shape + (1,))
             raise (TypeError if as_labels else ValueError)(
                 f"target: class probabilities must have the shape of {name} {scores_in.shape}, "
                 f"got {target_in.shape} of dtype {target_in.dtype}"
-                + ("; class indices must be an integer array" if as_labels else "")
+                + (f"; class indices must be an integer array of shape {rows.batch_shape}"
+                   if as_labels else _axis_hint(scores_in.shape, target_in.shape))
             )
         flat_target, _ = classes_last(target_in, axis, rows.dtype)
         is_index = False

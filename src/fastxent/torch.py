@@ -21,6 +21,17 @@ silently: the result is the same either way. ``"fastxent"`` says the caller
 wants the kernels, so a fallback warns once per reason (RuntimeWarning).
 ``"torch"`` always runs PyTorch's implementation.
 
+Under ``torch.compile`` the losses are torch.library custom operators
+(``fastxent::class_loss``, ``fastxent::binary_loss``) that stay in the
+compiled graph; ``inplace_backward`` does not apply there.
+
+Mechanism and cost: in eager mode a ``torch.autograd.Function`` entered
+through its C ``apply`` (the Python ``Function.apply`` wrapper binds
+arguments for torch.func, which never reaches this path); measured at
+64 x 10 it costs about half as much per call as calling the custom operator
+eagerly, whose dispatcher and schema handling come on top. What the bridge
+adds to the kernel's own call is the autograd node and two NumPy views.
+
 This module imports torch; ``import fastxent`` does not import it.
 """
 
@@ -187,6 +198,88 @@ def _run(input, kernel, reference, grad_shape, inplace, backend):
     return _apply_fused(_unwrap_if_dead(input), kernel, reference, grad_shape, inplace, backend)
 
 
+# ---------------------------------------------------------------- torch.compile
+#
+# Under torch.compile the losses are custom operators (torch.library): the
+# compiler keeps them in its graph as opaque calls with a fake (shape-only)
+# implementation, instead of tracing into NumPy and Cython (graph breaks and
+# recompilations). In eager mode they cost more per call than the
+# autograd.Function above (the dispatcher, schema checks), so eager calls
+# take the Function; both run the same kernels. The gradient is an output of
+# the operator, contiguous in the input's shape; inplace_backward does not
+# apply under torch.compile.
+
+
+def _class_dim_of(input):
+    return 1 if input.dim() >= 2 else 0
+
+
+@torch.library.custom_op("fastxent::class_loss", mutates_args=())
+def _class_loss_op(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None,
+                   ignore_index: int, reduction: str, label_smoothing: float,
+                   log_probs: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    loss, grad = class_loss(_numpy(input), _numpy(target), _numpy(weight), ignore_index,
+                            reduction, label_smoothing, _class_dim_of(input), True, None,
+                            log_probs=log_probs)
+    return torch.from_numpy(np.asarray(loss)), torch.from_numpy(grad).contiguous()
+
+
+@_class_loss_op.register_fake
+def _class_loss_fake(input, target, weight, ignore_index, reduction, label_smoothing, log_probs):
+    d = _class_dim_of(input)
+    shape = input.shape[:d] + input.shape[d + 1:] if reduction == "none" else ()
+    return input.new_empty(shape), torch.empty_like(input, memory_format=torch.contiguous_format)
+
+
+def _class_loss_setup(ctx, inputs, output):
+    ctx.save_for_backward(output[1])
+    ctx.class_dim = _class_dim_of(inputs[0]) if inputs[4] == "none" else None
+
+
+def _class_loss_backward(ctx, grad_loss, _):
+    (grad,) = ctx.saved_tensors
+    if ctx.class_dim is not None:
+        grad_loss = grad_loss.unsqueeze(ctx.class_dim)
+    return grad * grad_loss, None, None, None, None, None, None
+
+
+_class_loss_op.register_autograd(_class_loss_backward, setup_context=_class_loss_setup)
+
+
+@torch.library.custom_op("fastxent::binary_loss", mutates_args=())
+def _binary_loss_op(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None,
+                    pos_weight: torch.Tensor | None, reduction: str,
+                    from_logits: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    loss, grad = binary_loss(_numpy(input), _numpy(target), _numpy(weight), _numpy(pos_weight),
+                             reduction, True, None, from_logits)
+    return torch.from_numpy(np.asarray(loss)), torch.from_numpy(grad).contiguous()
+
+
+@_binary_loss_op.register_fake
+def _binary_loss_fake(input, target, weight, pos_weight, reduction, from_logits):
+    shape = input.shape if reduction == "none" else ()
+    return input.new_empty(shape), torch.empty_like(input, memory_format=torch.contiguous_format)
+
+
+def _binary_loss_setup(ctx, inputs, output):
+    ctx.save_for_backward(output[1])
+
+
+def _binary_loss_backward(ctx, grad_loss, _):
+    (grad,) = ctx.saved_tensors
+    return grad * grad_loss, None, None, None, None, None
+
+
+_binary_loss_op.register_autograd(_binary_loss_backward, setup_context=_binary_loss_setup)
+
+
+def _compilable(input, others):
+    """Whether the custom operators take this call while torch.compile traces."""
+    return (input.dtype in _KERNEL_DTYPES and input.device.type == "cpu" and input.dim() > 0
+            and all(o is None or (o.device.type == "cpu" and not o.requires_grad)
+                    for o in others))
+
+
 def _reduction_of(size_average, reduce, reduction):
     """PyTorch's handling of the deprecated size_average and reduce."""
     if size_average is not None or reduce is not None:
@@ -195,10 +288,6 @@ def _reduction_of(size_average, reduce, reduction):
 
 
 # ---------------------------------------------------------------- functions
-
-
-def _class_dim(input):
-    return 1 if input.dim() >= 2 else 0
 
 
 def _unsqueeze_class_dim(class_dim):
@@ -217,14 +306,20 @@ def _class_loss(name, torch_fn, input, target, weight, ignore_index, reduction, 
 
     if _check_backend(backend) == "torch":
         return reference(input)
+    if torch.compiler.is_compiling():
+        if _compilable(input, (target, weight)) and (
+                target.dtype == torch.int64 or (not log_probs and target.dtype == input.dtype)):
+            return _class_loss_op(input, target, weight, ignore_index, reduction,
+                                  label_smoothing, log_probs)[0]
+        return reference(input)
     reason = _unsupported(input, (target, weight), (weight,))
-    if reason is None and target.dtype != torch.int64:
-        if log_probs or target.dtype != input.dtype:
-            reason = f"{name} target of dtype {target.dtype}"
+    if reason is None and target.dtype != torch.int64 and (
+            log_probs or target.dtype != input.dtype):
+        reason = f"{name} target of dtype {target.dtype}"
     if reason is not None:
         _fallback_warning(reason, backend)
         return reference(input)
-    class_dim = _class_dim(input)
+    class_dim = _class_dim_of(input)
     t, w = _numpy(target), _numpy(weight)
 
     def kernel(x, out, want_grad=True):
@@ -331,6 +426,11 @@ def _binary(input, target, weight, pos_weight, reduction, inplace_backward, back
             return F.binary_cross_entropy(x, target, weight, reduction=reduction)
 
     if _check_backend(backend) == "torch":
+        return reference(input)
+    if torch.compiler.is_compiling():
+        if _compilable(input, (target, weight, pos_weight)) and target.shape == input.shape \
+                and all(o is None or o.dtype == input.dtype for o in (target, weight, pos_weight)):
+            return _binary_loss_op(input, target, weight, pos_weight, reduction, from_logits)[0]
         return reference(input)
     reason = _unsupported(input, (target, weight, pos_weight), (target, weight, pos_weight))
     if reason is None and target.shape != input.shape:
