@@ -24,6 +24,9 @@ import numpy as np
 import fastxent._logits
 import fastxent.keras as fk
 
+if int(keras.__version__.split(".")[0]) < 3:
+    print(f"Keras {keras.__version__} is not Keras 3")
+    sys.exit(77)
 assert keras.backend.backend() == BACKEND, keras.backend.backend()
 RTOL = 2e-5
 
