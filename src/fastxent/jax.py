@@ -122,7 +122,7 @@ def cross_entropy(logits: Any, target: Any, *, weight: Any = None, ignore_index:
     >>> logits = jnp.array([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]])
     >>> loss, grad = jax.value_and_grad(fxj.cross_entropy)(logits, jnp.array([0, 2]))
     >>> round(float(loss), 4)
-    0.7803
+    0.6216
     """
     jnp = _jnp()
     logits = jnp.asarray(logits)
@@ -206,8 +206,9 @@ def softmax_cross_entropy_with_integer_labels(logits: Any, labels: Any, axis: in
     >>> import jax.numpy as jnp
     >>> import fastxent.jax as fxj
     >>> logits = jnp.array([[1.2, -0.8, -0.5], [0.9, -1.2, 1.1]])
-    >>> fxj.softmax_cross_entropy_with_integer_labels(logits, jnp.array([0, 1])).round(4)
-    Array([0.2761, 2.9518], dtype=float32)
+    >>> loss = fxj.softmax_cross_entropy_with_integer_labels(logits, jnp.array([0, 1]))
+    >>> [round(float(v), 4) for v in loss]
+    [0.2761, 2.9518]
     """
     jnp = _jnp()
     logits, labels = jnp.asarray(logits), jnp.asarray(labels)
@@ -251,8 +252,8 @@ def softmax_cross_entropy(logits: Any, labels: Any, axis: int | tuple | None = -
     >>> import fastxent.jax as fxj
     >>> logits = jnp.array([[1.2, -0.8, -0.5], [0.9, -1.2, 1.1]])
     >>> labels = jnp.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-    >>> fxj.softmax_cross_entropy(logits, labels).round(4)
-    Array([0.2761, 2.9518], dtype=float32)
+    >>> [round(float(v), 4) for v in fxj.softmax_cross_entropy(logits, labels)]
+    [0.2761, 2.9518]
     """
     jnp = _jnp()
     logits, labels = jnp.asarray(logits), jnp.asarray(labels)
@@ -294,8 +295,9 @@ def sigmoid_binary_cross_entropy(logits: Any, labels: Any) -> Any:
     --------
     >>> import jax.numpy as jnp
     >>> import fastxent.jax as fxj
-    >>> fxj.sigmoid_binary_cross_entropy(jnp.array([0.0, 2.0]), jnp.array([1.0, 0.0])).round(4)
-    Array([0.6931, 2.1269], dtype=float32)
+    >>> loss = fxj.sigmoid_binary_cross_entropy(jnp.array([0.0, 2.0]), jnp.array([1.0, 0.0]))
+    >>> [round(float(v), 4) for v in loss]
+    [0.6931, 2.1269]
     """
     jnp = _jnp()
     logits = jnp.asarray(logits)
