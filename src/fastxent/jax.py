@@ -38,8 +38,9 @@ Notes
 * The callback: ``jax.experimental.buffer_callback`` where JAX has it (0.7
   and later), which lets the kernel read XLA's buffers and write the
   gradient into XLA's output buffer; ``jax.pure_callback`` otherwise, which
-  copies the arrays to NumPy and the results back (measured: 2.7x the cost
-  per call at 64 x 10, 1.7x at 8192 x 1000). An XLA FFI custom call (a C
+  copies the arrays to NumPy and the results back (measured on a busy
+  2-core machine: 2.4x to 2.7x the cost per call at 64 x 10, 1.7x to 2.6x at
+  8192 x 1000). An XLA FFI custom call (a C
   handler compiled against ``jax.ffi.include_dir()``) would also avoid the
   Python call and the GIL; it is not built. ``benchmarks/bench_jax_training.py``
   measures the fixed cost per call against optax's loss.
@@ -401,7 +402,7 @@ def _buffer_callback():
     """jax.experimental.buffer_callback where this JAX has it (0.7 and later):
     the kernel reads XLA's input buffers and writes the gradient into XLA's
     output buffer, where jax.pure_callback copies the inputs to NumPy and the
-    results back (2.7x the cost per call at 64 x 10, 1.7x at 8192 x 1000 here)."""
+    results back (about twice the cost per call: see the module's notes)."""
     try:
         from jax.experimental.buffer_callback import buffer_callback
     except ImportError:
