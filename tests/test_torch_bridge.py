@@ -464,3 +464,21 @@ def test_custom_operators_pass_torch_library_opcheck(gen):
     torch.library.opcheck(ft._class_loss_op, (x.reshape(3, 4, 2), labels[:6].reshape(3, 2),
                                               None, -100, "mean", 0.0, False))
     torch.library.opcheck(ft._binary_loss_op, (x, y, None, None, "sum", True))
+
+
+def test_import_fastxent_does_not_import_torch():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import fastxent
+    root = str(Path(fastxent.__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root,
+                                                                    os.environ.get("PYTHONPATH")])))
+    code = ("import sys, fastxent; before = 'torch' in sys.modules; import fastxent.torch; "
+            "print(before, 'torch' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False", "True"]
