@@ -482,3 +482,14 @@ def test_import_fastxent_does_not_import_torch():
                           timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["False", "True"]
+
+
+def test_both_fastxent_backends_serve_the_bridge(backend, gen):
+    # the `backend` fixture (conftest) selects fastxent's compiled or NumPy kernels
+    x = torch.randn(6, 5, 3, generator=gen, dtype=torch.float64)
+    labels = torch.randint(0, 5, (6, 3), generator=gen)
+    compare(ft.cross_entropy, F.cross_entropy, x, labels, gen=gen, label_smoothing=0.1,
+            reduction="none")
+    y = torch.rand(6, 5, 3, generator=gen, dtype=torch.float64)
+    compare(ft.binary_cross_entropy_with_logits, F.binary_cross_entropy_with_logits, x, y,
+            gen=gen)
