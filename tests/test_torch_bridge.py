@@ -237,6 +237,14 @@ def test_inplace_backward_misuse_is_detected_not_silent(gen):
         ft.cross_entropy(leaf, labels, inplace_backward=True)
     with pytest.raises(ValueError, match="inplace_backward"):
         ft.cross_entropy(leaf.detach(), labels, inplace_backward=True)
+    expanded = (leaf[:1] * 1.0).expand(4, 3)  # four rows on one row's memory
+    with pytest.raises(ValueError, match="inplace_backward.*expanded"):
+        ft.cross_entropy(expanded, labels, inplace_backward=True)
+    loss = ft.cross_entropy(expanded, labels)  # without inplace_backward: fine
+    (grad,) = torch.autograd.grad(loss, leaf)
+    (grad_ref,) = torch.autograd.grad(F.cross_entropy((leaf[:1] * 1.0).expand(4, 3), labels),
+                                      leaf)
+    torch.testing.assert_close(grad, grad_ref)
 
 
 def test_inplace_backward_refuses_double_backward(gen):
