@@ -1,6 +1,6 @@
 """fastxent.torch against PyTorch's own losses: per-call overhead and training steps.
 
-    PYTHONPATH=src python benchmarks/bench_torch_training.py [--only overhead,mlp,lm]
+    PYTHONPATH=src python benchmarks/bench_torch_training.py [--only overhead,mlp,lm,lm-loss]
         [--compile] [--repeats 30] [--threads N]
 
 * overhead: microseconds per call at batch 64 x 10 classes, float32, of the
@@ -10,7 +10,8 @@
 * mlp: a training step (forward, backward, SGD step) of a small MLP classifier
   (64 features, 256 hidden, 10 classes, batch 256);
 * lm: a training step of a language-model-style output layer: hidden 512,
-  vocabulary 32,000, 4,096 rows (a Linear layer without bias and the loss).
+  vocabulary 32,000, 4,096 rows (a Linear layer without bias and the loss);
+* lm-loss: the loss alone (forward + backward) on that layer's logits.
 
 Each row runs the candidates interleaved (one call of each per round, order
 rotated) and reports the median and the ratio to PyTorch's loss. With
@@ -127,9 +128,27 @@ def lm(repeats, compile_too):
                    inputs, labels, repeats, compile_too)
 
 
+def lm_loss(repeats):
+    """The loss alone (forward + backward) on the LM layer's logits."""
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(4096, 32000, generator=gen, requires_grad=True)
+    labels = torch.randint(0, 32000, (4096,), generator=gen)
+
+    def run(fn):
+        def call():
+            logits.grad = None
+            fn(logits, labels).backward()
+        return call
+
+    medians = interleaved({"F.cross_entropy": run(F.cross_entropy),
+                           "fastxent.torch.cross_entropy": run(ft.cross_entropy)}, repeats)
+    report("the loss alone, forward + backward, 4,096 x 32,000 float32 logits", medians, "ms",
+           "F.cross_entropy")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", default="overhead,mlp,lm")
+    parser.add_argument("--only", default="overhead,mlp,lm,lm-loss")
     parser.add_argument("--compile", action="store_true", help="also under torch.compile")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=None,
@@ -143,7 +162,8 @@ def main(argv=None):
           f"{fastxent.get_backend()} backend), numpy {np.__version__}")
     sections = {"overhead": lambda: overhead(args.repeats),
                 "mlp": lambda: mlp(args.repeats, args.compile),
-                "lm": lambda: lm(args.repeats, args.compile)}
+                "lm": lambda: lm(args.repeats, args.compile),
+                "lm-loss": lambda: lm_loss(args.repeats)}
     for name in args.only.split(","):
         sections[name]()
 

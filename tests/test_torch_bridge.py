@@ -237,6 +237,14 @@ def test_inplace_backward_misuse_is_detected_not_silent(gen):
         ft.cross_entropy(leaf, labels, inplace_backward=True)
     with pytest.raises(ValueError, match="inplace_backward"):
         ft.cross_entropy(leaf.detach(), labels, inplace_backward=True)
+    expanded = (leaf[:1] * 1.0).expand(4, 3)  # four rows on one row's memory
+    with pytest.raises(ValueError, match="inplace_backward.*expanded"):
+        ft.cross_entropy(expanded, labels, inplace_backward=True)
+    loss = ft.cross_entropy(expanded, labels)  # without inplace_backward: fine
+    (grad,) = torch.autograd.grad(loss, leaf)
+    (grad_ref,) = torch.autograd.grad(F.cross_entropy((leaf[:1] * 1.0).expand(4, 3), labels),
+                                      leaf)
+    torch.testing.assert_close(grad, grad_ref)
 
 
 def test_inplace_backward_refuses_double_backward(gen):
@@ -464,3 +472,32 @@ def test_custom_operators_pass_torch_library_opcheck(gen):
     torch.library.opcheck(ft._class_loss_op, (x.reshape(3, 4, 2), labels[:6].reshape(3, 2),
                                               None, -100, "mean", 0.0, False))
     torch.library.opcheck(ft._binary_loss_op, (x, y, None, None, "sum", True))
+
+
+def test_import_fastxent_does_not_import_torch():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import fastxent
+    root = str(Path(fastxent.__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root,
+                                                                    os.environ.get("PYTHONPATH")])))
+    code = ("import sys, fastxent; before = 'torch' in sys.modules; import fastxent.torch; "
+            "print(before, 'torch' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False", "True"]
+
+
+def test_both_fastxent_backends_serve_the_bridge(backend, gen):
+    # the `backend` fixture (conftest) selects fastxent's compiled or NumPy kernels
+    x = torch.randn(6, 5, 3, generator=gen, dtype=torch.float64)
+    labels = torch.randint(0, 5, (6, 3), generator=gen)
+    compare(ft.cross_entropy, F.cross_entropy, x, labels, gen=gen, label_smoothing=0.1,
+            reduction="none")
+    y = torch.rand(6, 5, 3, generator=gen, dtype=torch.float64)
+    compare(ft.binary_cross_entropy_with_logits, F.binary_cross_entropy_with_logits, x, y,
+            gen=gen)

@@ -195,6 +195,9 @@ def _run(input, kernel, reference, grad_shape, inplace, backend):
     if inplace and input.is_leaf:
         raise ValueError("inplace_backward: True would overwrite a leaf tensor that requires "
                          "grad (a parameter or a user's input); it is for intermediate logits")
+    if inplace and any(st == 0 and n > 1 for st, n in zip(input.stride(), input.shape)):
+        raise ValueError("inplace_backward: True needs logits whose elements have memory of "
+                         f"their own, not an expanded view (strides {input.stride()})")
     return _apply_fused(_unwrap_if_dead(input), kernel, reference, grad_shape, inplace, backend)
 
 
