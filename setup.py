@@ -1,4 +1,5 @@
-"""Build of the compiled kernels (fastxent._kernels).
+"""Build of the compiled kernels (fastxent._kernels) and the bench's floors
+(fastxent.bench._floors).
 
 Switches (environment variables read at build time):
   FASTXENT_DISABLE_OPENMP=1  build without OpenMP (serial kernels)
@@ -134,7 +135,9 @@ extensions = [
             "_rows.h", "_fx_platform.h", "_fx_pipeline.h", "_fx_rows.h", "_fx_math.h",
             "_rows_impl.h", "_fx_dispatch.h")],
         include_dirs=["src/fastxent"],
-    )
+    ),
+    # Bench-only: the memory floors of `python -m fastxent bench`.
+    Extension("fastxent.bench._floors", sources=["src/fastxent/bench/_floors.pyx"]),
 ]
 
 setup(

@@ -26,17 +26,51 @@ BACKENDS = ("compiled", "numpy")
 ISA_CAPS = ("baseline", "avx2", "avx512")
 
 
-def _env_positive_int(name):
+def max_threads() -> int:
+    """The most threads fastxent accepts: 4 x the CPUs this process may use.
+
+    More than that only slows the kernels down, and a count far above it
+    (10**5) can make the OpenMP runtime end the process when the system
+    cannot create so many threads. set_num_threads, num_threads and
+    FASTXENT_NUM_THREADS are held to it.
+
+    Returns
+    -------
+    int
+        4 x the CPUs available to this process (its affinity mask where the
+        system has one, else all of them) when fastxent was imported.
+
+    Examples
+    --------
+    >>> from fastxent._config import max_threads
+    >>> max_threads() >= 4
+    True
+    """
+    return _MAX_THREADS
+
+
+def _available_cpus():
+    if hasattr(os, "sched_getaffinity"):
+        return max(len(os.sched_getaffinity(0)), 1)
+    return os.cpu_count() or 1
+
+
+# Counted once: every call's thread count is held to it, without a system call.
+_MAX_THREADS = 4 * _available_cpus()
+
+
+def _env_threads(name):
     value = os.environ.get(name, "").strip()
     if not value:
         return None
     try:
         n = int(value)
-        if n >= 1:
+        if 1 <= n <= max_threads():
             return n
     except ValueError:
         pass
-    warnings.warn(f"fastxent: ignoring {name}={value!r}: expected a positive integer", stacklevel=3)
+    warnings.warn(f"fastxent: ignoring {name}={value!r}: expected a number of threads "
+                  f"from 1 to {max_threads()}", stacklevel=3)
     return None
 
 
@@ -63,23 +97,32 @@ def _initial_isa():
     return _compiled.select_isa(cap)
 
 
+def _default_threads():
+    """Threads without a fastxent setting, fixed at import: OMP_NUM_THREADS
+    (its first entry), else the CPUs this process may use; 1 without OpenMP.
+    Not the OpenMP runtime's live setting, which torch.set_num_threads changes
+    (PyTorch and fastxent may share one libgomp)."""
+    if _compiled is None or not _compiled.build_info().get("openmp_version"):
+        return 1
+    first = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if first.isdigit() and int(first) >= 1:
+        return min(int(first), max_threads())
+    return _available_cpus()
+
+
 _state = {
     "backend": _initial_backend(),
-    "threads": _env_positive_int("FASTXENT_NUM_THREADS"),
+    "threads": _env_threads("FASTXENT_NUM_THREADS"),
+    "default_threads": _default_threads(),
+    "limit": None,  # threadpoolctl's threadpool_limits, through _ThreadpoolctlController
     "isa": _initial_isa(),
-    "forked": False,
 }
 _local = threading.local()  # num_threads() and reference overrides, per Python thread
 
 
-def _serial_after_fork():
-    # GNU libgomp's thread pool does not survive fork(): a child that opens a
-    # parallel region with more than one thread hangs. One thread is safe.
-    _state["forked"] = True
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_serial_after_fork)
+# The extension marks the child of every fork(), also one made from C; only
+# its OpenMP threads can hang there.
+_forked = _compiled.forked if _compiled is not None else (lambda: False)
 
 
 def get_backend():
@@ -116,23 +159,71 @@ def backend_for_this_thread(name):
 def _check_threads(n):
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n: expected a positive integer number of threads, got {n!r}")
+    if n > max_threads():
+        raise ValueError(f"n: {n} threads is more than fastxent accepts, "
+                         f"max_threads() = {max_threads()} (4 x the CPUs this process may use)")
     return int(n)
 
 
-def get_num_threads():
-    """Threads the compiled kernels use: num_threads() / set_num_threads() /
-    FASTXENT_NUM_THREADS if set, else the OpenMP runtime's default, which
-    follows OMP_NUM_THREADS, the CPUs this process may use, and threadpoolctl.
-    Always 1 in a child made by fork(), where OpenMP threads could hang."""
-    if _state["forked"]:
-        return 1
+def _requested_threads():
     local = getattr(_local, "threads", None)
     if local is not None:
         return local
     if _state["threads"] is not None:
         return _state["threads"]
-    return _compiled.openmp_max_threads() if _compiled is not None else 1
+    return _state["default_threads"]
 
+
+def get_num_threads():
+    """Threads the compiled kernels use: num_threads() / set_num_threads() /
+    FASTXENT_NUM_THREADS if set, else OMP_NUM_THREADS or the CPUs this process
+    may use (read at import), at most a threadpoolctl limit in force. The
+    OpenMP runtime's own setting (omp_set_num_threads, torch.set_num_threads)
+    does not change it, and fastxent never changes that setting. Always 1 in
+    a child made by fork() (from Python or from C), where OpenMP threads
+    could hang. At most max_threads()."""
+    if _forked():
+        return 1
+    n = _requested_threads()
+    limit = _state["limit"]
+    return n if limit is None else min(n, limit)
+
+
+def _register_with_threadpoolctl():
+    """Lets threadpoolctl.threadpool_limits(n) (user_api "openmp" or all) limit
+    the kernels' threads, as it limits the OpenMP runtimes: it sees the
+    extension as an OpenMP library of internal_api "fastxent"."""
+    try:
+        import threadpoolctl
+    except ImportError:
+        return
+    if _compiled is None or not hasattr(threadpoolctl, "register"):
+        return
+
+    class _ThreadpoolctlController(threadpoolctl.LibController):
+        user_api = "openmp"
+        internal_api = "fastxent"
+        filename_prefixes = (os.path.basename(_compiled.__file__).split(".")[0],)
+
+        def _is_ours(self):
+            return os.path.realpath(self.filepath) == os.path.realpath(_compiled.__file__)
+
+        def get_num_threads(self):
+            return get_num_threads() if self._is_ours() else None
+
+        def set_num_threads(self, num_threads):
+            if self._is_ours():
+                # threadpool_limits restores the count it found on entry: one
+                # not below the unlimited count lifts the limit.
+                _state["limit"] = None if num_threads >= _requested_threads() else num_threads
+
+        def get_version(self):
+            return __version__
+
+    threadpoolctl.register(_ThreadpoolctlController)
+
+
+_register_with_threadpoolctl()
 
 # Elements a thread should have at least: below, starting and waking threads
 # costs more than it saves (and the kernels' blocks are about this size).
@@ -146,13 +237,16 @@ def threads_for(n_elements):
 
 
 def set_num_threads(n):
-    """Sets the threads the compiled kernels use, for the whole process."""
+    """Sets the threads the compiled kernels use, for the whole process: from
+    1 to max_threads() (4 x the CPUs this process may use); more raise
+    ValueError."""
     _state["threads"] = _check_threads(n)
 
 
 @contextlib.contextmanager
 def num_threads(n):
-    """Uses `n` threads for the calls made by this Python thread inside the block."""
+    """Uses `n` threads (1 to max_threads()) for the calls made by this Python
+    thread inside the block."""
     n = _check_threads(n)
     previous = getattr(_local, "threads", None)
     _local.threads = n

@@ -6,7 +6,9 @@
 /* exp(d) for d <= 0 (a value minus its row's maximum), branch-free so that
  * it vectorises: reduction to r = d - k ln2 in [-ln2/2, ln2/2], a polynomial
  * in r, times 2^k made from k's bits. Results below the smallest normal
- * number are flushed to 0, so exp(-inf) is exactly 0; NaN gives NaN, whatever
+ * number are flushed to 0 (the cut-off `lowest` is the least d whose exp is
+ * normal: every normal result is computed, and no subnormal is, whose
+ * arithmetic is slow on many CPUs), so exp(-inf) is exactly 0; NaN gives NaN, whatever
  * its payload (a multiply, not an addition to p's bits, applies 2^k).
  * The loops that call this are bound by its latency (this is the code of
  * every exp sweep): hence the polynomial in Estrin's form, not Horner's. */
@@ -14,7 +16,7 @@ FX_ATTR static inline FX_T FX_FN(fx_exp)(FX_T d)
 {
 #if FX_DOUBLE
     typedef uint64_t bits_t;
-    const double lowest = -708.0; /* exp(-708) > DBL_MIN */
+    const double lowest = -708.3964185322641; /* exp(lowest) >= DBL_MIN > exp(its predecessor) */
     /* 1.5 * 2^52 + 1023: adding it rounds to an integer, k + 1023 in the low bits */
     const double shifter = 6755399441055744.0 + 1023.0;
     const int mantissa_bits = 52;
@@ -37,7 +39,7 @@ FX_ATTR static inline FX_T FX_FN(fx_exp)(FX_T d)
     const double q = (q89 * r4 + q47) * r4 + q03;
 #else
     typedef uint32_t bits_t;
-    const float lowest = -87.0f;                /* exp(-87) > FLT_MIN */
+    const float lowest = -87.33654f;            /* exp(lowest) >= FLT_MIN > exp(its predecessor) */
     const float shifter = 12582912.0f + 127.0f; /* 1.5 * 2^23 + 127 */
     const int mantissa_bits = 23;
     float kf = d * 1.44269504088896341f + shifter;
@@ -54,8 +56,8 @@ FX_ATTR static inline FX_T FX_FN(fx_exp)(FX_T d)
     const float q = (0.0013926325618133463f * r2 + q23) * r2 + q01;
 #endif
     const FX_T p = q * r2 + (r + 1); /* e^r in [0.7, 1.5) */
-    /* k >= -126 (-1021) above `lowest`: the biased k fits the exponent field,
-     * p * 2^k is normal, exact. (The shifter's own bits shift out.) */
+    /* k >= -126 (-1022) from `lowest` up: the biased k fits the exponent field.
+     * (The shifter's own bits shift out.) */
     const bits_t two_k_bits = kbits << mantissa_bits;
     FX_T two_k;
     memcpy(&two_k, &two_k_bits, sizeof two_k);

@@ -46,6 +46,10 @@ typedef struct {
                          void *loss, ptrdiff_t n, double scale);
     /* the end of a thread's run: see fx_run_begin */
     void (*run_end)(fx_carry *c, ptrdiff_t n);
+    /* test-only: the elementwise functions over arrays */
+    void (*test_exp)(const void *d, void *out, ptrdiff_t n);
+    void (*test_log_sum)(const double *v, double *out, ptrdiff_t n);
+    void (*test_log1p)(const void *u, void *out, ptrdiff_t n);
 } fx_rows;
 
 #endif /* FASTXENT_FX_ROWS_H */

@@ -61,6 +61,45 @@ cdef extern from "_rows.h" nogil:
     int fx_openmp_version()
     const char *fx_openmp_library()
     const char *fx_compiler()
+    void fx_test_exp_f32 "fx_f32->test_exp"(const float *d, float *out, Py_ssize_t n)
+    void fx_test_exp_f64 "fx_f64->test_exp"(const double *d, double *out, Py_ssize_t n)
+    void fx_test_log_sum "fx_f64->test_log_sum"(const double *v, double *out, Py_ssize_t n)
+    void fx_test_log1p_f32 "fx_f32->test_log1p"(const float *u, float *out, Py_ssize_t n)
+    void fx_test_log1p_f64 "fx_f64->test_log1p"(const double *u, double *out, Py_ssize_t n)
+
+# GNU libgomp's thread pool does not survive fork(): a child that opens a
+# parallel region with more than one thread hangs. A pthread_atfork handler
+# marks every child, however it was forked (os.fork, or fork() called from C,
+# which os.register_at_fork does not see), and the kernels then run on one
+# thread (_threads). fastxent._config reads the mark (forked()).
+cdef extern from *:
+    """
+    #if !defined(_WIN32)
+    #include <pthread.h>
+    #endif
+    static volatile int fx_forked = 0;
+    static void fx_mark_forked(void) { fx_forked = 1; }
+    /* 0 on success (and where there is no fork()). */
+    static int fx_watch_forks(void)
+    {
+    #if defined(_WIN32)
+        return 0;
+    #else
+        return pthread_atfork(NULL, NULL, fx_mark_forked);
+    #endif
+    }
+    """
+    int fx_forked
+    int fx_watch_forks() nogil
+
+if fx_watch_forks() != 0:
+    raise ImportError("fastxent._kernels: cannot register its fork handler (pthread_atfork)")
+
+
+def forked():
+    """Whether this process is the child of a fork() made after this module
+    was imported (the kernels then run on one thread)."""
+    return bool(fx_forked)
 
 
 cdef inline const fx_rows *_rows_of(const floating *x) noexcept nogil:
@@ -80,6 +119,35 @@ cdef enum:
 
 cdef inline Py_ssize_t _rows_per_block(Py_ssize_t n_classes) noexcept nogil:
     return max(1, BLOCK_ELEMENTS // max(n_classes, 1))
+
+
+# ---- the checks at the boundary: once per call, so that no mistake of a
+# caller's can make a kernel read or write outside its buffers ----
+
+cdef int _check_length(str kernel, str name, Py_ssize_t length,
+                       Py_ssize_t expected, str what) except -1:
+    if length != expected:
+        raise ValueError(f"{kernel}: {name} has length {length}, expected {expected} ({what})")
+    return 0
+
+
+cdef int _check_shape(str kernel, str name, Py_ssize_t rows, Py_ssize_t cols,
+                      Py_ssize_t expected_rows, Py_ssize_t expected_cols, str what) except -1:
+    if rows != expected_rows or cols != expected_cols:
+        raise ValueError(f"{kernel}: {name} has shape ({rows}, {cols}), expected "
+                         f"({expected_rows}, {expected_cols}) ({what})")
+    return 0
+
+
+cdef int _threads(str kernel, int n_threads, Py_ssize_t n_parts) except -1:
+    """The threads to run n_parts parts (blocks, rows) of work on: never more
+    threads than parts (OpenMP would start them for nothing), one in a forked
+    child (see fx_forked)."""
+    if n_threads < 1:
+        raise ValueError(f"{kernel}: n_threads must be at least 1, got {n_threads}")
+    if fx_forked:
+        return 1
+    return <int>max(1, min(<Py_ssize_t>n_threads, n_parts))
 
 
 ISA_LEVELS = {"baseline": 0, "avx2": 1, "avx512": 2}
@@ -255,7 +323,7 @@ cdef inline void _block_rows(const RowJob *job, const fx_rows *R, const floating
         block_loss[0] = total
 
 
-cdef tuple _run_rows(const RowJob *job, const floating *x, int n_threads):
+cdef tuple _run_rows(str kernel, const RowJob *job, const floating *x, int n_threads):
     """Runs job over its rows, x (job.x, typed) on n_threads threads; returns
     (sum of the row losses, first row of a bad label or -1).
 
@@ -269,6 +337,7 @@ cdef tuple _run_rows(const RowJob *job, const floating *x, int n_threads):
     cdef bint sums = _sums_losses(job.op)
     cdef Py_ssize_t per_block = _rows_per_block(n) if sums else 1
     cdef Py_ssize_t n_blocks = (n_rows + per_block - 1) // per_block
+    n_threads = _threads(kernel, n_threads, n_blocks)
     cdef Py_ssize_t per_thread = (n_blocks + n_threads - 1) // n_threads
     cdef double[::1] block_loss = np.zeros(n_blocks) if sums else None
     cdef int64_t[::1] block_bad = np.full(n_blocks, -1, dtype=np.int64) if sums else None
@@ -328,6 +397,24 @@ cdef tuple _class_loss(problem, floating[::1] row_loss, int n_threads, const flo
     cdef bint mean = problem.reduction == "mean"
     cdef double denom = 0.0, total
     cdef RowJob job
+    if x is None or problem.target is None:
+        raise ValueError("class_loss: the problem has no x or no target")
+    if problem.is_index:
+        labels = problem.target
+        _check_length("class_loss", "target", labels.shape[0], n_rows, "a label per row of x")
+    else:
+        probs = problem.target
+        _check_shape("class_loss", "target", probs.shape[0], probs.shape[1], n_rows, n_classes,
+                     "the shape of x")
+    if grad is not None:
+        _check_shape("class_loss", "result", grad.shape[0], grad.shape[1], n_rows, n_classes,
+                     "the shape of x")
+    if weight is not None:
+        _check_length("class_loss", "weight", weight.shape[0], n_classes, "a weight per class")
+    if row_loss is not None:
+        _check_length("class_loss", "row_loss", row_loss.shape[0], n_rows, "a loss per row of x")
+    if n_threads < 1:
+        _threads("class_loss", n_threads, 1)
     if n_rows == 0:
         return 0.0, 0.0, -1
     memset(&job, 0, sizeof(job))
@@ -344,7 +431,6 @@ cdef tuple _class_loss(problem, floating[::1] row_loss, int n_threads, const flo
     job.params.ignore_index = problem.ignore_index
     job.params.scale = 1.0
     if problem.is_index:
-        labels = problem.target
         job.target = &labels[0]
         job.op = ROWS_NLL_INDEX if problem.scores is Scores.LOG_PROBS else ROWS_XENT_INDEX
         if mean or job.out == job.x:
@@ -361,12 +447,11 @@ cdef tuple _class_loss(problem, floating[::1] row_loss, int n_threads, const flo
                 return 0.0, 0.0, first_bad
             job.params.scale = 1.0 / denom if mean else 1.0
     else:
-        probs = problem.target
         job.target = &probs[0, 0]
         job.op = ROWS_XENT_PROB
         denom = <double>n_rows
         job.params.scale = 1.0 / n_rows if mean else 1.0
-    total, first_bad = _run_rows(&job, &x[0, 0], n_threads)
+    total, first_bad = _run_rows("class_loss", &job, &x[0, 0], n_threads)
     return total, denom, first_bad
 
 
@@ -386,17 +471,31 @@ def class_loss(problem, *, row_loss, int n_threads):
     return _class_loss[double](problem, row_loss, n_threads, NULL)
 
 
-cdef _transform_rows(rows, RowOp op, floating[::1] per_row, int n_threads, const floating *kind):
+cdef _transform_rows(str kernel, rows, RowOp op, floating[::1] per_row, int n_threads,
+                     const floating *kind):
     cdef const floating[:, ::1] x = rows.x
-    cdef floating[:, ::1] out = rows.result
+    cdef floating[:, ::1] out = rows.result if op != ROWS_LOGSUMEXP else None
     cdef RowJob job
+    if x is None:
+        raise ValueError(f"{kernel}: rows.x is None")
+    if op == ROWS_LOGSUMEXP:
+        if per_row is None:
+            raise ValueError(f"{kernel}: out is None")
+        _check_length(kernel, "out", per_row.shape[0], x.shape[0], "a value per row of x")
+    elif out is None:
+        raise ValueError(f"{kernel}: rows.result is None")
+    else:
+        _check_shape(kernel, "result", out.shape[0], out.shape[1], x.shape[0], x.shape[1],
+                     "the shape of x")
+    if n_threads < 1:
+        _threads(kernel, n_threads, 1)
     if x.shape[0] == 0 or x.shape[1] == 0:
         return
     memset(&job, 0, sizeof(job))
     job.op, job.n_rows, job.n_classes, job.x = op, x.shape[0], x.shape[1], &x[0, 0]
     job.out = &out[0, 0] if out is not None else NULL
     job.per_row = &per_row[0] if per_row is not None else NULL
-    _run_rows(&job, &x[0, 0], n_threads)
+    _run_rows(kernel, &job, &x[0, 0], n_threads)
 
 
 def softmax_rows(rows, *, transform, int n_threads):
@@ -404,22 +503,20 @@ def softmax_rows(rows, *, transform, int n_threads):
     row of rows.x (fastxent._validate.Rows) into rows.result (may be rows.x)."""
     cdef RowOp op = ROWS_LOG_SOFTMAX if transform is Transform.LOG_SOFTMAX else ROWS_SOFTMAX
     if rows.x.itemsize == 4:
-        _transform_rows[float](rows, op, None, n_threads, NULL)
+        _transform_rows[float]("softmax_rows", rows, op, None, n_threads, NULL)
     else:
-        _transform_rows[double](rows, op, None, n_threads, NULL)
+        _transform_rows[double]("softmax_rows", rows, op, None, n_threads, NULL)
 
 
 def logsumexp_rows(rows, *, out, int n_threads):
     """log(sum(exp(row))) of each row of rows.x (fastxent._validate.Rows) into out."""
-    if rows.x.shape[0] == 0:
-        return
-    if rows.x.shape[1] == 0:
+    if rows.x.shape[1] == 0 and out is not None and len(out) == rows.x.shape[0]:
         out[...] = -np.inf  # the log of an empty sum
         return
     if rows.x.itemsize == 4:
-        _transform_rows[float](rows, ROWS_LOGSUMEXP, out, n_threads, NULL)
+        _transform_rows[float]("logsumexp_rows", rows, ROWS_LOGSUMEXP, out, n_threads, NULL)
     else:
-        _transform_rows[double](rows, ROWS_LOGSUMEXP, out, n_threads, NULL)
+        _transform_rows[double]("logsumexp_rows", rows, ROWS_LOGSUMEXP, out, n_threads, NULL)
 
 
 cdef inline double _entr(double p) noexcept nogil:
@@ -456,10 +553,16 @@ def entropy_rows(rows, *, q, out, int n_threads):
     _entropy_rows(rows.x, q, out, n_threads)
 
 
-def _entropy_rows(const floating[:, ::1] p, const floating[:, ::1] q, floating[::1] out,
+def _entropy_rows(const floating[:, ::1] p not None, const floating[:, ::1] q,
+                  floating[::1] out not None,
                   int n_threads):
     cdef Py_ssize_t n_rows = p.shape[0], n_classes = p.shape[1], i, j
     cdef double acc
+    if q is not None:
+        _check_shape("entropy_rows", "q", q.shape[0], q.shape[1], n_rows, n_classes,
+                     "the shape of p")
+    _check_length("entropy_rows", "out", out.shape[0], n_rows, "a value per row of p")
+    n_threads = _threads("entropy_rows", n_threads, n_rows)
     if n_rows == 0:
         return
     cdef const floating *pp = &p[0, 0]
@@ -532,17 +635,34 @@ def binary_loss(problem, *, elem_loss, int n_threads):
                         problem.input is BinaryInput.LOGITS, n_threads)
 
 
-def _binary_xent(const floating[:, ::1] x, const floating[:, ::1] target,
+def _binary_xent(const floating[:, ::1] x not None, const floating[:, ::1] target not None,
                  const floating[:, ::1] weight, const floating[:, ::1] pos_weight,
                  floating[:, ::1] grad, bint mean, floating[:, ::1] elem_loss,
                  bint from_logits, int n_threads):
     cdef Py_ssize_t n_rows = x.shape[0], n_cols = x.shape[1], b, k, k0, k1, piece
     cdef Py_ssize_t n = n_rows * n_cols
-    if n == 0:
-        return 0.0, 0.0, -1
+    _check_shape("binary_loss", "target", target.shape[0], target.shape[1], n_rows, n_cols,
+                 "the shape of x")
+    if weight is not None:
+        _check_shape("binary_loss", "weight", weight.shape[0], weight.shape[1],
+                     n_rows if weight.shape[0] != 1 else 1, n_cols,
+                     "one row, or the shape of x")
+    if pos_weight is not None:
+        _check_shape("binary_loss", "pos_weight", pos_weight.shape[0], pos_weight.shape[1],
+                     n_rows if pos_weight.shape[0] != 1 else 1, n_cols,
+                     "one row, or the shape of x")
+    if grad is not None:
+        _check_shape("binary_loss", "grad", grad.shape[0], grad.shape[1], n_rows, n_cols,
+                     "the shape of x")
+    if elem_loss is not None:
+        _check_shape("binary_loss", "elem_loss", elem_loss.shape[0], elem_loss.shape[1],
+                     n_rows, n_cols, "the shape of x")
     # Fixed-size blocks of elements, whatever the shape: parallel for one long
     # row as for many short ones, and the same sums for any thread count.
     cdef Py_ssize_t n_blocks = (n + BLOCK_ELEMENTS - 1) // BLOCK_ELEMENTS
+    n_threads = _threads("binary_loss", n_threads, n_blocks)
+    if n == 0:
+        return 0.0, 0.0, -1
     cdef double[::1] block_loss = np.zeros(n_blocks)
     cdef int64_t[::1] block_bad = np.full(n_blocks, -1, dtype=np.int64)
     cdef double scale = 1.0 / n if mean else 1.0
@@ -559,6 +679,17 @@ def _binary_xent(const floating[:, ::1] x, const floating[:, ::1] target,
     cdef floating *gp = &grad[0, 0] if grad is not None else NULL
     cdef floating *lp = &elem_loss[0, 0] if elem_loss is not None else NULL
     cdef const floating *onesp = NULL
+    cdef Py_ssize_t first_bad = -1
+    if not from_logits and <const void *>gp == <const void *>xp:
+        # A gradient written over the probabilities must not start before
+        # every one is known to be in [0, 1] (an error leaves x as it was).
+        with nogil:
+            for k in range(n):
+                if xp[k] < 0 or xp[k] > 1:
+                    first_bad = k
+                    break
+        if first_bad >= 0:
+            return 0.0, <double>n, first_bad
     if not from_logits or wp != NULL or pwp != NULL:
         ones = np.ones(min(n, BLOCK_ELEMENTS), dtype=np.asarray(x).dtype)
         onesp = &ones[0]
@@ -589,36 +720,39 @@ def _binary_xent(const floating[:, ::1] x, const floating[:, ::1] target,
     return total, <double>n, -1
 
 
-# ---- memory floors for the benchmark: the least traffic a pass can have ----
+# ---- test-only: the elementwise functions of the row code in use (select_isa),
+# over arrays, for tests/test_safety.py to compare with a high-precision truth ----
 
-def copy_floor(const unsigned char[::1] src, unsigned char[::1] dst, int n_threads,
-               bint stream):
-    """Copies src into dst in n_threads contiguous chunks, by memcpy or, when
-    `stream`, with streaming stores (fx_stream_copy, _fx_platform.h): what one read and one
-    write of every byte cost, the floor of a fused forward+backward pass."""
-    cdef Py_ssize_t n = src.shape[0], chunk, t, start, stop
-    if n == 0:
-        return
-    chunk = (n + n_threads - 1) // n_threads
-    with nogil:
-        for t in prange(n_threads, schedule="static", num_threads=n_threads):
-            start = t * chunk
-            stop = min(n, start + chunk)
-            if start < stop:
-                if stream:
-                    fx_stream_copy(&dst[start], &src[start], stop - start)
-                    FX_STREAM_FENCE()
-                else:
-                    memcpy(&dst[start], &src[start], stop - start)
+def _exp(const floating[::1] d not None):
+    """Test-only: the kernels' exp of each d <= 0 (fx_exp, _rows_impl.h)."""
+    out = np.empty(d.shape[0], np.float32 if floating is float else np.float64)
+    cdef floating[::1] o = out
+    if d.shape[0]:
+        if floating is float:
+            fx_test_exp_f32(&d[0], &o[0], d.shape[0])
+        else:
+            fx_test_exp_f64(&d[0], &o[0], d.shape[0])
+    return out
 
 
-def read_floor(const uint64_t[::1] src, int n_threads):
-    """XORs the words of src together in n_threads chunks: what one read of
-    every byte costs (an integer reduction vectorises, unlike a float sum),
-    the floor of a forward-only pass. Returns the XOR so it cannot be skipped."""
-    cdef Py_ssize_t n = src.shape[0], i
-    cdef uint64_t acc = 0
-    with nogil:
-        for i in prange(n, schedule="static", num_threads=n_threads):
-            acc ^= src[i]
-    return acc
+def _log_sum(const double[::1] v not None):
+    """Test-only: the kernels' log of each sum of exps v >= 1 (fx_log_sum)."""
+    out = np.empty(v.shape[0])
+    cdef double[::1] o = out
+    if v.shape[0]:
+        fx_test_log_sum(&v[0], &o[0], v.shape[0])
+    return out
+
+
+def _log1p(const floating[::1] u not None):
+    """Test-only: the binary cross-entropy's log1p of each u in [0, 1]."""
+    out = np.empty(u.shape[0], np.float32 if floating is float else np.float64)
+    cdef floating[::1] o = out
+    if u.shape[0]:
+        if floating is float:
+            fx_test_log1p_f32(&u[0], &o[0], u.shape[0])
+        else:
+            fx_test_log1p_f64(&u[0], &o[0], u.shape[0])
+    return out
+
+

@@ -192,15 +192,20 @@ def binary_loss(problem, *, elem_loss, n_threads=1):
         return 0.0, 0.0, -1
     w = 1.0 if weight is None else weight
     scale = 1.0 / n if mean else 1.0
+    total = None
     if p.input is BinaryInput.LOGITS:
         pw = 1.0 if pos_weight is None else pos_weight
         log_weight = 1.0 if pos_weight is None else 1 + (pos_weight - 1) * target
         e = np.exp(-np.abs(x))
-        # PyTorch's (1 - t) x + l (log1p(e) + max(-x, 0)), which for x < 0 is
-        # pw t |x| + l log1p(e): nothing cancels or overflows.
-        # Coefficients first: w (1 - t) x cannot overflow where the loss does not.
-        linear = np.where(x >= 0, (w * (1 - target)) * x, -(w * pw * target) * x)
-        loss = linear + (w * log_weight) * np.log1p(e)
+        loss = _bce_logits_loss(x, target, w, pw, log_weight, e)
+        total = float(loss.sum(dtype=np.float64))
+        if x.dtype == np.float32 and not np.isfinite(total):
+            # A loss beyond float's range (or a NaN): the sum again, in double,
+            # so that a mean of such losses stays finite (as the compiled
+            # kernels); before grad, which may be x, is written.
+            as64 = [None if a is None else np.asarray(a, np.float64)
+                    for a in (x, target, w, pw, log_weight)]
+            total = float(_bce_logits_loss(*as64, np.exp(-np.abs(as64[0]))).sum())
         if grad is not None:
             sigmoid_x = np.where(x >= 0, 1 / (1 + e), e / (1 + e))
             pos = target if pos_weight is None else pos_weight * target
@@ -217,4 +222,15 @@ def binary_loss(problem, *, elem_loss, n_threads=1):
             grad[...] = scale * w * (x - target) / np.maximum((1 - x) * x, TORCH_BCE_EPSILON)
     if elem_loss is not None:
         elem_loss[...] = loss
-    return float(loss.sum(dtype=np.float64)), float(n), -1
+    if total is None:
+        total = float(loss.sum(dtype=np.float64))
+    return total, float(n), -1
+
+
+def _bce_logits_loss(x, target, w, pw, log_weight, e):
+    """PyTorch's (1 - t) x + l (log1p(e) + max(-x, 0)), e = exp(-|x|), which
+    for x < 0 is pw t |x| + l log1p(e): nothing cancels or overflows.
+    Coefficients first: w (1 - t) x cannot overflow where the loss does not."""
+    with np.errstate(over="ignore", invalid="ignore"):  # of the branch np.where drops
+        linear = np.where(x >= 0, (w * (1 - target)) * x, -(w * pw * target) * x)
+    return linear + (w * log_weight) * np.log1p(e)

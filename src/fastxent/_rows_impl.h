@@ -656,12 +656,16 @@ FX_ATTR static double FX_FN(fx_bce_logits_span)(const void *xv, const void *tv, 
     /* The losses of a chunk go through buf and are summed in double in a
      * fixed order, so that they are the same bits with or without a gradient. */
     FX_T buf[FX_BCE_CHUNK];
-    FX_T unused_grad[FX_BCE_CHUNK]; /* one loop, one rounding, with or without g */
+    /* one loop, one rounding, with or without g; and where g is x (in place),
+     * the chunk's gradient waits here until x's chunk is no longer needed
+     * (the float fallback below reads it again) */
+    FX_T chunk_grad[FX_BCE_CHUNK];
+    const int in_place = g != NULL && (const FX_T *)g == x;
     const FX_T f_scale = (FX_T)scale;
     double total = 0.0;
     for (ptrdiff_t c0 = 0; c0 < n; c0 += FX_BCE_CHUNK) {
         const ptrdiff_t m = n - c0 < FX_BCE_CHUNK ? n - c0 : FX_BCE_CHUNK;
-        FX_T *gc = g ? g + c0 : unused_grad;
+        FX_T *gc = g && !in_place ? g + c0 : chunk_grad;
         if (w)
             FX_FN(fx_bce_chunk)(x, t, w, pw, c0, m, f_scale, gc, buf);
         else
@@ -679,9 +683,42 @@ FX_ATTR static double FX_FN(fx_bce_logits_span)(const void *xv, const void *tv, 
         }
 #endif
         total += chunk;
+        if (in_place) memcpy(g + c0, chunk_grad, (size_t)m * sizeof(FX_T));
         if (loss) memcpy(loss + c0, buf, (size_t)m * sizeof(FX_T));
     }
     return total;
+}
+
+/* Test-only (fastxent._kernels' _exp and friends): the elementwise functions
+ * of this instance over arrays, in loops vectorised as the kernels' are. */
+FX_ATTR static void FX_FN(fx_test_exp)(const void *dv, void *out_v, ptrdiff_t n)
+{
+    const FX_T *d = (const FX_T *)dv;
+    FX_T *out = (FX_T *)out_v;
+    FX_SIMD()
+    for (ptrdiff_t i = 0; i < n; i++) out[i] = FX_FN(fx_exp)(d[i]);
+}
+
+FX_ATTR static void FX_FN(fx_test_log_sum)(const double *v, double *out, ptrdiff_t n)
+{
+    FX_SIMD()
+    for (ptrdiff_t i = 0; i < n; i++) out[i] = FX_FN(fx_log_sum)(v[i]);
+}
+
+/* log1p(u) for u in [0, 1] as the binary cross-entropy takes it. */
+FX_ATTR static void FX_FN(fx_test_log1p)(const void *uv, void *out_v, ptrdiff_t n)
+{
+    const FX_T *u = (const FX_T *)uv;
+    FX_T *out = (FX_T *)out_v;
+    FX_SIMD()
+    for (ptrdiff_t i = 0; i < n; i++) {
+#if FX_DOUBLE
+        const FX_T v = 1 + u[i], inv_v = 1 / v;
+        out[i] = FX_FN(fx_bce_log1p_wide)(u[i], v, inv_v);
+#else
+        out[i] = FX_FN(fx_log1p_unit)(u[i]);
+#endif
+    }
 }
 #undef FX_BCE_CHUNK
 #undef FX_SUM_BLOCK
@@ -707,6 +744,9 @@ static const fx_rows FX_FN(fx_rows) = {
     .logsumexp = FX_FN(fx_logsumexp_row),
     .bce_logits = FX_FN(fx_bce_logits_span),
     .run_end = FX_FN(fx_run_end),
+    .test_exp = FX_FN(fx_test_exp),
+    .test_log_sum = FX_FN(fx_test_log_sum),
+    .test_log1p = FX_FN(fx_test_log1p),
 };
 
 #undef FX_FN

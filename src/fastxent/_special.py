@@ -83,8 +83,7 @@ def _softmax(x, *, axis, out, transform):
     # Several axes, all of them, or a 0-d input: the axes flattened into one.
     dtype = result_dtype(x_in, "x")
     axes = reduction_axes(axis, x_in.ndim)
-    if out is not None:
-        check_out(out, x_in, dtype, {"x": x_in})
+    out_view = check_out(out, x_in, dtype, {"x": x_in}) if out is not None else None
     moved, flat = _axes_last(x_in, axes)
     rows, _ = prepare_rows(flat, -1, "x", want_result=True)
     _config.kernels().softmax_rows(rows, transform=transform,
@@ -92,7 +91,7 @@ def _softmax(x, *, axis, out, transform):
     result = _axes_back(rows.result, moved.shape, axes, x_in.ndim)
     if out is None:
         return np.ascontiguousarray(result) if result.ndim else result
-    np.copyto(out, result)
+    np.copyto(out_view, result)  # through the base class: a subclass's copyto may lie
     return out
 
 

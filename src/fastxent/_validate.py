@@ -76,12 +76,22 @@ def result_dtype(arr, name):
     raise TypeError(f"{name}: expected an array of real numbers, got dtype {dt}")
 
 
+def base_view(arr):
+    """arr as a plain ndarray over the same memory. Subclasses are worked on
+    through this view only: their own methods and properties (reshape,
+    shape, __array_function__...) may say anything, the view's cannot."""
+    return arr if type(arr) is np.ndarray else np.ndarray.view(arr, np.ndarray)
+
+
 def as_array(value, name):
     """np.asarray with a clear TypeError for what NumPy cannot make numeric.
-    Subclasses (np.matrix, MaskedArray, ...) become plain views of their
-    data: results are plain arrays, and a mask is not honoured."""
-    if type(value) is np.ndarray:
+    Subclasses (np.matrix, MaskedArray, ...) become plain base-class views of
+    their data (base_view): no subclass method runs, results are plain
+    arrays, and a mask is not honoured."""
+    if type(value) is np.ndarray:  # the common case first: a call per argument costs
         return value
+    if isinstance(value, np.ndarray):
+        return base_view(value)
     try:
         return np.asarray(value)
     except (ValueError, TypeError) as exc:
@@ -131,6 +141,9 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1  # np.iinfo costs microseconds a ca
 
 class _DefaultIgnoreIndex(int):
     """The type of IGNORE_INDEX_DEFAULT."""
+
+    def __reduce__(self):  # unpickled as the one default (options sent to Dask workers)
+        return "IGNORE_INDEX_DEFAULT"
 
 
 # PyTorch's default ignore_index, -100, as the default of the signatures: an
@@ -196,9 +209,11 @@ def _same_memory(a, b):
 
 def check_out(out, like, dtype, inputs):
     """Validates out= for a result shaped like `like`: it may be `like` itself
-    but must not overlap any other input."""
+    but must not overlap any other input. Returns out's base_view, the array
+    to write into."""
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out: expected a NumPy array, got {type(out).__name__}")
+    out = base_view(out)
     if out.shape != like.shape:
         raise ValueError(f"out: expected shape {like.shape}, got {out.shape}")
     if out.dtype != dtype:
@@ -210,11 +225,12 @@ def check_out(out, like, dtype, inputs):
     for name, arr in inputs.items():
         if arr is None or (name == first_name and in_place):
             continue
-        if np.may_share_memory(out, arr):
+        if np.may_share_memory(out, base_view(arr) if isinstance(arr, np.ndarray) else arr):
             raise ValueError(
                 f"out: overlaps {name}; pass a separate array"
                 + (f", or {name} itself to overwrite it in place" if name == first_name else "")
             )
+    return out
 
 
 # ---- arrays with a class axis ----
@@ -243,7 +259,7 @@ class Rows:
         result = moveaxis(self.result.reshape(moved_shape), -1, self.axis)
         if self.out is None:
             return result
-        np.copyto(self.out, result)
+        np.copyto(base_view(self.out), result)
         return self.out
 
     def per_row(self, values):
@@ -284,13 +300,13 @@ def prepare_rows(x, axis, name, *, want_result=False, out=None, others=None):
     if out is not None:
         if not want_result:
             raise TypeError("out: this function does not take out=")
-        check_out(out, x_in, dtype, {name: x_in, **(others or {})})
+        out_view = check_out(out, x_in, dtype, {name: x_in, **(others or {})})
         # Write straight into out when its memory has the kernel's layout (with
         # out=x that is x's own memory: kernels read each element of a row
         # before they write it).
-        result_is_out = axis == x_in.ndim - 1 and kernel_writable(out)
+        result_is_out = axis == x_in.ndim - 1 and kernel_writable(out_view)
         if result_is_out:
-            result = out.reshape(flat.shape)
+            result = out_view.reshape(flat.shape)
     if want_result and result is None:
         # A private copy of the input can take the result: no new buffer.
         result = flat if is_copy else np.empty_like(flat)
@@ -338,6 +354,11 @@ class ClassProblem(Rows):
         """The loss in the caller's shape and dtype, from what a kernel returned."""
         if self.reduction == "none":
             return row_loss.reshape(self.batch_shape)  # an array, even 0-d (as PyTorch)
+        if self.reduction == "mean" and denom == 0 and self.label_smoothing:
+            # Rows of weight 0 still add their smoothing term to the sum, but
+            # the mean over a total weight of 0 is NaN (PyTorch's: its
+            # likelihood part is 0 / 0), not sum / 0 = inf.
+            return self.dtype.type(np.nan)
         return reduce_loss(self.reduction, self.dtype, total, denom)
 
 
@@ -504,7 +525,7 @@ class BinaryProblem:
         grad = self.grad.reshape(self.shape)
         if self.out is None:
             return grad
-        np.copyto(self.out, grad)
+        np.copyto(base_view(self.out), grad)
         return self.out
 
 
@@ -564,11 +585,11 @@ def prepare_binary(x, target, *, kind, weight, pos_weight, reduction, want_grad,
     if out is not None:
         if not want_grad:
             raise TypeError("out: this function does not take out=")
-        check_out(out, x_in, dtype,
-                  {name: x_in, "target": target, "weight": weight, "pos_weight": pos_weight})
-        grad_is_out = kernel_writable(out)
+        out_view = check_out(out, x_in, dtype, {name: x_in, "target": target, "weight": weight,
+                                                "pos_weight": pos_weight})
+        grad_is_out = kernel_writable(out_view)
         if grad_is_out:
-            grad = out.reshape(flat_x.shape)
+            grad = out_view.reshape(flat_x.shape)
     if want_grad and grad is None:
         grad = flat_x if x_is_copy else np.empty_like(flat_x)
     return BinaryProblem(
