@@ -33,14 +33,15 @@ python -c "import fastxent; fastxent.show_config()"
 status=0
 # --capture=sys: a sanitizer's report, written to file descriptor 2, shows.
 # Left out: the RSS test (ASan's quarantine keeps freed memory resident) and
-# the children that probe terabyte-sized arrays under a memory limit (ASan's
-# shadow memory cannot be mapped there).
+# the children that run under a memory limit (terabyte-sized arrays, a file
+# larger than the memory allowed: ASan's shadow memory cannot be mapped there).
 risky=tests/test_bad_input.py::test_risky_in_subprocess
 python -m pytest tests -q -p no:cacheprovider --capture=sys \
     --deselect tests/test_memory.py::test_100000_calls_leave_rss_and_tracemalloc_flat \
     --deselect "$risky[compiled-huge-broadcast-views]" --deselect "$risky[numpy-huge-broadcast-views]" \
     --deselect "$risky[compiled-zero-size-with-huge-dimensions]" \
     --deselect "$risky[numpy-zero-size-with-huge-dimensions]" \
+    --deselect tests/test_score.py::test_score_a_file_larger_than_the_memory_allowed \
     "$@" || status=$?
 rm -rf build src/fastxent/_kernels.c src/fastxent/_kernels*.so
 exit $status
