@@ -219,10 +219,18 @@ class Gradients:
             np.add(self.d_bias[classes], part, out=self.d_bias[classes])
 
     def finish(self, p: Problem, scale):
-        """The gradients times scale, in the caller's shapes and dtypes."""
+        """The gradients times scale, in the caller's shapes and dtypes. A mean
+        over a zero denominator gives what PyTorch gives: 0 for ignored samples,
+        NaN for counted ones (of zero weight) and for what they reach."""
         results = [self.d_hidden, self.d_weight] + ([self.d_bias] if self.d_bias is not None else [])
-        for arr in results:
-            if scale != 1.0:
+        if math.isinf(scale):
+            counted = p.target != p.options["ignore_index"] if p.is_index else \
+                np.ones(p.target.shape[0], bool)
+            self.d_hidden[...] = np.where(counted, np.nan, 0.0)[:, None]
+            for arr in results[1:]:
+                arr[...] = np.nan if counted.any() else 0.0
+        elif scale != 1.0:
+            for arr in results:
                 np.multiply(arr, arr.dtype.type(scale), out=arr)
         results[0] = results[0].reshape(p.batch_shape + (self.d_hidden.shape[1],))
         return tuple(arr.astype(dt, copy=False) for arr, dt in zip(results, p.grad_dtypes))
@@ -442,7 +450,7 @@ def linear_cross_entropy(hidden, linear_weight, target, *, linear_bias=None, wei
     Notes
     -----
     Chunk rule: a chunk's logits take at most 64 MiB (``rows = 64 MiB /
-    (V * itemsize)``, 512 rows at V = 32,000 in float32). That is far beyond the
+    (V * itemsize)``, 524 rows at V = 32,000 in float32). That is far beyond the
     caches, so the rule is set by the GEMMs and by memory: each chunk re-reads
     and re-writes ``d_weight``, so chunks need many rows (the GEMMs' inner
     dimension) to keep that traffic small, and the bound below keeps them well
