@@ -7,13 +7,12 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from conftest import assert_close
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fastxent
 from fastxent import _linear
-
-from conftest import assert_close
 
 # Chunk shapes: one row, odd, more rows than N, and classes in blocks
 # (one class, odd blocks, a block larger than V).
@@ -87,8 +86,8 @@ def test_float32_within_float32_tolerance_of_torch_float64(torch, chunk_size):
     rng = np.random.default_rng(3)
     hidden, linear_weight, linear_bias, target = make_problem(rng, n=50, h=16, v=40,
                                                               dtype=np.float32)
-    options = dict(linear_bias=linear_bias, weight=rng.uniform(0.5, 2, 40).astype(np.float32),
-                   label_smoothing=0.1)
+    options = {"linear_bias": linear_bias, "weight": rng.uniform(0.5, 2, 40).astype(np.float32),
+                   "label_smoothing": 0.1}
     expected = torch_linear_xent(torch, hidden, linear_weight, target, **options)
     results = fastxent.linear_cross_entropy_with_grad(hidden, linear_weight, target,
                                                       chunk_size=chunk_size, **options)
