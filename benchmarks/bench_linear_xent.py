@@ -49,7 +49,7 @@ def make_path(name, w: Workload):
     """A callable running one forward + backward of the named path."""
     import fastxent
 
-    n, h, v = w.shape
+    n, _, v = w.shape
     if name == "fastxent":
         return lambda: fastxent.linear_cross_entropy_with_grad(w.hidden, w.weight, w.target)
     if name == "numpy-unfused":  # the N x V logits, the fused kernel in place on them, 2 GEMMs
@@ -174,7 +174,7 @@ def measure_memory(name, shape, args):
     cmd = [sys.executable, os.path.abspath(__file__), "--memory-of", name,
            "--shapes", ",".join(map(str, shape)), "--threads", str(args.threads),
            "--dtype", args.dtype, "--ignored", str(args.ignored)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if proc.returncode != 0:
         return None, proc.stderr.strip().splitlines()[-1:] or ["failed"]
     return json.loads(proc.stdout.strip().splitlines()[-1])["extra_bytes"], None
