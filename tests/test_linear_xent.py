@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fastxent
-from fastxent import _linear
+from fastxent import _blas, _linear
 
 # Chunk shapes: one row, odd, more rows than N, and classes in blocks
 # (one class, odd blocks, a block larger than V).
@@ -275,3 +275,43 @@ def test_extra_memory_is_one_chunk_of_logits_not_the_logits(monkeypatch, chunk_s
             assert unfused >= logits_bytes
     assert extra <= bound, (extra, bound)
     assert forward <= chunk_bytes + vectors, (forward, chunk_bytes)
+
+
+@pytest.fixture(params=["blas", "matmul-and-add"])
+def accumulate(request, monkeypatch):
+    """d_weight's later chunks added by NumPy's BLAS with beta = 1 (where it can
+    be reached), or by the fallback: matmul into a block, then an add."""
+    if request.param == "matmul-and-add":
+        monkeypatch.setattr(_blas, "_gemms", {})
+    return request.param
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, (5, 4), (9, 1000)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_both_ways_of_accumulating_d_weight_match_torch(torch, accumulate, chunk_size, dtype):
+    rng = np.random.default_rng(17)
+    hidden, linear_weight, linear_bias, target = make_problem(rng, n=40, h=9, v=23, dtype=dtype)
+    expected = torch_linear_xent(torch, hidden, linear_weight, target, linear_bias=linear_bias,
+                                 label_smoothing=0.1)
+    results = fastxent.linear_cross_entropy_with_grad(
+        hidden, linear_weight, target, linear_bias=linear_bias, label_smoothing=0.1,
+        chunk_size=chunk_size)
+    check_against(results, expected, np.dtype(dtype), True)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_blas_accumulation_adds_the_product(dtype):
+    rng = np.random.default_rng(4)
+    wide = rng.standard_normal((13, 40)).astype(dtype)
+    a = wide[:, 3:30]  # rows longer than the view: a leading dimension of 40
+    b = rng.standard_normal((13, 6)).astype(dtype)
+    c = rng.standard_normal((27, 6)).astype(dtype)
+    expected = c.astype(np.float64) + a.T.astype(np.float64) @ b
+    if not _blas.add_product_t(c, a, b):
+        pytest.skip("NumPy's own OpenBLAS is not reachable here (NumPy linked to another BLAS)")
+    assert_close(c, expected, dtype)
+    # Layouts a BLAS cannot take are declined, the array untouched.
+    before = c.copy()
+    assert not _blas.add_product_t(c, a[:, ::2], b[:, :])
+    assert not _blas.add_product_t(c[:, ::2], a, b[:, ::2])
+    np.testing.assert_array_equal(c, before)

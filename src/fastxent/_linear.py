@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _logits, _special
+from . import _blas, _logits, _special
 from ._partials import class_loss_parts
 from ._validate import (
     _index_target,
@@ -186,8 +186,9 @@ class Gradients:
         self.d_weight = np.zeros((n_classes, n_features), p.dtype) if n_rows == 0 else \
             np.empty((n_classes, n_features), p.dtype)
         self.d_bias = None if p.linear_bias is None else np.zeros(n_classes, p.dtype)
-        block = max(1, min(n_classes, ACCUMULATE_BYTES // (n_features * p.dtype.itemsize or 1)))
-        self.block = np.empty((block, n_features), p.dtype)
+        self.block_rows = max(1, min(n_classes,
+                                     ACCUMULATE_BYTES // (n_features * p.dtype.itemsize or 1)))
+        self.block = None  # allocated where NumPy's BLAS cannot add into d_weight
         self.row_part = (np.empty((chunking.rows, n_features), p.dtype)
                          if chunking.classes < n_classes else None)
         self.bias_part = None if p.linear_bias is None else np.empty(chunking.classes, p.dtype)
@@ -204,10 +205,12 @@ class Gradients:
         d_weight, grad_t = self.d_weight[classes], grad.T
         if first_rows:
             np.matmul(grad_t, hidden_rows, out=d_weight)
-        else:
+        elif not _blas.add_product_t(d_weight, grad, hidden_rows):
             # d_weight += grad.T @ hidden_rows without a temporary of d_weight's
             # size: NumPy's matmul cannot accumulate, so by blocks that stay in cache.
-            step = self.block.shape[0]
+            if self.block is None:
+                self.block = np.empty((self.block_rows, self.d_weight.shape[1]), self.d_weight.dtype)
+            step = self.block_rows
             for start in range(0, d_weight.shape[0], step):
                 block = slice(start, min(start + step, d_weight.shape[0]))
                 part = self.block[:block.stop - start]
