@@ -101,9 +101,7 @@ def prepare(hidden, linear_weight, target, linear_bias, weight, ignore_index, re
     """Checks every argument once, before any GEMM runs."""
     reduction = check_reduction(reduction)
     label_smoothing = check_label_smoothing(label_smoothing)
-    ignore_given = ignore_index is not None and not (
-        isinstance(ignore_index, int) and not isinstance(ignore_index, bool)
-        and ignore_index == -100)
+    explicit_ignore = ignore_index is not None and ignore_index != -100
     ignore_index = -100 if ignore_index is None else check_ignore_index(ignore_index)
     hidden_in = as_array(hidden, "hidden")
     weight_in = as_array(linear_weight, "linear_weight")
@@ -158,8 +156,8 @@ def prepare(hidden, linear_weight, target, linear_bias, weight, ignore_index, re
         class_weight = np.ascontiguousarray(w_in, dtype=dtype)
     options = {"label_smoothing": label_smoothing}
     # Probability targets take no ignore_index (PyTorch refuses one given
-    # explicitly): pass it on only when the caller chose it.
-    if is_index or ignore_given:
+    # explicitly): pass it on only when the caller chose one.
+    if is_index or explicit_ignore:
         options["ignore_index"] = ignore_index
 
     def grad_dtype(arr):
@@ -193,14 +191,16 @@ class Gradients:
                          if chunking.classes < n_classes else None)
         self.bias_part = None if p.linear_bias is None else np.empty(chunking.classes, p.dtype)
 
-    def add(self, grad, hidden_rows, rows, classes, first_rows, first_classes, linear_weight):
-        """Back-propagates grad = d loss_sum / d logits[rows, classes] through the GEMM."""
-        d_hidden = self.d_hidden[rows]
+    def add(self, grad, p: Problem, rows, classes, *, first_rows, first_classes):
+        """Back-propagates grad = d loss_sum / d logits[rows, classes] through the
+        GEMM; first_rows / first_classes: the first chunk of rows / block of classes
+        (written, not added)."""
+        d_hidden, hidden_rows, weight = self.d_hidden[rows], p.hidden[rows], p.linear_weight[classes]
         if first_classes:
-            np.matmul(grad, linear_weight[classes], out=d_hidden)
+            np.matmul(grad, weight, out=d_hidden)
         else:
             part = self.row_part[:d_hidden.shape[0]]
-            np.matmul(grad, linear_weight[classes], out=part)
+            np.matmul(grad, weight, out=part)
             np.add(d_hidden, part, out=d_hidden)
         d_weight, grad_t = self.d_weight[classes], grad.T
         if first_rows:
@@ -330,7 +330,7 @@ def _blocked_rows(buf, p: Problem, rows, chunking, grads, first_rows, row_loss):
                 g[~counted] = 0
             else:
                 g -= target_weights(cls).astype(p.dtype)
-            grads.add(g, p.hidden[rows], rows, cls, first_rows, k == 0, p.linear_weight)
+            grads.add(g, p, rows, cls, first_rows=first_rows, first_classes=k == 0)
     return float(loss.sum()), denominator
 
 
@@ -351,8 +351,8 @@ def _run(hidden, linear_weight, target, linear_bias, weight, ignore_index, reduc
             chunk_total, chunk_denominator = _whole_rows(buf[:rows.stop - start], p, rows,
                                                          want_grad, row_loss)
             if grads is not None:
-                grads.add(buf[:rows.stop - start], p.hidden[rows], rows, slice(None),
-                          start == 0, True, p.linear_weight)
+                grads.add(buf[:rows.stop - start], p, rows, slice(None),
+                          first_rows=start == 0, first_classes=True)
         else:
             chunk_total, chunk_denominator = _blocked_rows(buf, p, rows, chunking, grads,
                                                            start == 0, row_loss)
@@ -463,8 +463,9 @@ def linear_cross_entropy(hidden, linear_weight, target, *, linear_bias=None, wei
     (first the log-sum-exp of each row, then the gradient).
 
     Memory: beyond its results, a call holds one chunk's logits (at most
-    ``rows * classes * itemsize`` bytes, 64 MiB by default), an 8 MiB block for
-    adding into ``d_weight``, and vectors of length N or V. The forward alone
+    ``rows * classes * itemsize`` bytes, 64 MiB by default) and vectors of
+    length N or V; where NumPy's own OpenBLAS cannot add into ``d_weight``
+    (NumPy linked to another BLAS), an 8 MiB block for that as well. The forward alone
     never holds more than the chunk; ``linear_cross_entropy_with_grad`` adds the
     gradients' own size (``d_hidden`` and ``d_weight``). Probability targets
     with classes in blocks also take a float64 copy of each block's targets.
@@ -522,8 +523,10 @@ label_smoothing, chunk_size
     Notes
     -----
     Peak extra memory: the gradients themselves, plus one chunk's logits (64 MiB
-    by default, see linear_cross_entropy), plus an 8 MiB accumulation block and
-    vectors of length N or V; never the N x V logits.
+    by default, see linear_cross_entropy), plus vectors of length N or V (and an
+    8 MiB block where NumPy's BLAS cannot accumulate); never the N x V logits.
+    The chunks after the first add into ``d_weight`` through NumPy's own
+    OpenBLAS (its ``?gemm`` with beta = 1) where NumPy ships one.
 
     Examples
     --------
