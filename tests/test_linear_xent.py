@@ -3,6 +3,7 @@ language-model head, in chunks. Checked against PyTorch's F.linear_cross_entropy
 and its autograd (float64), against the unfused computation for any chunk
 shape, and for its memory bound (tracemalloc)."""
 
+import inspect
 import tracemalloc
 
 import numpy as np
@@ -315,3 +316,13 @@ def test_blas_accumulation_adds_the_product(dtype):
     assert not _blas.add_product_t(c, a[:, ::2], b[:, :])
     assert not _blas.add_product_t(c[:, ::2], a, b[:, ::2])
     np.testing.assert_array_equal(c, before)
+
+
+@pytest.mark.parametrize("name", ["linear_cross_entropy", "linear_cross_entropy_with_grad"])
+def test_reference_twin_has_the_public_signature(name):
+    public, twin = getattr(fastxent, name), getattr(fastxent.reference, name)
+    assert inspect.signature(twin) == inspect.signature(public)
+    # and PyTorch's names: the projection linear_weight, its bias linear_bias,
+    # the class weights weight
+    assert list(inspect.signature(public).parameters)[:5] == [
+        "hidden", "linear_weight", "target", "linear_bias", "weight"]
