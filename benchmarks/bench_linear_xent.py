@@ -12,8 +12,9 @@ BLAS (and, for information, with PyTorch's).
 Times are medians of interleaved rounds in one process (each round runs every
 path once, in a rotating order). Peak extra memory is measured for each path in
 a fresh subprocess: the peak resident set size during one call (after a
-warm-up call, with the peak reset through /proc/self/clear_refs; Linux only)
-minus the resident size before it; "beyond grads" subtracts the gradients'
+warm-up call, with the peak reset through /proc/self/clear_refs and the freed
+heap handed back by malloc_trim, so that small buffers reused from the
+warm-up's heap count too; Linux only) minus the resident size before it; "beyond grads" subtracts the gradients'
 own bytes (d_hidden + d_weight), which every path must hold.
 """
 
@@ -158,6 +159,11 @@ def measure_memory_here(name, w: Workload):
     run()
     import gc
     gc.collect()
+    try:  # hand freed heap memory back, so that allocations reusing it count too
+        import ctypes
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # resets VmHWM, the peak resident set size, to the current size
     before = _status("VmRSS")
