@@ -106,7 +106,8 @@ def scipy_bce_logits(x, t, weight=None, pos_weight=None, reduction="mean"):
 
 def torch_formula_bce(p, t, weight=None, reduction="mean"):
     """float64 reference written from PyTorch's documented formula: log terms
-    clamped at -100, gradient (p - t) / max(p (1 - p), 1e-12)."""
+    clamped at -100, gradient (p - t) / max(p (1 - p), 1e-12), whose 1e-12 is a
+    C++ float in PyTorch's source (Loss.cpp): 1e-12 rounded to float32."""
     p = np.asarray(p, dtype=np.float64)
     t = np.asarray(t, dtype=np.float64)
     w = np.ones_like(p) if weight is None else np.broadcast_to(np.asarray(weight, float), p.shape)
@@ -114,7 +115,7 @@ def torch_formula_bce(p, t, weight=None, reduction="mean"):
         log_p = np.maximum(np.log(p), -100.0)
         log_q = np.maximum(np.log1p(-p), -100.0)
     loss = -w * (t * log_p + (1 - t) * log_q)
-    grad = w * (p - t) / np.maximum(p * (1 - p), 1e-12)
+    grad = w * (p - t) / np.maximum(p * (1 - p), float(np.float32(1e-12)))
     if reduction == "mean":
         grad = grad / max(p.size, 1)
     return reduce(loss, reduction), grad
@@ -444,10 +445,9 @@ def test_probs_exactly_0_and_1_are_clamped_as_torch(torch, backend, dtype, reduc
     close(loss, want_loss, dtype)
     # elementwise relative: gradients range from 1e-288 to 1e12
     close(grad, want_grad, dtype, scale=0.0)
-    # torch agrees (its 1e-12 floor is rounded through float32: 4e-9 apart)
     torch_loss, torch_grad = torch_bce(torch, p, t, reduction=reduction)
     close(loss, torch_loss, dtype)
-    close(grad, torch_grad, dtype, rtol=max(RTOL[np.dtype(dtype)], 1e-8), scale=0.0)
+    close(grad, torch_grad, dtype, scale=0.0)
 
 
 def test_probs_exact_values(backend):
@@ -456,7 +456,8 @@ def test_probs_exact_values(backend):
     t = np.array([0.0, 1.0, 1.0, 0.0, 0.0, 1.0])
     loss, grad = run_probs(p, t, reduction="none")
     np.testing.assert_array_equal(loss, [0.0, 0.0, 100.0, 100.0, np.log(2.0), np.log(2.0)])
-    np.testing.assert_array_equal(grad, [0.0, 0.0, -1e12, 1e12, 2.0, -2.0])
+    floor = 1 / float(np.float32(1e-12))  # PyTorch's clamp of p (1 - p), a float's 1e-12
+    np.testing.assert_array_equal(grad, [0.0, 0.0, -floor, floor, 2.0, -2.0])
     # a soft target against a certain probability: t * 100 or (1 - t) * 100
     loss = fastxent.binary_cross_entropy(np.array([0.0, 1.0]), np.array([0.25, 0.25]),
                                          reduction="none")

@@ -481,18 +481,18 @@ def test_log_loss_clips_at_the_dtype_epsilon(backend, dtype, bits):
 
 
 @pytest.mark.parametrize("kwargs, exc, pattern", [
-    ({"y_true": [1, 1], "y_pred": [0.2, 0.7]}, ValueError, r"y_true: .*only one label \(1\)"),
-    ({"y_true": [0, 1], "y_pred": [0.2, 1.5]}, ValueError, "y_pred: .*greater than 1: 1.5"),
-    ({"y_true": [0, 1], "y_pred": [0.2, 0.7, 0.1]}, ValueError,
-     r"y_pred, y_true: inconsistent numbers of samples: \[3, 2\]"),
-    ({"y_true": [0, 1, 2], "y_pred": [0.2, 0.7, 0.1]}, ValueError,
-     r"y_pred: has 2 classes .* y_true has 3"),
-    ({"y_true": [0, 3], "y_pred": [0.2, 0.7], "labels": [0, 1]}, ValueError,
+    ({"y_true": [1, 1], "y_proba": [0.2, 0.7]}, ValueError, r"y_true: .*only one label \(1\)"),
+    ({"y_true": [0, 1], "y_proba": [0.2, 1.5]}, ValueError, "y_proba: .*greater than 1: 1.5"),
+    ({"y_true": [0, 1], "y_proba": [0.2, 0.7, 0.1]}, ValueError,
+     r"y_proba, y_true: inconsistent numbers of samples: \[3, 2\]"),
+    ({"y_true": [0, 1, 2], "y_proba": [0.2, 0.7, 0.1]}, ValueError,
+     r"y_proba: has 2 classes .* y_true has 3"),
+    ({"y_true": [0, 3], "y_proba": [0.2, 0.7], "labels": [0, 1]}, ValueError,
      r"y_true: contains values \[3\] not among labels \[0, 1\]"),
-    ({"y_true": [0, 1], "y_pred": [0.2, 0.7], "sample_weight": [[1, 2]]}, ValueError,
+    ({"y_true": [0, 1], "y_proba": [0.2, 0.7], "sample_weight": [[1, 2]]}, ValueError,
      "sample_weight: expected a 1-D"),
-    ({"y_true": [0, 1], "y_pred": [0.2, 0.7], "normalize": 1}, TypeError, "normalize"),
-    ({"y_true": [0, 1], "y_pred": ["a", "b"]}, TypeError, "y_pred"),
+    ({"y_true": [0, 1], "y_proba": [0.2, 0.7], "normalize": 1}, TypeError, "normalize"),
+    ({"y_true": [0, 1], "y_proba": ["a", "b"]}, TypeError, "y_proba"),
 ])
 def test_log_loss_errors_name_the_argument(kwargs, exc, pattern):
     with pytest.raises(exc, match=pattern):
@@ -500,7 +500,7 @@ def test_log_loss_errors_name_the_argument(kwargs, exc, pattern):
 
 
 def test_log_loss_warnings_say_why():
-    with pytest.warns(UserWarning, match="y_pred: some rows do not sum to one"):
+    with pytest.warns(UserWarning, match="y_proba: some rows do not sum to one"):
         fsk.log_loss([0, 1], [[0.2, 0.7], [0.3, 0.7]])
     with pytest.warns(UserWarning, match=r"labels: \[1, 0\] are not sorted"):
         fsk.log_loss([0, 1], [0.2, 0.7], labels=[1, 0])

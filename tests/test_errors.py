@@ -82,8 +82,8 @@ def test_weight_of_the_wrong_length(backend, fn, logits, weight):
 @pytest.mark.parametrize("fn", FUNCTIONS)
 def test_logits_without_classes(backend, fn):
     raises(ValueError, fn, np.float64(1.0), np.array(0), match="logits")
-    raises(ValueError, fn, np.zeros((4, 0)), np.zeros(4, np.int64), match="logits")
-    raises(ValueError, fn, np.zeros((4, 0)), np.zeros((4, 0)), match="logits")
+    # Zero classes compute, as PyTorch (test_review_semantics.py), but no label fits them.
+    raises(IndexError, fn, np.zeros((4, 0)), np.zeros(4, np.int64), match=r"\[0, 0\)")
 
 
 # ------------------------------------------------------------------ bad options
@@ -113,7 +113,7 @@ def test_axis_out_of_range(backend, fn, shape, axis):
 
 
 @pytest.mark.parametrize("fn", FUNCTIONS)
-@pytest.mark.parametrize("axis", [1.0, "1", None])
+@pytest.mark.parametrize("axis", [1.0, "1"])
 def test_axis_not_an_integer(backend, fn, logits, axis):
     raises(TypeError, fn, logits, LABELS, axis=axis, match="axis")
 

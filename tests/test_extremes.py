@@ -162,11 +162,12 @@ def ref_bce_logits(x, t, wt, weight=1.0, pos_weight=1.0):
 
 def ref_bce(p, t, wt):
     """PyTorch's binary cross-entropy of probabilities, log terms clamped at
-    -100, and its gradient (p - t) / max(p (1 - p), 1e-12), in `wt`."""
+    -100, and its gradient (p - t) / max(p (1 - p), 1e-12), in `wt`; PyTorch's
+    1e-12 is a C++ float: 1e-12 rounded to float32."""
     p, t = np.asarray(p).astype(wt), np.asarray(t).astype(wt)
     with np.errstate(divide="ignore"):
         loss = -(t * np.maximum(np.log(p), -100) + (1 - t) * np.maximum(np.log1p(-p), -100))
-    grad = (p - t) / np.maximum(p * (1 - p), wt(1e-12))
+    grad = (p - t) / np.maximum(p * (1 - p), wt(np.float32(1e-12)))
     return loss, grad
 
 

@@ -326,3 +326,21 @@ def test_reference_twin_has_the_public_signature(name):
     # the class weights weight
     assert list(inspect.signature(public).parameters)[:5] == [
         "hidden", "linear_weight", "target", "linear_bias", "weight"]
+
+
+def test_ignore_index_with_probability_targets_is_refused_as_by_cross_entropy(torch):
+    rng = np.random.default_rng(8)
+    hidden, linear_weight, _, target = make_problem(rng, n=6, h=3, v=5, probabilities=True)
+    for ignore_index in (-100, 0):
+        with pytest.raises(ValueError, match="ignore_index: .* not supported for floating"):
+            fastxent.linear_cross_entropy(hidden, linear_weight, target,
+                                          ignore_index=ignore_index)
+        with pytest.raises(RuntimeError):  # PyTorch refuses it too
+            torch.nn.functional.linear_cross_entropy(
+                torch.tensor(hidden), torch.tensor(linear_weight), torch.tensor(target),
+                ignore_index=ignore_index)
+    # Not given, or None as PyTorch's "not given": accepted.
+    expected = torch_linear_xent(torch, hidden, linear_weight, target)
+    for options in ({}, {"ignore_index": None}):
+        assert_close(fastxent.linear_cross_entropy(hidden, linear_weight, target, **options),
+                     expected[0], np.float64)

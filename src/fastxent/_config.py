@@ -26,17 +26,51 @@ BACKENDS = ("compiled", "numpy")
 ISA_CAPS = ("baseline", "avx2", "avx512")
 
 
-def _env_positive_int(name):
+def max_threads() -> int:
+    """The most threads fastxent accepts: 4 x the CPUs this process may use.
+
+    More than that only slows the kernels down, and a count far above it
+    (10**5) can make the OpenMP runtime end the process when the system
+    cannot create so many threads. set_num_threads, num_threads and
+    FASTXENT_NUM_THREADS are held to it.
+
+    Returns
+    -------
+    int
+        4 x the CPUs available to this process (its affinity mask where the
+        system has one, else all of them) when fastxent was imported.
+
+    Examples
+    --------
+    >>> from fastxent._config import max_threads
+    >>> max_threads() >= 4
+    True
+    """
+    return _MAX_THREADS
+
+
+def _available_cpus():
+    if hasattr(os, "sched_getaffinity"):
+        return max(len(os.sched_getaffinity(0)), 1)
+    return os.cpu_count() or 1
+
+
+# Counted once: every call's thread count is held to it, without a system call.
+_MAX_THREADS = 4 * _available_cpus()
+
+
+def _env_threads(name):
     value = os.environ.get(name, "").strip()
     if not value:
         return None
     try:
         n = int(value)
-        if n >= 1:
+        if 1 <= n <= max_threads():
             return n
     except ValueError:
         pass
-    warnings.warn(f"fastxent: ignoring {name}={value!r}: expected a positive integer", stacklevel=3)
+    warnings.warn(f"fastxent: ignoring {name}={value!r}: expected a number of threads "
+                  f"from 1 to {max_threads()}", stacklevel=3)
     return None
 
 
@@ -65,21 +99,15 @@ def _initial_isa():
 
 _state = {
     "backend": _initial_backend(),
-    "threads": _env_positive_int("FASTXENT_NUM_THREADS"),
+    "threads": _env_threads("FASTXENT_NUM_THREADS"),
     "isa": _initial_isa(),
-    "forked": False,
 }
 _local = threading.local()  # num_threads() and reference overrides, per Python thread
 
 
-def _serial_after_fork():
-    # GNU libgomp's thread pool does not survive fork(): a child that opens a
-    # parallel region with more than one thread hangs. One thread is safe.
-    _state["forked"] = True
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_serial_after_fork)
+# The extension marks the child of every fork(), also one made from C; only
+# its OpenMP threads can hang there.
+_forked = _compiled.forked if _compiled is not None else (lambda: False)
 
 
 def get_backend():
@@ -116,22 +144,26 @@ def backend_for_this_thread(name):
 def _check_threads(n):
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n: expected a positive integer number of threads, got {n!r}")
+    if n > max_threads():
+        raise ValueError(f"n: {n} threads is more than fastxent accepts, "
+                         f"max_threads() = {max_threads()} (4 x the CPUs this process may use)")
     return int(n)
 
 
 def get_num_threads():
     """Threads the compiled kernels use: num_threads() / set_num_threads() /
     FASTXENT_NUM_THREADS if set, else the OpenMP runtime's default, which
-    follows OMP_NUM_THREADS, the CPUs this process may use, and threadpoolctl.
-    Always 1 in a child made by fork(), where OpenMP threads could hang."""
-    if _state["forked"]:
+    follows OMP_NUM_THREADS, the CPUs this process may use, and threadpoolctl
+    (at most max_threads()). Always 1 in a child made by fork() (from Python
+    or from C), where OpenMP threads could hang."""
+    if _forked():
         return 1
     local = getattr(_local, "threads", None)
     if local is not None:
         return local
     if _state["threads"] is not None:
         return _state["threads"]
-    return _compiled.openmp_max_threads() if _compiled is not None else 1
+    return min(_compiled.openmp_max_threads(), _MAX_THREADS) if _compiled is not None else 1
 
 
 # Elements a thread should have at least: below, starting and waking threads
@@ -146,13 +178,16 @@ def threads_for(n_elements):
 
 
 def set_num_threads(n):
-    """Sets the threads the compiled kernels use, for the whole process."""
+    """Sets the threads the compiled kernels use, for the whole process: from
+    1 to max_threads() (4 x the CPUs this process may use); more raise
+    ValueError."""
     _state["threads"] = _check_threads(n)
 
 
 @contextlib.contextmanager
 def num_threads(n):
-    """Uses `n` threads for the calls made by this Python thread inside the block."""
+    """Uses `n` threads (1 to max_threads()) for the calls made by this Python
+    thread inside the block."""
     n = _check_threads(n)
     previous = getattr(_local, "threads", None)
     _local.threads = n

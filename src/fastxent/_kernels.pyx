@@ -66,6 +66,45 @@ cdef extern from "_rows.h" nogil:
     int fx_openmp_version()
     const char *fx_openmp_library()
     const char *fx_compiler()
+    void fx_test_exp_f32 "fx_f32->test_exp"(const float *d, float *out, Py_ssize_t n)
+    void fx_test_exp_f64 "fx_f64->test_exp"(const double *d, double *out, Py_ssize_t n)
+    void fx_test_log_sum "fx_f64->test_log_sum"(const double *v, double *out, Py_ssize_t n)
+    void fx_test_log1p_f32 "fx_f32->test_log1p"(const float *u, float *out, Py_ssize_t n)
+    void fx_test_log1p_f64 "fx_f64->test_log1p"(const double *u, double *out, Py_ssize_t n)
+
+# GNU libgomp's thread pool does not survive fork(): a child that opens a
+# parallel region with more than one thread hangs. A pthread_atfork handler
+# marks every child, however it was forked (os.fork, or fork() called from C,
+# which os.register_at_fork does not see), and the kernels then run on one
+# thread (_threads). fastxent._config reads the mark (forked()).
+cdef extern from *:
+    """
+    #if !defined(_WIN32)
+    #include <pthread.h>
+    #endif
+    static volatile int fx_forked = 0;
+    static void fx_mark_forked(void) { fx_forked = 1; }
+    /* 0 on success (and where there is no fork()). */
+    static int fx_watch_forks(void)
+    {
+    #if defined(_WIN32)
+        return 0;
+    #else
+        return pthread_atfork(NULL, NULL, fx_mark_forked);
+    #endif
+    }
+    """
+    int fx_forked
+    int fx_watch_forks() nogil
+
+if fx_watch_forks() != 0:
+    raise ImportError("fastxent._kernels: cannot register its fork handler (pthread_atfork)")
+
+
+def forked():
+    """Whether this process is the child of a fork() made after this module
+    was imported (the kernels then run on one thread)."""
+    return bool(fx_forked)
 
 # Rows are processed, and their losses summed, in blocks whose size depends on
 # the row length only; the block sums are then added in order. The result is
@@ -80,6 +119,35 @@ cdef enum:
 
 cdef inline Py_ssize_t _rows_per_block(Py_ssize_t n_classes) noexcept nogil:
     return max(1, BLOCK_ELEMENTS // max(n_classes, 1))
+
+
+# ---- the checks at the boundary: once per call, so that no mistake of a
+# caller's can make a kernel read or write outside its buffers ----
+
+cdef int _check_length(str kernel, str name, Py_ssize_t length,
+                       Py_ssize_t expected, str what) except -1:
+    if length != expected:
+        raise ValueError(f"{kernel}: {name} has length {length}, expected {expected} ({what})")
+    return 0
+
+
+cdef int _check_shape(str kernel, str name, Py_ssize_t rows, Py_ssize_t cols,
+                      Py_ssize_t expected_rows, Py_ssize_t expected_cols, str what) except -1:
+    if rows != expected_rows or cols != expected_cols:
+        raise ValueError(f"{kernel}: {name} has shape ({rows}, {cols}), expected "
+                         f"({expected_rows}, {expected_cols}) ({what})")
+    return 0
+
+
+cdef int _threads(str kernel, int n_threads, Py_ssize_t n_parts) except -1:
+    """The threads to run n_parts parts (blocks, rows) of work on: never more
+    threads than parts (OpenMP would start them for nothing), one in a forked
+    child (see fx_forked)."""
+    if n_threads < 1:
+        raise ValueError(f"{kernel}: n_threads must be at least 1, got {n_threads}")
+    if fx_forked:
+        return 1
+    return <int>max(1, min(<Py_ssize_t>n_threads, n_parts))
 
 
 ISA_LEVELS = {"baseline": 0, "avx2": 1, "avx512": 2}
@@ -234,7 +302,8 @@ cdef inline void _index_rows(const floating *x, const int64_t *target, floating 
     block_loss[0] = total
 
 
-def xent_index(const floating[:, ::1] x, const int64_t[::1] target, floating[:, ::1] grad,
+def xent_index(const floating[:, ::1] x not None, const int64_t[::1] target not None,
+               floating[:, ::1] grad,
                const floating[::1] weight, int64_t ignore_index, double label_smoothing,
                bint mean, floating[::1] row_loss, int n_threads, bint log_probs=False):
     """Softmax cross-entropy of rows x against class indices (the negative
@@ -257,6 +326,15 @@ def xent_index(const floating[:, ::1] x, const int64_t[::1] target, floating[:, 
     cdef double w_total = <double>n_classes, denom = 0.0, scale = 1.0, total = 0.0
     cdef int64_t y
     cdef Py_ssize_t first_bad = -1
+    _check_length("xent_index", "target", target.shape[0], n_rows, "a label per row of x")
+    if grad is not None:
+        _check_shape("xent_index", "grad", grad.shape[0], grad.shape[1], n_rows, n_classes,
+                     "the shape of x")
+    if weight is not None:
+        _check_length("xent_index", "weight", weight.shape[0], n_classes, "a weight per class")
+    if row_loss is not None:
+        _check_length("xent_index", "row_loss", row_loss.shape[0], n_rows, "a loss per row of x")
+    n_threads = _threads("xent_index", n_threads, n_blocks)
     if n_rows == 0:
         return 0.0, 0.0, -1
     xp = &x[0, 0]
@@ -334,7 +412,8 @@ cdef inline void _prob_rows(const floating *x, const floating *target, floating 
     block_loss[0] = total
 
 
-def xent_prob(const floating[:, ::1] x, const floating[:, ::1] target, floating[:, ::1] grad,
+def xent_prob(const floating[:, ::1] x not None, const floating[:, ::1] target not None,
+              floating[:, ::1] grad,
               const floating[::1] weight, double label_smoothing, bint mean,
               floating[::1] row_loss, int n_threads):
     """Softmax cross-entropy of rows x against class probabilities.
@@ -352,6 +431,16 @@ def xent_prob(const floating[:, ::1] x, const floating[:, ::1] target, floating[
     cdef floating *lp = NULL
     cdef const floating *wp = NULL
     cdef double scale = 1.0, total = 0.0
+    _check_shape("xent_prob", "target", target.shape[0], target.shape[1], n_rows, n_classes,
+                 "the shape of x")
+    if grad is not None:
+        _check_shape("xent_prob", "grad", grad.shape[0], grad.shape[1], n_rows, n_classes,
+                     "the shape of x")
+    if weight is not None:
+        _check_length("xent_prob", "weight", weight.shape[0], n_classes, "a weight per class")
+    if row_loss is not None:
+        _check_length("xent_prob", "row_loss", row_loss.shape[0], n_rows, "a loss per row of x")
+    n_threads = _threads("xent_prob", n_threads, n_blocks)
     if n_rows == 0:
         return 0.0, 0.0
     xp = &x[0, 0]
@@ -382,9 +471,13 @@ def xent_prob(const floating[:, ::1] x, const floating[:, ::1] target, floating[
     return total, <double>n_rows
 
 
-def softmax_rows(const floating[:, ::1] x, floating[:, ::1] out, bint log_space, int n_threads):
+def softmax_rows(const floating[:, ::1] x not None, floating[:, ::1] out not None,
+                 bint log_space, int n_threads):
     """softmax (log_softmax when log_space) of each row of x into out (may be x)."""
     cdef Py_ssize_t n_rows = x.shape[0], n_classes = x.shape[1], i
+    _check_shape("softmax_rows", "out", out.shape[0], out.shape[1], n_rows, n_classes,
+                 "the shape of x")
+    n_threads = _threads("softmax_rows", n_threads, n_rows)
     if n_rows == 0 or n_classes == 0:
         return
     cdef const floating *xp = &x[0, 0]
@@ -406,9 +499,12 @@ def softmax_rows(const floating[:, ::1] x, floating[:, ::1] out, bint log_space,
             _carry_end(carries.of(t), xp, n_classes)
 
 
-def logsumexp_rows(const floating[:, ::1] x, floating[::1] out, int n_threads):
+def logsumexp_rows(const floating[:, ::1] x not None, floating[::1] out not None,
+                   int n_threads):
     """log(sum(exp(row))) of each row of x into out."""
     cdef Py_ssize_t n_rows = x.shape[0], n_classes = x.shape[1], i
+    _check_length("logsumexp_rows", "out", out.shape[0], n_rows, "a value per row of x")
+    n_threads = _threads("logsumexp_rows", n_threads, n_rows)
     if n_rows == 0:
         return
     cdef const floating *xp = &x[0, 0]
@@ -456,11 +552,17 @@ cdef inline double _rel_entr(double p, double q) noexcept nogil:
     return INFINITY
 
 
-def entropy_rows(const floating[:, ::1] p, const floating[:, ::1] q, floating[::1] out,
+def entropy_rows(const floating[:, ::1] p not None, const floating[:, ::1] q,
+                 floating[::1] out not None,
                  int n_threads):
     """Row sums of entr(p), or of rel_entr(p, q) when q is given, into out."""
     cdef Py_ssize_t n_rows = p.shape[0], n_classes = p.shape[1], i, j
     cdef double acc
+    if q is not None:
+        _check_shape("entropy_rows", "q", q.shape[0], q.shape[1], n_rows, n_classes,
+                     "the shape of p")
+    _check_length("entropy_rows", "out", out.shape[0], n_rows, "a value per row of p")
+    n_threads = _threads("entropy_rows", n_threads, n_rows)
     if n_rows == 0:
         return
     cdef const floating *pp = &p[0, 0]
@@ -482,13 +584,19 @@ cdef inline double _clamped_log(double v) noexcept nogil:
     return -100.0 if v < -100.0 else v
 
 
+# PyTorch keeps the denominator p (1 - p) of binary_cross_entropy's gradient
+# above EPSILON = 1e-12 declared as a C++ float: 1e-12 rounded to float32.
+cdef double TORCH_BCE_EPSILON = <float>1e-12
+
+
 cdef inline double _bce_element(double p, double t, double w, double scale,
                                 floating *g) noexcept nogil:
     """PyTorch's binary cross-entropy on a probability, log terms clamped at -100."""
     cdef double d
     if g != NULL:
         d = (1.0 - p) * p
-        g[0] = <floating>(scale * w * (p - t) / (1e-12 if d < 1e-12 else d))
+        d = TORCH_BCE_EPSILON if d < TORCH_BCE_EPSILON else d
+        g[0] = <floating>(scale * w * (p - t) / d)
     return -w * (t * _clamped_log(log(p)) + (1.0 - t) * _clamped_log(log1p(-p)))
 
 
@@ -516,7 +624,7 @@ cdef inline double _bce_span(const floating *x, const floating *t, const floatin
     return total
 
 
-def binary_xent(const floating[:, ::1] x, const floating[:, ::1] target,
+def binary_xent(const floating[:, ::1] x not None, const floating[:, ::1] target not None,
                 const floating[:, ::1] weight, const floating[:, ::1] pos_weight,
                 floating[:, ::1] grad, bint mean, floating[:, ::1] elem_loss,
                 bint from_logits, int n_threads):
@@ -527,11 +635,28 @@ def binary_xent(const floating[:, ::1] x, const floating[:, ::1] target,
     probability outside [0, 1] or -1)."""
     cdef Py_ssize_t n_rows = x.shape[0], n_cols = x.shape[1], b, k, k0, k1, piece
     cdef Py_ssize_t n = n_rows * n_cols
-    if n == 0:
-        return 0.0, 0.0, -1
+    _check_shape("binary_xent", "target", target.shape[0], target.shape[1], n_rows, n_cols,
+                 "the shape of x")
+    if weight is not None:
+        _check_shape("binary_xent", "weight", weight.shape[0], weight.shape[1],
+                     n_rows if weight.shape[0] != 1 else 1, n_cols,
+                     "one row, or the shape of x")
+    if pos_weight is not None:
+        _check_shape("binary_xent", "pos_weight", pos_weight.shape[0], pos_weight.shape[1],
+                     n_rows if pos_weight.shape[0] != 1 else 1, n_cols,
+                     "one row, or the shape of x")
+    if grad is not None:
+        _check_shape("binary_xent", "grad", grad.shape[0], grad.shape[1], n_rows, n_cols,
+                     "the shape of x")
+    if elem_loss is not None:
+        _check_shape("binary_xent", "elem_loss", elem_loss.shape[0], elem_loss.shape[1],
+                     n_rows, n_cols, "the shape of x")
     # Fixed-size blocks of elements, whatever the shape: parallel for one long
     # row as for many short ones, and the same sums for any thread count.
     cdef Py_ssize_t n_blocks = (n + BLOCK_ELEMENTS - 1) // BLOCK_ELEMENTS
+    n_threads = _threads("binary_xent", n_threads, n_blocks)
+    if n == 0:
+        return 0.0, 0.0, -1
     cdef double[::1] block_loss = np.zeros(n_blocks)
     cdef int64_t[::1] block_bad = np.full(n_blocks, -1, dtype=np.int64)
     cdef double scale = 1.0 / n if mean else 1.0
@@ -548,6 +673,17 @@ def binary_xent(const floating[:, ::1] x, const floating[:, ::1] target,
     cdef floating *gp = &grad[0, 0] if grad is not None else NULL
     cdef floating *lp = &elem_loss[0, 0] if elem_loss is not None else NULL
     cdef const floating *onesp = NULL
+    cdef Py_ssize_t first_bad = -1
+    if not from_logits and <const void *>gp == <const void *>xp:
+        # A gradient written over the probabilities must not start before
+        # every one is known to be in [0, 1] (an error leaves x as it was).
+        with nogil:
+            for k in range(n):
+                if xp[k] < 0 or xp[k] > 1:
+                    first_bad = k
+                    break
+        if first_bad >= 0:
+            return 0.0, <double>n, first_bad
     if not from_logits or wp != NULL or pwp != NULL:
         ones = np.ones(min(n, BLOCK_ELEMENTS), dtype=np.asarray(x).dtype)
         onesp = &ones[0]
@@ -578,6 +714,42 @@ def binary_xent(const floating[:, ::1] x, const floating[:, ::1] target,
     return total, <double>n, -1
 
 
+# ---- test-only: the elementwise functions of the row code in use (select_isa),
+# over arrays, for tests/test_safety.py to compare with a high-precision truth ----
+
+def _exp(const floating[::1] d not None):
+    """Test-only: the kernels' exp of each d <= 0 (fx_exp, _rows_impl.h)."""
+    out = np.empty(d.shape[0], np.float32 if floating is float else np.float64)
+    cdef floating[::1] o = out
+    if d.shape[0]:
+        if floating is float:
+            fx_test_exp_f32(&d[0], &o[0], d.shape[0])
+        else:
+            fx_test_exp_f64(&d[0], &o[0], d.shape[0])
+    return out
+
+
+def _log_sum(const double[::1] v not None):
+    """Test-only: the kernels' log of each sum of exps v >= 1 (fx_log_sum)."""
+    out = np.empty(v.shape[0])
+    cdef double[::1] o = out
+    if v.shape[0]:
+        fx_test_log_sum(&v[0], &o[0], v.shape[0])
+    return out
+
+
+def _log1p(const floating[::1] u not None):
+    """Test-only: the binary cross-entropy's log1p of each u in [0, 1]."""
+    out = np.empty(u.shape[0], np.float32 if floating is float else np.float64)
+    cdef floating[::1] o = out
+    if u.shape[0]:
+        if floating is float:
+            fx_test_log1p_f32(&u[0], &o[0], u.shape[0])
+        else:
+            fx_test_log1p_f64(&u[0], &o[0], u.shape[0])
+    return out
+
+
 # ---- memory floors for the benchmark: the least traffic a pass can have ----
 
 def copy_floor(const unsigned char[::1] src, unsigned char[::1] dst, int n_threads,
@@ -586,6 +758,8 @@ def copy_floor(const unsigned char[::1] src, unsigned char[::1] dst, int n_threa
     `stream`, with streaming stores (fx_stream_copy, _rows.h): what one read and one
     write of every byte cost, the floor of a fused forward+backward pass."""
     cdef Py_ssize_t n = src.shape[0], chunk, t, start, stop
+    _check_length("copy_floor", "dst", dst.shape[0], n, "the length of src")
+    n_threads = _threads("copy_floor", n_threads, n)
     if n == 0:
         return
     chunk = (n + n_threads - 1) // n_threads
@@ -607,6 +781,7 @@ def read_floor(const uint64_t[::1] src, int n_threads):
     the floor of a forward-only pass. Returns the XOR so it cannot be skipped."""
     cdef Py_ssize_t n = src.shape[0], i
     cdef uint64_t acc = 0
+    n_threads = _threads("read_floor", n_threads, n)
     with nogil:
         for i in prange(n, schedule="static", num_threads=n_threads):
             acc ^= src[i]

@@ -26,6 +26,7 @@ import numpy as np
 from . import _blas, _logits, _special
 from ._partials import class_loss_parts
 from ._validate import (
+    IGNORE_INDEX_DEFAULT,
     _index_target,
     as_array,
     check_ignore_index,
@@ -101,8 +102,10 @@ def prepare(hidden, linear_weight, target, linear_bias, weight, ignore_index, re
     """Checks every argument once, before any GEMM runs."""
     reduction = check_reduction(reduction)
     label_smoothing = check_label_smoothing(label_smoothing)
-    explicit_ignore = ignore_index is not None and ignore_index != -100
-    ignore_index = -100 if ignore_index is None else check_ignore_index(ignore_index)
+    if ignore_index is None:  # PyTorch's F.linear_cross_entropy: None is "not given"
+        ignore_index = IGNORE_INDEX_DEFAULT
+    given_ignore_index = ignore_index  # the sentinel tells the core whether one was passed
+    ignore_index = check_ignore_index(ignore_index)
     hidden_in = as_array(hidden, "hidden")
     weight_in = as_array(linear_weight, "linear_weight")
     bias_in = None if linear_bias is None else as_array(linear_bias, "linear_bias")
@@ -141,6 +144,10 @@ def prepare(hidden, linear_weight, target, linear_bias, weight, ignore_index, re
             raise ValueError(f"target: class probabilities must have the shape of the logits "
                              f"{logits_shape} (hidden's batch shape and the classes), "
                              f"got {target_in.shape}")
+        if given_ignore_index is not IGNORE_INDEX_DEFAULT:
+            raise ValueError(  # PyTorch's refusal, as cross_entropy's
+                f"ignore_index: {ignore_index} given, but ignore_index is not supported for "
+                "floating point target (class probabilities)")
         flat_target, is_index = target_in.reshape(n_rows, n_classes), False
     else:
         raise TypeError(f"target: expected integer class indices or float probabilities, "
@@ -154,11 +161,7 @@ def prepare(hidden, linear_weight, target, linear_bias, weight, ignore_index, re
             raise ValueError(f"weight: expected one weight per class, shape ({n_classes},), "
                              f"got {w_in.shape}")
         class_weight = np.ascontiguousarray(w_in, dtype=dtype)
-    options = {"label_smoothing": label_smoothing}
-    # Probability targets take no ignore_index (PyTorch refuses one given
-    # explicitly): pass it on only when the caller chose one.
-    if is_index or explicit_ignore:
-        options["ignore_index"] = ignore_index
+    options = {"label_smoothing": label_smoothing, "ignore_index": given_ignore_index}
 
     def grad_dtype(arr):
         return arr.dtype if arr.dtype.kind == "f" else dtype
@@ -371,8 +374,9 @@ def _run(hidden, linear_weight, target, linear_bias, weight, ignore_index, reduc
     return (loss,) + grads.finish(p, scale)
 
 
-def unfused(hidden, linear_weight, target, *, linear_bias=None, weight=None, ignore_index=-100,
-            reduction="mean", label_smoothing=0.0, chunk_size=None, want_grad=True):
+def unfused(hidden, linear_weight, target, *, linear_bias=None, weight=None,
+            ignore_index=IGNORE_INDEX_DEFAULT, reduction="mean", label_smoothing=0.0,
+            chunk_size=None, want_grad=True):
     """The route without chunks (fastxent.reference's twin): the N x V logits
     materialised, cross_entropy_with_grad on them, the gradients by three GEMMs.
     chunk_size is checked and otherwise ignored."""
@@ -396,8 +400,8 @@ def unfused(hidden, linear_weight, target, *, linear_bias=None, weight=None, ign
 
 
 def linear_cross_entropy(hidden, linear_weight, target, *, linear_bias=None, weight=None,
-                         ignore_index=-100, reduction="mean", label_smoothing=0.0,
-                         chunk_size=None):
+                         ignore_index=IGNORE_INDEX_DEFAULT, reduction="mean",
+                         label_smoothing=0.0, chunk_size=None):
     """Cross-entropy of the linear projection ``hidden @ linear_weight.T + linear_bias``
     against `target`, without materialising the N x V logits.
 
@@ -422,9 +426,9 @@ def linear_cross_entropy(hidden, linear_weight, target, *, linear_bias=None, wei
     weight : array_like, shape (V,), optional
         A weight per class, as in ``cross_entropy``.
     ignore_index : int, default -100
-        Samples of this class index count for nothing (class indices only; a
-        value other than the default with probability targets is passed to
-        ``cross_entropy``). None means the default, as in PyTorch.
+        Samples of this class index count for nothing. Class indices only: one
+        passed with probability targets raises ``ValueError``, as in
+        ``cross_entropy`` and PyTorch. None means the default, as in PyTorch.
     reduction : {"mean", "sum", "none"}, default "mean"
         As ``cross_entropy``: the weighted mean over the counted samples, the
         sum, or one loss per sample.
@@ -486,8 +490,8 @@ def linear_cross_entropy(hidden, linear_weight, target, *, linear_bias=None, wei
 
 
 def linear_cross_entropy_with_grad(hidden, linear_weight, target, *, linear_bias=None,
-                                   weight=None, ignore_index=-100, reduction="mean",
-                                   label_smoothing=0.0, chunk_size=None):
+                                   weight=None, ignore_index=IGNORE_INDEX_DEFAULT,
+                                   reduction="mean", label_smoothing=0.0, chunk_size=None):
     """(loss, d_hidden, d_weight[, d_bias]) of linear_cross_entropy, without the
     N x V logits or their gradient.
 

@@ -5,6 +5,10 @@ the whole batch, in place where possible. fastxent.reference runs on these."""
 
 import numpy as np
 
+# PyTorch keeps the denominator p (1 - p) of binary_cross_entropy's gradient
+# above EPSILON = 1e-12 declared as a C++ float: 1e-12 rounded to float32.
+TORCH_BCE_EPSILON = float(np.float32(1e-12))
+
 
 def _shifted_exps(x):
     """x - rowmax, its exp, and the row sums of the exps (float64, keepdims)."""
@@ -94,23 +98,33 @@ def _nll(x, labels, rows, counted, w_y, grad, mean, row_loss):
     return float(loss.sum()), float(denom), -1
 
 
-def _finite_max(x):
-    """Row maxima, with infinite ones replaced by 0 (SciPy's shift for
-    log_softmax and logsumexp)."""
+def _log_sum_exps(x):
+    """(shift, log(sum(exp(x - shift)))) of each row (keepdims; the log in
+    float64). The shift is the row's maximum, or 0 where that is infinite
+    (SciPy's shift for log_softmax and logsumexp). As scipy.special.logsumexp
+    (its gh-18295), the terms below the maximum are summed apart and added
+    by log1p, so that a row dominated by its maximum keeps its relative
+    accuracy: logsumexp([0, -40]) is 4.2e-18, not 0."""
     m = x.max(axis=1, keepdims=True)
-    m[np.isinf(m)] = 0
-    return m
+    finite = np.isfinite(m)
+    shift = np.where(finite, m, 0).astype(x.dtype)
+    exps = np.exp(x - shift)
+    top = (x == m) & finite  # the maxima, in rows shifted by theirs
+    k = top.sum(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rest = np.where(top, 0, exps).sum(axis=1, keepdims=True, dtype=np.float64)
+        split = np.log1p(rest / k) + np.log(k)
+        plain = np.log(exps.sum(axis=1, keepdims=True, dtype=np.float64))
+    return shift, np.where(k > 0, split, plain)
 
 
 def softmax_rows(x, out, log_space, n_threads=1):
     """softmax (log_softmax when log_space) of each row of x into out."""
-    if x.shape[0] == 0:
+    if x.size == 0:  # no rows, or rows of no classes: nothing to write
         return
     if log_space:
-        shifted = x - _finite_max(x)
-        with np.errstate(divide="ignore"):
-            log_sums = np.log(np.exp(shifted).sum(axis=1, keepdims=True, dtype=np.float64))
-        np.subtract(shifted, log_sums.astype(x.dtype), out=out)
+        shift, log_sums = _log_sum_exps(x)
+        np.subtract(x - shift, log_sums.astype(x.dtype), out=out)
     else:
         _, exps, sums = _shifted_exps(x)
         np.divide(exps, sums.astype(x.dtype), out=out)
@@ -123,9 +137,8 @@ def logsumexp_rows(x, out, n_threads=1):
     if x.shape[1] == 0:
         out[...] = -np.inf  # the log of an empty sum
         return
-    m = _finite_max(x)
-    with np.errstate(divide="ignore"):
-        out[...] = np.log(np.exp(x - m).sum(axis=1, dtype=np.float64)) + m[:, 0]
+    shift, log_sums = _log_sum_exps(x)
+    out[...] = log_sums[:, 0] + shift[:, 0]
 
 
 def entropy_rows(p, q, out, n_threads=1):
@@ -160,15 +173,20 @@ def binary_xent(x, target, weight, pos_weight, grad, mean, elem_loss, from_logit
         return 0.0, 0.0, -1
     w = 1.0 if weight is None else weight
     scale = 1.0 / n if mean else 1.0
+    total = None
     if from_logits:
         pw = 1.0 if pos_weight is None else pos_weight
         log_weight = 1.0 if pos_weight is None else 1 + (pos_weight - 1) * target
         e = np.exp(-np.abs(x))
-        # PyTorch's (1 - t) x + l (log1p(e) + max(-x, 0)), which for x < 0 is
-        # pw t |x| + l log1p(e): nothing cancels or overflows.
-        # Coefficients first: w (1 - t) x cannot overflow where the loss does not.
-        linear = np.where(x >= 0, (w * (1 - target)) * x, -(w * pw * target) * x)
-        loss = linear + (w * log_weight) * np.log1p(e)
+        loss = _bce_logits_loss(x, target, w, pw, log_weight, e)
+        total = float(loss.sum(dtype=np.float64))
+        if x.dtype == np.float32 and not np.isfinite(total):
+            # A loss beyond float's range (or a NaN): the sum again, in double,
+            # so that a mean of such losses stays finite (as the compiled
+            # kernels); before grad, which may be x, is written.
+            as64 = [None if a is None else np.asarray(a, np.float64)
+                    for a in (x, target, w, pw, log_weight)]
+            total = float(_bce_logits_loss(*as64, np.exp(-np.abs(as64[0]))).sum())
         if grad is not None:
             sigmoid_x = np.where(x >= 0, 1 / (1 + e), e / (1 + e))
             pos = target if pos_weight is None else pos_weight * target
@@ -182,7 +200,18 @@ def binary_xent(x, target, weight, pos_weight, grad, mean, elem_loss, from_logit
             log_1mp = np.maximum(np.log1p(-x), -100)
         loss = -w * (target * log_p + (1 - target) * log_1mp)
         if grad is not None:
-            grad[...] = scale * w * (x - target) / np.maximum((1 - x) * x, 1e-12)
+            grad[...] = scale * w * (x - target) / np.maximum((1 - x) * x, TORCH_BCE_EPSILON)
     if elem_loss is not None:
         elem_loss[...] = loss
-    return float(loss.sum(dtype=np.float64)), float(n), -1
+    if total is None:
+        total = float(loss.sum(dtype=np.float64))
+    return total, float(n), -1
+
+
+def _bce_logits_loss(x, target, w, pw, log_weight, e):
+    """PyTorch's (1 - t) x + l (log1p(e) + max(-x, 0)), e = exp(-|x|), which
+    for x < 0 is pw t |x| + l log1p(e): nothing cancels or overflows.
+    Coefficients first: w (1 - t) x cannot overflow where the loss does not."""
+    with np.errstate(over="ignore", invalid="ignore"):  # of the branch np.where drops
+        linear = np.where(x >= 0, (w * (1 - target)) * x, -(w * pw * target) * x)
+    return linear + (w * log_weight) * np.log1p(e)

@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _logits, _probs
-from ._validate import as_array, check_axis, check_ignore_index
+from ._validate import IGNORE_INDEX_DEFAULT, as_array, check_axis, check_ignore_index
 
 
 class Parts(NamedTuple):
@@ -28,8 +28,9 @@ class Parts(NamedTuple):
     grad: np.ndarray | None  # d loss_sum / d input, or None
 
 
-def class_loss_parts(scores, target, *, weight=None, ignore_index=-100, label_smoothing=0.0,
-                     axis=-1, want_grad=False, out=None, log_probs=False) -> Parts:
+def class_loss_parts(scores, target, *, weight=None, ignore_index=IGNORE_INDEX_DEFAULT,
+                     label_smoothing=0.0, axis=-1, want_grad=False, out=None,
+                     log_probs=False) -> Parts:
     """(loss sum, mean denominator, gradient of the sum) of cross_entropy, or of
     nll_loss when ``log_probs``, with their options and checks."""
     options = dict(weight=weight, ignore_index=ignore_index, reduction="sum", axis=axis)
@@ -47,7 +48,7 @@ def class_loss_parts(scores, target, *, weight=None, ignore_index=-100, label_sm
     scores_in = as_array(scores, "logits")
     if target_in.dtype.kind == "f":  # probabilities: the mean is over the samples
         n_classes = scores_in.shape[check_axis(axis, scores_in.ndim, "logits")]
-        denominator = float(target_in.size // n_classes)
+        denominator = float(target_in.size // n_classes) if n_classes else 0.0
     else:
         labels = np.asarray(target_in, dtype=np.int64).reshape(-1)
         counted = labels[labels != check_ignore_index(ignore_index)]

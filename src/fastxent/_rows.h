@@ -185,6 +185,10 @@ static inline void *fx_carry_out(const fx_carry *c, void *g)
         double (*bce_logits)(const T *x, const T *t, const T *w, const T *pw, T *g,     \
                              T *loss, ptrdiff_t n, double scale);                       \
         void (*carry_end)(fx_carry *c, ptrdiff_t n);                                    \
+        /* test-only: the elementwise functions over arrays */                          \
+        void (*test_exp)(const T *d, T *out, ptrdiff_t n);                              \
+        void (*test_log_sum)(const double *v, double *out, ptrdiff_t n);                \
+        void (*test_log1p)(const T *u, T *out, ptrdiff_t n);                            \
     } NAME;
 FX_ROWS_TABLE(float, fx_rows_f32)
 FX_ROWS_TABLE(double, fx_rows_f64)

@@ -19,7 +19,9 @@
 /* exp(d) for d <= 0 (a value minus its row's maximum), branch-free so that
  * it vectorises: reduction to r = d - k ln2 in [-ln2/2, ln2/2], a polynomial
  * in r, times 2^k made from k's bits. Results below the smallest normal
- * number are flushed to 0, so exp(-inf) is exactly 0; NaN gives NaN, whatever
+ * number are flushed to 0 (the cut-off `lowest` is the least d whose exp is
+ * normal: every normal result is computed, and no subnormal is, whose
+ * arithmetic is slow on many CPUs), so exp(-inf) is exactly 0; NaN gives NaN, whatever
  * its payload (a multiply, not an addition to p's bits, applies 2^k).
  * The loops that call this are bound by its latency (this is the code of
  * every exp sweep): hence the polynomial in Estrin's form, not Horner's. */
@@ -27,7 +29,7 @@ FX_ATTR static inline FX_T FX_FN(fx_exp)(FX_T d)
 {
 #if FX_DOUBLE
     typedef uint64_t bits_t;
-    const double lowest = -708.0;              /* exp(-708) > DBL_MIN */
+    const double lowest = -708.3964185322641; /* exp(lowest) >= DBL_MIN > exp(its predecessor) */
     /* 1.5 * 2^52 + 1023: adding it rounds to an integer, k + 1023 in the low bits */
     const double shifter = 6755399441055744.0 + 1023.0;
     const int mantissa_bits = 52;
@@ -50,7 +52,7 @@ FX_ATTR static inline FX_T FX_FN(fx_exp)(FX_T d)
     const double q = (q89 * r4 + q47) * r4 + q03;
 #else
     typedef uint32_t bits_t;
-    const float lowest = -87.0f;       /* exp(-87) > FLT_MIN */
+    const float lowest = -87.33654f; /* exp(lowest) >= FLT_MIN > exp(its predecessor) */
     const float shifter = 12582912.0f + 127.0f; /* 1.5 * 2^23 + 127 */
     const int mantissa_bits = 23;
     float kf = d * 1.44269504088896341f + shifter;
@@ -67,8 +69,8 @@ FX_ATTR static inline FX_T FX_FN(fx_exp)(FX_T d)
     const float q = (0.0013926325618133463f * r2 + q23) * r2 + q01;
 #endif
     const FX_T p = q * r2 + (r + 1); /* e^r in [0.7, 1.5) */
-    /* k >= -126 (-1021) above `lowest`: the biased k fits the exponent field,
-     * p * 2^k is normal, exact. (The shifter's own bits shift out.) */
+    /* k >= -126 (-1022) from `lowest` up: the biased k fits the exponent field.
+     * (The shifter's own bits shift out.) */
     const bits_t two_k_bits = kbits << mantissa_bits;
     FX_T two_k;
     memcpy(&two_k, &two_k_bits, sizeof two_k);
@@ -230,11 +232,14 @@ FX_ATTR FX_NOINLINE static void FX_FN(fx_stream_part)(fx_carry *c, ptrdiff_t upt
  *  - the previous row's output, when c holds one pending, streams out. */
 #define FX_SUM_BLOCK 128
 #define FX_PREFETCH_AHEAD 2048
-FX_ATTR static double FX_FN(fx_exp_sum)(const FX_T *x, FX_T *g, ptrdiff_t n, FX_T m,
-                                        fx_carry *c, int next_in_run)
+/* When `below` is not NULL (and g is), *below gets the sum of the terms of
+ * the elements below m alone, in the same sweep: what log1p needs where m
+ * dominates the row (see fx_softmax_row). */
+FX_ATTR static inline double FX_FN(fx_exp_sums)(const FX_T *x, FX_T *g, ptrdiff_t n, FX_T m,
+                                               fx_carry *c, int next_in_run, double *below)
 {
     const size_t row_bytes = (size_t)n * sizeof(FX_T);
-    double s = 0.0;
+    double s = 0.0, s_below = 0.0;
     FX_T nm = -INFINITY;
     for (ptrdiff_t i0 = 0; i0 < n; i0 += FX_SUM_BLOCK) {
         const ptrdiff_t len = n - i0 < FX_SUM_BLOCK ? n - i0 : FX_SUM_BLOCK;
@@ -261,6 +266,20 @@ FX_SIMD(reduction(+ : block))
                 block += e + f;
             }
             if (len % 2) block += gb[len - 1] = FX_FN(fx_exp)(xb[len - 1] - m);
+        } else if (below) {
+            FX_T under = 0;
+FX_SIMD(reduction(+ : block, under))
+            for (ptrdiff_t j = 0; j < half; j++) {
+                const FX_T e = FX_FN(fx_exp)(xb[j] - m), f = FX_FN(fx_exp)(xb[half + j] - m);
+                block += e + f;
+                under += (xb[j] < m ? e : 0) + (xb[half + j] < m ? f : 0);
+            }
+            if (len % 2) {
+                const FX_T e = FX_FN(fx_exp)(xb[len - 1] - m);
+                block += e;
+                under += xb[len - 1] < m ? e : 0;
+            }
+            s_below += (double)under;
         } else {
 FX_SIMD(reduction(+ : block))
             for (ptrdiff_t j = 0; j < half; j++)
@@ -272,7 +291,14 @@ FX_SIMD(reduction(+ : block))
     c->pending = NULL; /* streamed, whole (n > 0: the caller has a row) */
     c->max = (double)nm;
     c->has_max = next_in_run;
+    if (below) *below = s_below;
     return s;
+}
+
+FX_ATTR static double FX_FN(fx_exp_sum)(const FX_T *x, FX_T *g, ptrdiff_t n, FX_T m,
+                                        fx_carry *c, int next_in_run)
+{
+    return FX_FN(fx_exp_sums)(x, g, n, m, c, next_in_run, NULL);
 }
 
 /* sum of w_i * (m - x_i), w_i = 1 when w is NULL: the label-smoothing term,
@@ -538,8 +564,14 @@ FX_ATTR static void FX_FN(fx_softmax_row)(const FX_T *x, FX_T *out, ptrdiff_t n,
         FX_FN(fx_exp_sum)(x, NULL, n, m, c, next_in_run); /* only for what it carries */
         for (ptrdiff_t i = 0; i < n; i++) o[i] = (FX_T)((double)x[i] - log(s));
     } else if (log_space) {
-        /* (x - m) - log(s), as PyTorch: x - m is exact near the maximum. */
-        const FX_T log_s = (FX_T)log(FX_FN(fx_exp_sum)(x, NULL, n, m, c, next_in_run));
+        /* (x - m) - log(s), as PyTorch: x - m is exact near the maximum.
+         * Where m dominates (s < 2: it is the row's only maximum), log(s) as
+         * log1p of the sum of the other terms, as scipy.special.logsumexp
+         * (its gh-18295): log(1 + below) would lose below's relative
+         * accuracy, and the result at the maximum, -log1p(below), with it. */
+        double below;
+        const double s = FX_FN(fx_exp_sums)(x, NULL, n, m, c, next_in_run, &below);
+        const FX_T log_s = (FX_T)(s < 2.0 ? log1p(below) : log(s));
 FX_SIMD()
         for (ptrdiff_t i = 0; i < n; i++) o[i] = (x[i] - m) - log_s;
     } else {
@@ -556,13 +588,16 @@ FX_ATTR static double FX_FN(fx_logsumexp_row)(const FX_T *x, ptrdiff_t n, fx_car
                                               int next_in_run)
 {
     const FX_T m = FX_FN(fx_max_of)(x, n, c);
-    const double s = FX_FN(fx_exp_sum)(x, NULL, n, m, c, next_in_run);
+    double below;
+    const double s = FX_FN(fx_exp_sums)(x, NULL, n, m, c, next_in_run, &below);
     if (isinf(m)) {
         for (ptrdiff_t i = 0; i < n; i++)
             if (isnan(x[i])) return NAN;
         return m;
     }
-    return (double)m + log(s);
+    /* log1p where m dominates, as in fx_softmax_row: logsumexp([0, -40]) is
+     * 4.2e-18, not 0. */
+    return (double)m + (s < 2.0 ? log1p(below) : log(s));
 }
 
 #if !FX_DOUBLE
@@ -645,12 +680,16 @@ FX_ATTR static double FX_FN(fx_bce_logits_span)(const FX_T *x, const FX_T *t, co
     /* The losses of a chunk go through buf and are summed in double in a
      * fixed order, so that they are the same bits with or without a gradient. */
     FX_T buf[FX_BCE_CHUNK];
-    FX_T unused_grad[FX_BCE_CHUNK]; /* one loop, one rounding, with or without g */
+    /* one loop, one rounding, with or without g; and where g is x (in place),
+     * the chunk's gradient waits here until x's chunk is no longer needed
+     * (the float fallback below reads it again) */
+    FX_T chunk_grad[FX_BCE_CHUNK];
+    const int in_place = g != NULL && (const FX_T *)g == x;
     const FX_T f_scale = (FX_T)scale;
     double total = 0.0;
     for (ptrdiff_t c0 = 0; c0 < n; c0 += FX_BCE_CHUNK) {
         const ptrdiff_t m = n - c0 < FX_BCE_CHUNK ? n - c0 : FX_BCE_CHUNK;
-        FX_T *gc = g ? g + c0 : unused_grad;
+        FX_T *gc = g && !in_place ? g + c0 : chunk_grad;
         if (w) {
             FX_BCE_CHUNK_LOOP();
         } else {
@@ -673,9 +712,36 @@ FX_SIMD(reduction(+ : chunk))
         }
 #endif
         total += chunk;
+        if (in_place) memcpy(g + c0, chunk_grad, (size_t)m * sizeof(FX_T));
         if (loss) memcpy(loss + c0, buf, (size_t)m * sizeof(FX_T));
     }
     return total;
+}
+
+/* Test-only (fastxent._kernels' _exp and friends): the elementwise functions
+ * of this instance over arrays, in loops vectorised as the kernels' are. */
+FX_ATTR static void FX_FN(fx_test_exp)(const FX_T *d, FX_T *out, ptrdiff_t n)
+{
+FX_SIMD()
+    for (ptrdiff_t i = 0; i < n; i++) out[i] = FX_FN(fx_exp)(d[i]);
+}
+
+FX_ATTR static void FX_FN(fx_test_log_sum)(const double *v, double *out, ptrdiff_t n)
+{
+FX_SIMD()
+    for (ptrdiff_t i = 0; i < n; i++) out[i] = FX_FN(fx_log_sum)(v[i]);
+}
+
+/* log1p(u) for u in [0, 1] as the binary cross-entropy takes it. */
+FX_ATTR static void FX_FN(fx_test_log1p)(const FX_T *u, FX_T *out, ptrdiff_t n)
+{
+FX_SIMD()
+    for (ptrdiff_t i = 0; i < n; i++) {
+        const FX_T v = 1 + u[i], inv_v = 1 / v;
+        (void)v;
+        (void)inv_v;
+        out[i] = FX_BCE_LOG1P(u[i], v, inv_v);
+    }
 }
 #undef FX_BCE_LOG1P
 #undef FX_BCE_LOG1P_DOUBLE
@@ -704,6 +770,9 @@ static const FX_TABLE FX_FN(fx_rows) = {
     FX_FN(fx_logsumexp_row),
     FX_FN(fx_bce_logits_span),
     FX_FN(fx_carry_end),
+    FX_FN(fx_test_exp),
+    FX_FN(fx_test_log_sum),
+    FX_FN(fx_test_log1p),
 };
 
 #undef FX_FN

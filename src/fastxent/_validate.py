@@ -7,6 +7,8 @@ to (rows, classes), together with everything needed to give results back in
 the caller's shape. Kernels of both backends take it from there.
 """
 
+import functools
+import inspect
 import math
 from dataclasses import dataclass
 from operator import index as _as_index
@@ -14,6 +16,50 @@ from operator import index as _as_index
 import numpy as np
 
 REDUCTIONS = ("none", "sum", "mean")
+
+
+# ---- the call itself ----
+
+# Keywords users bring from other libraries, and fastxent's names for them.
+_FOREIGN_KEYWORDS = {"dim": "axis", "input": None, "size_average": "reduction",
+                     "reduce": "reduction"}
+
+
+def signature_hints(fn):
+    """Wraps a public function so that a call that does not fit its signature
+    says what fastxent expects: options are keyword-only (PyTorch passes
+    `weight` positionally), the class axis is `axis=` (PyTorch's `dim=`).
+    Calls that fit pay one function call more."""
+    signature = inspect.signature(fn)
+    positional = [p.name for p in signature.parameters.values()
+                  if p.kind is p.POSITIONAL_OR_KEYWORD]
+
+    @functools.wraps(fn)
+    def checked(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except TypeError:
+            try:
+                signature.bind(*args, **kwargs)
+            except TypeError as exc:
+                raise TypeError(_signature_hint(fn.__name__, positional, args, kwargs, exc)) \
+                    from None
+            raise
+
+    return checked
+
+
+def _signature_hint(name, positional, args, kwargs, exc):
+    if len(args) > len(positional):
+        return (f"{name}: takes {len(positional)} positional arguments "
+                f"({', '.join(positional)}) but {len(args)} were given; options are "
+                f"keyword-only in fastxent, e.g. {name}({', '.join(positional)}, weight=w)")
+    for key in kwargs:
+        if key in _FOREIGN_KEYWORDS:
+            ours = _FOREIGN_KEYWORDS[key]
+            return (f"{name}: unexpected keyword argument {key!r}"
+                    + (f"; fastxent's name for it is {ours}=" if ours else ""))
+    return f"{name}: {exc}"
 
 
 # ---- single arguments ----
@@ -28,10 +74,22 @@ def result_dtype(arr, name):
     raise TypeError(f"{name}: expected an array of real numbers, got dtype {dt}")
 
 
+def base_view(arr):
+    """arr as a plain ndarray over the same memory. Subclasses are worked on
+    through this view only: their own methods and properties (reshape,
+    shape, __array_function__...) may say anything, the view's cannot."""
+    return arr if type(arr) is np.ndarray else np.ndarray.view(arr, np.ndarray)
+
+
 def as_array(value, name):
-    """np.asarray with a clear TypeError for what NumPy cannot make numeric."""
-    if isinstance(value, np.ndarray):
+    """np.asarray with a clear TypeError for what NumPy cannot make numeric.
+    Subclasses (np.matrix, MaskedArray, ...) become plain base-class views of
+    their data (base_view): no subclass method runs, results are plain
+    arrays, and a mask is not honoured."""
+    if type(value) is np.ndarray:  # the common case first: a call per argument costs
         return value
+    if isinstance(value, np.ndarray):
+        return base_view(value)
     try:
         return np.asarray(value)
     except (ValueError, TypeError) as exc:
@@ -44,8 +102,18 @@ def check_reduction(reduction):
     return reduction
 
 
+def _is_bool(value):
+    return isinstance(value, (bool, np.bool_))
+
+
+def _is_text(value):
+    return isinstance(value, (str, bytes))  # np.str_ and np.bytes_ included
+
+
 def check_axis(axis, ndim, name):
     try:
+        if _is_bool(axis):  # not an integer here, as for NumPy and PyTorch
+            raise TypeError
         axis = _as_index(axis)
     except TypeError:
         raise TypeError(f"axis: expected an integer, got {axis!r}") from None
@@ -56,6 +124,8 @@ def check_axis(axis, ndim, name):
 
 def check_label_smoothing(value):
     try:
+        if _is_text(value):  # float("0.1") would accept it; PyTorch does not
+            raise TypeError
         eps = float(value)
     except (TypeError, ValueError):
         raise TypeError(f"label_smoothing: expected a number, got {value!r}") from None
@@ -67,8 +137,20 @@ def check_label_smoothing(value):
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1  # np.iinfo costs microseconds a call
 
 
+class _DefaultIgnoreIndex(int):
+    """The type of IGNORE_INDEX_DEFAULT."""
+
+
+# PyTorch's default ignore_index, -100, as the default of the signatures: an
+# int like any other, but one that tells (`is`) that the caller passed none,
+# so that an ignore_index given with probability targets can be refused.
+IGNORE_INDEX_DEFAULT = _DefaultIgnoreIndex(-100)
+
+
 def check_ignore_index(value):
     try:
+        if _is_bool(value):  # not an integer here, as for PyTorch
+            raise TypeError
         value = _as_index(value)
     except TypeError:
         raise TypeError(f"ignore_index: expected an integer, got {value!r}") from None
@@ -82,6 +164,8 @@ def check_base(base):
     if base is None:
         return None
     try:
+        if _is_text(base):  # float("2") would accept it; SciPy does not
+            raise TypeError
         base = float(base)
     except (TypeError, ValueError):
         raise TypeError(f"base: expected a number, got {base!r}") from None
@@ -120,9 +204,11 @@ def _same_memory(a, b):
 
 def check_out(out, like, dtype, inputs):
     """Validates out= for a result shaped like `like`: it may be `like` itself
-    but must not overlap any other input."""
+    but must not overlap any other input. Returns out's base_view, the array
+    to write into."""
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out: expected a NumPy array, got {type(out).__name__}")
+    out = base_view(out)
     if out.shape != like.shape:
         raise ValueError(f"out: expected shape {like.shape}, got {out.shape}")
     if out.dtype != dtype:
@@ -134,11 +220,12 @@ def check_out(out, like, dtype, inputs):
     for name, arr in inputs.items():
         if arr is None or (name == first_name and in_place):
             continue
-        if np.may_share_memory(out, arr):
+        if np.may_share_memory(out, base_view(arr) if isinstance(arr, np.ndarray) else arr):
             raise ValueError(
                 f"out: overlaps {name}; pass a separate array"
                 + (f", or {name} itself to overwrite it in place" if name == first_name else "")
             )
+    return out
 
 
 # ---- arrays with a class axis ----
@@ -167,7 +254,7 @@ class Rows:
         result = moveaxis(self.result.reshape(moved_shape), -1, self.axis)
         if self.out is None:
             return result
-        np.copyto(self.out, result)
+        np.copyto(base_view(self.out), result)
         return self.out
 
     def per_row(self, values):
@@ -192,7 +279,7 @@ def classes_last(arr, axis, dtype):
     return flat, not np.may_share_memory(flat, arr)
 
 
-def prepare_rows(x, axis, name, *, want_result=False, out=None, others=None, empty_ok=True):
+def prepare_rows(x, axis, name, *, want_result=False, out=None, others=None):
     """Checks an array with a class axis and lays it out as Rows.
 
     want_result: allocate (or take from out=) a buffer for an N x C result;
@@ -203,20 +290,18 @@ def prepare_rows(x, axis, name, *, want_result=False, out=None, others=None, emp
     if x_in.ndim == 0:
         raise ValueError(f"{name}: expected at least one dimension (the classes), got a 0-d array")
     axis = check_axis(axis, x_in.ndim, name)
-    if not empty_ok and x_in.shape[axis] == 0:
-        raise ValueError(f"{name}: the class axis {axis} of shape {x_in.shape} has length 0")
     flat, is_copy = classes_last(x_in, axis, dtype)
     result, result_is_out = None, False
     if out is not None:
         if not want_result:
             raise TypeError("out: this function does not take out=")
-        check_out(out, x_in, dtype, {name: x_in, **(others or {})})
+        out_view = check_out(out, x_in, dtype, {name: x_in, **(others or {})})
         # Write straight into out when its memory has the kernel's layout (with
         # out=x that is x's own memory: kernels read each element of a row
         # before they write it).
-        result_is_out = axis == x_in.ndim - 1 and kernel_writable(out)
+        result_is_out = axis == x_in.ndim - 1 and kernel_writable(out_view)
         if result_is_out:
-            result = out.reshape(flat.shape)
+            result = out_view.reshape(flat.shape)
     if want_result and result is None:
         # A private copy of the input can take the result: no new buffer.
         result = flat if is_copy else np.empty_like(flat)
@@ -263,6 +348,11 @@ class ClassProblem(Rows):
         """The loss in the caller's shape and dtype, from what a kernel returned."""
         if self.reduction == "none":
             return row_loss.reshape(self.batch_shape)  # an array, even 0-d (as PyTorch)
+        if self.reduction == "mean" and denom == 0 and self.label_smoothing:
+            # Rows of weight 0 still add their smoothing term to the sum, but
+            # the mean over a total weight of 0 is NaN (PyTorch's: its
+            # likelihood part is 0 / 0), not sum / 0 = inf.
+            return self.dtype.type(np.nan)
         return reduce_loss(self.reduction, self.dtype, total, denom)
 
 
@@ -276,11 +366,56 @@ def reduce_loss(reduction, dtype, total, denom):
         return dtype.type(np.float64(total) / np.float64(denom))
 
 
+def _without(shape, axis):
+    return shape[:axis] + shape[axis + 1:]
+
+
+def fitting_axes(scores_shape, target_shape):
+    """The class axes of scores_shape that a target of class indices shaped
+    target_shape would fit."""
+    return [a for a in range(len(scores_shape)) if _without(scores_shape, a) == target_shape]
+
+
+def _axis_hint(scores_shape, target_shape):
+    fits = fitting_axes(scores_shape, target_shape)
+    return f"; axis={fits[0]} would fit" if len(fits) == 1 else (
+        f"; axis={' or axis='.join(map(str, fits))} would fit" if fits else "")
+
+
+def class_axis(axis, scores_shape, target_in, name):
+    """The class axis: `axis` when given; when it is None, the last axis for
+    inputs of rank <= 2, and for rank >= 3 the axis the target's shape fits
+    among PyTorch's (1) and the last (Keras's, JAX's, NumPy's); where both
+    fit, a ValueError asks for it."""
+    if axis is not None:
+        return axis
+    ndim = len(scores_shape)
+    if ndim < 3:
+        return -1
+    if target_in.dtype.kind == "f" and target_in.shape == tuple(scores_shape):
+        fits = [1, ndim - 1]  # probabilities fit either way
+    else:
+        fits = [a for a in (1, ndim - 1) if _without(scores_shape, a) == target_in.shape]
+    if len(fits) == 2:
+        raise ValueError(
+            f"axis: {name} of shape {tuple(scores_shape)} and target of shape "
+            f"{target_in.shape} fit classes on axis 1 and on the last axis: pass axis=1 "
+            "(PyTorch's layout, (N, C, ...)) or axis=-1 (Keras's, JAX's and NumPy's, "
+            "(..., C))")
+    return fits[0] if fits else -1  # where neither fits, the shape check explains
+
+
 def _index_target(target_in, batch_shape, n_classes, axis, shape):
     if target_in.shape != batch_shape:
+        hint = _axis_hint(shape, target_in.shape)
+        if not hint and len(shape) == 1 and target_in.shape == shape:
+            hint = ("; for one score per sample use binary_cross_entropy_with_logits, for "
+                    f"one sample of {shape[0]} classes a 0-d label")
+        elif not hint and target_in.shape == batch_shape + (1,):
+            hint = f"; drop the length-1 axis: target.reshape({batch_shape})"
         raise ValueError(
             f"target: class indices must have shape {batch_shape} (input {shape} "
-            f"without axis {axis}), got {target_in.shape}"
+            f"without axis {axis}), got {target_in.shape}{hint}"
         )
     if target_in.dtype.kind == "u" and target_in.size and target_in.max() > _INT64_MAX:
         row = int(np.argmax(target_in.reshape(-1) > _INT64_MAX))
@@ -296,24 +431,33 @@ def prepare_classes(scores, target, weight, ignore_index, reduction, label_smoot
     """Checks the arguments of cross_entropy / nll_loss [_with_grad]."""
     reduction = check_reduction(reduction)
     label_smoothing = check_label_smoothing(label_smoothing)
+    is_default_ignore_index = ignore_index is IGNORE_INDEX_DEFAULT
     ignore_index = check_ignore_index(ignore_index)
+    target_in = as_array(target, "target")
+    scores = as_array(scores, name)
+    axis = class_axis(axis, scores.shape, target_in, name)
     rows, scores_in = prepare_rows(scores, axis, name, want_result=want_grad, out=out,
-                                   others={"target": target, "weight": weight}, empty_ok=False)
+                                   others={"target": target, "weight": weight})
     n_classes, axis = rows.x.shape[1], rows.axis
 
-    target_in = as_array(target, "target")
     kind = target_in.dtype.kind
     if kind in "iu":
         flat_target = _index_target(target_in, rows.batch_shape, n_classes, axis, scores_in.shape)
         is_index = True
     elif kind == "f" and allow_probabilities:
         if target_in.shape != scores_in.shape:
-            as_labels = target_in.shape == rows.batch_shape
+            # Float labels, (N,) or (N, 1): the same TypeError either way.
+            as_labels = target_in.shape in (rows.batch_shape, rows.batch_shape + (1,))
             raise (TypeError if as_labels else ValueError)(
                 f"target: class probabilities must have the shape of {name} {scores_in.shape}, "
                 f"got {target_in.shape} of dtype {target_in.dtype}"
-                + ("; class indices must be an integer array" if as_labels else "")
+                + (f"; class indices must be an integer array of shape {rows.batch_shape}"
+                   if as_labels else _axis_hint(scores_in.shape, target_in.shape))
             )
+        if not is_default_ignore_index:
+            raise ValueError(  # PyTorch's refusal
+                f"ignore_index: {ignore_index} given, but ignore_index is not supported for "
+                "floating point target (class probabilities)")
         flat_target, _ = classes_last(target_in, axis, rows.dtype)
         is_index = False
     else:
@@ -370,7 +514,7 @@ class BinaryProblem:
         grad = self.grad.reshape(self.shape)
         if self.out is None:
             return grad
-        np.copyto(self.out, grad)
+        np.copyto(base_view(self.out), grad)
         return self.out
 
 
@@ -403,9 +547,11 @@ def _broadcast_weight(weight, name, shape, dtype):
     return _flat2d(np.broadcast_to(w, shape), dtype)[0]
 
 
-def prepare_binary(x, target, weight, pos_weight, reduction, *, want_grad, out, name):
+def prepare_binary(x, target, weight, pos_weight, reduction, *, want_grad, out, name,
+                   target_in_unit=True):
     """Checks the arguments of binary_cross_entropy[_with_logits][_with_grad].
-    Targets of probabilities (name "probs") must lie in [0, 1], as PyTorch's."""
+    Targets of probabilities (name "probs") must lie in [0, 1], as PyTorch's,
+    unless not target_in_unit (Keras computes the formula for any target)."""
     reduction = check_reduction(reduction)
     x_in = as_array(x, name)
     dtype = result_dtype(x_in, name)
@@ -416,7 +562,7 @@ def prepare_binary(x, target, weight, pos_weight, reduction, *, want_grad, out, 
         raise ValueError(f"target: expected the shape of {name} {x_in.shape}, got {target_in.shape}")
     flat_x, x_is_copy = _flat2d(x_in, dtype)
     flat_t, _ = _flat2d(target_in, dtype)
-    if name == "probs":
+    if name == "probs" and target_in_unit:
         outside = (flat_t < 0) | (flat_t > 1)  # NaN passes, and gives NaN
         if outside.any():
             k = int(np.argmax(outside.reshape(-1)))
@@ -426,11 +572,11 @@ def prepare_binary(x, target, weight, pos_weight, reduction, *, want_grad, out, 
     if out is not None:
         if not want_grad:
             raise TypeError("out: this function does not take out=")
-        check_out(out, x_in, dtype,
-                  {name: x_in, "target": target, "weight": weight, "pos_weight": pos_weight})
-        grad_is_out = kernel_writable(out)
+        out_view = check_out(out, x_in, dtype, {name: x_in, "target": target, "weight": weight,
+                                                "pos_weight": pos_weight})
+        grad_is_out = kernel_writable(out_view)
         if grad_is_out:
-            grad = out.reshape(flat_x.shape)
+            grad = out_view.reshape(flat_x.shape)
     if want_grad and grad is None:
         grad = flat_x if x_is_copy else np.empty_like(flat_x)
     return BinaryProblem(

@@ -14,8 +14,10 @@ What Keras does and these functions do too:
 * ``label_smoothing`` replaces targets t by ``t (1 - ls) + 0.5 ls`` (binary)
   or ``t (1 - ls) + ls / C`` (categorical), where Keras takes C from the
   *last* axis of ``y_true`` whatever ``axis`` is.
-* Binary losses are averaged over ``axis``; ``y_true`` of sparse losses may
-  keep a length-1 class axis; positions whose label is ``ignore_class`` get 0.
+* Binary losses are averaged over ``axis``, for any ``y_true``, also outside
+  [0, 1] (which PyTorch's binary_cross_entropy refuses); ``y_true`` of sparse
+  losses may keep a length-1 class axis; positions whose label is
+  ``ignore_class`` get 0.
 
 Keras's backends differ in two corners; these functions follow the JAX and
 PyTorch backends (and TensorFlow's, but for the second point):
@@ -36,8 +38,8 @@ import warnings
 
 import numpy as np
 
-from ._logits import binary_cross_entropy_with_logits, cross_entropy
-from ._probs import binary_cross_entropy, nll_loss
+from ._logits import binary_cross_entropy_with_logits, binary_loss, cross_entropy
+from ._probs import nll_loss
 from ._validate import as_array, check_axis, check_label_smoothing, position, result_dtype
 
 __all__ = ["binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy"]
@@ -49,8 +51,9 @@ def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, 
     """Elementwise binary cross-entropy averaged over `axis`, as
     keras.losses.binary_crossentropy: an array of y_pred's shape without `axis`.
 
-    y_true: targets in [0, 1], the shape of y_pred. y_pred: probabilities
-    (clipped to [1e-7, 1 - 1e-7]) or, with from_logits, logits.
+    y_true: targets, usually in [0, 1] (others are taken as they are, as by
+    Keras), the shape of y_pred. y_pred: probabilities (clipped to
+    [1e-7, 1 - 1e-7]) or, with from_logits, logits.
     """
     pred = _prediction(y_pred)
     axis = _axis(axis, pred)
@@ -62,7 +65,9 @@ def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, 
         elementwise = binary_cross_entropy_with_logits(pred, target, reduction="none")
     else:
         # After the clip, PyTorch's clamp of the log terms at -100 never bites.
-        elementwise = binary_cross_entropy(_clip(pred), target, reduction="none")
+        # Keras takes any y_true, also outside [0, 1] (PyTorch does not).
+        elementwise = binary_loss(_clip(pred), target, None, None, "none", False, None,
+                                  from_logits=False, target_in_unit=False)
     return np.asarray(elementwise.mean(axis=axis, dtype=np.float64), dtype=pred.dtype)
 
 
@@ -161,6 +166,8 @@ def _ignore_class(ignore_class):
     if ignore_class is None:
         return None
     try:
+        if isinstance(ignore_class, (bool, np.bool_)):  # not a label here
+            raise TypeError
         ignore = operator.index(ignore_class)
     except TypeError:
         raise TypeError(f"ignore_class: expected an integer or None, got {ignore_class!r}") \

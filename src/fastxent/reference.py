@@ -7,6 +7,7 @@ Each function here is its public twin run on the NumPy kernels."""
 import functools
 
 from . import _config, _linear, _logits, _probs, _special
+from ._validate import IGNORE_INDEX_DEFAULT as _IGNORE_INDEX_DEFAULT
 
 
 def _on_numpy(public):
@@ -36,8 +37,8 @@ kl_divergence = _on_numpy(_special.kl_divergence)
 
 
 def linear_cross_entropy(hidden, linear_weight, target, *, linear_bias=None, weight=None,
-                         ignore_index=-100, reduction="mean", label_smoothing=0.0,
-                         chunk_size=None):
+                         ignore_index=_IGNORE_INDEX_DEFAULT, reduction="mean",
+                         label_smoothing=0.0, chunk_size=None):
     """fastxent.linear_cross_entropy the unfused way, on NumPy alone: the N x V
     logits materialised, then cross_entropy (chunk_size is checked, not used)."""
     with _config.backend_for_this_thread("numpy"):
@@ -48,8 +49,8 @@ def linear_cross_entropy(hidden, linear_weight, target, *, linear_bias=None, wei
 
 
 def linear_cross_entropy_with_grad(hidden, linear_weight, target, *, linear_bias=None,
-                                   weight=None, ignore_index=-100, reduction="mean",
-                                   label_smoothing=0.0, chunk_size=None):
+                                   weight=None, ignore_index=_IGNORE_INDEX_DEFAULT,
+                                   reduction="mean", label_smoothing=0.0, chunk_size=None):
     """fastxent.linear_cross_entropy_with_grad the unfused way, on NumPy alone:
     the N x V logits and their gradient materialised, the gradients by GEMMs."""
     with _config.backend_for_this_thread("numpy"):

@@ -4,14 +4,14 @@ with fastxent. scikit-learn itself is not needed.
 What scikit-learn does and ``log_loss`` does too:
 
 * Classes are the sorted distinct values of ``y_true`` (any comparable labels:
-  numbers, strings, booleans), or of ``labels=``; the columns of ``y_pred``
+  numbers, strings, booleans), or of ``labels=``; the columns of ``y_proba``
   follow that order. ``y_true`` may also be a 2-D 0/1 label indicator matrix
   (one-hot or multilabel), whose columns are the classes.
-* A 1-D ``y_pred`` (or one column) is the probability of the second class.
+* A 1-D ``y_proba`` (or one column) is the probability of the second class.
 * Probabilities are clipped to ``[eps, 1 - eps]``, eps the machine epsilon of
-  ``y_pred``'s dtype (float64, float32 or float16; other dtypes are converted
+  ``y_proba``'s dtype (float64, float32 or float16; other dtypes are converted
   to float64).
-* Rows of ``y_pred`` that do not sum to 1 give a UserWarning (not an error),
+* Rows of ``y_proba`` that do not sum to 1 give a UserWarning (not an error),
   as do ``labels`` not in sorted order.
 * The result is the mean over samples (weighted by ``sample_weight``), or the
   sum with ``normalize=False``, as a Python float.
@@ -19,7 +19,7 @@ What scikit-learn does and ``log_loss`` does too:
 It raises ValueError where scikit-learn does: probabilities outside [0, 1]
 or not finite, inconsistent numbers of samples, a single class without
 ``labels=`` (or fewer than two ``labels``), labels of ``y_true`` missing from
-``labels``, a number of classes unlike ``y_pred``'s, non-integral float
+``labels``, a number of classes unlike ``y_proba``'s, non-integral float
 labels, bad sample weights. As NumPy (and so scikit-learn), weights that sum
 to zero raise ZeroDivisionError for the mean.
 """
@@ -36,24 +36,36 @@ __all__ = ["log_loss"]
 _PROBABILITY_DTYPES = (np.float64, np.float32, np.float16)
 
 
-def log_loss(y_true, y_pred, *, normalize=True, sample_weight=None, labels=None):
+def log_loss(y_true, y_proba=None, *, normalize=True, sample_weight=None, labels=None,
+             y_pred="deprecated"):
     """Log loss (cross-entropy) of predicted probabilities, as
     sklearn.metrics.log_loss.
 
-    y_true: class labels (n_samples,), or a 0/1 label indicator matrix
-    (n_samples, n_classes). y_pred: probabilities (n_samples, n_classes), or
-    (n_samples,) of the positive (second) class. normalize: the mean per
-    sample if True, else the sum. sample_weight: (n_samples,). labels: all
-    the classes, when y_true does not show each of them.
+    y_true: class labels (n_samples,) or (n_samples, 1), or a 0/1 label
+    indicator matrix (n_samples, n_classes). y_proba: probabilities
+    (n_samples, n_classes), or (n_samples,) of the positive (second) class.
+    normalize: the mean per sample if True, else the sum. sample_weight:
+    (n_samples,). labels: all the classes, when y_true does not show each of
+    them. y_pred: the old name of y_proba (scikit-learn 1.9 renamed it): it
+    still works, with a FutureWarning.
     """
+    if not (isinstance(y_pred, str) and y_pred == "deprecated"):
+        if y_proba is not None:  # scikit-learn's words
+            raise ValueError("Cannot use both `y_pred` and `y_proba`. `y_pred` is deprecated, "
+                             "use `y_proba` instead.")
+        warnings.warn("`y_pred` was renamed to `y_proba` in version 1.9 and will be removed "
+                      "in 1.11. Use `y_proba` instead.", FutureWarning, stacklevel=2)
+        y_proba = y_pred
+    if y_proba is None:
+        raise TypeError("log_loss() missing the required argument y_proba")
     if not isinstance(normalize, (bool, np.bool_)):
         raise TypeError(f"normalize: expected a bool, got {normalize!r}")
-    probs = _probabilities(y_pred)
+    probs = _probabilities(y_proba)
     target = _label_array(y_true, "y_true")
     weight = None if sample_weight is None else _sample_weight(sample_weight)
     counts = [len(probs), len(target)] + ([] if weight is None else [len(weight)])
     if len(set(counts)) > 1:
-        names = "y_pred, y_true" + ("" if weight is None else ", sample_weight")
+        names = "y_proba, y_true" + ("" if weight is None else ", sample_weight")
         raise ValueError(f"{names}: inconsistent numbers of samples: {counts}")
 
     classes, target = _encode(target, labels)
@@ -64,15 +76,15 @@ def log_loss(y_true, y_pred, *, normalize=True, sample_weight=None, labels=None)
     eps = np.finfo(probs.dtype).eps
     sums = probs.sum(axis=1)
     if not np.allclose(sums, 1, rtol=np.sqrt(eps), atol=1e-8):
-        warnings.warn("y_pred: some rows do not sum to one; make sure to pass probabilities",
+        warnings.warn("y_proba: some rows do not sum to one; make sure to pass probabilities",
                       UserWarning, stacklevel=2)
     if len(classes) != probs.shape[1]:
         raise ValueError(
-            f"y_pred: has {probs.shape[1]} classes (columns) but "
+            f"y_proba: has {probs.shape[1]} classes (columns) but "
             + ("labels" if labels is not None else "y_true") + f" has {len(classes)}: "
             f"{classes.tolist()}" + ("; pass all the classes as labels=" if labels is None else ""))
 
-    # Clipped at the epsilon of y_pred's dtype, as scikit-learn; float16 then
+    # Clipped at the epsilon of y_proba's dtype, as scikit-learn; float16 then
     # computes in float32 (fastxent's dtype rule, and a more accurate log).
     clipped = np.clip(probs, eps, 1 - eps)
     log_p = np.log(clipped.astype(np.float32) if clipped.dtype == np.float16 else clipped)
@@ -84,23 +96,23 @@ def log_loss(y_true, y_pred, *, normalize=True, sample_weight=None, labels=None)
     return _average(loss, weight, normalize)
 
 
-def _probabilities(y_pred):
-    """y_pred as a finite 1-D or 2-D float array of values in [0, 1]."""
-    probs = as_array(y_pred, "y_pred")
+def _probabilities(y_proba):
+    """y_proba as a finite 1-D or 2-D float array of values in [0, 1]."""
+    probs = as_array(y_proba, "y_proba")
     if probs.dtype.kind not in "biuf":
-        raise TypeError(f"y_pred: expected probabilities, got dtype {probs.dtype}")
+        raise TypeError(f"y_proba: expected probabilities, got dtype {probs.dtype}")
     if probs.dtype not in _PROBABILITY_DTYPES:
         probs = probs.astype(np.float64)
     if probs.ndim not in (1, 2):
-        raise ValueError(f"y_pred: expected 1 or 2 dimensions, got shape {probs.shape}")
+        raise ValueError(f"y_proba: expected 1 or 2 dimensions, got shape {probs.shape}")
     if probs.size == 0:
-        raise ValueError(f"y_pred: expected at least one sample, got shape {probs.shape}")
+        raise ValueError(f"y_proba: expected at least one sample, got shape {probs.shape}")
     if not np.isfinite(probs).all():
-        raise ValueError("y_pred: contains NaN or infinity")
+        raise ValueError("y_proba: contains NaN or infinity")
     if probs.max() > 1:
-        raise ValueError(f"y_pred: contains values greater than 1: {probs.max()}")
+        raise ValueError(f"y_proba: contains values greater than 1: {probs.max()}")
     if probs.min() < 0:
-        raise ValueError(f"y_pred: contains values lower than 0: {probs.min()}")
+        raise ValueError(f"y_proba: contains values lower than 0: {probs.min()}")
     return probs
 
 
@@ -119,6 +131,8 @@ def _label_array(values, name):
 def _encode(target, labels):
     """(classes, target): target as class indices (n_samples,) or, for a label
     indicator matrix, a bool matrix (n_samples, n_classes)."""
+    if target.ndim == 2 and target.shape[1] == 1:  # a column of labels, as scikit-learn
+        target = target[:, 0]
     if target.ndim == 2 and target.shape[1] > 1:
         if labels is not None:
             raise ValueError("labels: cannot be used with a label indicator matrix y_true")
@@ -146,7 +160,7 @@ def _encode(target, labels):
     classes = _unique(given, "labels")
     if classes.shape != given.shape or not np.all(classes == given):
         warnings.warn(
-            f"labels: {given.tolist()} are not sorted, but the columns of y_pred are taken to "
+            f"labels: {given.tolist()} are not sorted, but the columns of y_proba are taken to "
             f"be the sorted classes {classes.tolist()}", UserWarning, stacklevel=3)
     unknown = ~np.isin(target, classes)
     if unknown.any():
