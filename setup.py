@@ -1,4 +1,5 @@
-"""Build of the compiled kernels (fastxent._kernels).
+"""Build of the compiled kernels (fastxent._kernels) and the bench's floors
+(fastxent.bench._floors).
 
 Switches (environment variables read at build time):
   FASTXENT_DISABLE_OPENMP=1  build without OpenMP (serial kernels)
@@ -132,7 +133,9 @@ extensions = [
         sources=["src/fastxent/_kernels.pyx"],
         depends=["src/fastxent/_rows.h", "src/fastxent/_rows_impl.h"],
         include_dirs=["src/fastxent"],
-    )
+    ),
+    # Bench-only: the memory floors of `python -m fastxent bench`.
+    Extension("fastxent.bench._floors", sources=["src/fastxent/bench/_floors.pyx"]),
 ]
 
 setup(

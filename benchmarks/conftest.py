@@ -3,17 +3,19 @@
     PYTHONPATH=src python -m pytest benchmarks/ --benchmark-group-by=group
 
 Each group compares the implementations (fastxent, fastxent out=, the NumPy
-reference, PyTorch, scikit-learn, JAX where installed, and the memory floor)
+reference, PyTorch eager and torch.compile, scikit-learn, JAX where installed,
+and the memory floors: the copy, and the copy into fresh memory)
 on one workload: one op, shape and dtype, with fastxent.get_num_threads()
 threads. The workloads are those of `python -m fastxent bench`; with
---bench-full, those of `python -m fastxent bench --full` (without its
-one-thread runs). Every implementation is checked against the NumPy reference
+--bench-full, those of `python -m fastxent bench --full` (issue 17's shapes
+among them: 65536x10, 1x1048576, 2x524288, 4x262144, 2048x32768, 8192x1000,
+float32 and float64, BCE), without its one-thread runs. Every implementation is checked against the NumPy reference
 before it is timed.
 
 They are not part of the test run (pyproject's testpaths is tests/).
 pytest-benchmark times one implementation after another; for interleaved,
 noise-robust medians use `python -m fastxent bench`, which shares its
-workloads and implementations (fastxent._bench).
+workloads and implementations (fastxent.bench).
 """
 
 import sys
@@ -22,7 +24,7 @@ import numpy as np
 import pytest
 
 import fastxent
-from fastxent import _bench
+from fastxent import bench
 
 
 def pytest_addoption(parser):
@@ -32,10 +34,10 @@ def pytest_addoption(parser):
 
 def _workloads(full):
     if full:
-        plan = [(op, shape, dtype) for op, shape, dtype, _ in _bench.FULL_PLAN]
+        plan = [(op, shape, dtype) for op, shape, dtype, _ in bench.FULL_PLAN]
     else:
-        plan = [(op, shape, "float32") for op in _bench.DEFAULT_OPS
-                for shape in _bench.OPS[op].default_shapes]
+        plan = [(op, shape, "float32") for op in bench.DEFAULT_OPS
+                for shape in bench.OPS[op].default_shapes]
     return plan
 
 
@@ -44,7 +46,7 @@ def pytest_generate_tests(metafunc):
         specs = _workloads(metafunc.config.getoption("--bench-full"))
         metafunc.parametrize(
             "workload_spec", specs, scope="session",
-            ids=[f"{op}-{_bench.shape_name(shape)}-{dtype}" for op, shape, dtype in specs])
+            ids=[f"{op}-{bench.shape_name(shape)}-{dtype}" for op, shape, dtype in specs])
 
 
 @pytest.fixture(scope="session")
@@ -56,7 +58,7 @@ def threads():
 @pytest.fixture(scope="session")
 def peers(request, threads):
     specs = _workloads(request.config.getoption("--bench-full"))
-    return _bench.import_peers(x64=any(dtype == "float64" for _, _, dtype in specs))
+    return bench.import_peers(x64=any(dtype == "float64" for _, _, dtype in specs))
 
 
 @pytest.fixture(scope="session")
@@ -64,13 +66,14 @@ def workload(workload_spec, threads, peers):
     """(group name, Workload, name -> Impl), checked against the NumPy
     reference; one workload alive at a time (pytest orders the tests by it)."""
     op, shape, dtype = workload_spec
-    w = _bench.make_workload(op, shape, dtype)
+    peers.new_workload()
+    w = bench.make_workload(op, shape, dtype)
     group = f"{op} {w.name} {np.dtype(dtype).name}, {threads} threads"
 
     def warn(message):
         print(f"\nbench: {message}", file=sys.stderr)
 
-    impls = _bench.make_implementations(w, threads, peers, warn=warn)
-    with _bench.using_threads(threads, peers.torch):
-        _bench.check(impls, group)
+    impls = bench.make_implementations(w, threads, peers, warn=warn)
+    with bench.using_threads(threads, peers.torch):
+        bench.check(impls, group)
     return group, w, impls

@@ -96,3 +96,27 @@ def test_digits_example_without_a_dependency_says_so(tmp_path, module, name):
     assert proc.returncode == 1
     assert f"pip install {name}" in proc.stderr
     assert not png.exists()
+
+
+TORCH_MLP = EXAMPLES / "torch_mlp_digits.py"
+TORCH_RESULT = re.compile(r"^(\w+): final loss (\S+), train accuracy ([\d.]+)%, "
+                          r"test accuracy ([\d.]+)%, ([\d.]+) s per epoch$", re.MULTILINE)
+
+
+def test_torch_mlp_example_trains_alike_with_both_losses(digits_needs, tmp_path):
+    pytest.importorskip("torch", reason="PyTorch is not installed: the example needs it")
+    png = tmp_path / "curves.png"
+    proc = run_script(str(TORCH_MLP), "--epochs", "4", "--out", str(png))
+    assert proc.returncode == 0, proc.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    results = {m[1]: (float(m[2]), float(m[3]) / 100, float(m[4]) / 100, float(m[5]))
+               for m in TORCH_RESULT.finditer(proc.stdout)}
+    assert set(results) == {"fastxent", "torch"}, proc.stdout
+    for loss, train_acc, test_acc, seconds in results.values():
+        assert 0 < loss < 0.5  # from log(10) = 2.3 at the start
+        assert 0.9 < train_acc <= 1 and 0.85 < test_acc <= 1
+        assert seconds > 0
+    # The same function on the same batches: float32 rounding apart, one curve.
+    gap = float(re.search(r"loss curves: (\S+)$", proc.stdout, re.MULTILINE)[1])
+    assert gap < 1e-4
+    assert results["fastxent"][0] == pytest.approx(results["torch"][0], rel=1e-4)

@@ -20,9 +20,12 @@ REFERENCE_LIBRARIES = {
     "scipy": "the building blocks (scipy.special)",
     "sklearn": "fastxent.sklearn.log_loss, scikit-learn's loss classes, the digits examples",
     "keras": "fastxent.keras",
+    "jax": "the fastxent.jax bridge, Keras's JAX backend",
+    "optax": "the fastxent.jax bridge's optax-named losses and example",
     "hypothesis": "the property tests",
     "threadpoolctl": "the thread-limit tests",
     "matplotlib": "the examples' plots",
+    "distributed": "fastxent.dask on a LocalCluster (dask[array,distributed])",
 }
 
 required = os.environ.get("FASTXENT_REQUIRE_REFERENCES") == "1"

@@ -23,7 +23,7 @@ from ._probs import (
 )
 from ._special import entropy, kl_divergence, log_softmax, logsumexp, softmax
 from ._version import __version__
-from . import keras, reference, sklearn  # noqa: E402  (submodules: fastxent.reference etc.)
+from . import keras, reference, sklearn, stream  # noqa: E402  (submodules: fastxent.reference etc.)
 
 
 def test(*pytest_args):
@@ -56,6 +56,7 @@ __all__ = [
     "reference",
     "sklearn",
     "softmax",
+    "stream",
     "test",
     "get_backend",
     "get_num_threads",

@@ -97,9 +97,24 @@ def _initial_isa():
     return _compiled.select_isa(cap)
 
 
+def _default_threads():
+    """Threads without a fastxent setting, fixed at import: OMP_NUM_THREADS
+    (its first entry), else the CPUs this process may use; 1 without OpenMP.
+    Not the OpenMP runtime's live setting, which torch.set_num_threads changes
+    (PyTorch and fastxent may share one libgomp)."""
+    if _compiled is None or not _compiled.build_info().get("openmp_version"):
+        return 1
+    first = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if first.isdigit() and int(first) >= 1:
+        return min(int(first), max_threads())
+    return _available_cpus()
+
+
 _state = {
     "backend": _initial_backend(),
     "threads": _env_threads("FASTXENT_NUM_THREADS"),
+    "default_threads": _default_threads(),
+    "limit": None,  # threadpoolctl's threadpool_limits, through _ThreadpoolctlController
     "isa": _initial_isa(),
 }
 _local = threading.local()  # num_threads() and reference overrides, per Python thread
@@ -150,21 +165,65 @@ def _check_threads(n):
     return int(n)
 
 
-def get_num_threads():
-    """Threads the compiled kernels use: num_threads() / set_num_threads() /
-    FASTXENT_NUM_THREADS if set, else the OpenMP runtime's default, which
-    follows OMP_NUM_THREADS, the CPUs this process may use, and threadpoolctl
-    (at most max_threads()). Always 1 in a child made by fork() (from Python
-    or from C), where OpenMP threads could hang."""
-    if _forked():
-        return 1
+def _requested_threads():
     local = getattr(_local, "threads", None)
     if local is not None:
         return local
     if _state["threads"] is not None:
         return _state["threads"]
-    return min(_compiled.openmp_max_threads(), _MAX_THREADS) if _compiled is not None else 1
+    return _state["default_threads"]
 
+
+def get_num_threads():
+    """Threads the compiled kernels use: num_threads() / set_num_threads() /
+    FASTXENT_NUM_THREADS if set, else OMP_NUM_THREADS or the CPUs this process
+    may use (read at import), at most a threadpoolctl limit in force. The
+    OpenMP runtime's own setting (omp_set_num_threads, torch.set_num_threads)
+    does not change it, and fastxent never changes that setting. Always 1 in
+    a child made by fork() (from Python or from C), where OpenMP threads
+    could hang. At most max_threads()."""
+    if _forked():
+        return 1
+    n = _requested_threads()
+    limit = _state["limit"]
+    return n if limit is None else min(n, limit)
+
+
+def _register_with_threadpoolctl():
+    """Lets threadpoolctl.threadpool_limits(n) (user_api "openmp" or all) limit
+    the kernels' threads, as it limits the OpenMP runtimes: it sees the
+    extension as an OpenMP library of internal_api "fastxent"."""
+    try:
+        import threadpoolctl
+    except ImportError:
+        return
+    if _compiled is None or not hasattr(threadpoolctl, "register"):
+        return
+
+    class _ThreadpoolctlController(threadpoolctl.LibController):
+        user_api = "openmp"
+        internal_api = "fastxent"
+        filename_prefixes = (os.path.basename(_compiled.__file__).split(".")[0],)
+
+        def _is_ours(self):
+            return os.path.realpath(self.filepath) == os.path.realpath(_compiled.__file__)
+
+        def get_num_threads(self):
+            return get_num_threads() if self._is_ours() else None
+
+        def set_num_threads(self, num_threads):
+            if self._is_ours():
+                # threadpool_limits restores the count it found on entry: one
+                # not below the unlimited count lifts the limit.
+                _state["limit"] = None if num_threads >= _requested_threads() else num_threads
+
+        def get_version(self):
+            return __version__
+
+    threadpoolctl.register(_ThreadpoolctlController)
+
+
+_register_with_threadpoolctl()
 
 # Elements a thread should have at least: below, starting and waking threads
 # costs more than it saves (and the kernels' blocks are about this size).

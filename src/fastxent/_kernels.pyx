@@ -22,8 +22,6 @@ cdef extern from "_rows.h" nogil:
     int fx_streams(size_t total, size_t row_bytes)
     size_t fx_stream_min_bytes
     int FX_CAN_STREAM
-    void fx_stream_copy(void *dst, const void *src, size_t n)
-    void FX_STREAM_FENCE()
     ctypedef struct fx_rows_f32:
         double xent_index(const float *x, float *g, Py_ssize_t n, Py_ssize_t y,
                           const float *w, double w_total, double eps, double scale,
@@ -750,39 +748,3 @@ def _log1p(const floating[::1] u not None):
     return out
 
 
-# ---- memory floors for the benchmark: the least traffic a pass can have ----
-
-def copy_floor(const unsigned char[::1] src, unsigned char[::1] dst, int n_threads,
-               bint stream):
-    """Copies src into dst in n_threads contiguous chunks, by memcpy or, when
-    `stream`, with streaming stores (fx_stream_copy, _rows.h): what one read and one
-    write of every byte cost, the floor of a fused forward+backward pass."""
-    cdef Py_ssize_t n = src.shape[0], chunk, t, start, stop
-    _check_length("copy_floor", "dst", dst.shape[0], n, "the length of src")
-    n_threads = _threads("copy_floor", n_threads, n)
-    if n == 0:
-        return
-    chunk = (n + n_threads - 1) // n_threads
-    with nogil:
-        for t in prange(n_threads, schedule="static", num_threads=n_threads):
-            start = t * chunk
-            stop = min(n, start + chunk)
-            if start < stop:
-                if stream:
-                    fx_stream_copy(&dst[start], &src[start], stop - start)
-                    FX_STREAM_FENCE()
-                else:
-                    memcpy(&dst[start], &src[start], stop - start)
-
-
-def read_floor(const uint64_t[::1] src, int n_threads):
-    """XORs the words of src together in n_threads chunks: what one read of
-    every byte costs (an integer reduction vectorises, unlike a float sum),
-    the floor of a forward-only pass. Returns the XOR so it cannot be skipped."""
-    cdef Py_ssize_t n = src.shape[0], i
-    cdef uint64_t acc = 0
-    n_threads = _threads("read_floor", n_threads, n)
-    with nogil:
-        for i in prange(n, schedule="static", num_threads=n_threads):
-            acc ^= src[i]
-    return acc

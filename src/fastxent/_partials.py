@@ -12,12 +12,45 @@ once at the end; the gradient of the mean is the gradient of the sum times
 
 from __future__ import annotations
 
+import re
+from contextlib import contextmanager
 from typing import NamedTuple
 
 import numpy as np
 
 from . import _logits, _probs
-from ._validate import IGNORE_INDEX_DEFAULT, as_array, check_axis, check_ignore_index
+from ._validate import (
+    IGNORE_INDEX_DEFAULT,
+    as_array,
+    check_axis,
+    check_ignore_index,
+    position,
+)
+
+_POSITION = re.compile(r"at position \(([0-9, ]*)\)")
+
+
+@contextmanager
+def located(origin):
+    """Errors raised inside name the position in the whole array: `origin` is
+    the index of the chunk's first element there (None: the chunk is the whole).
+
+    The core's messages name a position as "at position (i, j)" within the
+    arrays it was given; a chunk's caller adds the chunk's origin to it, and
+    the exception keeps its type and the rest of its message.
+    """
+    try:
+        yield
+    except (IndexError, ValueError) as exc:
+        if not origin or not _POSITION.search(str(exc)):
+            raise
+
+        def shifted(match):
+            local = [int(i) for i in match.group(1).replace(" ", "").split(",") if i]
+            whole = tuple(int(o) + i for o, i in zip(origin[-len(local):], local))
+            return f"at position {whole}"
+
+        raise type(exc)(_POSITION.sub(shifted, str(exc), count=1)) from None
 
 
 class Parts(NamedTuple):
@@ -30,9 +63,17 @@ class Parts(NamedTuple):
 
 def class_loss_parts(scores, target, *, weight=None, ignore_index=IGNORE_INDEX_DEFAULT,
                      label_smoothing=0.0, axis=-1, want_grad=False, out=None,
-                     log_probs=False) -> Parts:
+                     log_probs=False, origin=None) -> Parts:
     """(loss sum, mean denominator, gradient of the sum) of cross_entropy, or of
-    nll_loss when ``log_probs``, with their options and checks."""
+    nll_loss when ``log_probs``, with their options and checks. origin: see
+    `located` (the chunk's place in the whole, for error messages)."""
+    with located(origin):
+        return _class_loss_parts(scores, target, weight, ignore_index, label_smoothing, axis,
+                                 want_grad, out, log_probs)
+
+
+def _class_loss_parts(scores, target, weight, ignore_index, label_smoothing, axis, want_grad,
+                      out, log_probs):
     options = dict(weight=weight, ignore_index=ignore_index, reduction="sum", axis=axis)
     if log_probs:
         fn = _probs.nll_loss_with_grad if want_grad else _probs.nll_loss
@@ -50,20 +91,52 @@ def class_loss_parts(scores, target, *, weight=None, ignore_index=IGNORE_INDEX_D
         n_classes = scores_in.shape[check_axis(axis, scores_in.ndim, "logits")]
         denominator = float(target_in.size // n_classes) if n_classes else 0.0
     else:
-        labels = np.asarray(target_in, dtype=np.int64).reshape(-1)
-        counted = labels[labels != check_ignore_index(ignore_index)]
-        if weight is None:
-            denominator = float(counted.size)
-        else:
-            w = np.asarray(as_array(weight, "weight"), dtype=np.float64)
-            denominator = float(np.sum(w[counted], dtype=np.float64))
+        denominator = _counted_weight(target_in, weight, check_ignore_index(ignore_index))
     return Parts(float(loss_sum), denominator, grad)
 
 
+def _counted_weight(labels, weight, ignore_index):
+    """PyTorch's mean denominator of valid class labels: the number of samples
+    not ignored, or the sum of their classes' weights."""
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    counted = labels[labels != ignore_index]
+    if weight is None:
+        return float(counted.size)
+    w = np.asarray(as_array(weight, "weight"), dtype=np.float64)
+    return float(np.sum(w[counted], dtype=np.float64))
+
+
+def class_denominator(target, n_classes, *, weight=None, ignore_index=-100, origin=None) -> float:
+    """The mean denominator of class labels `target` alone (no scores needed),
+    after checking them: a label outside [0, n_classes) that is not
+    ignore_index raises the IndexError cross_entropy raises, naming its
+    position (shifted by `origin`)."""
+    ignore_index = check_ignore_index(ignore_index)
+    labels = np.asarray(target)
+    bad = ((labels < 0) | (labels >= n_classes)) & (labels != ignore_index)
+    if bad.any():
+        k = int(np.argmax(bad.reshape(-1)))
+        local = position(k, labels.shape)
+        # The core's own check, on one row of zeros holding the bad label:
+        # the same exception and message, at the label's place in the whole.
+        ones = (1,) * labels.ndim
+        one = np.zeros(ones + (n_classes,), np.float32)
+        with located(tuple(int(o) + i for o, i in zip(origin or (0,) * len(local), local))):
+            _probs.nll_loss(one, labels.reshape(-1)[k:k + 1].reshape(ones),
+                            ignore_index=ignore_index)
+    return _counted_weight(labels, weight, ignore_index)
+
+
 def binary_loss_parts(x, target, *, weight=None, pos_weight=None, want_grad=False, out=None,
-                      from_logits=True) -> Parts:
+                      from_logits=True, origin=None) -> Parts:
     """(loss sum, number of elements, gradient of the sum) of
-    binary_cross_entropy_with_logits (``from_logits``) or binary_cross_entropy."""
+    binary_cross_entropy_with_logits (``from_logits``) or binary_cross_entropy.
+    origin: see `located`."""
+    with located(origin):
+        return _binary_loss_parts(x, target, weight, pos_weight, want_grad, out, from_logits)
+
+
+def _binary_loss_parts(x, target, weight, pos_weight, want_grad, out, from_logits):
     options = dict(weight=weight, reduction="sum")
     if from_logits:
         options["pos_weight"] = pos_weight

@@ -140,6 +140,9 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1  # np.iinfo costs microseconds a ca
 class _DefaultIgnoreIndex(int):
     """The type of IGNORE_INDEX_DEFAULT."""
 
+    def __reduce__(self):  # unpickled as the one default (options sent to Dask workers)
+        return "IGNORE_INDEX_DEFAULT"
+
 
 # PyTorch's default ignore_index, -100, as the default of the signatures: an
 # int like any other, but one that tells (`is`) that the caller passed none,

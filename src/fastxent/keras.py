@@ -31,9 +31,28 @@ PyTorch backends (and TensorFlow's, but for the second point):
 Unlike Keras, a class label outside ``[0, C)`` that is not ``ignore_class``
 raises IndexError, and non-integral float labels raise ValueError (Keras
 truncates them).
+
+Keras's own tensors (Keras 3, imported before the call): on the JAX and
+PyTorch backends the functions take the backend's tensors and are
+differentiable, so that ``model.compile(loss=fastxent.keras.<function>)``
+trains. With ``from_logits=True`` the loss and its gradient come from the
+fused kernels, through ``fastxent.jax`` and ``fastxent.torch``; probabilities
+(``from_logits=False``), whose gradient goes through Keras's clip and
+renormalisation, and the other backends (TensorFlow, OpenVINO) run
+``keras.losses``' own function. A bad label then raises when the computation
+runs (under ``jax.jit``, inside JAX's error).
+
+The loss classes ``CategoricalCrossentropy``, ``SparseCategoricalCrossentropy``
+and ``BinaryCrossentropy`` subclass Keras's classes of those names (same
+arguments, reductions, ``ignore_class`` masking and serialisation) and compute
+with the functions above. They are created at first access, importing Keras
+then: ``import fastxent`` does not import Keras.
 """
 
+import functools
+import inspect
 import operator
+import sys
 import warnings
 
 import numpy as np
@@ -42,7 +61,14 @@ from ._logits import binary_cross_entropy_with_logits, binary_loss, cross_entrop
 from ._probs import nll_loss
 from ._validate import as_array, check_axis, check_label_smoothing, position, result_dtype
 
-__all__ = ["binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy"]
+__all__ = [  # the classes come from the module's __getattr__
+    "BinaryCrossentropy",  # noqa: F822
+    "CategoricalCrossentropy",  # noqa: F822
+    "SparseCategoricalCrossentropy",  # noqa: F822
+    "binary_crossentropy",
+    "categorical_crossentropy",
+    "sparse_categorical_crossentropy",
+]
 
 EPSILON = 1e-7  # keras.config.epsilon() by default
 
@@ -55,6 +81,12 @@ def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, 
     Keras), the shape of y_pred. y_pred: probabilities (clipped to
     [1e-7, 1 - 1e-7]) or, with from_logits, logits.
     """
+    bridge = _bridge(y_pred, from_logits)
+    if bridge is not None:
+        return _binary_on_tensors(bridge, y_true, y_pred, label_smoothing, axis)
+    if _keras_tensor(y_pred):
+        return _keras_own("binary_crossentropy", y_true, y_pred, from_logits=from_logits,
+                          label_smoothing=label_smoothing, axis=axis)
     pred = _prediction(y_pred)
     axis = _axis(axis, pred)
     target = _soft_target(y_true, pred)
@@ -80,6 +112,12 @@ def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=
     y_pred: probabilities (divided by their sum along axis, then clipped to
     [1e-7, 1 - 1e-7]) or, with from_logits, logits.
     """
+    bridge = _bridge(y_pred, from_logits)
+    if bridge is not None:
+        return _categorical_on_tensors(bridge, y_true, y_pred, label_smoothing, axis)
+    if _keras_tensor(y_pred):
+        return _keras_own("categorical_crossentropy", y_true, y_pred, from_logits=from_logits,
+                          label_smoothing=label_smoothing, axis=axis)
     pred = _prediction(y_pred)
     axis = _axis(axis, pred)
     target = _soft_target(y_true, pred)
@@ -113,6 +151,12 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_cl
     (divided by their sum along axis, then clipped to [1e-7, 1 - 1e-7]) or,
     with from_logits, logits. ignore_class: a label whose positions give 0.
     """
+    bridge = _bridge(y_pred, from_logits)
+    if bridge is not None:
+        return _sparse_on_tensors(bridge, y_true, y_pred, ignore_class, axis)
+    if _keras_tensor(y_pred):
+        return _keras_own("sparse_categorical_crossentropy", y_true, y_pred,
+                          from_logits=from_logits, ignore_class=ignore_class, axis=axis)
     pred = _prediction(y_pred)
     axis = _axis(axis, pred)
     ignore = _ignore_class(ignore_class)
@@ -211,3 +255,171 @@ def _labels(y_true, pred, axis, ignore):
             f"{position(at, batch_shape)} is outside [0, {n_classes})"
             + ("" if ignore is None else f" and is not ignore_class ({ignore})"))
     return labels.astype(np.int64, copy=False)
+
+
+# ---- Keras's tensors: the JAX and PyTorch bridges ----
+
+_NO_LABEL = -2**63  # an ignore_index no label can equal (Keras has none by default)
+
+
+def _keras_backend_of(y_pred):
+    """The name of Keras's backend when y_pred is one of its tensors (not a
+    NumPy array), else None. Keras is not imported here: without it loaded,
+    nothing can be a Keras tensor."""
+    keras = sys.modules.get("keras")
+    if keras is None or isinstance(y_pred, (np.ndarray, np.generic, list, tuple, int, float)):
+        return None
+    backend = keras.backend.backend()
+    if backend == "numpy" or not keras.ops.is_tensor(y_pred):
+        return None
+    return backend
+
+
+def _keras_tensor(y_pred):
+    return _keras_backend_of(y_pred) is not None
+
+
+def _bridge(y_pred, from_logits):
+    """"jax" or "torch" when the fused kernels take this call through a bridge."""
+    backend = _keras_backend_of(y_pred)
+    return backend if from_logits and backend in ("jax", "torch") else None
+
+
+def _keras_own(name, *args, **kwargs):
+    import keras
+
+    return getattr(keras.losses, name)(*args, **kwargs)
+
+
+def _class_loss_on_tensors(bridge, logits, target, axis, ignore_index=-100):
+    """Per-sample softmax cross-entropy through the bridge of Keras's backend."""
+    if bridge == "jax":
+        from . import jax as fxj
+
+        return fxj.cross_entropy(logits, target, ignore_index=ignore_index, reduction="none",
+                                 axis=axis)
+    import torch
+
+    from . import torch as fxt
+
+    if logits.ndim > 1:  # PyTorch's class axis is dim 1: a view, no copy
+        logits = torch.movedim(logits, axis, 1)
+        if target.ndim == logits.ndim:
+            target = torch.movedim(target, axis, 1)
+    return fxt.cross_entropy(logits, target, ignore_index=ignore_index, reduction="none")
+
+
+def _prediction_tensor(y_pred, axis):
+    from keras import ops
+
+    pred = ops.convert_to_tensor(y_pred)
+    if pred.ndim == 0:
+        raise ValueError("y_pred: expected at least one dimension, got a 0-d tensor")
+    if isinstance(axis, (bool, np.bool_)):
+        raise TypeError(f"axis: expected an integer, got {axis!r}")
+    return pred, check_axis(axis, pred.ndim, "y_pred")
+
+
+def _sparse_on_tensors(bridge, y_true, y_pred, ignore_class, axis):
+    from keras import ops
+
+    pred, axis = _prediction_tensor(y_pred, axis)
+    ignore = _ignore_class(ignore_class)
+    labels = ops.convert_to_tensor(y_true)
+    if labels.ndim == pred.ndim and labels.shape[axis] == 1:  # (N, 1) labels, as Keras
+        labels = ops.squeeze(labels, axis=axis)
+    labels = ops.cast(labels, "int64" if bridge == "torch" else "int32")
+    loss = _class_loss_on_tensors(bridge, pred, labels, axis,
+                                  ignore_index=_NO_LABEL if ignore is None else ignore)
+    if ignore is not None:  # the kernel gave them 0; the mask tells Keras's reductions
+        _set_keras_mask(loss, ops.not_equal(labels, ignore))
+    return loss
+
+
+def _categorical_on_tensors(bridge, y_true, y_pred, label_smoothing, axis):
+    from keras import ops
+
+    pred, axis = _prediction_tensor(y_pred, axis)
+    target = ops.cast(y_true, pred.dtype)
+    if tuple(target.shape) != tuple(pred.shape):
+        raise ValueError(f"y_true: expected the shape of y_pred {tuple(pred.shape)}, "
+                         f"got {tuple(target.shape)}")
+    smoothing = check_label_smoothing(label_smoothing)
+    if pred.shape[-1] == 1:
+        warnings.warn(
+            "categorical_crossentropy: y_pred has one class on its last axis (shape "
+            f"{tuple(pred.shape)}); use binary_crossentropy for two classes",
+            SyntaxWarning, stacklevel=3)
+    if smoothing:  # Keras counts the classes on the last axis, whatever `axis` is
+        target = target * (1 - smoothing) + smoothing / target.shape[-1]
+    return _class_loss_on_tensors(bridge, pred, target, axis)
+
+
+def _binary_on_tensors(bridge, y_true, y_pred, label_smoothing, axis):
+    from keras import ops
+
+    pred, axis = _prediction_tensor(y_pred, axis)
+    target = ops.cast(y_true, pred.dtype)
+    smoothing = check_label_smoothing(label_smoothing)
+    if smoothing:
+        target = target * (1 - smoothing) + 0.5 * smoothing
+    if bridge == "jax":
+        from . import jax as module
+    else:
+        from . import torch as module
+    elementwise = module.binary_cross_entropy_with_logits(pred, target, reduction="none")
+    return ops.mean(elementwise, axis=axis)
+
+
+def _set_keras_mask(x, mask):
+    """Attaches the mask Keras's reductions and metrics read, as keras.losses does."""
+    try:
+        from keras.src.backend import set_keras_mask
+    except ImportError:  # older Keras 3: the attribute itself
+        try:
+            x._keras_mask = mask
+        except AttributeError:
+            pass
+    else:
+        set_keras_mask(x, mask)
+
+
+# ---- the loss classes, made at first access (Keras is imported then) ----
+
+_CLASSES = {
+    "BinaryCrossentropy": "binary_crossentropy",
+    "CategoricalCrossentropy": "categorical_crossentropy",
+    "SparseCategoricalCrossentropy": "sparse_categorical_crossentropy",
+}
+
+
+def __getattr__(name):
+    if name in _CLASSES:
+        return _loss_class(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_CLASSES))
+
+
+@functools.cache
+def _loss_class(name):
+    """keras.losses.<name> computing with this module's function of the same
+    loss: Keras's arguments, reductions, masking and serialisation."""
+    import keras
+
+    base = getattr(keras.losses, name)
+    function = globals()[_CLASSES[name]]
+
+    def __init__(self, *args, **kwargs):
+        base.__init__(self, *args, **kwargs)
+        self.fn = function
+
+    __init__.__signature__ = inspect.signature(base.__init__)
+    doc = (f"keras.losses.{name} computing with fastxent.keras.{function.__name__}: "
+           f"the same arguments, reductions and masking.\n\n"
+           f"See keras.losses.{name} for the arguments; fastxent.keras for what differs.")
+    cls = type(name, (base,), {"__init__": __init__, "__module__": __name__,
+                               "__qualname__": name, "__doc__": doc})
+    return keras.saving.register_keras_serializable(package="fastxent")(cls)

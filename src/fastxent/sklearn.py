@@ -28,7 +28,6 @@ import warnings
 
 import numpy as np
 
-from ._probs import nll_loss
 from ._validate import as_array
 
 __all__ = ["log_loss"]
@@ -74,8 +73,9 @@ def log_loss(y_true, y_proba=None, *, normalize=True, sample_weight=None, labels
     if probs.shape[1] == 1:  # the probability of the second class
         probs = np.concatenate([1 - probs, probs], axis=1)
     eps = np.finfo(probs.dtype).eps
-    sums = probs.sum(axis=1)
-    if not np.allclose(sums, 1, rtol=np.sqrt(eps), atol=1e-8):
+    # np.allclose(sums, 1, rtol=sqrt(eps), atol=1e-8), without its temporaries.
+    deviation = np.max(np.abs(probs.sum(axis=1) - 1))
+    if not deviation <= 1e-8 + np.sqrt(eps):
         warnings.warn("y_proba: some rows do not sum to one; make sure to pass probabilities",
                       UserWarning, stacklevel=2)
     if len(classes) != probs.shape[1]:
@@ -84,16 +84,21 @@ def log_loss(y_true, y_proba=None, *, normalize=True, sample_weight=None, labels
             + ("labels" if labels is not None else "y_true") + f" has {len(classes)}: "
             f"{classes.tolist()}" + ("; pass all the classes as labels=" if labels is None else ""))
 
-    # Clipped at the epsilon of y_proba's dtype, as scikit-learn; float16 then
-    # computes in float32 (fastxent's dtype rule, and a more accurate log).
-    clipped = np.clip(probs, eps, 1 - eps)
-    log_p = np.log(clipped.astype(np.float32) if clipped.dtype == np.float16 else clipped)
     if target.ndim == 2:
         # A multilabel row counts the log-probability of each of its classes.
-        loss = -np.sum(log_p, axis=1, where=target)
+        loss = -np.sum(_clipped_log(probs, eps), axis=1, where=target)
     else:
-        loss = nll_loss(log_p, target, reduction="none")
+        # Only each row's true class is read: no full-size clipped copy.
+        loss = -_clipped_log(np.take_along_axis(probs, target[:, None], axis=1)[:, 0], eps)
     return _average(loss, weight, normalize)
+
+
+def _clipped_log(probs, eps):
+    """log of probs clipped at the epsilon of y_proba's dtype, as scikit-learn;
+    float16 then computes in float32 (fastxent's dtype rule, and a more
+    accurate log)."""
+    clipped = np.clip(probs, eps, 1 - eps)
+    return np.log(clipped.astype(np.float32) if clipped.dtype == np.float16 else clipped)
 
 
 def _probabilities(y_proba):
@@ -107,12 +112,14 @@ def _probabilities(y_proba):
         raise ValueError(f"y_proba: expected 1 or 2 dimensions, got shape {probs.shape}")
     if probs.size == 0:
         raise ValueError(f"y_proba: expected at least one sample, got shape {probs.shape}")
-    if not np.isfinite(probs).all():
+    # Two reductions, no temporary: NaN and infinities show in the min or max.
+    low, high = probs.min(), probs.max()
+    if not (np.isfinite(low) and np.isfinite(high)):
         raise ValueError("y_proba: contains NaN or infinity")
-    if probs.max() > 1:
-        raise ValueError(f"y_proba: contains values greater than 1: {probs.max()}")
-    if probs.min() < 0:
-        raise ValueError(f"y_proba: contains values lower than 0: {probs.min()}")
+    if high > 1:
+        raise ValueError(f"y_proba: contains values greater than 1: {high}")
+    if low < 0:
+        raise ValueError(f"y_proba: contains values lower than 0: {low}")
     return probs
 
 
@@ -146,7 +153,7 @@ def _encode(target, labels):
                          f"got shape {target.shape}")
     _check_labels(target, "y_true")
     if labels is None:
-        classes, indices = _unique(target, "y_true", return_inverse=True)
+        classes, indices = _unique_inverse(target, "y_true")
         if len(classes) < 2:
             raise ValueError(
                 f"y_true: contains only one label ({classes[0]}); pass all the expected "
@@ -170,6 +177,28 @@ def _encode(target, labels):
     if len(classes) < 2:
         raise ValueError(f"labels: must contain at least two classes, got {classes.tolist()}")
     return classes, np.searchsorted(classes, target)
+
+
+# Integer labels spanning at most this many values are encoded by counting and
+# a lookup table (linear time, no sort of the samples).
+_TABLE_SPAN = 1 << 20
+
+
+def _unique_inverse(values, name):
+    """np.unique(values, return_inverse=True), without sorting the samples when
+    they are integers in a short range (classes 0..C-1: the labels themselves)."""
+    if values.dtype.kind in "iu" and values.size:
+        low, high = int(values.min()), int(values.max())
+        if high - low < _TABLE_SPAN:
+            shifted = (values - values.dtype.type(low) if low else values).astype(np.intp,
+                                                                                  copy=False)
+            present = np.bincount(shifted, minlength=high - low + 1) > 0
+            classes = (np.flatnonzero(present) + low).astype(values.dtype)
+            if low == 0 and present.all():  # classes 0..C-1: the labels are their indices
+                return classes, values.astype(np.intp, copy=False)
+            table = np.cumsum(present) - 1
+            return classes, table[shifted]
+    return _unique(values, name, return_inverse=True)
 
 
 def _check_labels(values, name):

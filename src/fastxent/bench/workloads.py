@@ -1,0 +1,162 @@
+"""What the bench times: the operations, their workloads and the plan of a run."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+MI = 1 << 20
+
+
+@dataclass(frozen=True)
+class Op:
+    title: str
+    floor: str  # what the floor implementation moves
+    bytes_per_element: int  # the floor's traffic, in units of the dtype's itemsize
+    default_shapes: tuple
+
+
+OPS = {
+    "xent": Op("cross_entropy_with_grad: loss + gradient",
+               "copy of the logits (read N*C, write N*C; memcpy or streaming stores, "
+               "the quicker; into fresh memory for allocating calls)", 2,
+               ((8192, 1000), (65536, 10))),
+    "xent-fwd": Op("cross_entropy: loss only",
+                   "read of the logits (N*C)", 1,
+                   ((8192, 1000),)),
+    "bce": Op("binary_cross_entropy_with_logits_with_grad: loss + gradient",
+              "copy of the logits + read of the targets (read 2n, write n; copy as for xent)", 3,
+              ((4 * MI,),)),
+}
+DEFAULT_OPS = tuple(OPS)
+
+# --full: every workload of the performance targets, (op, shape, dtype, scaling);
+# a scaling workload is timed with 1 thread too (two threads against one).
+FULL_PLAN = (
+    ("xent", (8192, 1000), "float32", False),
+    ("xent", (2048, 32768), "float32", False),
+    ("xent", (65536, 10), "float32", False),
+    ("xent", (32, 10), "float32", False),
+    ("xent", (4, 262144), "float32", True),
+    ("xent", (2, 524288), "float32", True),
+    ("xent", (1, 1048576), "float32", True),
+    ("xent", (8192, 1000), "float64", False),
+    ("xent", (65536, 10), "float64", False),
+    ("xent-fwd", (8192, 1000), "float32", False),
+    ("xent-fwd", (2048, 32768), "float32", False),
+    ("bce", (16 * MI,), "float32", False),
+    ("bce", (16 * MI,), "float64", False),
+)
+
+
+def size_name(n):
+    for unit, scale in (("Mi", MI), ("Ki", 1024)):
+        if n >= scale and n % scale == 0:
+            return f"{n // scale}{unit}"
+    return str(n)
+
+
+def shape_name(shape):
+    if len(shape) == 1:
+        return size_name(shape[0])
+    return "x".join(str(n) for n in shape)
+
+
+@dataclass
+class Workload:
+    op: str
+    shape: tuple
+    dtype: str
+    logits: np.ndarray
+    target: np.ndarray  # int64 labels (xent ops) or 0/1 floats of the logits' dtype (bce)
+
+    @property
+    def name(self):
+        return shape_name(self.shape)
+
+    @property
+    def nbytes(self):
+        """The floor's traffic, also the byte count of the GB/s column."""
+        return OPS[self.op].bytes_per_element * self.logits.nbytes
+
+
+def make_workload(op, shape, dtype, seed=0):
+    """Logits of `shape` and `dtype` (standard normal, scaled like real logits)
+    and the targets: class labels for the xent ops, 0/1 labels for bce."""
+    if op not in OPS:
+        raise ValueError(f"op: expected one of {tuple(OPS)}, got {op!r}")
+    shape = tuple(int(n) for n in shape)
+    if op != "bce" and len(shape) != 2:
+        raise ValueError(f"{op} needs rows x classes, got the shape {shape_name(shape)}")
+    rng = np.random.default_rng(seed)
+    logits = rng.standard_normal(shape, dtype=np.dtype(dtype)) * 3
+    if op == "bce":
+        target = (rng.random(shape) < 0.5).astype(dtype)
+    else:
+        target = rng.integers(0, shape[-1], size=shape[:-1])
+    return Workload(op, shape, np.dtype(dtype).name, logits, target)
+
+
+# Memory a block holds at once, in units of the logits' bytes: the logits, the
+# targets, fastxent's outputs (allocating and out=), the NumPy reference's
+# temporaries, the floors' destinations, and per peer its copies and gradients.
+# Rounded up from a measured peak (xent 2048x32768 float32 with every peer:
+# 4.6 GB above the imports' 0.5 GB, 17 times the logits; this estimate: 21).
+_MEMORY_OWN = 8
+_MEMORY_PER_PEER = {"torch": 3, "torch-compile": 3, "sklearn": 2, "jax": 3}
+
+
+def memory_needed(op, shape, dtype, peers, thread_counts=1):
+    """Bytes a block of `op` on `shape` and `dtype` holds at its peak with the
+    peers named in `peers` (an estimate), its buffers made once per thread count.
+    Python integers: no overflow for absurd shapes."""
+    elements = 1
+    for n in shape:
+        elements *= int(n)
+    logits = elements * np.dtype(dtype).itemsize
+    per_count = _MEMORY_OWN + sum(_MEMORY_PER_PEER.get(p, 4) for p in peers)
+    return logits * (2 + per_count * thread_counts)
+
+
+@dataclass(frozen=True)
+class Block:
+    """One round-robin: one workload, its thread counts interleaved."""
+    op: str
+    shape: tuple
+    dtype: str
+    threads: tuple
+
+
+def make_plan(ops, shapes, dtypes, threads, full, default_threads):
+    """The blocks to run: `full`'s preset (filtered by `ops` and `dtypes`), or
+    every op on `shapes` (None: each op's default shapes) in `dtypes` (None:
+    float32). `threads` (None: default_threads, and 1 too for --full's scaling
+    workloads). Raises ValueError naming the option at fault."""
+    if full:
+        if shapes is not None:
+            raise ValueError("--full runs its own shapes: drop --shapes, or --full")
+        plan = []
+        for op, shape, dtype, scaling in FULL_PLAN:
+            if op not in ops or (dtypes is not None and dtype not in dtypes):
+                continue
+            if threads is not None:
+                counts = threads
+            elif scaling:
+                counts = tuple(sorted({1, default_threads}))
+            else:
+                counts = (default_threads,)
+            plan.append(Block(op, shape, dtype, counts))
+        if not plan:
+            raise ValueError("--full has no workload for these --ops and --dtype")
+        return plan
+    plan = []
+    for op in ops:
+        if shapes is None:
+            op_shapes = OPS[op].default_shapes
+        else:
+            op_shapes = [s for s in shapes if op == "bce" or len(s) == 2]
+            if not op_shapes:
+                raise ValueError(f"--shapes has no rows x classes shape (like 8192x1000) for {op}")
+        for shape in op_shapes:
+            for dtype in dtypes or ("float32",):
+                plan.append(Block(op, shape, dtype, threads or (default_threads,)))
+    return plan

@@ -1,0 +1,611 @@
+"""Cross-entropy losses for JAX, differentiable, on fastxent's fused kernels.
+
+Each loss is a ``jax.custom_vjp`` function: its forward pass hands the arrays
+to the fused kernel through a host callback, which computes the loss and the
+gradient in one pass; the backward pass only scales that saved gradient by
+the cotangent. They work eagerly and under ``jax.jit``,
+``jax.grad``, ``jax.value_and_grad`` and ``jax.vmap``.
+
+optax's names, arguments and per-example results:
+
+* ``softmax_cross_entropy_with_integer_labels(logits, labels, axis=-1, where=None)``
+* ``softmax_cross_entropy(logits, labels, axis=-1, where=None)``
+* ``sigmoid_binary_cross_entropy(logits, labels)``
+
+and PyTorch's reduced forms, with the options of ``fastxent.cross_entropy``
+(class axis ``axis``, default -1):
+
+* ``cross_entropy(logits, target, *, weight=None, ignore_index=-100,
+  reduction="mean", label_smoothing=0.0, axis=-1)``
+* ``binary_cross_entropy_with_logits(logits, target, *, weight=None,
+  pos_weight=None, reduction="mean")``
+
+Where the kernels do not apply, the same functions compute in plain JAX
+(same values, JAX's own autodiff): arrays not on the CPU (the default backend
+is not ``cpu``), float16 and bfloat16, optax's ``where`` with the shape of
+``logits`` (a mask over classes), and higher-order differentiation (the
+kernel's gradient is not itself differentiable: ``jax.hessian`` raises).
+
+Notes
+-----
+* Labels are checked on the host: a class label outside ``[0, C)`` (that is
+  not ``ignore_index``) raises an error naming it, where optax returns NaN.
+* ``jax.vmap`` of a per-example loss (``reduction="none"``, no ``weight`` or
+  ``pos_weight``) is one kernel call over the whole batch; otherwise the
+  kernel is called once per mapped element.
+* The gradient with respect to float labels (soft targets), ``weight`` and
+  ``pos_weight`` is computed in plain JAX, only when asked for.
+* The callback: ``jax.experimental.buffer_callback`` where JAX has it (0.7
+  and later), which lets the kernel read XLA's buffers and write the
+  gradient into XLA's output buffer; ``jax.pure_callback`` otherwise, which
+  copies the arrays to NumPy and the results back (measured on a busy
+  2-core machine: 2.4x to 2.7x the cost per call at 64 x 10, 1.7x to 2.6x at
+  8192 x 1000). An XLA FFI custom call (a C
+  handler compiled against ``jax.ffi.include_dir()``) would also avoid the
+  Python call and the GIL; it is not built. ``benchmarks/bench_jax_training.py``
+  measures the fixed cost per call against optax's loss.
+* The callback runs Python on XLA's thread: it takes the GIL, so a step is
+  slower while another Python thread is busy.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from . import _logits
+
+__all__ = [
+    "binary_cross_entropy_with_logits",
+    "cross_entropy",
+    "sigmoid_binary_cross_entropy",
+    "softmax_cross_entropy",
+    "softmax_cross_entropy_with_integer_labels",
+]
+
+_KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class _Spec(NamedTuple):
+    """The static options of one loss (hashable: a nondiff argument)."""
+
+    op: str  # "softmax" (cross_entropy) or "sigmoid" (binary with logits)
+    reduction: str
+    ignore_index: int
+    label_smoothing: float
+    axis: int  # negative: counts from the end, so that vmap's new axis 0 leaves it
+
+
+# --------------------------------------------------------------------------- public losses
+
+
+def cross_entropy(logits: Any, target: Any, *, weight: Any = None, ignore_index: int = -100,
+                  reduction: str = "mean", label_smoothing: float = 0.0, axis: int = -1) -> Any:
+    """Softmax cross-entropy of `logits`, as ``torch.nn.functional.cross_entropy``
+    with the classes on `axis`, differentiable in JAX.
+
+    Parameters
+    ----------
+    logits : jax.Array
+        Unnormalised scores, classes on `axis`.
+    target : jax.Array
+        Integer class indices (the shape of `logits` without `axis`) or float
+        class probabilities (the shape of `logits`).
+    weight : jax.Array, optional
+        One weight per class.
+    ignore_index : int, default -100
+        A class index whose samples count for nothing.
+    reduction : {"mean", "sum", "none"}
+        "none" gives one loss per sample.
+    label_smoothing : float, default 0.0
+        In [0, 1].
+    axis : int, default -1
+        The class axis.
+
+    Returns
+    -------
+    jax.Array
+        The loss: a scalar, or the shape of `logits` without `axis`.
+
+    Raises
+    ------
+    ValueError, TypeError
+        For bad options, at once; for bad shapes or labels, from the kernel
+        when the computation runs (under ``jax.jit`` wrapped in JAX's error).
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp
+    >>> import fastxent.jax as fxj
+    >>> logits = jnp.array([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]])
+    >>> loss, grad = jax.value_and_grad(fxj.cross_entropy)(logits, jnp.array([0, 2]))
+    >>> round(float(loss), 4)
+    0.6216
+    """
+    jnp = _jnp()
+    logits = jnp.asarray(logits)
+    axis = _canonical_axis(axis, logits.ndim)
+    spec = _Spec("softmax", _reduction(reduction), _logits_ignore_index(ignore_index),
+                 _smoothing(label_smoothing), axis)
+    return _loss(spec, logits, jnp.asarray(target), _optional(weight), None)
+
+
+def binary_cross_entropy_with_logits(logits: Any, target: Any, *, weight: Any = None,
+                                     pos_weight: Any = None, reduction: str = "mean") -> Any:
+    """Binary cross-entropy of ``sigmoid(logits)`` against `target` in [0, 1],
+    as ``torch.nn.functional.binary_cross_entropy_with_logits``, differentiable
+    in JAX.
+
+    Parameters
+    ----------
+    logits : jax.Array
+        Any shape.
+    target : jax.Array
+        Targets in [0, 1], the shape of `logits`.
+    weight, pos_weight : jax.Array, optional
+        Broadcast to `logits`; `pos_weight` weighs the positive term.
+    reduction : {"mean", "sum", "none"}
+
+    Returns
+    -------
+    jax.Array
+        A scalar, or the shape of `logits` with ``reduction="none"``.
+
+    Raises
+    ------
+    ValueError
+        For a bad `reduction`; shape errors come from the kernel.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> import fastxent.jax as fxj
+    >>> round(float(fxj.binary_cross_entropy_with_logits(jnp.zeros(4), jnp.ones(4))), 4)
+    0.6931
+    """
+    jnp = _jnp()
+    logits = jnp.asarray(logits)
+    spec = _Spec("sigmoid", _reduction(reduction), -100, 0.0, -1)
+    return _loss(spec, logits, jnp.asarray(target, dtype=logits.dtype), _optional(weight),
+                 _optional(pos_weight))
+
+
+def softmax_cross_entropy_with_integer_labels(logits: Any, labels: Any, axis: int | tuple = -1,
+                                              where: Any = None) -> Any:
+    """Per-example softmax cross-entropy of integer labels, as
+    ``optax.softmax_cross_entropy_with_integer_labels``.
+
+    Parameters
+    ----------
+    logits : jax.Array
+        Unnormalised scores, classes on `axis`.
+    labels : jax.Array
+        Integer labels in ``[0, C)``, the shape of `logits` without `axis`.
+    axis : int or tuple of int, default -1
+        The class axis; with a tuple, the classes are those axes flattened
+        and a label is a flat index into them (as optax).
+    where : jax.Array of bool, optional
+        Which examples count (the shape of the result): the others give 0.
+        With the shape of `logits` it masks classes; that case runs in plain
+        JAX.
+
+    Returns
+    -------
+    jax.Array
+        One loss per example: the shape of `logits` without `axis`.
+
+    Raises
+    ------
+    TypeError
+        If `logits` is not floating point or `labels` not integer.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> import fastxent.jax as fxj
+    >>> logits = jnp.array([[1.2, -0.8, -0.5], [0.9, -1.2, 1.1]])
+    >>> loss = fxj.softmax_cross_entropy_with_integer_labels(logits, jnp.array([0, 1]))
+    >>> [round(float(v), 4) for v in loss]
+    [0.2761, 2.9518]
+    """
+    jnp = _jnp()
+    logits, labels = jnp.asarray(logits), jnp.asarray(labels)
+    _check_floating(logits, "logits")
+    if not jnp.issubdtype(labels.dtype, jnp.integer):
+        raise TypeError(f"labels: expected an integer dtype, got {labels.dtype}")
+    logits, where, axis = _flatten_class_axes(logits, where, axis)
+    return _per_example(logits, labels, where, axis, _optax_integer_labels)
+
+
+def softmax_cross_entropy(logits: Any, labels: Any, axis: int | tuple | None = -1,
+                          where: Any = None) -> Any:
+    """Per-example softmax cross-entropy of class probabilities, as
+    ``optax.softmax_cross_entropy``.
+
+    Parameters
+    ----------
+    logits : jax.Array
+        Unnormalised scores, classes on `axis`.
+    labels : jax.Array
+        Class probabilities (one-hot or soft), the shape of `logits`.
+    axis : int, tuple of int or None, default -1
+        The class axis, or axes flattened together (None: all).
+    where : jax.Array of bool, optional
+        Which examples count (the shape of the result); with the shape of
+        `logits` it masks classes, in plain JAX.
+
+    Returns
+    -------
+    jax.Array
+        One loss per example: the shape of `logits` without `axis`.
+
+    Raises
+    ------
+    TypeError
+        If `logits` is not floating point.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> import fastxent.jax as fxj
+    >>> logits = jnp.array([[1.2, -0.8, -0.5], [0.9, -1.2, 1.1]])
+    >>> labels = jnp.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    >>> [round(float(v), 4) for v in fxj.softmax_cross_entropy(logits, labels)]
+    [0.2761, 2.9518]
+    """
+    jnp = _jnp()
+    logits, labels = jnp.asarray(logits), jnp.asarray(labels)
+    _check_floating(logits, "logits")
+    if labels.shape != logits.shape:
+        raise ValueError(f"labels: expected the shape of logits {logits.shape}, "
+                         f"got {labels.shape}")
+    if axis is None:
+        axis = tuple(range(logits.ndim))
+    if where is not None and jnp.ndim(where) == logits.ndim:
+        return _optax_soft_labels(logits, labels, axis, where)
+    # The class axes flattened at the end, for labels as for logits.
+    stacked, where, axis = _flatten_class_axes(jnp.stack([logits, labels.astype(logits.dtype)]),
+                                               where, axis, leading=1)
+    return _per_example(stacked[0], stacked[1], where, axis, _optax_soft_labels)
+
+
+def sigmoid_binary_cross_entropy(logits: Any, labels: Any) -> Any:
+    """Elementwise sigmoid cross-entropy, as ``optax.sigmoid_binary_cross_entropy``.
+
+    Parameters
+    ----------
+    logits : jax.Array
+        Any shape.
+    labels : jax.Array
+        Targets in [0, 1], broadcastable to `logits`.
+
+    Returns
+    -------
+    jax.Array
+        The loss of each element, the shape of `logits`.
+
+    Raises
+    ------
+    TypeError
+        If `logits` is not floating point.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> import fastxent.jax as fxj
+    >>> loss = fxj.sigmoid_binary_cross_entropy(jnp.array([0.0, 2.0]), jnp.array([1.0, 0.0]))
+    >>> [round(float(v), 4) for v in loss]
+    [0.6931, 2.1269]
+    """
+    jnp = _jnp()
+    logits = jnp.asarray(logits)
+    _check_floating(logits, "logits")
+    labels = jnp.broadcast_to(jnp.asarray(labels, dtype=logits.dtype), logits.shape)
+    return binary_cross_entropy_with_logits(logits, labels, reduction="none")
+
+
+# --------------------------------------------------------------------------- the bridge
+
+
+def _loss(spec, x, target, weight, pos_weight):
+    """The loss on the kernel where it applies, else in plain JAX."""
+    if _kernel_applies(x):
+        return _fused()(spec, x, target, weight, pos_weight)
+    return _plain(spec, x, target, weight, pos_weight)
+
+
+def _kernel_applies(x):
+    import jax
+
+    if x.dtype not in _KERNEL_DTYPES or jax.default_backend() != "cpu":
+        return False
+    try:  # concrete arrays know their devices; tracers follow the default backend
+        return all(d.platform == "cpu" for d in x.devices())
+    except (AttributeError, TypeError, RuntimeError):  # a tracer
+        return True
+
+
+@functools.cache
+def _fused():
+    """The custom_vjp function (built at first use, so that jax loads lazily)."""
+    import jax
+
+    @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+    def fused(spec, x, target, weight, pos_weight):
+        return _call_kernel(spec, x, target, weight, pos_weight, want_grad=False)
+
+    def forward(spec, *primals):
+        # symbolic_zeros: each array says whether it needs a cotangent
+        # (None, an absent weight, has no leaf and stays None).
+        args = [None if p is None else p.value for p in primals]
+        perturbed = [p is not None and p.perturbed and _is_float(p.value) for p in primals]
+        loss, grad = _call_kernel(spec, *args, want_grad=True)
+        # The gradient of the logits, and what the others' need, only if asked for.
+        return loss, (grad if perturbed[0] else None, args, perturbed[1:])
+
+    def backward(spec, saved, g):
+        grad, args, perturbed = saved
+        if isinstance(g, jax.custom_derivatives.SymbolicZero):
+            g = jax.numpy.zeros(g.shape, g.dtype)
+        d_x = None
+        if grad is not None:
+            per_row = spec.reduction == "none" and spec.op == "softmax"
+            d_x = grad * (jax.numpy.expand_dims(g, spec.axis) if per_row else g).astype(grad.dtype)
+        d_others = [None, None, None]
+        wanted = [i for i, p in enumerate(perturbed) if p]
+        if wanted:  # soft targets, weights: JAX's autodiff of the plain loss
+            def of_others(*chosen):
+                full = list(args)
+                for i, a in zip(wanted, chosen):
+                    full[1 + i] = a
+                return _plain(spec, *full)
+
+            _, vjp = jax.vjp(of_others, *[args[1 + i] for i in wanted])
+            for i, d in zip(wanted, vjp(g)):
+                d_others[i] = d
+        return (d_x, *d_others)
+
+    fused.defvjp(forward, backward, symbolic_zeros=True)
+    return fused
+
+
+def _call_kernel(spec, x, target, weight, pos_weight, want_grad):
+    """A host callback into the kernel: the loss (and the gradient)."""
+    import jax
+
+    loss_shape = () if spec.reduction != "none" else (
+        x.shape[:spec.axis % x.ndim] + x.shape[spec.axis % x.ndim + 1:]
+        if spec.op == "softmax" else x.shape)
+    shapes = [jax.ShapeDtypeStruct(loss_shape, x.dtype)]
+    if want_grad:
+        shapes.append(jax.ShapeDtypeStruct(x.shape, x.dtype))
+    # Per-example losses of a vmapped batch are one kernel call over all of
+    # it; a reduction (or weights) must see each mapped element alone.
+    per_example = spec.reduction == "none" and weight is None and pos_weight is None
+    vmap_method = "broadcast_all" if per_example else "sequential"
+    buffer_callback = _buffer_callback()
+    if buffer_callback is not None:
+        call = buffer_callback(functools.partial(_host_into, spec, want_grad), tuple(shapes),
+                               vmap_method=vmap_method)
+        results = call(x, target, weight, pos_weight)
+    else:
+        results = jax.pure_callback(functools.partial(_host, spec, want_grad), tuple(shapes),
+                                    x, target, weight, pos_weight, vmap_method=vmap_method)
+    return tuple(results) if want_grad else results[0]
+
+
+@functools.cache
+def _buffer_callback():
+    """jax.experimental.buffer_callback where this JAX has it (0.7 and later):
+    the kernel reads XLA's input buffers and writes the gradient into XLA's
+    output buffer, where jax.pure_callback copies the inputs to NumPy and the
+    results back (about twice the cost per call: see the module's notes)."""
+    try:
+        from jax.experimental.buffer_callback import buffer_callback
+    except ImportError:
+        return None
+    return buffer_callback
+
+
+def _host_into(spec, want_grad, ctx, out, x, target, weight, pos_weight):
+    """buffer_callback's host side: the kernel on XLA's buffers, the gradient
+    written straight into the output buffer."""
+    grad_out = np.asarray(out[1]) if want_grad else None
+    loss = _kernel(spec, want_grad, np.asarray(x), np.asarray(target), _host_array(weight),
+                   _host_array(pos_weight), grad_out)
+    np.asarray(out[0])[...] = loss[0] if want_grad else loss
+
+
+def _host(spec, want_grad, x, target, weight, pos_weight):
+    """jax.pure_callback's host side, with NumPy copies in and out."""
+    x = np.asarray(x)
+    out = _kernel(spec, want_grad, x, np.asarray(target), _host_array(weight),
+                  _host_array(pos_weight), None)
+    loss, grad = out if want_grad else (out, None)
+    loss = np.asarray(loss, dtype=x.dtype)
+    return (loss, grad) if want_grad else (loss,)
+
+
+def _kernel(spec, want_grad, x, target, weight, pos_weight, grad_out):
+    if spec.op == "softmax":
+        return _logits.class_loss(x, target, weight, spec.ignore_index, spec.reduction,
+                                  spec.label_smoothing, spec.axis, want_grad, grad_out)
+    return _logits.binary_loss(x, target, weight, pos_weight, spec.reduction, want_grad,
+                               grad_out, True)
+
+
+def _host_array(a):
+    return None if a is None else np.asarray(a)
+
+
+# --------------------------------------------------------------------------- plain JAX
+
+
+def _plain(spec, x, target, weight, pos_weight):
+    """The same loss written in jax.numpy: the fallback, and the autodiff of
+    the arguments other than the logits."""
+    import jax
+    import jax.numpy as jnp
+
+    if spec.op == "sigmoid":
+        w = 1.0 if weight is None else weight
+        # (1 - t) x + (1 + (pw - 1) t) softplus(-x), PyTorch's stable form
+        log_weight = 1.0 if pos_weight is None else 1.0 + (pos_weight - 1.0) * target
+        elementwise = w * ((1.0 - target) * x + log_weight * jax.nn.softplus(-x))
+        return _reduce(spec.reduction, elementwise.astype(x.dtype), None)
+    log_p = jax.nn.log_softmax(x.astype(_compute_dtype(x)), axis=spec.axis)
+    n_classes = x.shape[spec.axis]
+    w = jnp.ones(n_classes, log_p.dtype) if weight is None else jnp.asarray(weight, log_p.dtype)
+    w_shape = [1] * x.ndim
+    w_shape[spec.axis] = n_classes
+    w_b = w.reshape(w_shape)
+    ls = spec.label_smoothing
+    smooth = -jnp.sum(w_b * log_p, axis=spec.axis)
+    if jnp.issubdtype(target.dtype, jnp.integer):
+        valid = target != spec.ignore_index
+        safe = jnp.where(valid, target, 0)
+        picked = jnp.take_along_axis(log_p, jnp.expand_dims(safe, spec.axis), axis=spec.axis)
+        w_t = jnp.where(valid, w[safe], 0.0)
+        per = -w_t * jnp.squeeze(picked, spec.axis) * (1.0 - ls)
+        per = jnp.where(valid, per + ls / n_classes * smooth, 0.0)
+        return _reduce(spec.reduction, per.astype(x.dtype), jnp.sum(w_t))
+    t = target.astype(log_p.dtype) * (1.0 - ls) + ls / n_classes
+    per = -jnp.sum(w_b * t * log_p, axis=spec.axis)
+    return _reduce(spec.reduction, per.astype(x.dtype), None)
+
+
+def _reduce(reduction, per, denominator):
+    import jax.numpy as jnp
+
+    if reduction == "none":
+        return per
+    total = jnp.sum(per, dtype=jnp.promote_types(per.dtype, jnp.float32))
+    if reduction == "sum":
+        return total.astype(per.dtype)
+    count = per.size if denominator is None else denominator
+    return (total / count).astype(per.dtype)
+
+
+def _compute_dtype(x):
+    """float16 and bfloat16 accumulate in float32, as the kernels' contract."""
+    return np.promote_types(x.dtype, np.float32)
+
+
+def _optax_integer_labels(logits, labels, axis, where=None):
+    """optax's formula, for the paths the kernel does not take."""
+    import jax
+    import jax.numpy as jnp
+
+    picked = jnp.take_along_axis(logits, jnp.expand_dims(labels, axis), axis=axis)
+    loss = jax.nn.logsumexp(logits, axis=axis, where=where) - jnp.squeeze(picked, axis)
+    if where is not None:
+        loss = jnp.where(jnp.any(where, axis), loss, 0.0)
+    return loss.astype(logits.dtype)
+
+
+def _optax_soft_labels(logits, labels, axis, where=None):
+    import jax
+
+    if where is not None and where.ndim != logits.ndim:
+        where = jax.numpy.expand_dims(where, axis)
+    log_p = jax.nn.log_softmax(logits, axis, where=where)
+    return -(labels * log_p).sum(axis, where=where)
+
+
+def _per_example(logits, target, where, axis, plain):
+    """optax's per-example loss through the kernel, `where` masking examples."""
+    import jax.numpy as jnp
+
+    if where is not None and jnp.ndim(where) == logits.ndim:
+        return plain(logits, target, axis, where)  # a mask over classes
+    if not _kernel_applies(logits):
+        loss = plain(logits, target, axis)
+    else:
+        if where is not None:  # masked examples must not reach the kernel's checks
+            where = jnp.asarray(where, bool)
+            logits = jnp.where(jnp.expand_dims(where, axis), logits, 0)
+            target = jnp.where(where if target.ndim < logits.ndim
+                               else jnp.expand_dims(where, axis), target, 0)
+        spec = _Spec("softmax", "none", _unused_ignore_index(target), 0.0, axis - logits.ndim)
+        loss = _fused()(spec, logits, target, None, None)
+    return loss if where is None else jnp.where(where, loss, 0).astype(loss.dtype)
+
+
+def _flatten_class_axes(x, where, axis, leading=0):
+    """optax's tuple `axis`: the class axes moved to the end and flattened.
+    Returns (x, where, axis) with a single non-negative int axis."""
+    import jax.numpy as jnp
+
+    ndim = x.ndim - leading
+    if isinstance(axis, (tuple, list)):
+        classes = sorted({_canonical_axis(a, ndim) % ndim for a in axis})
+        batch = [a for a in range(ndim) if a not in classes]
+        lead = list(range(leading))
+        x = x.transpose(lead + [leading + a for a in batch + classes])
+        x = x.reshape(x.shape[:leading + len(batch)] + (-1,))
+        if where is not None and jnp.ndim(where) == ndim:
+            raise ValueError("where: a mask over classes needs an integer axis")
+        return x, where, len(batch)
+    return x, where, _canonical_axis(axis, ndim) + ndim
+
+
+def _unused_ignore_index(target):
+    """optax has no ignore_index: one no label of target's dtype can equal
+    (every negative label is refused by the kernel anyway)."""
+    return int(np.iinfo(target.dtype).min) if np.issubdtype(target.dtype, np.integer) else -100
+
+
+# --------------------------------------------------------------------------- arguments
+
+
+def _jnp():
+    import jax.numpy as jnp
+
+    return jnp
+
+
+def _optional(a):
+    return None if a is None else _jnp().asarray(a)
+
+
+def _is_float(a):
+    return _jnp().issubdtype(a.dtype, _jnp().floating)
+
+
+def _check_floating(x, name):
+    if not _jnp().issubdtype(x.dtype, _jnp().floating):
+        raise TypeError(f"{name}: expected a floating-point dtype, got {x.dtype}")
+
+
+def _canonical_axis(axis, ndim):
+    """`axis` as a negative int (counting from the end)."""
+    if isinstance(axis, (bool, np.bool_)):
+        raise TypeError(f"axis: expected an integer, got {axis!r}")
+    try:
+        axis = operator.index(axis)
+    except TypeError:
+        raise TypeError(f"axis: expected an integer, got {axis!r}") from None
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"axis: {axis} is out of range for logits of {ndim} dimensions")
+    return axis - ndim if axis >= 0 else axis
+
+
+def _reduction(reduction):
+    if reduction not in ("none", "sum", "mean"):
+        raise ValueError(f"reduction: expected 'none', 'sum' or 'mean', got {reduction!r}")
+    return reduction
+
+
+def _smoothing(label_smoothing):
+    from ._validate import check_label_smoothing
+
+    return float(check_label_smoothing(label_smoothing))
+
+
+def _logits_ignore_index(ignore_index):
+    from ._validate import check_ignore_index
+
+    return int(check_ignore_index(ignore_index))
