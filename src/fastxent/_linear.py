@@ -402,8 +402,7 @@ def unfused(hidden, linear_weight, target, *, linear_bias=None, weight=None,
 def linear_cross_entropy(hidden, linear_weight, target, *, linear_bias=None, weight=None,
                          ignore_index=IGNORE_INDEX_DEFAULT, reduction="mean",
                          label_smoothing=0.0, chunk_size=None):
-    """Cross-entropy of the linear projection ``hidden @ linear_weight.T + linear_bias``
-    against `target`, without materialising the N x V logits.
+    """Cross-entropy of ``hidden @ linear_weight.T + linear_bias``, without the N x V logits.
 
     The same numbers as ``cross_entropy(hidden @ linear_weight.T + linear_bias,
     target, ...)`` and as PyTorch's ``F.linear_cross_entropy``, whose names this
@@ -433,14 +432,15 @@ def linear_cross_entropy(hidden, linear_weight, target, *, linear_bias=None, wei
         As ``cross_entropy``: the weighted mean over the counted samples, the
         sum, or one loss per sample.
     label_smoothing : float in [0, 1], default 0.0
+        As ``cross_entropy``: the target mixed with the uniform distribution.
     chunk_size : int or (int, int), optional
         Rows of `hidden` per chunk, or (rows, classes) to cut the classes into
         blocks as well. Default: chosen by the rule below.
 
     Returns
     -------
-    loss : numpy scalar, or ndarray of shape ``hidden.shape[:-1]`` (``"none"``)
-        In the dtype of the computation: float32 when every input is float32,
+    numpy scalar, or ndarray of shape ``hidden.shape[:-1]`` (``"none"``)
+        The loss, in the dtype of the computation: float32 when every input is float32,
         else float64 (the inputs are promoted together, as NumPy does).
 
     Raises
@@ -492,8 +492,7 @@ def linear_cross_entropy(hidden, linear_weight, target, *, linear_bias=None, wei
 def linear_cross_entropy_with_grad(hidden, linear_weight, target, *, linear_bias=None,
                                    weight=None, ignore_index=IGNORE_INDEX_DEFAULT,
                                    reduction="mean", label_smoothing=0.0, chunk_size=None):
-    """(loss, d_hidden, d_weight[, d_bias]) of linear_cross_entropy, without the
-    N x V logits or their gradient.
+    """(loss, d_hidden, d_weight[, d_bias]) of linear_cross_entropy, without N x V arrays.
 
     The gradients are those of the loss (of ``loss.sum()`` with
     ``reduction="none"``) with respect to `hidden`, `linear_weight` and, when it
@@ -505,8 +504,11 @@ def linear_cross_entropy_with_grad(hidden, linear_weight, target, *, linear_bias
 
     Parameters
     ----------
-    hidden, linear_weight, target, linear_bias, weight, ignore_index, reduction, \
-label_smoothing, chunk_size
+    hidden, linear_weight, target : array_like
+        As linear_cross_entropy.
+    linear_bias, weight : array_like, optional
+        As linear_cross_entropy.
+    ignore_index, reduction, label_smoothing, chunk_size : optional
         As linear_cross_entropy.
 
     Returns
@@ -514,10 +516,11 @@ label_smoothing, chunk_size
     loss : numpy scalar or ndarray
         As linear_cross_entropy.
     d_hidden : ndarray, the shape of `hidden`
+        The gradient with respect to hidden, in hidden's dtype when that is a float dtype.
     d_weight : ndarray, shape (V, H)
+        The gradient with respect to linear_weight, in its dtype when that is a float dtype.
     d_bias : ndarray, shape (V,)
-        Only when `linear_bias` is given.
-        Each gradient has its input's dtype when that is a float dtype.
+        The gradient with respect to linear_bias, returned only when `linear_bias` is given.
 
     Raises
     ------
