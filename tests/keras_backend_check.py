@@ -43,6 +43,8 @@ def counting(function):
 
 fastxent._logits.class_loss = counting(fastxent._logits.class_loss)
 fastxent._logits.binary_loss = counting(fastxent._logits.binary_loss)
+fastxent._losses.class_loss = counting(fastxent._losses.class_loss)  # the drivers' own home
+fastxent._losses.binary_loss = counting(fastxent._losses.binary_loss)
 if BACKEND == "torch":
     import fastxent.torch
 

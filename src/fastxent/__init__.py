@@ -14,6 +14,7 @@ from ._logits import (
     cross_entropy,
     cross_entropy_with_grad,
 )
+from ._linear import linear_cross_entropy, linear_cross_entropy_with_grad
 from ._probs import (
     binary_cross_entropy,
     binary_cross_entropy_with_grad,
@@ -46,6 +47,8 @@ __all__ = [
     "cross_entropy_with_grad",
     "entropy",
     "kl_divergence",
+    "linear_cross_entropy",
+    "linear_cross_entropy_with_grad",
     "log_softmax",
     "logsumexp",
     "nll_loss",

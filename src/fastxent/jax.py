@@ -58,6 +58,7 @@ import numpy as np
 
 from . import _losses
 from ._kinds import BinaryInput, Scores
+from ._validate import IGNORE_INDEX_DEFAULT
 
 __all__ = [
     "binary_cross_entropy_with_logits",
@@ -83,7 +84,7 @@ class _Spec(NamedTuple):
 # --------------------------------------------------------------------------- public losses
 
 
-def cross_entropy(logits: Any, target: Any, *, weight: Any = None, ignore_index: int = -100,
+def cross_entropy(logits: Any, target: Any, *, weight: Any = None, ignore_index: int = IGNORE_INDEX_DEFAULT,
                   reduction: str = "mean", label_smoothing: float = 0.0, axis: int = -1) -> Any:
     """Softmax cross-entropy of `logits`, as ``torch.nn.functional.cross_entropy``
     with the classes on `axis`, differentiable in JAX.
@@ -559,7 +560,11 @@ def _flatten_class_axes(x, where, axis, leading=0):
 def _unused_ignore_index(target):
     """optax has no ignore_index: one no label of target's dtype can equal
     (every negative label is refused by the kernel anyway)."""
-    return int(np.iinfo(target.dtype).min) if np.issubdtype(target.dtype, np.integer) else -100
+    if np.issubdtype(target.dtype, np.integer):
+        return int(np.iinfo(target.dtype).min)
+    from ._validate import IGNORE_INDEX_DEFAULT
+
+    return IGNORE_INDEX_DEFAULT  # probabilities: none given
 
 
 # --------------------------------------------------------------------------- arguments
@@ -610,6 +615,8 @@ def _smoothing(label_smoothing):
 
 
 def _logits_ignore_index(ignore_index):
-    from ._validate import check_ignore_index
+    from ._validate import IGNORE_INDEX_DEFAULT, check_ignore_index
 
+    if ignore_index is IGNORE_INDEX_DEFAULT:
+        return ignore_index  # not given: probability targets accept it
     return int(check_ignore_index(ignore_index))

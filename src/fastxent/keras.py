@@ -60,7 +60,8 @@ import numpy as np
 from ._logits import binary_cross_entropy_with_logits, cross_entropy
 from ._losses import BinaryInput, binary_loss
 from ._probs import nll_loss
-from ._validate import as_array, check_axis, check_label_smoothing, position, result_dtype
+from ._validate import (IGNORE_INDEX_DEFAULT, as_array, check_axis, check_label_smoothing,
+                        position, result_dtype)
 
 __all__ = [  # the classes come from the module's __getattr__
     "BinaryCrossentropy",  # noqa: F822
@@ -293,7 +294,7 @@ def _keras_own(name, *args, **kwargs):
     return getattr(keras.losses, name)(*args, **kwargs)
 
 
-def _class_loss_on_tensors(bridge, logits, target, axis, ignore_index=-100):
+def _class_loss_on_tensors(bridge, logits, target, axis, ignore_index=IGNORE_INDEX_DEFAULT):
     """Per-sample softmax cross-entropy through the bridge of Keras's backend."""
     if bridge == "jax":
         from . import jax as fxj

@@ -6,7 +6,8 @@ Each function here is its public twin run on the NumPy kernels."""
 
 import functools
 
-from . import _config, _logits, _probs, _special
+from . import _config, _linear, _logits, _probs, _special
+from ._validate import IGNORE_INDEX_DEFAULT as _IGNORE_INDEX_DEFAULT
 
 
 def _on_numpy(public):
@@ -32,3 +33,28 @@ log_softmax = _on_numpy(_special.log_softmax)
 logsumexp = _on_numpy(_special.logsumexp)
 entropy = _on_numpy(_special.entropy)
 kl_divergence = _on_numpy(_special.kl_divergence)
+
+
+
+def linear_cross_entropy(hidden, linear_weight, target, *, linear_bias=None, weight=None,
+                         ignore_index=_IGNORE_INDEX_DEFAULT, reduction="mean",
+                         label_smoothing=0.0, chunk_size=None):
+    """fastxent.linear_cross_entropy the unfused way, on NumPy alone: the N x V
+    logits materialised, then cross_entropy (chunk_size is checked, not used)."""
+    with _config.backend_for_this_thread("numpy"):
+        return _linear.unfused(hidden, linear_weight, target, linear_bias=linear_bias,
+                               weight=weight, ignore_index=ignore_index, reduction=reduction,
+                               label_smoothing=label_smoothing, chunk_size=chunk_size,
+                               want_grad=False)
+
+
+def linear_cross_entropy_with_grad(hidden, linear_weight, target, *, linear_bias=None,
+                                   weight=None, ignore_index=_IGNORE_INDEX_DEFAULT,
+                                   reduction="mean", label_smoothing=0.0, chunk_size=None):
+    """fastxent.linear_cross_entropy_with_grad the unfused way, on NumPy alone:
+    the N x V logits and their gradient materialised, the gradients by GEMMs."""
+    with _config.backend_for_this_thread("numpy"):
+        return _linear.unfused(hidden, linear_weight, target, linear_bias=linear_bias,
+                               weight=weight, ignore_index=ignore_index, reduction=reduction,
+                               label_smoothing=label_smoothing, chunk_size=chunk_size,
+                               want_grad=True)

@@ -45,6 +45,7 @@ from torch.nn import _reduction
 from torch.overrides import has_torch_function_variadic
 
 from ._losses import BinaryInput, Scores, binary_loss, class_loss
+from ._validate import IGNORE_INDEX_DEFAULT
 
 __all__ = [
     "BCELoss",
@@ -227,12 +228,20 @@ def _binary_input(from_logits):
     return BinaryInput.LOGITS if from_logits else BinaryInput.PROBS
 
 
+def _core_ignore_index(target, ignore_index):
+    """PyTorch refuses only a class index (>= 0) as ignore_index with
+    probability targets; fastxent's core refuses any it is given."""
+    if target.is_floating_point() and ignore_index < 0:
+        return IGNORE_INDEX_DEFAULT
+    return ignore_index
+
+
 @torch.library.custom_op("fastxent::class_loss", mutates_args=())
 def _class_loss_op(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None,
                    ignore_index: int, reduction: str, label_smoothing: float,
                    log_probs: bool) -> tuple[torch.Tensor, torch.Tensor]:
     loss, grad = class_loss(_numpy(input), _numpy(target), kind=_scores(log_probs),
-                            weight=_numpy(weight), ignore_index=ignore_index,
+                            weight=_numpy(weight), ignore_index=_core_ignore_index(target, ignore_index),
                             reduction=reduction, label_smoothing=label_smoothing,
                             axis=_class_dim_of(input), want_grad=True, out=None)
     return torch.from_numpy(np.asarray(loss)), torch.from_numpy(grad).contiguous()
@@ -336,6 +345,7 @@ def _class_loss(name, torch_fn, input, target, weight, ignore_index, reduction, 
         return reference(input)
     class_dim = _class_dim_of(input)
     t, w = _numpy(target), _numpy(weight)
+    ignore_index = _core_ignore_index(target, ignore_index)
 
     def kernel(x, out, want_grad=True):
         return class_loss(x, t, kind=_scores(log_probs), weight=w, ignore_index=ignore_index,

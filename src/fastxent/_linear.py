@@ -1,0 +1,552 @@
+"""Fused linear + cross-entropy (a language-model head) without the N x V logits.
+
+``linear_cross_entropy(hidden, linear_weight, target)`` is
+``cross_entropy(hidden @ linear_weight.T + linear_bias, target)``, computed a
+chunk of rows at a time: each chunk's logits come from one GEMM (NumPy's BLAS)
+into a buffer allocated once, the fused kernel turns them in place into the
+gradient of the chunk's summed loss, and two more GEMMs carry that gradient to
+``d_hidden`` (written) and ``d_weight`` (accumulated). The mean's denominator is
+added up chunk by chunk (fastxent._partials) and divides the small outputs
+once at the end.
+
+When even a minimum number of rows of V classes exceeds the budget (very large
+vocabularies), the classes are cut into blocks too: a first pass over the
+blocks merges each row's log-sum-exp, a second recomputes each block's logits
+and forms its gradient from it (one more GEMM than the row-chunked path).
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from typing import NamedTuple
+
+import numpy as np
+
+from . import _blas, _logits, _special
+from ._partials import class_loss_parts
+from ._validate import (
+    IGNORE_INDEX_DEFAULT,
+    _index_target,
+    as_array,
+    check_ignore_index,
+    check_label_smoothing,
+    check_reduction,
+    position,
+    reduce_loss,
+    result_dtype,
+)
+
+# The chunk rule (documented in linear_cross_entropy's docstring).
+CHUNK_BYTES = 64 * 2**20  # one chunk's logits
+MIN_ROWS = 128  # fewer rows than this make the weight-gradient GEMM inefficient
+ACCUMULATE_BYTES = 8 * 2**20  # the block in which d_weight's later chunks are added
+
+
+class Chunking(NamedTuple):
+    rows: int  # rows of hidden per chunk
+    classes: int  # classes per block (all of them: row chunks only)
+
+
+def choose_chunking(chunk_size, n_rows, n_classes, itemsize) -> Chunking:
+    """The chunk shape: the caller's `chunk_size` (rows, or (rows, classes)), or
+    the automatic rule."""
+    if chunk_size is None:
+        rows = CHUNK_BYTES // (n_classes * itemsize)
+        if rows >= min(MIN_ROWS, n_rows):
+            return Chunking(max(1, min(rows, n_rows)), n_classes)
+        rows = min(MIN_ROWS, n_rows)
+        return Chunking(rows, max(1, CHUNK_BYTES // (rows * itemsize)))
+    sizes = chunk_size if isinstance(chunk_size, tuple) else (chunk_size, n_classes)
+    if len(sizes) != 2:
+        raise ValueError(f"chunk_size: expected rows or (rows, classes), got {chunk_size!r}")
+    checked = []
+    for size in sizes:
+        if isinstance(size, (bool, np.bool_)):
+            raise TypeError(f"chunk_size: expected a positive integer, got {chunk_size!r}")
+        try:
+            size = operator.index(size)
+        except TypeError:
+            raise TypeError(f"chunk_size: expected a positive integer or a pair of them, "
+                            f"got {chunk_size!r}") from None
+        if size < 1:
+            raise ValueError(f"chunk_size: must be positive, got {chunk_size!r}")
+        checked.append(size)
+    return Chunking(max(1, min(checked[0], n_rows)), min(checked[1], n_classes))
+
+
+class Problem(NamedTuple):
+    """The validated arguments, hidden and target flattened to rows."""
+
+    hidden: np.ndarray  # (N, H), C-contiguous, of dtype
+    linear_weight: np.ndarray  # (V, H), of dtype (C- or F-ordered: both suit BLAS)
+    linear_bias: np.ndarray | None  # (V,)
+    target: np.ndarray  # (N,) int64 or (N, V) probabilities (as given: converted per chunk)
+    is_index: bool
+    weight: np.ndarray | None  # (V,) class weights of dtype
+    options: dict  # ignore_index and label_smoothing, as the core takes them
+    reduction: str
+    dtype: np.dtype
+    batch_shape: tuple
+    grad_dtypes: tuple  # the dtypes d_hidden, d_weight, d_bias come back in
+
+
+def _blas_array(value, dtype):
+    """value as an array of dtype whose layout BLAS takes without a copy."""
+    arr = np.asarray(value, dtype=dtype)
+    return arr if arr.flags.c_contiguous or arr.flags.f_contiguous else np.ascontiguousarray(arr)
+
+
+def prepare(hidden, linear_weight, target, linear_bias, weight, ignore_index, reduction,
+            label_smoothing) -> Problem:
+    """Checks every argument once, before any GEMM runs."""
+    reduction = check_reduction(reduction)
+    label_smoothing = check_label_smoothing(label_smoothing)
+    if ignore_index is None:  # PyTorch's F.linear_cross_entropy: None is "not given"
+        ignore_index = IGNORE_INDEX_DEFAULT
+    given_ignore_index = ignore_index  # the sentinel tells the core whether one was passed
+    ignore_index = check_ignore_index(ignore_index)
+    hidden_in = as_array(hidden, "hidden")
+    weight_in = as_array(linear_weight, "linear_weight")
+    bias_in = None if linear_bias is None else as_array(linear_bias, "linear_bias")
+    dtypes = [result_dtype(hidden_in, "hidden"), result_dtype(weight_in, "linear_weight")]
+    if bias_in is not None:
+        dtypes.append(result_dtype(bias_in, "linear_bias"))
+    dtype = np.result_type(*dtypes)
+    if hidden_in.ndim == 0:
+        raise ValueError("hidden: expected at least one dimension (the features), got a 0-d array")
+    if weight_in.ndim != 2:
+        raise ValueError(f"linear_weight: expected shape (classes, features), got {weight_in.shape}")
+    n_classes, n_features = weight_in.shape
+    if hidden_in.shape[-1] != n_features:
+        raise ValueError(f"hidden: its last axis ({hidden_in.shape[-1]} features) must match "
+                         f"linear_weight {weight_in.shape} (classes, features)")
+    if n_classes == 0:
+        raise ValueError(f"linear_weight: no classes, shape {weight_in.shape}")
+    if bias_in is not None and bias_in.shape != (n_classes,):
+        raise ValueError(f"linear_bias: expected shape ({n_classes},), got {bias_in.shape}")
+    batch_shape = hidden_in.shape[:-1]
+    n_rows = math.prod(batch_shape)
+
+    target_in = as_array(target, "target")
+    logits_shape = batch_shape + (n_classes,)
+    if target_in.dtype.kind in "iu":
+        labels = _index_target(target_in, batch_shape, n_classes, len(batch_shape), logits_shape)
+        bad = (labels != ignore_index) & ((labels < 0) | (labels >= n_classes))
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise IndexError(f"target: class label {int(labels[row])} at position "
+                             f"{position(row, batch_shape)} is outside [0, {n_classes}) "
+                             f"and is not ignore_index ({ignore_index})")
+        flat_target, is_index = labels, True
+    elif target_in.dtype.kind == "f":
+        if target_in.shape != logits_shape:
+            raise ValueError(f"target: class probabilities must have the shape of the logits "
+                             f"{logits_shape} (hidden's batch shape and the classes), "
+                             f"got {target_in.shape}")
+        if given_ignore_index is not IGNORE_INDEX_DEFAULT:
+            raise ValueError(  # PyTorch's refusal, as cross_entropy's
+                f"ignore_index: {ignore_index} given, but ignore_index is not supported for "
+                "floating point target (class probabilities)")
+        flat_target, is_index = target_in.reshape(n_rows, n_classes), False
+    else:
+        raise TypeError(f"target: expected integer class indices or float probabilities, "
+                        f"got dtype {target_in.dtype}")
+
+    class_weight = None
+    if weight is not None:
+        w_in = as_array(weight, "weight")
+        result_dtype(w_in, "weight")
+        if w_in.shape != (n_classes,):
+            raise ValueError(f"weight: expected one weight per class, shape ({n_classes},), "
+                             f"got {w_in.shape}")
+        class_weight = np.ascontiguousarray(w_in, dtype=dtype)
+    options = {"label_smoothing": label_smoothing, "ignore_index": given_ignore_index}
+
+    def grad_dtype(arr):
+        return arr.dtype if arr.dtype.kind == "f" else dtype
+
+    return Problem(
+        hidden=np.ascontiguousarray(hidden_in, dtype=dtype).reshape(n_rows, n_features),
+        linear_weight=_blas_array(weight_in, dtype),
+        linear_bias=None if bias_in is None else np.ascontiguousarray(bias_in, dtype=dtype),
+        target=flat_target, is_index=is_index, weight=class_weight, options=options,
+        reduction=reduction, dtype=dtype, batch_shape=batch_shape,
+        grad_dtypes=(grad_dtype(hidden_in), grad_dtype(weight_in),
+                     None if bias_in is None else grad_dtype(bias_in)),
+    )
+
+
+class Gradients:
+    """d_hidden, d_weight and d_bias, filled chunk by chunk."""
+
+    def __init__(self, p: Problem, chunking: Chunking):
+        n_rows, n_features = p.hidden.shape
+        n_classes = p.linear_weight.shape[0]
+        self.d_hidden = np.empty((n_rows, n_features), p.dtype)
+        self.d_weight = np.zeros((n_classes, n_features), p.dtype) if n_rows == 0 else \
+            np.empty((n_classes, n_features), p.dtype)
+        self.d_bias = None if p.linear_bias is None else np.zeros(n_classes, p.dtype)
+        self.block_rows = max(1, min(n_classes,
+                                     ACCUMULATE_BYTES // (n_features * p.dtype.itemsize or 1)))
+        self.block = None  # allocated where NumPy's BLAS cannot add into d_weight
+        self.row_part = (np.empty((chunking.rows, n_features), p.dtype)
+                         if chunking.classes < n_classes else None)
+        self.bias_part = None if p.linear_bias is None else np.empty(chunking.classes, p.dtype)
+
+    def add(self, grad, p: Problem, rows, classes, *, first_rows, first_classes):
+        """Back-propagates grad = d loss_sum / d logits[rows, classes] through the
+        GEMM; first_rows / first_classes: the first chunk of rows / block of classes
+        (written, not added)."""
+        d_hidden, hidden_rows, weight = self.d_hidden[rows], p.hidden[rows], p.linear_weight[classes]
+        if first_classes:
+            np.matmul(grad, weight, out=d_hidden)
+        else:
+            part = self.row_part[:d_hidden.shape[0]]
+            np.matmul(grad, weight, out=part)
+            np.add(d_hidden, part, out=d_hidden)
+        d_weight, grad_t = self.d_weight[classes], grad.T
+        if first_rows:
+            np.matmul(grad_t, hidden_rows, out=d_weight)
+        elif not _blas.add_product_t(d_weight, grad, hidden_rows):
+            # d_weight += grad.T @ hidden_rows without a temporary of d_weight's
+            # size: NumPy's matmul cannot accumulate, so by blocks that stay in cache.
+            if self.block is None:
+                self.block = np.empty((self.block_rows, self.d_weight.shape[1]), self.d_weight.dtype)
+            step = self.block_rows
+            for start in range(0, d_weight.shape[0], step):
+                block = slice(start, min(start + step, d_weight.shape[0]))
+                part = self.block[:block.stop - start]
+                np.matmul(grad_t[block], hidden_rows, out=part)
+                np.add(d_weight[block], part, out=d_weight[block])
+        if self.d_bias is not None:
+            part = self.bias_part[:grad.shape[1]]
+            np.sum(grad, axis=0, out=part)
+            np.add(self.d_bias[classes], part, out=self.d_bias[classes])
+
+    def finish(self, p: Problem, scale):
+        """The gradients times scale, in the caller's shapes and dtypes. A mean
+        over a zero denominator gives what PyTorch gives: 0 for ignored samples,
+        NaN for counted ones (of zero weight) and for what they reach."""
+        results = [self.d_hidden, self.d_weight] + ([self.d_bias] if self.d_bias is not None else [])
+        if math.isinf(scale):
+            counted = p.target != p.options["ignore_index"] if p.is_index else \
+                np.ones(p.target.shape[0], bool)
+            self.d_hidden[...] = np.where(counted, np.nan, 0.0)[:, None]
+            for arr in results[1:]:
+                arr[...] = np.nan if counted.any() else 0.0
+        elif scale != 1.0:
+            for arr in results:
+                np.multiply(arr, arr.dtype.type(scale), out=arr)
+        results[0] = results[0].reshape(p.batch_shape + (self.d_hidden.shape[1],))
+        return tuple(arr.astype(dt, copy=False) for arr, dt in zip(results, p.grad_dtypes))
+
+
+def _logits_into(buf, p: Problem, rows, classes):
+    """buf = hidden[rows] @ linear_weight[classes].T + linear_bias[classes]."""
+    np.matmul(p.hidden[rows], p.linear_weight[classes].T, out=buf)
+    if p.linear_bias is not None:
+        np.add(buf, p.linear_bias[classes], out=buf)
+    return buf
+
+
+def _whole_rows(buf, p: Problem, rows, want_grad, row_loss):
+    """One chunk of rows with all classes: the fused kernel in place on its logits.
+    Returns (loss sum, mean denominator); buf then holds d loss_sum / d logits."""
+    logits = _logits_into(buf, p, rows, slice(None))
+    target = p.target[rows]
+    if row_loss is not None:  # reduction="none": the per-row losses (the gradient is the sum's)
+        fn = _logits.cross_entropy_with_grad if want_grad else _logits.cross_entropy
+        kwargs = {"out": logits} if want_grad else {}
+        result = fn(logits, target, weight=p.weight, reduction="none", **p.options, **kwargs)
+        row_loss[rows] = result[0] if want_grad else result
+        return 0.0, 0.0
+    parts = class_loss_parts(logits, target, weight=p.weight, want_grad=want_grad, out=logits
+                             if want_grad else None, **p.options)
+    return parts.loss_sum, parts.denominator
+
+
+def _blocked_rows(buf, p: Problem, rows, chunking, grads, first_rows, row_loss):
+    """One chunk of rows with the classes in blocks: the log-sum-exp merged over
+    the blocks, then each block's gradient from its recomputed logits.
+    Returns (loss sum, mean denominator); back-propagates when grads is given."""
+    n_classes = p.linear_weight.shape[0]
+    target = p.target[rows]
+    n = target.shape[0]
+    eps = p.options["label_smoothing"]
+    w = np.ones(n_classes) if p.weight is None else p.weight.astype(np.float64)
+    blocks = [slice(s, min(s + chunking.classes, n_classes))
+              for s in range(0, n_classes, chunking.classes)]
+    if p.is_index:
+        counted = target != p.options["ignore_index"]
+        labels = np.where(counted, target, 0)
+        w_y = np.where(counted, w[labels], 0.0)
+    lse = np.full(n, -np.inf)
+    target_logit = np.zeros(n)  # z_y (class indices)
+    weighted_sum = np.zeros(n)  # sum_c u_c z_c, u the weighted (smoothed) target
+    mass = np.zeros(n)  # sum_c u_c (probabilities)
+
+    def target_weights(cls):  # u on a block: w * ((1 - eps) t + eps / C) (probabilities)
+        t = np.asarray(target[:, cls], dtype=np.float64)
+        return (t * (1 - eps) + eps / n_classes) * w[cls]
+
+    for cls in blocks:
+        logits = _logits_into(buf[:n, :cls.stop - cls.start], p, rows, cls)
+        lse = np.logaddexp(lse, np.asarray(_special.logsumexp(logits), dtype=np.float64))
+        if p.is_index:
+            inside = counted & (labels >= cls.start) & (labels < cls.stop)
+            target_logit[inside] = logits[inside.nonzero()[0], labels[inside] - cls.start]
+            if eps:
+                weighted_sum += logits @ w[cls]
+        else:
+            u = target_weights(cls)
+            with np.errstate(invalid="ignore"):  # a class of no mass adds nothing, even at -inf
+                weighted_sum += np.where(u == 0, 0.0, u * logits).sum(axis=1)
+            mass += u.sum(axis=1)
+    if p.is_index:
+        w_total = w.sum()
+        loss = (1 - eps) * w_y * (lse - target_logit)
+        if eps:
+            loss += eps / n_classes * (w_total * lse - weighted_sum)
+        loss = np.where(counted, loss, 0.0)  # ignored rows count 0, even NaN ones
+        denominator = float(w_y.sum())
+        coef = np.where(counted, (1 - eps) * w_y + eps / n_classes * w_total, 0.0)
+    else:
+        loss = mass * lse - weighted_sum
+        denominator = float(n)
+        coef = mass
+    if row_loss is not None:
+        row_loss[rows] = loss
+
+    if grads is not None:
+        for k, cls in enumerate(blocks):
+            g = _logits_into(buf[:n, :cls.stop - cls.start], p, rows, cls)
+            np.subtract(g, lse[:, None].astype(p.dtype), out=g)
+            np.exp(g, out=g)
+            np.multiply(g, coef[:, None].astype(p.dtype), out=g)  # coef * softmax
+            if p.is_index:
+                if eps:
+                    g -= (eps / n_classes * w[cls]).astype(p.dtype)
+                inside = counted & (labels >= cls.start) & (labels < cls.stop)
+                g[inside.nonzero()[0], labels[inside] - cls.start] -= \
+                    ((1 - eps) * w_y[inside]).astype(p.dtype)
+                g[~counted] = 0
+            else:
+                g -= target_weights(cls).astype(p.dtype)
+            grads.add(g, p, rows, cls, first_rows=first_rows, first_classes=k == 0)
+    return float(loss.sum()), denominator
+
+
+def _run(hidden, linear_weight, target, linear_bias, weight, ignore_index, reduction,
+         label_smoothing, chunk_size, want_grad):
+    p = prepare(hidden, linear_weight, target, linear_bias, weight, ignore_index, reduction,
+                label_smoothing)
+    n_rows = p.hidden.shape[0]
+    n_classes = p.linear_weight.shape[0]
+    chunking = choose_chunking(chunk_size, n_rows, n_classes, p.dtype.itemsize)
+    buf = np.empty((min(chunking.rows, n_rows), chunking.classes), p.dtype)
+    grads = Gradients(p, chunking) if want_grad else None
+    row_loss = np.empty(n_rows, p.dtype) if p.reduction == "none" else None
+    total = denominator = 0.0
+    for start in range(0, n_rows, chunking.rows):
+        rows = slice(start, min(start + chunking.rows, n_rows))
+        if chunking.classes == n_classes:
+            chunk_total, chunk_denominator = _whole_rows(buf[:rows.stop - start], p, rows,
+                                                         want_grad, row_loss)
+            if grads is not None:
+                grads.add(buf[:rows.stop - start], p, rows, slice(None),
+                          first_rows=start == 0, first_classes=True)
+        else:
+            chunk_total, chunk_denominator = _blocked_rows(buf, p, rows, chunking, grads,
+                                                           start == 0, row_loss)
+        total += chunk_total
+        denominator += chunk_denominator
+    if p.reduction == "none":
+        loss, scale = row_loss.reshape(p.batch_shape), 1.0
+    else:
+        loss = reduce_loss(p.reduction, p.dtype, total, denominator)
+        scale = 1.0
+        if p.reduction == "mean":
+            with np.errstate(divide="ignore", invalid="ignore"):
+                scale = float(np.float64(1.0) / np.float64(denominator))
+    if not want_grad:
+        return loss
+    return (loss,) + grads.finish(p, scale)
+
+
+def unfused(hidden, linear_weight, target, *, linear_bias=None, weight=None,
+            ignore_index=IGNORE_INDEX_DEFAULT, reduction="mean", label_smoothing=0.0,
+            chunk_size=None, want_grad=True):
+    """The route without chunks (fastxent.reference's twin): the N x V logits
+    materialised, cross_entropy_with_grad on them, the gradients by three GEMMs.
+    chunk_size is checked and otherwise ignored."""
+    p = prepare(hidden, linear_weight, target, linear_bias, weight, ignore_index, reduction,
+                label_smoothing)
+    choose_chunking(chunk_size, p.hidden.shape[0], p.linear_weight.shape[0], p.dtype.itemsize)
+    logits = p.hidden @ p.linear_weight.T
+    if p.linear_bias is not None:
+        logits += p.linear_bias
+    options = dict(weight=p.weight, reduction=p.reduction, **p.options)
+    if not want_grad:
+        loss = _logits.cross_entropy(logits, p.target, **options)
+        return loss.reshape(p.batch_shape) if p.reduction == "none" else loss
+    loss, grad = _logits.cross_entropy_with_grad(logits, p.target, out=logits, **options)
+    results = [(grad @ p.linear_weight).reshape(p.batch_shape + p.hidden.shape[1:]),
+               grad.T @ p.hidden]
+    if p.linear_bias is not None:
+        results.append(grad.sum(axis=0))
+    loss = loss.reshape(p.batch_shape) if p.reduction == "none" else loss
+    return (loss,) + tuple(r.astype(dt, copy=False) for r, dt in zip(results, p.grad_dtypes))
+
+
+def linear_cross_entropy(hidden, linear_weight, target, *, linear_bias=None, weight=None,
+                         ignore_index=IGNORE_INDEX_DEFAULT, reduction="mean",
+                         label_smoothing=0.0, chunk_size=None):
+    """Cross-entropy of ``hidden @ linear_weight.T + linear_bias``, without the N x V logits.
+
+    The same numbers as ``cross_entropy(hidden @ linear_weight.T + linear_bias,
+    target, ...)`` and as PyTorch's ``F.linear_cross_entropy``, whose names this
+    follows: the projection is `linear_weight` laid out (classes, features) as in
+    ``torch.nn.Linear``, its bias `linear_bias`, and `weight` is the per-class
+    weight of ``cross_entropy``. The logits are computed a chunk at a time.
+
+    Parameters
+    ----------
+    hidden : array_like, shape (..., H)
+        The features of each sample (a language model's last hidden states);
+        every axis but the last is a batch axis.
+    linear_weight : array_like, shape (V, H)
+        The projection to the V classes (the output embedding / LM head).
+    target : array_like
+        Integer class indices of shape ``hidden.shape[:-1]``, or float class
+        probabilities of shape ``hidden.shape[:-1] + (V,)``.
+    linear_bias : array_like, shape (V,), optional
+        Added to the logits.
+    weight : array_like, shape (V,), optional
+        A weight per class, as in ``cross_entropy``.
+    ignore_index : int, default -100
+        Samples of this class index count for nothing. Class indices only: one
+        passed with probability targets raises ``ValueError``, as in
+        ``cross_entropy`` and PyTorch. None means the default, as in PyTorch.
+    reduction : {"mean", "sum", "none"}, default "mean"
+        As ``cross_entropy``: the weighted mean over the counted samples, the
+        sum, or one loss per sample.
+    label_smoothing : float in [0, 1], default 0.0
+        As ``cross_entropy``: the target mixed with the uniform distribution.
+    chunk_size : int or (int, int), optional
+        Rows of `hidden` per chunk, or (rows, classes) to cut the classes into
+        blocks as well. Default: chosen by the rule below.
+
+    Returns
+    -------
+    numpy scalar, or ndarray of shape ``hidden.shape[:-1]`` (``"none"``)
+        The loss, in the dtype of the computation: float32 when every input is float32,
+        else float64 (the inputs are promoted together, as NumPy does).
+
+    Raises
+    ------
+    ValueError
+        Shapes that do not fit together, a bad reduction, label smoothing or
+        chunk size.
+    IndexError
+        A class label outside ``[0, V)`` that is not `ignore_index`.
+    TypeError
+        A target that is neither integer nor float; a chunk size that is not
+        an integer.
+
+    Notes
+    -----
+    Chunk rule: a chunk's logits take at most 64 MiB (``rows = 64 MiB /
+    (V * itemsize)``, 524 rows at V = 32,000 in float32). That is far beyond the
+    caches, so the rule is set by the GEMMs and by memory: each chunk re-reads
+    and re-writes ``d_weight``, so chunks need many rows (the GEMMs' inner
+    dimension) to keep that traffic small, and the bound below keeps them well
+    under the N x V logits. Where fewer than 128 rows of V classes would fit
+    (V above about 131,000 in float32), chunks of 128 rows take the classes in
+    blocks of 64 MiB, at the cost of computing each block's logits twice
+    (first the log-sum-exp of each row, then the gradient).
+
+    Memory: beyond its results, a call holds one chunk's logits (at most
+    ``rows * classes * itemsize`` bytes, 64 MiB by default) and vectors of
+    length N or V; where NumPy's own OpenBLAS cannot add into ``d_weight``
+    (NumPy linked to another BLAS), an 8 MiB block for that as well. The forward alone
+    never holds more than the chunk; ``linear_cross_entropy_with_grad`` adds the
+    gradients' own size (``d_hidden`` and ``d_weight``). Probability targets
+    with classes in blocks also take a float64 copy of each block's targets.
+
+    Examples
+    --------
+    >>> import numpy as np, fastxent
+    >>> rng = np.random.default_rng(0)
+    >>> hidden = rng.standard_normal((6, 4), dtype=np.float32)
+    >>> head = rng.standard_normal((10, 4), dtype=np.float32)
+    >>> labels = np.array([1, 2, 3, -100, 5, 9])
+    >>> loss = fastxent.linear_cross_entropy(hidden, head, labels, chunk_size=4)
+    >>> bool(np.isclose(loss, fastxent.cross_entropy(hidden @ head.T, labels)))
+    True
+    """
+    return _run(hidden, linear_weight, target, linear_bias, weight, ignore_index, reduction,
+                label_smoothing, chunk_size, want_grad=False)
+
+
+def linear_cross_entropy_with_grad(hidden, linear_weight, target, *, linear_bias=None,
+                                   weight=None, ignore_index=IGNORE_INDEX_DEFAULT,
+                                   reduction="mean", label_smoothing=0.0, chunk_size=None):
+    """(loss, d_hidden, d_weight[, d_bias]) of linear_cross_entropy, without N x V arrays.
+
+    The gradients are those of the loss (of ``loss.sum()`` with
+    ``reduction="none"``) with respect to `hidden`, `linear_weight` and, when it
+    is given, `linear_bias` (``d_bias`` is returned only then). Each chunk's
+    logits are turned in place into their gradient by the fused kernel; then
+    ``d_hidden[chunk] = grad @ linear_weight`` and ``d_weight += grad.T @
+    hidden[chunk]``; a mean's ``1 / denominator`` scales the gradients once at
+    the end.
+
+    Parameters
+    ----------
+    hidden, linear_weight, target : array_like
+        As linear_cross_entropy.
+    linear_bias, weight : array_like, optional
+        As linear_cross_entropy.
+    ignore_index, reduction, label_smoothing, chunk_size : optional
+        As linear_cross_entropy.
+
+    Returns
+    -------
+    loss : numpy scalar or ndarray
+        As linear_cross_entropy.
+    d_hidden : ndarray, the shape of `hidden`
+        The gradient with respect to hidden, in hidden's dtype when that is a float dtype.
+    d_weight : ndarray, shape (V, H)
+        The gradient with respect to linear_weight, in its dtype when that is a float dtype.
+    d_bias : ndarray, shape (V,)
+        The gradient with respect to linear_bias, returned only when `linear_bias` is given.
+
+    Raises
+    ------
+    ValueError, IndexError, TypeError
+        As linear_cross_entropy, before any computation.
+
+    Notes
+    -----
+    Peak extra memory: the gradients themselves, plus one chunk's logits (64 MiB
+    by default, see linear_cross_entropy), plus vectors of length N or V (and an
+    8 MiB block where NumPy's BLAS cannot accumulate); never the N x V logits.
+    The chunks after the first add into ``d_weight`` through NumPy's own
+    OpenBLAS (its ``?gemm`` with beta = 1) where NumPy ships one.
+
+    Examples
+    --------
+    >>> import numpy as np, fastxent
+    >>> rng = np.random.default_rng(0)
+    >>> hidden = rng.standard_normal((6, 4))
+    >>> head = rng.standard_normal((10, 4))
+    >>> labels = np.array([1, 2, 3, -100, 5, 9])
+    >>> loss, d_hidden, d_weight = fastxent.linear_cross_entropy_with_grad(
+    ...     hidden, head, labels, chunk_size=4)
+    >>> _, d_logits = fastxent.cross_entropy_with_grad(hidden @ head.T, labels)
+    >>> bool(np.allclose(d_hidden, d_logits @ head) and np.allclose(d_weight, d_logits.T @ hidden))
+    True
+    """
+    return _run(hidden, linear_weight, target, linear_bias, weight, ignore_index, reduction,
+                label_smoothing, chunk_size, want_grad=True)
