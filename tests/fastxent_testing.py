@@ -320,11 +320,15 @@ class Operation:
     first argument is the input out= is shaped like. variants: keyword
     arguments to run it with besides kwargs. result_index: the position of
     the N x C result in the returned tuple (None: the result is the returned
-    array itself; no out= when has_out is False)."""
+    array itself; no out= when has_out is False). rtols: the tolerance table
+    of the compiled result against its NumPy twin (RTOL_TIGHT where the
+    float64 results keep more digits, as for the family's references)."""
 
-    def __init__(self, name, make, *, has_out=False, result_index=None, variants=({},)):
+    def __init__(
+        self, name, make, *, has_out=False, result_index=None, variants=({},), rtols=RTOL_TIGHT
+    ):
         self.name, self.make, self.has_out = name, make, has_out
-        self.result_index, self.variants = result_index, variants
+        self.result_index, self.variants, self.rtols = result_index, variants, rtols
 
     def __repr__(self):
         return self.name
@@ -393,14 +397,21 @@ def _class_weight(n_classes):
 
 
 _REDUCED = tuple({"reduction": r} for r in REDUCTIONS)
-_CLASS_VARIANTS = _REDUCED + ({"label_smoothing": 0.1}, {"weight": _class_weight})
+_WEIGHTED = ({"weight": _class_weight}, {"weight": _class_weight, "reduction": "none"})
+_CLASS_VARIANTS = _REDUCED + ({"label_smoothing": 0.1},) + _WEIGHTED
+_ROW_VARIANTS = ({}, {"axis": 0})
 
 # Every public operation (fastxent.__all__'s functions of arrays). A new one
 # gets an entry here, and the generic checks run over it.
 OPERATIONS = [
-    Operation("cross_entropy", _labels, variants=_CLASS_VARIANTS),
+    Operation("cross_entropy", _labels, variants=_CLASS_VARIANTS, rtols=RTOL),
     Operation(
-        "cross_entropy_with_grad", _labels, has_out=True, result_index=1, variants=_CLASS_VARIANTS
+        "cross_entropy_with_grad",
+        _labels,
+        has_out=True,
+        result_index=1,
+        variants=_CLASS_VARIANTS,
+        rtols=RTOL,
     ),
     Operation(
         "cross_entropy_with_grad",
@@ -408,36 +419,37 @@ OPERATIONS = [
         has_out=True,
         result_index=1,
         variants=_CLASS_VARIANTS,
+        rtols=RTOL,
     ),
-    Operation("nll_loss", _log_probs, variants=_REDUCED + ({"weight": _class_weight},)),
+    Operation("nll_loss", _log_probs, variants=_REDUCED + _WEIGHTED),
     Operation(
         "nll_loss_with_grad",
         _log_probs,
         has_out=True,
         result_index=1,
-        variants=_REDUCED + ({"weight": _class_weight},),
+        variants=_REDUCED + _WEIGHTED,
     ),
-    Operation("binary_cross_entropy_with_logits", _binary_logits, variants=_REDUCED),
+    Operation("binary_cross_entropy_with_logits", _binary_logits, variants=_REDUCED + _WEIGHTED),
     Operation(
         "binary_cross_entropy_with_logits_with_grad",
         _binary_logits,
         has_out=True,
         result_index=1,
-        variants=_REDUCED,
+        variants=_REDUCED + _WEIGHTED,
     ),
-    Operation("binary_cross_entropy", _binary_probs, variants=_REDUCED),
+    Operation("binary_cross_entropy", _binary_probs, variants=_REDUCED + _WEIGHTED),
     Operation(
         "binary_cross_entropy_with_grad",
         _binary_probs,
         has_out=True,
         result_index=1,
-        variants=_REDUCED,
+        variants=_REDUCED + _WEIGHTED,
     ),
-    Operation("softmax", _rows, has_out=True),
-    Operation("log_softmax", _rows, has_out=True),
-    Operation("logsumexp", _rows),
-    Operation("entropy", _distribution),
-    Operation("kl_divergence", _two_distributions),
+    Operation("softmax", _rows, has_out=True, variants=_ROW_VARIANTS),
+    Operation("log_softmax", _rows, has_out=True, variants=_ROW_VARIANTS),
+    Operation("logsumexp", _rows, variants=_ROW_VARIANTS),
+    Operation("entropy", _distribution, variants=_ROW_VARIANTS),
+    Operation("kl_divergence", _two_distributions, variants=_ROW_VARIANTS),
 ]
 
 

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 import fastxent
-from fastxent import reference
 
 from fastxent_testing import (
     Snapshot,
@@ -414,15 +413,3 @@ def test_thread_count_does_not_change_a_bit(torch, backend, rng, dtype):
         want_loss, want_grad = torch_nll(torch, x, target, weight=w, reduction=reduction)
         close(loss, want_loss, dtype)
         close(grad, want_grad, dtype)
-
-
-@pytest.mark.parametrize("name", ["nll_loss", "nll_loss_with_grad"])
-def test_reference_twin_matches(rng, name):
-    # fastxent.reference (the NumPy backend) against the selected backend
-    x = random_log_probs(rng, (40, 6), -1, np.float64)
-    target = random_labels(rng, (40,), 6, ignore_index=-100)
-    got = getattr(reference, name)(x, target, weight=np.arange(1.0, 7.0), reduction="none")
-    want = getattr(fastxent, name)(x, target, weight=np.arange(1.0, 7.0), reduction="none")
-    for g, e in zip(got if isinstance(got, tuple) else (got,),
-                    want if isinstance(want, tuple) else (want,)):
-        close(g, e, np.float64)

@@ -61,7 +61,7 @@ def test_compiled_matches_its_numpy_twin(compiled, rng, op, dtype, shape):
         want = as_tuple(op.twin(*args, **options))
         for g, w in zip(got, want, strict=True):
             assert g.dtype == w.dtype and g.shape == w.shape, variant
-            assert_close(g, w, dtype, err_msg=f"{variant}")
+            assert_close(g, w, dtype, rtols=op.rtols, err_msg=f"{variant}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
