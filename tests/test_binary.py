@@ -673,13 +673,6 @@ ALL_FUNCTIONS = BCE_LOGITS + BCE_PROBS
 
 
 @pytest.mark.parametrize("fn", ALL_FUNCTIONS, ids=lambda f: f.__name__)
-def test_bad_reduction(backend, fn):
-    for reduction in ["avg", "MEAN", None, "", 1]:
-        with pytest.raises(ValueError, match="reduction"):
-            fn(np.full((2, 3), 0.5), np.zeros((2, 3)), reduction=reduction)
-
-
-@pytest.mark.parametrize("fn", ALL_FUNCTIONS, ids=lambda f: f.__name__)
 def test_target_of_another_shape(backend, fn):
     for target_shape in [(3, 2), (2,), (2, 3, 1), (6,), ()]:
         with pytest.raises(ValueError, match="target"):
@@ -697,19 +690,6 @@ def test_weight_that_does_not_broadcast(backend, fn):
 def test_pos_weight_that_does_not_broadcast(backend, fn):
     with pytest.raises(ValueError, match="pos_weight"):
         fn(np.zeros((2, 3)), np.zeros((2, 3)), pos_weight=np.ones(2))
-
-
-@pytest.mark.parametrize("fn", ALL_FUNCTIONS, ids=lambda f: f.__name__)
-@pytest.mark.parametrize("kind", ["complex", "object", "bool"])
-def test_wrong_kind_of_array(backend, fn, kind):
-    good = np.full((2, 3), 0.5)
-    bad = {"complex": good.astype(np.complex128), "object": good.astype(object),
-           "bool": good > 0}[kind]
-    for which, args in {"input": (bad, good, None), "target": (good, bad, None),
-                        "weight": (good, good, bad)}.items():
-        with pytest.raises(TypeError):
-            fn(args[0], args[1], weight=args[2])
-            pytest.fail(f"no TypeError for a {kind} {which}")
 
 
 def test_binary_cross_entropy_takes_no_pos_weight(backend):

@@ -5,6 +5,9 @@ returned, or the input itself), memory layouts, dtype rules, empty and
 complex inputs, inputs left unchanged. What is specific to a family's values
 (references, extremes, gradients) stays in the family's file."""
 
+import inspect
+import re
+
 import numpy as np
 import pytest
 
@@ -178,3 +181,74 @@ def test_complex_input_is_a_type_error(backend, rng, op):
     args, kwargs = op.make(rng, (4, 3), np.float64)
     with pytest.raises(TypeError, match="expected an array of real numbers"):
         op.fn(args[0].astype(np.complex128), *args[1:], **kwargs)
+
+
+# --------------------------------------------------------------------------- bad inputs
+# Each raises the documented exception with a message naming the argument and
+# the offending value or dtype, and leaves every input unchanged. The cases
+# specific to one family (shapes, label ranges, out=, keyword options of one
+# function) are in test_bad_input.py's table.
+
+WRONG_KINDS = {
+    "complex": (lambda a: a.astype(np.complex128), "complex128"),
+    "object": (lambda a: a.astype(object), "object"),
+    "str": (lambda a: np.full(a.shape, "1"), re.escape("<U1")),
+    "bool": (lambda a: a > 0.4, "bool"),
+}
+BAD_REDUCTIONS = ("avg", "Mean", "MEAN", None, 1, "", "sum ")
+BAD_AXES = {
+    2: ValueError,
+    -3: ValueError,
+    np.int64(5): ValueError,
+    10**20: ValueError,
+    "1": TypeError,
+    1.0: TypeError,
+}
+
+
+def parameters(op):
+    return inspect.signature(op.fn).parameters
+
+
+def assert_raises_naming(exc, arg, value_re, fn, *args, **kwargs):
+    snapshot = Snapshot(*args, *kwargs.values())
+    with np.errstate(all="ignore"), pytest.raises(exc) as info:
+        fn(*args, **kwargs)
+    message = str(info.value)
+    assert re.search(rf"(?<![\w.]){re.escape(arg)}\b", message), (arg, message)
+    assert re.search(value_re, message), (value_re, message)
+    snapshot.assert_unchanged()
+
+
+@pytest.mark.parametrize("kind", WRONG_KINDS)
+@pytest.mark.parametrize("op", OPS)
+def test_wrong_kind_of_array_is_a_type_error_naming_it(backend, rng, op, kind):
+    args, kwargs = op.make(rng, (4, 3), np.float64)
+    names = list(parameters(op))[: len(args)]
+    make_bad, dtype_re = WRONG_KINDS[kind]
+    for i, name in enumerate(names):
+        bad_args = args[:i] + (make_bad(args[i]),) + args[i + 1 :]
+        assert_raises_naming(TypeError, name, rf"dtype {dtype_re}", op.fn, *bad_args, **kwargs)
+    if any("weight" in variant for variant in op.variants):
+        weight = options_of(args, kwargs, {"weight": lambda n: np.linspace(0.5, 2.0, n)})
+        bad_weight = make_bad(weight["weight"])
+        assert_raises_naming(
+            TypeError, "weight", rf"dtype {dtype_re}", op.fn, *args, **kwargs, weight=bad_weight
+        )
+
+
+@pytest.mark.parametrize("op", [p for p in OPS if "reduction" in parameters(p.values[0])])
+def test_unknown_reduction_is_a_value_error_naming_it(backend, rng, op):
+    args, kwargs = op.make(rng, (4, 3), np.float64)
+    for reduction in BAD_REDUCTIONS:
+        assert_raises_naming(
+            ValueError, "reduction", re.escape(repr(reduction)), op.fn, *args, reduction=reduction
+        )
+
+
+@pytest.mark.parametrize("op", [p for p in OPS if "axis" in parameters(p.values[0])])
+def test_bad_axis_is_an_error_naming_it(backend, rng, op):
+    args, kwargs = op.make(rng, (4, 3), np.float64)
+    for axis, exc in BAD_AXES.items():
+        value_re = rf"(?<![\w-]){re.escape(repr(axis) if isinstance(axis, str) else str(axis))}"
+        assert_raises_naming(exc, "axis", value_re + r"(?!\d)", op.fn, *args, axis=axis)

@@ -486,29 +486,3 @@ def test_thread_count_does_not_change_a_bit(backend, rng, dtype):
             two = fn()
         assert one.tobytes() == two.tobytes(), name
     close(two, rel_entr_sum(p, q, base=2), dtype)
-
-
-ALL_FUNCTIONS = [
-    pytest.param(lambda a, **k: fastxent.softmax(a, **k), id="softmax"),
-    pytest.param(lambda a, **k: fastxent.log_softmax(a, **k), id="log_softmax"),
-    pytest.param(lambda a, **k: fastxent.logsumexp(a, **k), id="logsumexp"),
-    pytest.param(lambda a, **k: fastxent.entropy(a, **k), id="entropy"),
-    pytest.param(lambda a, **k: fastxent.kl_divergence(a, np.ones(np.shape(a)), **k),
-                 id="kl_p"),
-    pytest.param(lambda a, **k: fastxent.kl_divergence(np.ones(np.shape(a)), a, **k),
-                 id="kl_q"),
-]
-
-
-@pytest.mark.parametrize("fn", ALL_FUNCTIONS)
-def test_bad_arguments(backend, fn):
-    good = np.full((2, 3), 0.5)
-    for bad in (good.astype(np.complex128), good.astype(object), good > 0):
-        with pytest.raises(TypeError):
-            fn(bad)
-    with pytest.raises(ValueError, match="axis"):
-        fn(good, axis=2)
-    with pytest.raises(ValueError, match="axis"):
-        fn(good, axis=-3)
-    with pytest.raises(TypeError, match="axis"):
-        fn(good, axis=1.0)
