@@ -392,14 +392,33 @@ def _two_distributions(rng, shape, dtype):
     return (random_probs(rng, shape, 1, dtype), random_probs(rng, shape, 1, dtype)), {}
 
 
-def _class_weight(n_classes):
-    return np.linspace(0.5, 2.0, n_classes)
+# Array options of a variant, made from the shape of the operation's first argument.
+
+
+def _class_weight(shape):
+    return np.linspace(0.5, 2.0, shape[-1])
+
+
+def _row_weight(shape):
+    return np.linspace(0.5, 2.0, shape[0]).reshape(shape[0], 1)
+
+
+def _element_weight(shape):
+    return np.linspace(0.5, 2.0, int(np.prod(shape))).reshape(shape)
 
 
 _REDUCED = tuple({"reduction": r} for r in REDUCTIONS)
 _WEIGHTED = ({"weight": _class_weight}, {"weight": _class_weight, "reduction": "none"})
 _CLASS_VARIANTS = _REDUCED + ({"label_smoothing": 0.1},) + _WEIGHTED
+_ELEMENT_WEIGHTED = ({"weight": _element_weight}, {"weight": _element_weight, "reduction": "none"})
+_BINARY_VARIANTS = _REDUCED + _WEIGHTED + ({"weight": _row_weight},) + _ELEMENT_WEIGHTED
+_BINARY_LOGITS_VARIANTS = (
+    _BINARY_VARIANTS
+    + ({"pos_weight": _class_weight},)
+    + tuple({**v, "pos_weight": _element_weight} for v in _ELEMENT_WEIGHTED)
+)
 _ROW_VARIANTS = ({}, {"axis": 0})
+_DISTRIBUTION_VARIANTS = _ROW_VARIANTS + ({"base": 2},)
 
 # Every public operation (fastxent.__all__'s functions of arrays). A new one
 # gets an entry here, and the generic checks run over it.
@@ -429,34 +448,41 @@ OPERATIONS = [
         result_index=1,
         variants=_REDUCED + _WEIGHTED,
     ),
-    Operation("binary_cross_entropy_with_logits", _binary_logits, variants=_REDUCED + _WEIGHTED),
+    Operation("binary_cross_entropy_with_logits", _binary_logits, variants=_BINARY_LOGITS_VARIANTS),
     Operation(
         "binary_cross_entropy_with_logits_with_grad",
         _binary_logits,
         has_out=True,
         result_index=1,
-        variants=_REDUCED + _WEIGHTED,
+        variants=_BINARY_LOGITS_VARIANTS,
     ),
-    Operation("binary_cross_entropy", _binary_probs, variants=_REDUCED + _WEIGHTED),
+    Operation("binary_cross_entropy", _binary_probs, variants=_BINARY_VARIANTS),
     Operation(
         "binary_cross_entropy_with_grad",
         _binary_probs,
         has_out=True,
         result_index=1,
-        variants=_REDUCED + _WEIGHTED,
+        variants=_BINARY_VARIANTS,
     ),
     Operation("softmax", _rows, has_out=True, variants=_ROW_VARIANTS),
     Operation("log_softmax", _rows, has_out=True, variants=_ROW_VARIANTS),
     Operation("logsumexp", _rows, variants=_ROW_VARIANTS),
-    Operation("entropy", _distribution, variants=_ROW_VARIANTS),
-    Operation("kl_divergence", _two_distributions, variants=_ROW_VARIANTS),
+    Operation("entropy", _distribution, variants=_DISTRIBUTION_VARIANTS),
+    Operation("kl_divergence", _two_distributions, variants=_DISTRIBUTION_VARIANTS),
 ]
 
 
 def options_of(args, kwargs, variant):
-    """The keyword arguments of a call: kwargs and the variant, with a class
-    weight given as a function of the number of classes made an array."""
+    """The keyword arguments of a call: kwargs and the variant, with an array
+    option given as a function of the first argument's shape made an array
+    (of that argument's dtype)."""
     options = {**kwargs, **variant}
-    if callable(options.get("weight")):
-        options["weight"] = options["weight"](args[0].shape[-1]).astype(args[0].dtype)
+    for name, value in options.items():
+        if callable(value):
+            options[name] = value(args[0].shape).astype(args[0].dtype)
     return options
+
+
+def array_options(op):
+    """The names of the array options (weights) some variant of `op` passes."""
+    return sorted({name for v in op.variants for name, value in v.items() if callable(value)})

@@ -157,8 +157,7 @@ WRONG_KINDS = {
 # function -> the array arguments that must refuse each kind (where the API
 # accepts a kind, e.g. bool or string labels, it is left out)
 KIND_ARGS = {
-    # the public operations' arrays: test_operations.py, for every registry entry
-    "bce_logits": {"pos_weight": "complex object str bool"},
+    # the public operations' arrays and weights: test_operations.py, over the registry
     # Keras casts bool targets and labels to numbers, as Keras does
     "keras.binary_crossentropy": {"y_true": "complex object str",
                                   "y_pred": "complex object str bool"},

@@ -13,7 +13,7 @@ from scipy.special import expit
 
 import fastxent
 
-from fastxent_testing import Snapshot, central_difference, check_loss_type, layouts, run_both
+from fastxent_testing import Snapshot, central_difference, check_loss_type, run_both
 from fastxent_testing import DTYPES, REDUCTIONS, RTOL_TIGHT as RTOL
 
 
@@ -559,69 +559,6 @@ def test_integer_inputs_compute_in_float64(backend, fns):
     x32 = x.astype(np.float32)
     loss = fns[0](x32, t.astype(np.float64), weight=np.ones(2))
     assert loss.dtype == np.float32
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("fns", [BCE_LOGITS, BCE_PROBS], ids=["logits", "probs"])
-def test_any_memory_layout_gives_the_same_numbers(backend, rng, dtype, fns):
-    shape = (5, 6)
-    x = rng.uniform(0.01, 0.99, shape).astype(dtype)
-    t = rng.random(shape).astype(dtype)
-    w = rng.uniform(0.5, 2.0, shape).astype(dtype)
-    pw = rng.uniform(0.5, 2.0, shape).astype(dtype)
-    extra = {"pos_weight": pw} if fns is BCE_LOGITS else {}
-    for reduction in ("none", "mean"):
-        want_loss, want_grad = fns[1](x, t, weight=w, reduction=reduction, **extra)
-        for name, a in layouts(x):
-            b, c, d = dict(layouts(t))[name], dict(layouts(w))[name], dict(layouts(pw))[name]
-            cases = {"input": (a, t, w, pw), "target": (x, b, w, pw), "weight": (x, t, c, pw),
-                     "all": (a, b, c, d)}
-            for which, (xi, ti, wi, pwi) in cases.items():
-                where = f"{which} {name} {reduction}"
-                more = {"pos_weight": pwi} if fns is BCE_LOGITS else {}
-                snap = Snapshot(xi, ti, wi, pwi)
-                loss = fns[0](xi, ti, weight=wi, reduction=reduction, **more)
-                loss2, grad = fns[1](xi, ti, weight=wi, reduction=reduction, **more)
-                snap.assert_unchanged()
-                np.testing.assert_array_equal(loss, want_loss, err_msg=where)
-                np.testing.assert_array_equal(loss2, want_loss, err_msg=where)
-                np.testing.assert_array_equal(grad, want_grad, err_msg=where)
-                assert grad.flags.writeable and grad.shape == shape, where
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("fns", [BCE_LOGITS, BCE_PROBS], ids=["logits", "probs"])
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_out_is_returned_and_filled(backend, rng, dtype, fns, reduction):
-    shape = (4, 7)
-    x = rng.uniform(0.01, 0.99, shape).astype(dtype)
-    t = rng.random(shape).astype(dtype)
-    want_loss, want_grad = fns[1](x, t, reduction=reduction)
-    for name, out in [("c", np.empty(shape, dtype)), ("fortran", np.empty(shape, dtype, "F")),
-                      ("strided", np.empty((4, 14), dtype)[:, ::2])]:
-        out[...] = 123.0
-        snap = Snapshot(x, t)
-        loss, grad = fns[1](x, t, reduction=reduction, out=out)
-        snap.assert_unchanged()
-        assert grad is out, name
-        np.testing.assert_array_equal(grad, want_grad, err_msg=name)
-        np.testing.assert_array_equal(loss, want_loss, err_msg=name)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("fns", [BCE_LOGITS, BCE_PROBS], ids=["logits", "probs"])
-def test_out_is_the_input_overwrites_it(backend, rng, dtype, fns):
-    shape = (300, 257)  # several kernel blocks
-    x = rng.uniform(0.01, 0.99, shape).astype(dtype)
-    t = rng.random(shape).astype(dtype)
-    want_loss, want_grad = fns[1](x, t, reduction="sum")
-    for layout in ("c", "fortran", "strided"):
-        buf = {"c": x.copy(), "fortran": np.asfortranarray(x),
-               "strided": np.repeat(x, 2, axis=1)[:, ::2]}[layout]
-        loss, grad = fns[1](buf, t, reduction="sum", out=buf)
-        assert grad is buf, layout
-        np.testing.assert_array_equal(buf, want_grad, err_msg=layout)
-        np.testing.assert_array_equal(loss, want_loss, err_msg=layout)
 
 
 @pytest.mark.parametrize("fns", [BCE_LOGITS, BCE_PROBS], ids=["logits", "probs"])

@@ -14,10 +14,8 @@ from fastxent_testing import (
     Snapshot,
     central_difference,
     check_loss_type,
-    layouts,
     random_labels,
     run_both,
-    with_layout,
 )
 from fastxent_testing import DTYPES, REDUCTIONS, close_tight as close
 
@@ -319,46 +317,6 @@ def test_bad_arguments(backend, fn):
 
 
 # ------------------------------------------------------------------ layouts, out=, threads
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("axis", [-1, 0])
-def test_any_memory_layout_gives_the_same_numbers(backend, rng, dtype, axis):
-    shape = (5, 6)
-    batch_shape, n_classes = batch_shape_of(shape, axis)
-    x = random_log_probs(rng, shape, axis, dtype)
-    target = random_labels(rng, batch_shape, n_classes, ignore_index=-100)
-    w = rng.uniform(0.5, 2.0, n_classes).astype(dtype)
-    for reduction in ("none", "mean"):
-        want_loss, want_grad = run(x, target, weight=w, reduction=reduction, axis=axis)
-        tgt = with_layout(target, "strided")  # non-contiguous labels
-        tgt_ro = with_layout(target, "readonly")
-        w_rev = with_layout(w, "negative")  # negative stride
-        others = [(target, w), (tgt, w_rev), (tgt_ro, w), (tgt, w)]
-        for (name, a), (t, ww) in zip(layouts(x), others):
-            loss, grad = run(a, t, weight=ww, reduction=reduction, axis=axis)
-            np.testing.assert_array_equal(loss, want_loss, err_msg=name)
-            np.testing.assert_array_equal(grad, want_grad, err_msg=name)
-            assert grad.flags.writeable
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("axis", [-1, 0])
-def test_out_is_returned_and_filled(backend, rng, dtype, axis):
-    shape = (4, 7)
-    batch_shape, n_classes = batch_shape_of(shape, axis)
-    x = random_log_probs(rng, shape, axis, dtype)
-    target = random_labels(rng, batch_shape, n_classes, ignore_index=-100)
-    want_loss, want_grad = fastxent.nll_loss_with_grad(x, target, axis=axis)
-    for name, out in [("c", np.empty(shape, dtype)), ("fortran", np.empty(shape, dtype, "F")),
-                      ("strided", np.empty((4, 14), dtype)[:, ::2])]:
-        out[...] = np.nan
-        snap = Snapshot(x, target)
-        loss, grad = fastxent.nll_loss_with_grad(x, target, axis=axis, out=out)
-        snap.assert_unchanged()
-        assert grad is out, name
-        np.testing.assert_array_equal(grad, want_grad, err_msg=name)
-        np.testing.assert_array_equal(loss, want_loss, err_msg=name)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

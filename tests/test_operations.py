@@ -17,11 +17,13 @@ from fastxent_testing import (
     DTYPES,
     OPERATIONS,
     Snapshot,
+    array_options,
     as_tuple,
     assert_close,
     layouts,
     options_of,
     result_dtype,
+    with_layout,
 )
 
 OPS = [pytest.param(op, id=f"{op.name}-{op.make.__name__.lstrip('_')}") for op in OPERATIONS]
@@ -40,6 +42,10 @@ def compiled():
         yield _config._compiled
     finally:
         fastxent.set_backend(previous)
+
+
+def parameters(op):
+    return inspect.signature(op.fn).parameters
 
 
 def run(op, args, options, **extra):
@@ -101,6 +107,9 @@ def test_streamed_stores_give_the_same_bits(compiled, rng, op, dtype):
         compiled.set_stream_min_bytes(64 << 20)
 
 
+OUT_LAYOUTS = ("c", "fortran", "strided", "negative")
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("op", [p for p in OPS if p.values[0].has_out])
 def test_out_is_filled_and_returned(backend, rng, op, dtype):
@@ -108,23 +117,27 @@ def test_out_is_filled_and_returned(backend, rng, op, dtype):
     for variant in op.variants:
         options = options_of(args, kwargs, variant)
         want = run(op, args, options)
-        out = np.full(args[0].shape, np.nan, result_dtype(dtype))
-        returned = op.fn(*args, **options, out=out)
-        assert op.result(returned) is out, variant
-        assert_same_bits(as_tuple(returned), want, f"{variant}")
+        for layout in OUT_LAYOUTS:
+            out = with_layout(np.full(args[0].shape, np.nan, result_dtype(dtype)), layout)
+            snapshot = Snapshot(*args, *options.values())
+            returned = op.fn(*args, **options, out=out)
+            snapshot.assert_unchanged()
+            assert op.result(returned) is out, (layout, variant)
+            assert_same_bits(as_tuple(returned), want, f"{layout} {variant}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("op", [p for p in OPS if p.values[0].has_out])
 def test_out_may_be_the_input(backend, rng, op, dtype):
-    args, kwargs = op.make(rng, (9, 7), dtype)
+    args, kwargs = op.make(rng, (300, 257), dtype)  # several blocks of rows
     for variant in op.variants:
         options = options_of(args, kwargs, variant)
         want = run(op, args, options)
-        x = args[0].copy()
-        returned = op.fn(x, *args[1:], **options, out=x)
-        assert op.result(returned) is x, variant
-        assert_same_bits(as_tuple(returned), want, f"{variant}")
+        for layout in ("c", "fortran", "strided"):
+            x = with_layout(args[0].copy(), layout)  # a copy: out=x overwrites it
+            returned = op.fn(x, *args[1:], **options, out=x)
+            assert op.result(returned) is x, (layout, variant)
+            assert_same_bits(as_tuple(returned), want, f"{layout} {variant}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -141,10 +154,67 @@ def test_inputs_are_left_unchanged(backend, rng, op, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("op", OPS)
 def test_memory_layouts_give_the_same_bits(backend, rng, op, dtype):
+    """Each array argument (inputs, targets, weights) alone, and all of them
+    at once, Fortran-ordered, strided, with negative strides or read-only."""
     args, kwargs = op.make(rng, (9, 7), dtype)
-    want = run(op, args, kwargs)
-    for name, x in layouts(args[0]):
-        assert_same_bits(run(op, (x,) + args[1:], kwargs), want, name)
+    for variant in op.variants:
+        options = options_of(args, kwargs, variant)
+        want = run(op, args, options)
+        arrays = {i: a for i, a in enumerate(args) if a.ndim}  # by position or name
+        arrays.update((k, v) for k, v in options.items() if isinstance(v, np.ndarray))
+        for name, _ in layouts(args[0]):
+            laid_out = {key: dict(layouts(a))[name] for key, a in arrays.items()}
+            for which in [*arrays, "all"]:
+                change = laid_out if which == "all" else {which: laid_out[which]}
+                call_args = tuple(change.get(i, a) for i, a in enumerate(args))
+                call_options = {k: change.get(k, v) for k, v in options.items()}
+                snapshot = Snapshot(*call_args, *call_options.values())
+                returned = op.fn(*call_args, **call_options)
+                snapshot.assert_unchanged()
+                where = f"{which} {name} {variant}"
+                assert_same_bits(as_tuple(returned), want, where)
+                if op.has_out or op.result_index is None:
+                    assert np.asarray(op.result(returned)).flags.writeable, where
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("op", [p for p in OPS if "axis" in parameters(p.values[0])])
+def test_classes_on_axis_0_give_the_transposed_bits(backend, rng, op, dtype):
+    """axis=0 on the transposed arrays (in any layout, with out= where the
+    operation takes it) gives the results of axis=-1, transposed."""
+    args, kwargs = op.make(rng, (9, 7), dtype)
+    shape = args[0].shape
+
+    def transposed(a):
+        return a.T if np.shape(a) == shape else a
+
+    for variant in op.variants:
+        if "axis" in variant:
+            continue
+        options = options_of(args, kwargs, variant)
+        want = [transposed(w) for w in run(op, args, options)]
+        call_args = [transposed(a) for a in args]
+        call_options = {k: transposed(v) for k, v in options.items()}
+        arrays = {i: a for i, a in enumerate(call_args) if a.ndim}
+        arrays.update((k, v) for k, v in call_options.items() if isinstance(v, np.ndarray))
+        # every array argument in the layout at once (the first one: transposed)
+        for name in ["c", *dict(layouts(args[0]))]:
+            laid_out = {
+                key: np.ascontiguousarray(a) if name == "c" else dict(layouts(a))[name]
+                for key, a in arrays.items()
+            }
+            name_args = tuple(laid_out.get(i, a) for i, a in enumerate(call_args))
+            name_options = {k: laid_out.get(k, v) for k, v in call_options.items()}
+            returned = op.fn(*name_args, **name_options, axis=0)
+            assert_same_bits(as_tuple(returned), want, f"{name} {variant}")
+            if op.has_out or op.result_index is None:
+                assert np.asarray(op.result(returned)).flags.writeable, (name, variant)
+        if op.has_out:
+            for layout in OUT_LAYOUTS:
+                out = with_layout(np.full(call_args[0].shape, np.nan, result_dtype(dtype)), layout)
+                returned = op.fn(*call_args, **call_options, axis=0, out=out)
+                assert op.result(returned) is out, (layout, variant)
+                assert_same_bits(as_tuple(returned), want, f"out {layout} {variant}")
 
 
 @pytest.mark.parametrize("op", OPS)
@@ -208,10 +278,6 @@ BAD_AXES = {
 }
 
 
-def parameters(op):
-    return inspect.signature(op.fn).parameters
-
-
 def assert_raises_naming(exc, arg, value_re, fn, *args, **kwargs):
     snapshot = Snapshot(*args, *kwargs.values())
     with np.errstate(all="ignore"), pytest.raises(exc) as info:
@@ -231,12 +297,11 @@ def test_wrong_kind_of_array_is_a_type_error_naming_it(backend, rng, op, kind):
     for i, name in enumerate(names):
         bad_args = args[:i] + (make_bad(args[i]),) + args[i + 1 :]
         assert_raises_naming(TypeError, name, rf"dtype {dtype_re}", op.fn, *bad_args, **kwargs)
-    if any("weight" in variant for variant in op.variants):
-        weight = options_of(args, kwargs, {"weight": lambda n: np.linspace(0.5, 2.0, n)})
-        bad_weight = make_bad(weight["weight"])
-        assert_raises_naming(
-            TypeError, "weight", rf"dtype {dtype_re}", op.fn, *args, **kwargs, weight=bad_weight
-        )
+    for name in array_options(op):
+        variant = next(v for v in op.variants if name in v)
+        options = options_of(args, kwargs, variant)
+        options[name] = make_bad(options[name])
+        assert_raises_naming(TypeError, name, rf"dtype {dtype_re}", op.fn, *args, **options)
 
 
 @pytest.mark.parametrize("op", [p for p in OPS if "reduction" in parameters(p.values[0])])
