@@ -409,7 +409,12 @@ def _element_weight(shape):
 
 _REDUCED = tuple({"reduction": r} for r in REDUCTIONS)
 _WEIGHTED = ({"weight": _class_weight}, {"weight": _class_weight, "reduction": "none"})
-_CLASS_VARIANTS = _REDUCED + ({"label_smoothing": 0.1},) + _WEIGHTED
+_CLASS_VARIANTS = (
+    _REDUCED
+    + ({"label_smoothing": 0.1},)
+    + _WEIGHTED
+    + ({"weight": _class_weight, "label_smoothing": 0.1, "reduction": "sum"},)
+)
 _ELEMENT_WEIGHTED = ({"weight": _element_weight}, {"weight": _element_weight, "reduction": "none"})
 _BINARY_VARIANTS = _REDUCED + _WEIGHTED + ({"weight": _row_weight},) + _ELEMENT_WEIGHTED
 _BINARY_LOGITS_VARIANTS = (

@@ -581,21 +581,16 @@ def test_out_is_validated(backend, fns):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("fns", [BCE_LOGITS, BCE_PROBS], ids=["logits", "probs"])
-def test_thread_count_does_not_change_a_bit(backend, rng, dtype, fns):
+def test_several_blocks_on_two_threads_are_right(backend, rng, dtype, fns):
+    # (that 1, 2 and 3 threads give the same bits: test_operations, over the registry)
     shape = (3000, 37)  # ~4 blocks of the compiled kernel
     x = rng.uniform(0.001, 0.999, shape).astype(dtype)
     t = rng.random(shape).astype(dtype)
     w = rng.uniform(0.5, 2.0, (3000, 1)).astype(dtype)
     for reduction in REDUCTIONS:
-        results = []
-        for n in (1, 2):
-            with fastxent.num_threads(n):
-                loss = fns[0](x, t, weight=w, reduction=reduction)
-                loss2, grad = fns[1](x, t, weight=w, reduction=reduction)
-            results.append((np.asarray(loss).tobytes(), np.asarray(loss2).tobytes(),
-                            grad.tobytes()))
-        assert results[0] == results[1], reduction
-        # and the numbers are right (a float64 computation of the same sum)
+        with fastxent.num_threads(2):
+            loss = fns[0](x, t, weight=w, reduction=reduction)
+        # a float64 computation of the same sum
         if fns is BCE_PROBS:
             want, _ = torch_formula_bce(x, t, w, reduction)
         else:

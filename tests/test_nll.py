@@ -353,21 +353,16 @@ def test_out_is_validated(backend):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_thread_count_does_not_change_a_bit(torch, backend, rng, dtype):
+def test_several_blocks_on_two_threads_match_torch(torch, backend, rng, dtype):
+    # (that 1, 2 and 3 threads give the same bits: test_operations, over the registry)
     shape = (6000, 20)  # ~4 blocks of the compiled kernel
     x = random_log_probs(rng, shape, -1, dtype)
     target = random_labels(rng, (6000,), 20, ignore_index=-100)
     w = rng.uniform(0.5, 2.0, 20).astype(dtype)
     for reduction in REDUCTIONS:
-        results = []
-        for n in (1, 2):
-            with fastxent.num_threads(n):
-                loss = fastxent.nll_loss(x, target, weight=w, reduction=reduction)
-                loss2, grad = fastxent.nll_loss_with_grad(x, target, weight=w,
-                                                          reduction=reduction)
-            results.append((np.asarray(loss).tobytes(), np.asarray(loss2).tobytes(),
-                            grad.tobytes()))
-        assert results[0] == results[1], reduction
+        with fastxent.num_threads(2):
+            loss = fastxent.nll_loss(x, target, weight=w, reduction=reduction)
+            _, grad = fastxent.nll_loss_with_grad(x, target, weight=w, reduction=reduction)
         want_loss, want_grad = torch_nll(torch, x, target, weight=w, reduction=reduction)
         close(loss, want_loss, dtype)
         close(grad, want_grad, dtype)

@@ -430,22 +430,10 @@ def test_reductions_over_an_empty_axis_as_scipy(backend, dtype, shape, axis):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_thread_count_does_not_change_a_bit(backend, rng, dtype):
-    x = (rng.standard_normal((4000, 33)) * 4).astype(dtype)
+def test_kl_divergence_of_several_blocks_on_two_threads_matches_scipy(backend, rng, dtype):
+    # (that 1, 2 and 3 threads give the same bits: test_operations, over the registry)
     p = random_distributions(rng, (4000, 33), -1, dtype)
     q = random_distributions(rng, (4000, 33), -1, dtype, zeros=False)
-    calls = {
-        "softmax": lambda: fastxent.softmax(x),
-        "log_softmax": lambda: fastxent.log_softmax(x),
-        "logsumexp": lambda: fastxent.logsumexp(x),
-        "softmax-axis0": lambda: fastxent.softmax(x, axis=0),
-        "entropy": lambda: fastxent.entropy(p),
-        "kl_divergence": lambda: fastxent.kl_divergence(p, q, base=2),
-    }
-    for name, fn in calls.items():
-        with fastxent.num_threads(1):
-            one = fn()
-        with fastxent.num_threads(2):
-            two = fn()
-        assert one.tobytes() == two.tobytes(), name
+    with fastxent.num_threads(2):
+        two = fastxent.kl_divergence(p, q, base=2)
     close(two, rel_entr_sum(p, q, base=2), dtype)
