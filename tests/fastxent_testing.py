@@ -10,6 +10,8 @@ References, neither of which uses fastxent:
   and the analytic gradient, in float64.
 """
 
+import contextlib
+
 import numpy as np
 import pytest
 from scipy.special import log_softmax
@@ -127,6 +129,23 @@ def oracle_xent(
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+@contextlib.contextmanager
+def selected_backend(name):
+    """fastxent.set_backend(name) for the block, then the previous backend
+    again; skips the test where that backend is not available."""
+    import fastxent
+
+    previous = fastxent.get_backend()
+    try:
+        fastxent.set_backend(name)
+    except RuntimeError as exc:
+        pytest.skip(f"backend {name!r} is not available: {exc}")
+    try:
+        yield name
+    finally:
+        fastxent.set_backend(previous)
 
 
 def result_dtype(dtype):

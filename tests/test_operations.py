@@ -23,6 +23,7 @@ from fastxent_testing import (
     layouts,
     options_of,
     result_dtype,
+    selected_backend,
     with_layout,
 )
 
@@ -33,15 +34,8 @@ SHAPES = [(37, 11), (6, 300)]  # short rows (the tiles), long rows
 @pytest.fixture
 def compiled():
     """The compiled backend for the test (skipped where it is not built)."""
-    previous = fastxent.get_backend()
-    try:
-        fastxent.set_backend("compiled")
-    except RuntimeError as exc:
-        pytest.skip(f"the compiled backend is not available: {exc}")
-    try:
+    with selected_backend("compiled"):
         yield _config._compiled
-    finally:
-        fastxent.set_backend(previous)
 
 
 def parameters(op):

@@ -3,8 +3,6 @@ memory layouts and options, and checks fastxent against itself under
 transformations the mathematics says are harmless, and against the NumPy
 reference."""
 
-import contextlib
-
 import numpy as np
 import pytest
 
@@ -20,6 +18,7 @@ from fastxent_testing import (  # noqa: E402
     as_tuple,
     assert_close,
     options_of,
+    selected_backend,
     with_layout,
 )
 
@@ -153,24 +152,11 @@ def class_axis(options):
     return options.get("axis", -1)
 
 
-@contextlib.contextmanager
-def compiled_backend():
-    previous = fastxent.get_backend()
-    try:
-        fastxent.set_backend("compiled")
-    except RuntimeError as exc:
-        pytest.skip(f"the compiled backend is not available: {exc}")
-    try:
-        yield
-    finally:
-        fastxent.set_backend(previous)
-
-
 @SETTINGS
 @given(operation_cases())
 def test_every_operation_compiled_equals_its_twin(case):
     op, args, options = case
-    with compiled_backend():
+    with selected_backend("compiled"):
         got = as_tuple(op.fn(*args, **options))
     want = as_tuple(op.twin(*args, **options))
     for g, w in zip(got, want, strict=True):
