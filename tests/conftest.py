@@ -43,6 +43,7 @@ from fastxent_testing import (  # noqa: E402  (re-exported for `from conftest im
     random_probs,
     result_dtype,
     run_both,
+    selected_backend,
     torch_xent,
     with_layout,
 )
@@ -55,15 +56,8 @@ from fastxent_testing import (  # noqa: E402  (re-exported for `from conftest im
 def backend(request):
     """Runs the test once with each backend selected by fastxent.set_backend,
     restoring the previous backend afterwards."""
-    previous = fastxent.get_backend()
-    try:
-        fastxent.set_backend(request.param)
-    except RuntimeError as exc:
-        pytest.skip(f"backend {request.param!r} is not available: {exc}")
-    try:
+    with selected_backend(request.param):
         yield request.param
-    finally:
-        fastxent.set_backend(previous)
 
 
 @pytest.fixture(scope="session")

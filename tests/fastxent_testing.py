@@ -10,6 +10,8 @@ References, neither of which uses fastxent:
   and the analytic gradient, in float64.
 """
 
+import contextlib
+
 import numpy as np
 import pytest
 from scipy.special import log_softmax
@@ -127,6 +129,23 @@ def oracle_xent(
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+@contextlib.contextmanager
+def selected_backend(name):
+    """fastxent.set_backend(name) for the block, then the previous backend
+    again; skips the test where that backend is not available."""
+    import fastxent
+
+    previous = fastxent.get_backend()
+    try:
+        fastxent.set_backend(name)
+    except RuntimeError as exc:
+        pytest.skip(f"backend {name!r} is not available: {exc}")
+    try:
+        yield name
+    finally:
+        fastxent.set_backend(previous)
 
 
 def result_dtype(dtype):
@@ -320,11 +339,15 @@ class Operation:
     first argument is the input out= is shaped like. variants: keyword
     arguments to run it with besides kwargs. result_index: the position of
     the N x C result in the returned tuple (None: the result is the returned
-    array itself; no out= when has_out is False)."""
+    array itself; no out= when has_out is False). rtols: the tolerance table
+    of the compiled result against its NumPy twin (RTOL_TIGHT where the
+    float64 results keep more digits, as for the family's references)."""
 
-    def __init__(self, name, make, *, has_out=False, result_index=None, variants=({},)):
+    def __init__(
+        self, name, make, *, has_out=False, result_index=None, variants=({},), rtols=RTOL_TIGHT
+    ):
         self.name, self.make, self.has_out = name, make, has_out
-        self.result_index, self.variants = result_index, variants
+        self.result_index, self.variants, self.rtols = result_index, variants, rtols
 
     def __repr__(self):
         return self.name
@@ -388,19 +411,50 @@ def _two_distributions(rng, shape, dtype):
     return (random_probs(rng, shape, 1, dtype), random_probs(rng, shape, 1, dtype)), {}
 
 
-def _class_weight(n_classes):
-    return np.linspace(0.5, 2.0, n_classes)
+# Array options of a variant, made from the shape of the operation's first argument.
+
+
+def _class_weight(shape):
+    return np.linspace(0.5, 2.0, shape[-1])
+
+
+def _row_weight(shape):
+    return np.linspace(0.5, 2.0, shape[0]).reshape(shape[0], 1)
+
+
+def _element_weight(shape):
+    return np.linspace(0.5, 2.0, int(np.prod(shape))).reshape(shape)
 
 
 _REDUCED = tuple({"reduction": r} for r in REDUCTIONS)
-_CLASS_VARIANTS = _REDUCED + ({"label_smoothing": 0.1}, {"weight": _class_weight})
+_WEIGHTED = ({"weight": _class_weight}, {"weight": _class_weight, "reduction": "none"})
+_CLASS_VARIANTS = (
+    _REDUCED
+    + ({"label_smoothing": 0.1},)
+    + _WEIGHTED
+    + ({"weight": _class_weight, "label_smoothing": 0.1, "reduction": "sum"},)
+)
+_ELEMENT_WEIGHTED = ({"weight": _element_weight}, {"weight": _element_weight, "reduction": "none"})
+_BINARY_VARIANTS = _REDUCED + _WEIGHTED + ({"weight": _row_weight},) + _ELEMENT_WEIGHTED
+_BINARY_LOGITS_VARIANTS = (
+    _BINARY_VARIANTS
+    + ({"pos_weight": _class_weight},)
+    + tuple({**v, "pos_weight": _element_weight} for v in _ELEMENT_WEIGHTED)
+)
+_ROW_VARIANTS = ({}, {"axis": 0})
+_DISTRIBUTION_VARIANTS = _ROW_VARIANTS + ({"base": 2},)
 
 # Every public operation (fastxent.__all__'s functions of arrays). A new one
 # gets an entry here, and the generic checks run over it.
 OPERATIONS = [
-    Operation("cross_entropy", _labels, variants=_CLASS_VARIANTS),
+    Operation("cross_entropy", _labels, variants=_CLASS_VARIANTS, rtols=RTOL),
     Operation(
-        "cross_entropy_with_grad", _labels, has_out=True, result_index=1, variants=_CLASS_VARIANTS
+        "cross_entropy_with_grad",
+        _labels,
+        has_out=True,
+        result_index=1,
+        variants=_CLASS_VARIANTS,
+        rtols=RTOL,
     ),
     Operation(
         "cross_entropy_with_grad",
@@ -408,43 +462,51 @@ OPERATIONS = [
         has_out=True,
         result_index=1,
         variants=_CLASS_VARIANTS,
+        rtols=RTOL,
     ),
-    Operation("nll_loss", _log_probs, variants=_REDUCED + ({"weight": _class_weight},)),
+    Operation("nll_loss", _log_probs, variants=_REDUCED + _WEIGHTED),
     Operation(
         "nll_loss_with_grad",
         _log_probs,
         has_out=True,
         result_index=1,
-        variants=_REDUCED + ({"weight": _class_weight},),
+        variants=_REDUCED + _WEIGHTED,
     ),
-    Operation("binary_cross_entropy_with_logits", _binary_logits, variants=_REDUCED),
+    Operation("binary_cross_entropy_with_logits", _binary_logits, variants=_BINARY_LOGITS_VARIANTS),
     Operation(
         "binary_cross_entropy_with_logits_with_grad",
         _binary_logits,
         has_out=True,
         result_index=1,
-        variants=_REDUCED,
+        variants=_BINARY_LOGITS_VARIANTS,
     ),
-    Operation("binary_cross_entropy", _binary_probs, variants=_REDUCED),
+    Operation("binary_cross_entropy", _binary_probs, variants=_BINARY_VARIANTS),
     Operation(
         "binary_cross_entropy_with_grad",
         _binary_probs,
         has_out=True,
         result_index=1,
-        variants=_REDUCED,
+        variants=_BINARY_VARIANTS,
     ),
-    Operation("softmax", _rows, has_out=True),
-    Operation("log_softmax", _rows, has_out=True),
-    Operation("logsumexp", _rows),
-    Operation("entropy", _distribution),
-    Operation("kl_divergence", _two_distributions),
+    Operation("softmax", _rows, has_out=True, variants=_ROW_VARIANTS),
+    Operation("log_softmax", _rows, has_out=True, variants=_ROW_VARIANTS),
+    Operation("logsumexp", _rows, variants=_ROW_VARIANTS),
+    Operation("entropy", _distribution, variants=_DISTRIBUTION_VARIANTS),
+    Operation("kl_divergence", _two_distributions, variants=_DISTRIBUTION_VARIANTS),
 ]
 
 
 def options_of(args, kwargs, variant):
-    """The keyword arguments of a call: kwargs and the variant, with a class
-    weight given as a function of the number of classes made an array."""
+    """The keyword arguments of a call: kwargs and the variant, with an array
+    option given as a function of the first argument's shape made an array
+    (of that argument's dtype)."""
     options = {**kwargs, **variant}
-    if callable(options.get("weight")):
-        options["weight"] = options["weight"](args[0].shape[-1]).astype(args[0].dtype)
+    for name, value in options.items():
+        if callable(value):
+            options[name] = value(args[0].shape).astype(args[0].dtype)
     return options
+
+
+def array_options(op):
+    """The names of the array options (weights) some variant of `op` passes."""
+    return sorted({name for v in op.variants for name, value in v.items() if callable(value)})

@@ -89,7 +89,6 @@ GRAD_FUNCTIONS = ["nll_loss_with_grad", "bce_logits_with_grad", "bce_with_grad"]
 OUT_FUNCTIONS = GRAD_FUNCTIONS + ["softmax", "log_softmax"]
 BINARY = ["bce_logits", "bce_logits_with_grad", "bce", "bce_with_grad"]
 NLL = ["nll_loss", "nll_loss_with_grad"]
-ROWS = ["softmax", "log_softmax", "logsumexp", "entropy"]
 
 
 # --------------------------------------------------------------------------- the table
@@ -158,17 +157,7 @@ WRONG_KINDS = {
 # function -> the array arguments that must refuse each kind (where the API
 # accepts a kind, e.g. bool or string labels, it is left out)
 KIND_ARGS = {
-    "nll_loss": {"log_probs": "complex object str bool", "target": "complex object str bool",
-                 "weight": "complex object str bool"},
-    "bce_logits": {"logits": "complex object str bool", "target": "complex object str bool",
-                   "weight": "complex object str bool", "pos_weight": "complex object str bool"},
-    "bce": {"probs": "complex object str bool", "target": "complex object str bool",
-            "weight": "complex object str bool"},
-    "softmax": {"x": "complex object str bool"},
-    "log_softmax": {"x": "complex object str bool"},
-    "logsumexp": {"x": "complex object str bool"},
-    "entropy": {"p": "complex object str bool"},
-    "kl_divergence": {"p": "complex object str bool", "q": "complex object str bool"},
+    # the public operations' arrays and weights: test_operations.py, over the registry
     # Keras casts bool targets and labels to numbers, as Keras does
     "keras.binary_crossentropy": {"y_true": "complex object str",
                                   "y_pred": "complex object str bool"},
@@ -357,18 +346,11 @@ for _fn in ("bce_logits", "bce_logits_with_grad"):
 bad("sklearn.log_loss", ValueError, "sample_weight", r"\[4, 4, 3\]", "sklearn-sample_weight-short",
     sample_weight=np.ones(3))
 
-# ---- unknown reduction
+# ---- unknown reduction, axis out of range (or not an integer): for the public
+# operations, test_operations.py over every registry entry
 
-for _fn in NLL + BINARY:
-    for _r in ("avg", "Mean", None, 1, "sum "):
-        bad(_fn, ValueError, "reduction", re.escape(repr(_r)), f"{_fn}-reduction-{_r!r}",
-            reduction=_r)
-
-# ---- axis out of range (or not an integer)
-
-for _fn in NLL + ROWS + ["kl_divergence", "keras.binary_crossentropy",
-                         "keras.categorical_crossentropy",
-                         "keras.sparse_categorical_crossentropy"]:
+for _fn in ["keras.binary_crossentropy", "keras.categorical_crossentropy",
+            "keras.sparse_categorical_crossentropy"]:
     for _axis in (2, -3, np.int64(5), 10**20):
         bad(_fn, ValueError, "axis", rf"(?<![\w-]){re.escape(str(_axis))}(?!\d)",
             f"{_fn}-axis-{_axis}", axis=_axis)

@@ -12,9 +12,8 @@ import pytest
 from scipy.special import expit
 
 import fastxent
-from fastxent import reference
 
-from fastxent_testing import Snapshot, central_difference, check_loss_type, layouts, run_both
+from fastxent_testing import Snapshot, central_difference, check_loss_type, run_both
 from fastxent_testing import DTYPES, REDUCTIONS, RTOL_TIGHT as RTOL
 
 
@@ -562,69 +561,6 @@ def test_integer_inputs_compute_in_float64(backend, fns):
     assert loss.dtype == np.float32
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("fns", [BCE_LOGITS, BCE_PROBS], ids=["logits", "probs"])
-def test_any_memory_layout_gives_the_same_numbers(backend, rng, dtype, fns):
-    shape = (5, 6)
-    x = rng.uniform(0.01, 0.99, shape).astype(dtype)
-    t = rng.random(shape).astype(dtype)
-    w = rng.uniform(0.5, 2.0, shape).astype(dtype)
-    pw = rng.uniform(0.5, 2.0, shape).astype(dtype)
-    extra = {"pos_weight": pw} if fns is BCE_LOGITS else {}
-    for reduction in ("none", "mean"):
-        want_loss, want_grad = fns[1](x, t, weight=w, reduction=reduction, **extra)
-        for name, a in layouts(x):
-            b, c, d = dict(layouts(t))[name], dict(layouts(w))[name], dict(layouts(pw))[name]
-            cases = {"input": (a, t, w, pw), "target": (x, b, w, pw), "weight": (x, t, c, pw),
-                     "all": (a, b, c, d)}
-            for which, (xi, ti, wi, pwi) in cases.items():
-                where = f"{which} {name} {reduction}"
-                more = {"pos_weight": pwi} if fns is BCE_LOGITS else {}
-                snap = Snapshot(xi, ti, wi, pwi)
-                loss = fns[0](xi, ti, weight=wi, reduction=reduction, **more)
-                loss2, grad = fns[1](xi, ti, weight=wi, reduction=reduction, **more)
-                snap.assert_unchanged()
-                np.testing.assert_array_equal(loss, want_loss, err_msg=where)
-                np.testing.assert_array_equal(loss2, want_loss, err_msg=where)
-                np.testing.assert_array_equal(grad, want_grad, err_msg=where)
-                assert grad.flags.writeable and grad.shape == shape, where
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("fns", [BCE_LOGITS, BCE_PROBS], ids=["logits", "probs"])
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_out_is_returned_and_filled(backend, rng, dtype, fns, reduction):
-    shape = (4, 7)
-    x = rng.uniform(0.01, 0.99, shape).astype(dtype)
-    t = rng.random(shape).astype(dtype)
-    want_loss, want_grad = fns[1](x, t, reduction=reduction)
-    for name, out in [("c", np.empty(shape, dtype)), ("fortran", np.empty(shape, dtype, "F")),
-                      ("strided", np.empty((4, 14), dtype)[:, ::2])]:
-        out[...] = 123.0
-        snap = Snapshot(x, t)
-        loss, grad = fns[1](x, t, reduction=reduction, out=out)
-        snap.assert_unchanged()
-        assert grad is out, name
-        np.testing.assert_array_equal(grad, want_grad, err_msg=name)
-        np.testing.assert_array_equal(loss, want_loss, err_msg=name)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("fns", [BCE_LOGITS, BCE_PROBS], ids=["logits", "probs"])
-def test_out_is_the_input_overwrites_it(backend, rng, dtype, fns):
-    shape = (300, 257)  # several kernel blocks
-    x = rng.uniform(0.01, 0.99, shape).astype(dtype)
-    t = rng.random(shape).astype(dtype)
-    want_loss, want_grad = fns[1](x, t, reduction="sum")
-    for layout in ("c", "fortran", "strided"):
-        buf = {"c": x.copy(), "fortran": np.asfortranarray(x),
-               "strided": np.repeat(x, 2, axis=1)[:, ::2]}[layout]
-        loss, grad = fns[1](buf, t, reduction="sum", out=buf)
-        assert grad is buf, layout
-        np.testing.assert_array_equal(buf, want_grad, err_msg=layout)
-        np.testing.assert_array_equal(loss, want_loss, err_msg=layout)
-
-
 @pytest.mark.parametrize("fns", [BCE_LOGITS, BCE_PROBS], ids=["logits", "probs"])
 def test_out_is_validated(backend, fns):
     x = np.full((3, 4), 0.5)
@@ -645,21 +581,16 @@ def test_out_is_validated(backend, fns):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("fns", [BCE_LOGITS, BCE_PROBS], ids=["logits", "probs"])
-def test_thread_count_does_not_change_a_bit(backend, rng, dtype, fns):
+def test_several_blocks_on_two_threads_are_right(backend, rng, dtype, fns):
+    # (that 1, 2 and 3 threads give the same bits: test_operations, over the registry)
     shape = (3000, 37)  # ~4 blocks of the compiled kernel
     x = rng.uniform(0.001, 0.999, shape).astype(dtype)
     t = rng.random(shape).astype(dtype)
     w = rng.uniform(0.5, 2.0, (3000, 1)).astype(dtype)
     for reduction in REDUCTIONS:
-        results = []
-        for n in (1, 2):
-            with fastxent.num_threads(n):
-                loss = fns[0](x, t, weight=w, reduction=reduction)
-                loss2, grad = fns[1](x, t, weight=w, reduction=reduction)
-            results.append((np.asarray(loss).tobytes(), np.asarray(loss2).tobytes(),
-                            grad.tobytes()))
-        assert results[0] == results[1], reduction
-        # and the numbers are right (a float64 computation of the same sum)
+        with fastxent.num_threads(2):
+            loss = fns[0](x, t, weight=w, reduction=reduction)
+        # a float64 computation of the same sum
         if fns is BCE_PROBS:
             want, _ = torch_formula_bce(x, t, w, reduction)
         else:
@@ -671,13 +602,6 @@ def test_thread_count_does_not_change_a_bit(backend, rng, dtype, fns):
 
 
 ALL_FUNCTIONS = BCE_LOGITS + BCE_PROBS
-
-
-@pytest.mark.parametrize("fn", ALL_FUNCTIONS, ids=lambda f: f.__name__)
-def test_bad_reduction(backend, fn):
-    for reduction in ["avg", "MEAN", None, "", 1]:
-        with pytest.raises(ValueError, match="reduction"):
-            fn(np.full((2, 3), 0.5), np.zeros((2, 3)), reduction=reduction)
 
 
 @pytest.mark.parametrize("fn", ALL_FUNCTIONS, ids=lambda f: f.__name__)
@@ -700,34 +624,6 @@ def test_pos_weight_that_does_not_broadcast(backend, fn):
         fn(np.zeros((2, 3)), np.zeros((2, 3)), pos_weight=np.ones(2))
 
 
-@pytest.mark.parametrize("fn", ALL_FUNCTIONS, ids=lambda f: f.__name__)
-@pytest.mark.parametrize("kind", ["complex", "object", "bool"])
-def test_wrong_kind_of_array(backend, fn, kind):
-    good = np.full((2, 3), 0.5)
-    bad = {"complex": good.astype(np.complex128), "object": good.astype(object),
-           "bool": good > 0}[kind]
-    for which, args in {"input": (bad, good, None), "target": (good, bad, None),
-                        "weight": (good, good, bad)}.items():
-        with pytest.raises(TypeError):
-            fn(args[0], args[1], weight=args[2])
-            pytest.fail(f"no TypeError for a {kind} {which}")
-
-
 def test_binary_cross_entropy_takes_no_pos_weight(backend):
     with pytest.raises(TypeError):
         fastxent.binary_cross_entropy(np.full(3, 0.5), np.zeros(3), pos_weight=np.ones(3))
-
-
-@pytest.mark.parametrize("name", ["binary_cross_entropy_with_logits",
-                                  "binary_cross_entropy_with_logits_with_grad",
-                                  "binary_cross_entropy", "binary_cross_entropy_with_grad"])
-def test_reference_twins_match(rng, name):
-    # fastxent.reference is the NumPy backend whatever backend is selected
-    x = rng.uniform(0.01, 0.99, (50, 9))
-    t = rng.random((50, 9))
-    w = rng.uniform(0.5, 2.0, 9)
-    got = getattr(reference, name)(x, t, weight=w, reduction="none")
-    want = getattr(fastxent, name)(x, t, weight=w, reduction="none")
-    for g, e in zip(got if isinstance(got, tuple) else (got,),
-                    want if isinstance(want, tuple) else (want,)):
-        close(g, e, np.float64)

@@ -9,16 +9,13 @@ import numpy as np
 import pytest
 
 import fastxent
-from fastxent import reference
 
 from fastxent_testing import (
     Snapshot,
     central_difference,
     check_loss_type,
-    layouts,
     random_labels,
     run_both,
-    with_layout,
 )
 from fastxent_testing import DTYPES, REDUCTIONS, close_tight as close
 
@@ -324,46 +321,6 @@ def test_bad_arguments(backend, fn):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("axis", [-1, 0])
-def test_any_memory_layout_gives_the_same_numbers(backend, rng, dtype, axis):
-    shape = (5, 6)
-    batch_shape, n_classes = batch_shape_of(shape, axis)
-    x = random_log_probs(rng, shape, axis, dtype)
-    target = random_labels(rng, batch_shape, n_classes, ignore_index=-100)
-    w = rng.uniform(0.5, 2.0, n_classes).astype(dtype)
-    for reduction in ("none", "mean"):
-        want_loss, want_grad = run(x, target, weight=w, reduction=reduction, axis=axis)
-        tgt = with_layout(target, "strided")  # non-contiguous labels
-        tgt_ro = with_layout(target, "readonly")
-        w_rev = with_layout(w, "negative")  # negative stride
-        others = [(target, w), (tgt, w_rev), (tgt_ro, w), (tgt, w)]
-        for (name, a), (t, ww) in zip(layouts(x), others):
-            loss, grad = run(a, t, weight=ww, reduction=reduction, axis=axis)
-            np.testing.assert_array_equal(loss, want_loss, err_msg=name)
-            np.testing.assert_array_equal(grad, want_grad, err_msg=name)
-            assert grad.flags.writeable
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("axis", [-1, 0])
-def test_out_is_returned_and_filled(backend, rng, dtype, axis):
-    shape = (4, 7)
-    batch_shape, n_classes = batch_shape_of(shape, axis)
-    x = random_log_probs(rng, shape, axis, dtype)
-    target = random_labels(rng, batch_shape, n_classes, ignore_index=-100)
-    want_loss, want_grad = fastxent.nll_loss_with_grad(x, target, axis=axis)
-    for name, out in [("c", np.empty(shape, dtype)), ("fortran", np.empty(shape, dtype, "F")),
-                      ("strided", np.empty((4, 14), dtype)[:, ::2])]:
-        out[...] = np.nan
-        snap = Snapshot(x, target)
-        loss, grad = fastxent.nll_loss_with_grad(x, target, axis=axis, out=out)
-        snap.assert_unchanged()
-        assert grad is out, name
-        np.testing.assert_array_equal(grad, want_grad, err_msg=name)
-        np.testing.assert_array_equal(loss, want_loss, err_msg=name)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("axis", [-1, 0])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_out_is_log_probs_overwrites_them(torch, backend, rng, dtype, axis, reduction):
     shape = (3000, 20)  # several kernel blocks
@@ -396,33 +353,16 @@ def test_out_is_validated(backend):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_thread_count_does_not_change_a_bit(torch, backend, rng, dtype):
+def test_several_blocks_on_two_threads_match_torch(torch, backend, rng, dtype):
+    # (that 1, 2 and 3 threads give the same bits: test_operations, over the registry)
     shape = (6000, 20)  # ~4 blocks of the compiled kernel
     x = random_log_probs(rng, shape, -1, dtype)
     target = random_labels(rng, (6000,), 20, ignore_index=-100)
     w = rng.uniform(0.5, 2.0, 20).astype(dtype)
     for reduction in REDUCTIONS:
-        results = []
-        for n in (1, 2):
-            with fastxent.num_threads(n):
-                loss = fastxent.nll_loss(x, target, weight=w, reduction=reduction)
-                loss2, grad = fastxent.nll_loss_with_grad(x, target, weight=w,
-                                                          reduction=reduction)
-            results.append((np.asarray(loss).tobytes(), np.asarray(loss2).tobytes(),
-                            grad.tobytes()))
-        assert results[0] == results[1], reduction
+        with fastxent.num_threads(2):
+            loss = fastxent.nll_loss(x, target, weight=w, reduction=reduction)
+            _, grad = fastxent.nll_loss_with_grad(x, target, weight=w, reduction=reduction)
         want_loss, want_grad = torch_nll(torch, x, target, weight=w, reduction=reduction)
         close(loss, want_loss, dtype)
         close(grad, want_grad, dtype)
-
-
-@pytest.mark.parametrize("name", ["nll_loss", "nll_loss_with_grad"])
-def test_reference_twin_matches(rng, name):
-    # fastxent.reference (the NumPy backend) against the selected backend
-    x = random_log_probs(rng, (40, 6), -1, np.float64)
-    target = random_labels(rng, (40,), 6, ignore_index=-100)
-    got = getattr(reference, name)(x, target, weight=np.arange(1.0, 7.0), reduction="none")
-    want = getattr(fastxent, name)(x, target, weight=np.arange(1.0, 7.0), reduction="none")
-    for g, e in zip(got if isinstance(got, tuple) else (got,),
-                    want if isinstance(want, tuple) else (want,)):
-        close(g, e, np.float64)

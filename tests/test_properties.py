@@ -7,13 +7,20 @@ import numpy as np
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis", reason="hypothesis is not installed")
-from hypothesis import given, settings  # noqa: E402
+from hypothesis import assume, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import fastxent  # noqa: E402
 from fastxent import reference  # noqa: E402
 
-from fastxent_testing import with_layout  # noqa: E402
+from fastxent_testing import (  # noqa: E402
+    OPERATIONS,
+    as_tuple,
+    assert_close,
+    options_of,
+    selected_backend,
+    with_layout,
+)
 
 SETTINGS = settings(max_examples=60, deadline=None, derandomize=True)
 
@@ -119,3 +126,79 @@ def test_inputs_are_left_unchanged(case):
     fastxent.cross_entropy_with_grad(logits, target, **options)
     fastxent.cross_entropy(logits, target, **options)
     assert np.array_equal(logits, before[0]) and np.array_equal(target, before[1])
+
+
+# --------------------------------------------------------------------------- every operation
+# The same kinds of properties over every public operation of the registry
+# (fastxent_testing.OPERATIONS): a new operation is covered by its entry.
+
+
+@st.composite
+def operation_cases(draw, operations=OPERATIONS):
+    """(op, args, options): a registry operation on a drawn problem of
+    (rows, classes), dtype, variant (reduction, weight, axis, ...) and memory
+    layout of its first argument."""
+    op = draw(st.sampled_from(operations))
+    shape = (draw(st.integers(0, 30)), draw(st.integers(1, 40)))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    args, kwargs = op.make(rng, shape, dtype)
+    options = options_of(args, kwargs, draw(st.sampled_from(op.variants)))
+    layout = draw(st.sampled_from(["c", "fortran", "strided", "negative", "readonly"]))
+    return op, (with_layout(args[0], layout),) + args[1:], options
+
+
+def class_axis(options):
+    return options.get("axis", -1)
+
+
+@SETTINGS
+@given(operation_cases())
+def test_every_operation_compiled_equals_its_twin(case):
+    op, args, options = case
+    with selected_backend("compiled"):
+        got = as_tuple(op.fn(*args, **options))
+    want = as_tuple(op.twin(*args, **options))
+    for g, w in zip(got, want, strict=True):
+        assert g.dtype == w.dtype and g.shape == w.shape, options
+        assert_close(g, w, args[0].dtype, rtols=op.rtols, err_msg=f"{op} {options}")
+
+
+SHIFT_INVARIANT = [
+    op for op in OPERATIONS if op.make.__name__ in ("_labels", "_class_probs", "_rows")
+    and op.name != "logsumexp"
+]
+
+
+@SETTINGS
+@given(operation_cases(SHIFT_INVARIANT), st.sampled_from([-50.0, -1.0, 3.0, 100.0]))
+def test_adding_a_constant_to_each_row_of_logits_changes_nothing(case, scale):
+    """Losses on logits, softmax and log_softmax depend on each row's logits only
+    up to a constant: shift every row by its own multiple of `scale`."""
+    op, args, options = case
+    logits = args[0]
+    shift_shape = [1, 1]
+    shift_shape[class_axis(options) + 1] = logits.shape[class_axis(options) + 1]
+    # -scale, 0 or +scale: rows shifted differently, none by more than |scale|
+    shift = scale * (np.arange(shift_shape[0] * shift_shape[1]) % 3 - 1.0).reshape(shift_shape)
+    shifted = logits + shift.astype(logits.dtype)
+    got = as_tuple(op.fn(shifted, *args[1:], **options))
+    want = as_tuple(op.fn(logits, *args[1:], **options))
+    # |shift| + |logits| loses bits of the logits themselves in float32
+    slack = 1 + abs(scale) * (50 if logits.dtype == np.float32 else 1)
+    rtol, atol = tolerance(logits.dtype)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=rtol * slack, atol=atol * slack, err_msg=f"{op}")
+
+
+@SETTINGS
+@given(operation_cases([op for op in OPERATIONS if op.name in ("softmax", "log_softmax")]))
+def test_softmax_rows_sum_to_one(case):
+    op, (x,), options = case
+    y = np.asarray(op.fn(x, **options), dtype=np.float64)
+    probs = y if op.name == "softmax" else np.exp(y)
+    n_classes = x.shape[class_axis(options)]
+    assume(n_classes > 0)  # a row of no classes sums to 0
+    rtol, _ = tolerance(x.dtype)
+    np.testing.assert_allclose(probs.sum(axis=class_axis(options)), 1.0, rtol=rtol * n_classes)
+    assert np.all(probs >= 0)

@@ -12,9 +12,8 @@ import scipy.special as sp
 import scipy.stats
 
 import fastxent
-from fastxent import reference
 
-from fastxent_testing import Snapshot, layouts
+from fastxent_testing import Snapshot
 from fastxent_testing import DTYPES, RTOL_TIGHT as RTOL, close_tight as close
 
 
@@ -260,20 +259,6 @@ def test_out_is_returned_and_filled(backend, rng, dtype, name, shape, axis):
         close(out, want, dtype, err_msg=label)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("name", SOFTMAXES)
-@pytest.mark.parametrize("axis", [-1, 0])
-def test_out_is_x_works_in_place(backend, rng, dtype, name, axis):
-    x = (rng.standard_normal((300, 130)) * 3).astype(dtype)
-    want = scipy_reference(name, x, axis)
-    for layout in ("c", "fortran", "strided"):
-        buf = {"c": x.copy(), "fortran": np.asfortranarray(x),
-               "strided": np.repeat(x, 2, axis=1)[:, ::2]}[layout]
-        result = getattr(fastxent, name)(buf, axis=axis, out=buf)
-        assert result is buf, layout
-        close(buf, want, dtype, err_msg=layout)
-
-
 def test_out_is_validated(backend):
     x = np.zeros((3, 4))
     with pytest.raises(ValueError, match="out"):
@@ -445,82 +430,10 @@ def test_reductions_over_an_empty_axis_as_scipy(backend, dtype, shape, axis):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("axis", [-1, 0])
-def test_any_memory_layout_gives_the_same_numbers(backend, rng, dtype, axis):
-    x = (rng.standard_normal((6, 7)) * 4).astype(dtype)
-    p = random_distributions(rng, (6, 7), axis, dtype)
-    q = random_distributions(rng, (6, 7), axis, dtype, zeros=False)
-    want = {name: call(name, x, axis=axis) for name in ROW_FUNCTIONS}
-    want_h = call("entropy", p, axis=axis)
-    want_kl = call("kl_divergence", p, q, axis=axis)
-    for label, a in layouts(x):
-        for name in ROW_FUNCTIONS:
-            result = call(name, a, axis=axis)
-            np.testing.assert_array_equal(result, want[name], err_msg=f"{name} {label}")
-            if name in SOFTMAXES:
-                assert result.flags.writeable
-    for (label, a), (_, b) in zip(layouts(p), layouts(q)):
-        np.testing.assert_array_equal(call("entropy", a, axis=axis), want_h, err_msg=label)
-        np.testing.assert_array_equal(call("kl_divergence", a, b, axis=axis), want_kl,
-                                      err_msg=label)
-        np.testing.assert_array_equal(call("kl_divergence", p, b, axis=axis), want_kl,
-                                      err_msg=label)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_thread_count_does_not_change_a_bit(backend, rng, dtype):
-    x = (rng.standard_normal((4000, 33)) * 4).astype(dtype)
+def test_kl_divergence_of_several_blocks_on_two_threads_matches_scipy(backend, rng, dtype):
+    # (that 1, 2 and 3 threads give the same bits: test_operations, over the registry)
     p = random_distributions(rng, (4000, 33), -1, dtype)
     q = random_distributions(rng, (4000, 33), -1, dtype, zeros=False)
-    calls = {
-        "softmax": lambda: fastxent.softmax(x),
-        "log_softmax": lambda: fastxent.log_softmax(x),
-        "logsumexp": lambda: fastxent.logsumexp(x),
-        "softmax-axis0": lambda: fastxent.softmax(x, axis=0),
-        "entropy": lambda: fastxent.entropy(p),
-        "kl_divergence": lambda: fastxent.kl_divergence(p, q, base=2),
-    }
-    for name, fn in calls.items():
-        with fastxent.num_threads(1):
-            one = fn()
-        with fastxent.num_threads(2):
-            two = fn()
-        assert one.tobytes() == two.tobytes(), name
+    with fastxent.num_threads(2):
+        two = fastxent.kl_divergence(p, q, base=2)
     close(two, rel_entr_sum(p, q, base=2), dtype)
-
-
-ALL_FUNCTIONS = [
-    pytest.param(lambda a, **k: fastxent.softmax(a, **k), id="softmax"),
-    pytest.param(lambda a, **k: fastxent.log_softmax(a, **k), id="log_softmax"),
-    pytest.param(lambda a, **k: fastxent.logsumexp(a, **k), id="logsumexp"),
-    pytest.param(lambda a, **k: fastxent.entropy(a, **k), id="entropy"),
-    pytest.param(lambda a, **k: fastxent.kl_divergence(a, np.ones(np.shape(a)), **k),
-                 id="kl_p"),
-    pytest.param(lambda a, **k: fastxent.kl_divergence(np.ones(np.shape(a)), a, **k),
-                 id="kl_q"),
-]
-
-
-@pytest.mark.parametrize("fn", ALL_FUNCTIONS)
-def test_bad_arguments(backend, fn):
-    good = np.full((2, 3), 0.5)
-    for bad in (good.astype(np.complex128), good.astype(object), good > 0):
-        with pytest.raises(TypeError):
-            fn(bad)
-    with pytest.raises(ValueError, match="axis"):
-        fn(good, axis=2)
-    with pytest.raises(ValueError, match="axis"):
-        fn(good, axis=-3)
-    with pytest.raises(TypeError, match="axis"):
-        fn(good, axis=1.0)
-
-
-@pytest.mark.parametrize("name", ["softmax", "log_softmax", "logsumexp", "entropy"])
-def test_reference_twin_matches(rng, name):
-    x = rng.random((30, 8))
-    close(getattr(reference, name)(x, axis=0), getattr(fastxent, name)(x, axis=0), np.float64)
-
-
-def test_reference_kl_twin_matches(rng):
-    p, q = rng.random((30, 8)), rng.random((30, 8))
-    close(reference.kl_divergence(p, q), fastxent.kl_divergence(p, q), np.float64)

@@ -281,7 +281,14 @@ def classes_last(arr, axis, dtype):
     moved = moveaxis(arr, axis, -1)
     rows = math.prod(moved.shape[:-1])  # explicit: reshape(-1, 0) is ambiguous
     flat = kernel_array(moved, dtype).reshape(rows, moved.shape[-1])
-    return flat, not np.may_share_memory(flat, arr)
+    return flat, is_private_copy(flat, arr)
+
+
+def is_private_copy(flat, arr):
+    """Whether flat is a new array the kernels may write into. An empty one
+    may still be a view of arr (read-only, perhaps): NumPy says zero-size
+    arrays share no memory."""
+    return flat.size > 0 and not np.may_share_memory(flat, arr)
 
 
 def prepare_rows(x, axis, name, *, want_result=False, out=None, others=None):
@@ -534,7 +541,7 @@ def _flat2d(arr, dtype):
     flat = kernel_array(arr, dtype)
     cols = flat.shape[-1] if flat.ndim else 1
     rows = math.prod(flat.shape[:-1]) if flat.ndim else 1
-    return flat.reshape(rows, cols), not np.may_share_memory(flat, arr)
+    return flat.reshape(rows, cols), is_private_copy(flat, arr)
 
 
 def _broadcast_weight(weight, name, shape, dtype):
