@@ -26,7 +26,7 @@ from ._version import __version__
 from . import keras, reference, sklearn, stream  # noqa: E402  (submodules: fastxent.reference etc.)
 
 
-def test(*pytest_args):
+def test(*pytest_args: str) -> int:
     """Runs the test-suite installed with fastxent against this installation
     and returns pytest's exit code (0: all passed); arguments go to pytest.
     Needs pytest and the test requirements: pip install "fastxent[test]"."""
@@ -35,7 +35,7 @@ def test(*pytest_args):
     return run_tests(*pytest_args)
 
 
-test.__test__ = False  # not a test function, for pytest's collection
+test.__test__ = False  # type: ignore[attr-defined]  # not a test function, for pytest's collection
 
 __all__ = [
     "__version__",

@@ -1,12 +1,77 @@
 """Losses from logits, with the semantics of torch.nn.functional."""
 
+from __future__ import annotations
+
+from typing import Any, Literal, overload
+
+from ._typing import ArrayLike, Float, FloatArray, FloatScalar, NDArray, Reduced, Reduction
 from ._losses import BinaryInput, Scores, binary_loss, class_loss
 from ._validate import IGNORE_INDEX_DEFAULT, signature_hints
 
 
+@overload
+def cross_entropy(
+    logits: NDArray[Float],
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    ignore_index: int = ...,
+    reduction: Reduced = ...,
+    label_smoothing: float = ...,
+    axis: int | None = ...,
+) -> Float: ...
+
+
+@overload
+def cross_entropy(
+    logits: NDArray[Float],
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    ignore_index: int = ...,
+    reduction: Literal["none"],
+    label_smoothing: float = ...,
+    axis: int | None = ...,
+) -> NDArray[Float]: ...
+
+
+@overload
+def cross_entropy(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    ignore_index: int = ...,
+    reduction: Reduced = ...,
+    label_smoothing: float = ...,
+    axis: int | None = ...,
+) -> FloatScalar: ...
+
+
+@overload
+def cross_entropy(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    ignore_index: int = ...,
+    reduction: Literal["none"],
+    label_smoothing: float = ...,
+    axis: int | None = ...,
+) -> FloatArray: ...
+
+
 @signature_hints
-def cross_entropy(logits, target, *, weight=None, ignore_index=IGNORE_INDEX_DEFAULT,
-                  reduction="mean", label_smoothing=0.0, axis=None):
+def cross_entropy(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = None,
+    ignore_index: int = IGNORE_INDEX_DEFAULT,
+    reduction: Reduction = "mean",
+    label_smoothing: float = 0.0,
+    axis: int | None = None,
+) -> Any:
     """Softmax cross-entropy of `logits` against `target`, as
     torch.nn.functional.cross_entropy with the classes on `axis`.
 
@@ -29,9 +94,74 @@ def cross_entropy(logits, target, *, weight=None, ignore_index=IGNORE_INDEX_DEFA
                       want_grad=False, out=None)
 
 
+@overload
+def cross_entropy_with_grad(
+    logits: NDArray[Float],
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    ignore_index: int = ...,
+    reduction: Reduced = ...,
+    label_smoothing: float = ...,
+    axis: int | None = ...,
+    out: NDArray[Float] | None = ...,
+) -> tuple[Float, NDArray[Float]]: ...
+
+
+@overload
+def cross_entropy_with_grad(
+    logits: NDArray[Float],
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    ignore_index: int = ...,
+    reduction: Literal["none"],
+    label_smoothing: float = ...,
+    axis: int | None = ...,
+    out: NDArray[Float] | None = ...,
+) -> tuple[NDArray[Float], NDArray[Float]]: ...
+
+
+@overload
+def cross_entropy_with_grad(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    ignore_index: int = ...,
+    reduction: Reduced = ...,
+    label_smoothing: float = ...,
+    axis: int | None = ...,
+    out: NDArray[Any] | None = ...,
+) -> tuple[FloatScalar, FloatArray]: ...
+
+
+@overload
+def cross_entropy_with_grad(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    ignore_index: int = ...,
+    reduction: Literal["none"],
+    label_smoothing: float = ...,
+    axis: int | None = ...,
+    out: NDArray[Any] | None = ...,
+) -> tuple[FloatArray, FloatArray]: ...
+
+
 @signature_hints
-def cross_entropy_with_grad(logits, target, *, weight=None, ignore_index=IGNORE_INDEX_DEFAULT,
-                            reduction="mean", label_smoothing=0.0, axis=None, out=None):
+def cross_entropy_with_grad(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = None,
+    ignore_index: int = IGNORE_INDEX_DEFAULT,
+    reduction: Reduction = "mean",
+    label_smoothing: float = 0.0,
+    axis: int | None = None,
+    out: NDArray[Any] | None = None,
+) -> Any:
     """(loss, d loss / d logits) of cross_entropy in one fused pass.
 
     With reduction="none" the gradient is that of loss.sum(). out: an array
@@ -45,9 +175,59 @@ def cross_entropy_with_grad(logits, target, *, weight=None, ignore_index=IGNORE_
                       want_grad=True, out=out)
 
 
+@overload
+def binary_cross_entropy_with_logits(
+    logits: NDArray[Float],
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    pos_weight: ArrayLike | None = ...,
+    reduction: Reduced = ...,
+) -> Float: ...
+
+
+@overload
+def binary_cross_entropy_with_logits(
+    logits: NDArray[Float],
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    pos_weight: ArrayLike | None = ...,
+    reduction: Literal["none"],
+) -> NDArray[Float]: ...
+
+
+@overload
+def binary_cross_entropy_with_logits(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    pos_weight: ArrayLike | None = ...,
+    reduction: Reduced = ...,
+) -> FloatScalar: ...
+
+
+@overload
+def binary_cross_entropy_with_logits(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    pos_weight: ArrayLike | None = ...,
+    reduction: Literal["none"],
+) -> FloatArray: ...
+
+
 @signature_hints
-def binary_cross_entropy_with_logits(logits, target, *, weight=None, pos_weight=None,
-                                     reduction="mean"):
+def binary_cross_entropy_with_logits(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = None,
+    pos_weight: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Any:
     """Binary cross-entropy of sigmoid(logits) against target in [0, 1],
     elementwise, as torch.nn.functional.binary_cross_entropy_with_logits:
     stable for any logit. weight and pos_weight (the weight of positive
@@ -56,9 +236,64 @@ def binary_cross_entropy_with_logits(logits, target, *, weight=None, pos_weight=
                        pos_weight=pos_weight, reduction=reduction, want_grad=False, out=None)
 
 
+@overload
+def binary_cross_entropy_with_logits_with_grad(
+    logits: NDArray[Float],
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    pos_weight: ArrayLike | None = ...,
+    reduction: Reduced = ...,
+    out: NDArray[Float] | None = ...,
+) -> tuple[Float, NDArray[Float]]: ...
+
+
+@overload
+def binary_cross_entropy_with_logits_with_grad(
+    logits: NDArray[Float],
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    pos_weight: ArrayLike | None = ...,
+    reduction: Literal["none"],
+    out: NDArray[Float] | None = ...,
+) -> tuple[NDArray[Float], NDArray[Float]]: ...
+
+
+@overload
+def binary_cross_entropy_with_logits_with_grad(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    pos_weight: ArrayLike | None = ...,
+    reduction: Reduced = ...,
+    out: NDArray[Any] | None = ...,
+) -> tuple[FloatScalar, FloatArray]: ...
+
+
+@overload
+def binary_cross_entropy_with_logits_with_grad(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    pos_weight: ArrayLike | None = ...,
+    reduction: Literal["none"],
+    out: NDArray[Any] | None = ...,
+) -> tuple[FloatArray, FloatArray]: ...
+
+
 @signature_hints
-def binary_cross_entropy_with_logits_with_grad(logits, target, *, weight=None, pos_weight=None,
-                                               reduction="mean", out=None):
+def binary_cross_entropy_with_logits_with_grad(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = None,
+    pos_weight: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+    out: NDArray[Any] | None = None,
+) -> Any:
     """(loss, d loss / d logits) of binary_cross_entropy_with_logits in one pass."""
     return binary_loss(logits, target, kind=BinaryInput.LOGITS, weight=weight,
                        pos_weight=pos_weight, reduction=reduction, want_grad=True, out=out)

@@ -3,16 +3,29 @@
 results back in the caller's shape and dtype. The public functions of
 _logits.py and _probs.py are thin calls of these."""
 
+from typing import Any
+
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from . import _config
 from ._kinds import BinaryInput, Scores
-from ._validate import position, prepare_binary, prepare_classes
+from ._validate import ClassProblem, position, prepare_binary, prepare_classes
 
 
 def class_loss(
-    scores, target, *, kind, weight, ignore_index, reduction, label_smoothing, axis, want_grad, out
-):
+    scores: ArrayLike,
+    target: ArrayLike,
+    *,
+    kind: Scores,
+    weight: ArrayLike | None,
+    ignore_index: int,
+    reduction: str,
+    label_smoothing: float,
+    axis: int | None,
+    want_grad: bool,
+    out: NDArray[Any] | None,
+) -> Any:
     """cross_entropy (kind Scores.LOGITS) or nll_loss (Scores.LOG_PROBS), and
     its gradient when want_grad: (loss, gradient), else the loss."""
     p = prepare_classes(
@@ -40,7 +53,7 @@ def class_loss(
     return (loss, p.finish_result()) if want_grad else loss
 
 
-def _no_classes(p, row_loss):
+def _no_classes(p: ClassProblem, row_loss: NDArray[Any] | None) -> tuple[float, float]:
     """(total, denominator) of a problem with zero classes, as PyTorch: a label
     that counts is out of range; each row's loss is an empty sum, 0, and a
     mean has nothing to count (NaN). The gradient is empty."""
@@ -54,8 +67,17 @@ def _no_classes(p, row_loss):
 
 
 def binary_loss(
-    x, target, *, kind, weight, pos_weight, reduction, want_grad, out, target_in_unit=True
-):
+    x: ArrayLike,
+    target: ArrayLike,
+    *,
+    kind: BinaryInput,
+    weight: ArrayLike | None,
+    pos_weight: ArrayLike | None,
+    reduction: str,
+    want_grad: bool,
+    out: NDArray[Any] | None,
+    target_in_unit: bool = True,
+) -> Any:
     """binary_cross_entropy_with_logits (kind BinaryInput.LOGITS) or
     binary_cross_entropy (BinaryInput.PROBS), and its gradient when want_grad.
     target_in_unit: refuse probability targets outside [0, 1] (PyTorch does;

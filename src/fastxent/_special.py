@@ -8,18 +8,22 @@ flattens them into one, then takes the same path; ``logsumexp``'s weights
 for accuracy near 0.
 """
 
+from __future__ import annotations
+
 import math
 import operator
+from typing import Any, Literal, overload
 
 import numpy as np
 
 from . import _config
 from ._kinds import Transform
+from ._typing import ArrayLike, Axes, Float, FloatArray, FloatScalar, NDArray
 from ._validate import (as_array, check_base, check_out, prepare_pair, prepare_rows,
                         result_dtype, signature_hints)
 
 
-def reduction_axes(axis, ndim):
+def reduction_axes(axis: Any, ndim: Any) -> Any:
     """The axes `axis` names (an int, a tuple of ints, or None for all) as a
     sorted tuple of non-negative ints, checked as NumPy checks them."""
     if axis is None:
@@ -43,7 +47,7 @@ def reduction_axes(axis, ndim):
     return tuple(sorted(normalised))
 
 
-def _single_axis(x_in, axis):
+def _single_axis(x_in: Any, axis: Any) -> Any:
     """The one axis to take the fast path along, or None when `axis` names
     several, none, or the input is 0-d."""
     if x_in.ndim == 0 or isinstance(axis, tuple) or axis is None and x_in.ndim != 1:
@@ -51,7 +55,7 @@ def _single_axis(x_in, axis):
     return 0 if axis is None else axis
 
 
-def _axes_last(x_in, axes):
+def _axes_last(x_in: Any, axes: Any) -> Any:
     """x_in with `axes` moved last and flattened into one: (moved, flat
     (rows, k)). A 0-d array is one row of one element when reduced over its
     (single, implicit) axis."""
@@ -63,7 +67,7 @@ def _axes_last(x_in, axes):
     return moved, moved.reshape(math.prod(x_in.shape[a] for a in rest), k)
 
 
-def _axes_back(flat_result, moved_shape, axes, ndim):
+def _axes_back(flat_result: Any, moved_shape: Any, axes: Any, ndim: Any) -> Any:
     """Undoes _axes_last on an N x C result: the caller's layout again."""
     if ndim == 0:
         return flat_result.reshape(())
@@ -72,7 +76,7 @@ def _axes_back(flat_result, moved_shape, axes, ndim):
     return np.transpose(flat_result.reshape(moved_shape), order)
 
 
-def _softmax(x, *, axis, out, transform):
+def _softmax(x: Any, *, axis: Any, out: Any, transform: Any) -> Any:
     x_in = as_array(x, "x")
     one = _single_axis(x_in, axis)
     if one is not None:
@@ -89,14 +93,32 @@ def _softmax(x, *, axis, out, transform):
     _config.kernels().softmax_rows(rows, transform=transform,
                                    n_threads=_config.threads_for(rows.x.size))
     result = _axes_back(rows.result, moved.shape, axes, x_in.ndim)
-    if out is None:
+    if out_view is None:
         return np.ascontiguousarray(result) if result.ndim else result
     np.copyto(out_view, result)  # through the base class: a subclass's copyto may lie
     return out
 
 
+@overload
+def softmax(
+    x: NDArray[Float],
+    *,
+    axis: Axes = ...,
+    out: NDArray[Float] | None = ...,
+) -> NDArray[Float]: ...
+
+
+@overload
+def softmax(
+    x: ArrayLike,
+    *,
+    axis: Axes = ...,
+    out: NDArray[Any] | None = ...,
+) -> FloatArray: ...
+
+
 @signature_hints
-def softmax(x, *, axis=-1, out=None):
+def softmax(x: ArrayLike, *, axis: Axes = -1, out: NDArray[Any] | None = None) -> Any:
     """exp(x) / sum(exp(x)) over `axis`, as scipy.special.softmax.
 
     axis: an int, a tuple of ints, or None for the whole array (SciPy's
@@ -106,8 +128,26 @@ def softmax(x, *, axis=-1, out=None):
     return _softmax(x, axis=axis, out=out, transform=Transform.SOFTMAX)
 
 
+@overload
+def log_softmax(
+    x: NDArray[Float],
+    *,
+    axis: Axes = ...,
+    out: NDArray[Float] | None = ...,
+) -> NDArray[Float]: ...
+
+
+@overload
+def log_softmax(
+    x: ArrayLike,
+    *,
+    axis: Axes = ...,
+    out: NDArray[Any] | None = ...,
+) -> FloatArray: ...
+
+
 @signature_hints
-def log_softmax(x, *, axis=-1, out=None):
+def log_softmax(x: ArrayLike, *, axis: Axes = -1, out: NDArray[Any] | None = None) -> Any:
     """x - logsumexp(x) over `axis`, as scipy.special.log_softmax.
 
     axis: an int, a tuple of ints, or None for the whole array (SciPy's
@@ -118,7 +158,7 @@ def log_softmax(x, *, axis=-1, out=None):
     return _softmax(x, axis=axis, out=out, transform=Transform.LOG_SOFTMAX)
 
 
-def _restore_reduced(values, x_shape, axes, keepdims):
+def _restore_reduced(values: Any, x_shape: Any, axes: Any, keepdims: Any) -> Any:
     """Per-row results of a reduction over `axes` in the caller's shape: the
     reduced axes removed, or kept with length 1 (a NumPy scalar for 0-d)."""
     kept = tuple(1 if a in axes else n for a, n in enumerate(x_shape))
@@ -128,8 +168,59 @@ def _restore_reduced(values, x_shape, axes, keepdims):
     return values[()]
 
 
+@overload
+def logsumexp(
+    x: NDArray[Float],
+    *,
+    axis: Axes = ...,
+    b: None = ...,
+    keepdims: bool = ...,
+    return_sign: Literal[False] = ...,
+) -> Float | NDArray[Float]: ...
+
+
+@overload
+def logsumexp(
+    x: NDArray[Float],
+    *,
+    axis: Axes = ...,
+    b: None = ...,
+    keepdims: bool = ...,
+    return_sign: Literal[True],
+) -> tuple[Float | NDArray[Float], Float | NDArray[Float]]: ...
+
+
+@overload
+def logsumexp(
+    x: ArrayLike,
+    *,
+    axis: Axes = ...,
+    b: ArrayLike | None = ...,
+    keepdims: bool = ...,
+    return_sign: Literal[False] = ...,
+) -> FloatScalar | FloatArray: ...
+
+
+@overload
+def logsumexp(
+    x: ArrayLike,
+    *,
+    axis: Axes = ...,
+    b: ArrayLike | None = ...,
+    keepdims: bool = ...,
+    return_sign: Literal[True],
+) -> tuple[FloatScalar | FloatArray, FloatScalar | FloatArray]: ...
+
+
 @signature_hints
-def logsumexp(x, *, axis=-1, b=None, keepdims=False, return_sign=False):
+def logsumexp(
+    x: ArrayLike,
+    *,
+    axis: Axes = -1,
+    b: ArrayLike | None = None,
+    keepdims: bool = False,
+    return_sign: bool = False,
+) -> Any:
     """log(sum(b * exp(x))) over `axis`, as scipy.special.logsumexp.
 
     axis: an int, a tuple of ints, or None for the whole array (SciPy's
@@ -173,7 +264,7 @@ def logsumexp(x, *, axis=-1, b=None, keepdims=False, return_sign=False):
     return result
 
 
-def _weighted_logsumexp(x, b, dtype):
+def _weighted_logsumexp(x: Any, b: Any, dtype: Any) -> Any:
     """(log|sum_j b_j exp(x_j)|, sign of the sum) of each row of x, in NumPy.
 
     The terms at the row's maximum M are set apart: with m their summed
@@ -203,7 +294,7 @@ def _weighted_logsumexp(x, b, dtype):
     return result.reshape(n_rows).astype(dtype), sign.reshape(n_rows).astype(dtype)
 
 
-def _entropy_sum(rows, *, q, base):
+def _entropy_sum(rows: Any, *, q: Any, base: Any) -> Any:
     log_base = check_base(base)
     result = np.empty(rows.x.shape[0], rows.dtype)
     _config.kernels().entropy_rows(rows, q=q, out=result,
@@ -213,8 +304,26 @@ def _entropy_sum(rows, *, q, base):
     return result
 
 
+@overload
+def entropy(
+    p: NDArray[Float],
+    *,
+    axis: Axes = ...,
+    base: float | None = ...,
+) -> Float | NDArray[Float]: ...
+
+
+@overload
+def entropy(
+    p: ArrayLike,
+    *,
+    axis: Axes = ...,
+    base: float | None = ...,
+) -> FloatScalar | FloatArray: ...
+
+
 @signature_hints
-def entropy(p, *, axis=-1, base=None):
+def entropy(p: ArrayLike, *, axis: Axes = -1, base: float | None = None) -> Any:
     """sum(scipy.special.entr(p)) over `axis`: -sum p log p, with 0 log 0 = 0.
 
     p is not renormalised. axis: an int, a tuple of ints, or None for the
@@ -230,8 +339,28 @@ def entropy(p, *, axis=-1, base=None):
     return _restore_reduced(_entropy_sum(rows, q=None, base=base), p_in.shape, axes, False)
 
 
+@overload
+def kl_divergence(
+    p: NDArray[Float],
+    q: NDArray[Float],
+    *,
+    axis: Axes = ...,
+    base: float | None = ...,
+) -> Float | NDArray[Float]: ...
+
+
+@overload
+def kl_divergence(
+    p: ArrayLike,
+    q: ArrayLike,
+    *,
+    axis: Axes = ...,
+    base: float | None = ...,
+) -> FloatScalar | FloatArray: ...
+
+
 @signature_hints
-def kl_divergence(p, q, *, axis=-1, base=None):
+def kl_divergence(p: ArrayLike, q: ArrayLike, *, axis: Axes = -1, base: float | None = None) -> Any:
     """sum(scipy.special.rel_entr(p, q)) over `axis`: sum p log(p / q), with
     0 log(0 / q) = 0 and +inf where q = 0 < p. Neither is renormalised.
     axis: an int, a tuple of ints, or None for the whole (broadcast) arrays."""

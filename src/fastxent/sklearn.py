@@ -25,8 +25,10 @@ to zero raise ZeroDivisionError for the mean.
 """
 
 import warnings
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from ._validate import as_array
 
@@ -35,8 +37,15 @@ __all__ = ["log_loss"]
 _PROBABILITY_DTYPES = (np.float64, np.float32, np.float16)
 
 
-def log_loss(y_true, y_proba=None, *, normalize=True, sample_weight=None, labels=None,
-             y_pred="deprecated"):
+def log_loss(
+    y_true: ArrayLike,
+    y_proba: ArrayLike | None = None,
+    *,
+    normalize: bool = True,
+    sample_weight: ArrayLike | None = None,
+    labels: ArrayLike | None = None,
+    y_pred: ArrayLike | str = "deprecated",
+) -> float:
     """Log loss (cross-entropy) of predicted probabilities, as
     sklearn.metrics.log_loss.
 
@@ -93,15 +102,17 @@ def log_loss(y_true, y_proba=None, *, normalize=True, sample_weight=None, labels
     return _average(loss, weight, normalize)
 
 
-def _clipped_log(probs, eps):
+def _clipped_log(probs: NDArray[Any], eps: Any) -> NDArray[Any]:
     """log of probs clipped at the epsilon of y_proba's dtype, as scikit-learn;
     float16 then computes in float32 (fastxent's dtype rule, and a more
     accurate log)."""
     clipped = np.clip(probs, eps, 1 - eps)
-    return np.log(clipped.astype(np.float32) if clipped.dtype == np.float16 else clipped)
+    logs: NDArray[Any] = np.log(clipped.astype(np.float32) if clipped.dtype == np.float16
+                                else clipped)
+    return logs
 
 
-def _probabilities(y_proba):
+def _probabilities(y_proba: ArrayLike) -> NDArray[Any]:
     """y_proba as a finite 1-D or 2-D float array of values in [0, 1]."""
     probs = as_array(y_proba, "y_proba")
     if probs.dtype.kind not in "biuf":
@@ -123,7 +134,7 @@ def _probabilities(y_proba):
     return probs
 
 
-def _label_array(values, name):
+def _label_array(values: ArrayLike, name: str) -> NDArray[Any]:
     """values as an array; a list that mixes strings and other labels is refused
     (NumPy would quietly turn the numbers into strings)."""
     arr = as_array(values, name)
@@ -135,7 +146,7 @@ def _label_array(values, name):
     return arr
 
 
-def _encode(target, labels):
+def _encode(target: NDArray[Any], labels: ArrayLike | None) -> tuple[NDArray[Any], NDArray[Any]]:
     """(classes, target): target as class indices (n_samples,) or, for a label
     indicator matrix, a bool matrix (n_samples, n_classes)."""
     if target.ndim == 2 and target.shape[1] == 1:  # a column of labels, as scikit-learn
@@ -184,7 +195,7 @@ def _encode(target, labels):
 _TABLE_SPAN = 1 << 20
 
 
-def _unique_inverse(values, name):
+def _unique_inverse(values: NDArray[Any], name: str) -> tuple[NDArray[Any], NDArray[Any]]:
     """np.unique(values, return_inverse=True), without sorting the samples when
     they are integers in a short range (classes 0..C-1: the labels themselves)."""
     if values.dtype.kind in "iu" and values.size:
@@ -198,10 +209,11 @@ def _unique_inverse(values, name):
                 return classes, values.astype(np.intp, copy=False)
             table = np.cumsum(present) - 1
             return classes, table[shifted]
-    return _unique(values, name, return_inverse=True)
+    classes, inverse = _unique(values, name, return_inverse=True)
+    return classes, inverse
 
 
-def _check_labels(values, name):
+def _check_labels(values: NDArray[Any], name: str) -> None:
     """Float labels must be whole numbers, as for scikit-learn."""
     if values.dtype.kind == "f":
         if np.isnan(values).any():
@@ -214,14 +226,14 @@ def _check_labels(values, name):
         raise TypeError(f"{name}: expected class labels, got dtype {values.dtype}")
 
 
-def _unique(values, name, **kwargs):
+def _unique(values: NDArray[Any], name: str, **kwargs: Any) -> Any:
     try:
         return np.unique(values, **kwargs)
     except TypeError:  # objects that cannot be sorted together
         raise ValueError(f"{name}: labels of mixed or unsortable types") from None
 
 
-def _sample_weight(sample_weight):
+def _sample_weight(sample_weight: ArrayLike) -> NDArray[Any]:
     weight = as_array(sample_weight, "sample_weight")
     if weight.dtype.kind not in "biuf":
         raise TypeError(f"sample_weight: expected real numbers, got dtype {weight.dtype}")
@@ -234,7 +246,7 @@ def _sample_weight(sample_weight):
     return weight.astype(np.float64)
 
 
-def _average(loss, weight, normalize):
+def _average(loss: NDArray[Any], weight: NDArray[Any] | None, normalize: bool) -> float:
     """The (weighted) mean or sum of the per-sample losses, accumulated in float64."""
     loss = loss.astype(np.float64)
     if weight is None:
