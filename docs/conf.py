@@ -17,6 +17,7 @@ release = version = fastxent.__version__
 extensions = [
     "myst_parser",
     "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
     "sphinx.ext.napoleon",
     "sphinx.ext.doctest",
     "sphinx.ext.mathjax",
@@ -34,6 +35,11 @@ napoleon_use_rtype = False
 autodoc_typehints = "signature"
 autodoc_preserve_defaults = True
 autodoc_member_order = "bysource"
+# The signatures show fastxent's type names (fastxent._typing, described in
+# conventions.md), not their expansions.
+autodoc_type_aliases = {name: name for name in (
+    "ArrayLike", "NDArray", "Float", "FloatArray", "FloatScalar", "Reduced", "Reduction", "Axes")}
+autosummary_generate = False
 
 html_theme = "alabaster"
 html_static_path = []

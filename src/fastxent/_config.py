@@ -140,12 +140,64 @@ _forked = _compiled.forked if _compiled is not None else (lambda: False)
 
 
 def get_backend() -> Literal["compiled", "numpy"]:
-    """"compiled" or "numpy": the implementation the public functions run."""
+    """The implementation the public functions run on.
+
+    Returns
+    -------
+    {"compiled", "numpy"}
+        "compiled": the Cython + OpenMP kernels; "numpy": the pure-NumPy
+        kernels of :mod:`fastxent.reference` (selected by :func:`set_backend`,
+        by ``FASTXENT_BACKEND=numpy`` at import, or the fallback when the
+        compiled extension cannot be imported).
+
+    See Also
+    --------
+    set_backend : Selects the backend.
+    show_config : The whole configuration.
+
+    Examples
+    --------
+    >>> import fastxent
+    >>> fastxent.get_backend() in ("compiled", "numpy")
+    True
+    """
     return _state["backend"]
 
 
 def set_backend(name: Literal["compiled", "numpy"]) -> None:
-    """Selects "compiled" (the Cython kernels) or "numpy" (fastxent.reference)."""
+    """Selects the implementation the public functions run on, for the whole
+    process.
+
+    Both give the same numbers (to rounding); "numpy" is the fallback and the
+    tests' oracle, much slower.
+
+    Parameters
+    ----------
+    name : {"compiled", "numpy"}
+        "compiled" for the Cython + OpenMP kernels, "numpy" for the pure-NumPy
+        kernels of :mod:`fastxent.reference`.
+
+    Raises
+    ------
+    ValueError
+        A `name` other than "compiled" and "numpy".
+    RuntimeError
+        "compiled" where the compiled extension is not available in this
+        installation.
+
+    See Also
+    --------
+    get_backend : The backend in use.
+
+    Examples
+    --------
+    >>> import fastxent
+    >>> previous = fastxent.get_backend()
+    >>> fastxent.set_backend("numpy")
+    >>> fastxent.get_backend()
+    'numpy'
+    >>> fastxent.set_backend(previous)
+    """
     if name not in BACKENDS:
         raise ValueError(f"name: expected one of {BACKENDS}, got {name!r}")
     if name == "compiled" and _compiled is None:
@@ -189,13 +241,37 @@ def _requested_threads() -> int:
 
 
 def get_num_threads() -> int:
-    """Threads the compiled kernels use: num_threads() / set_num_threads() /
-    FASTXENT_NUM_THREADS if set, else OMP_NUM_THREADS or the CPUs this process
-    may use (read at import), at most a threadpoolctl limit in force. The
-    OpenMP runtime's own setting (omp_set_num_threads, torch.set_num_threads)
-    does not change it, and fastxent never changes that setting. Always 1 in
-    a child made by fork() (from Python or from C), where OpenMP threads
-    could hang. At most max_threads()."""
+    """The number of threads the compiled kernels use.
+
+    Returns
+    -------
+    int
+        The count set by :func:`num_threads` (in this Python thread),
+        :func:`set_num_threads` or ``FASTXENT_NUM_THREADS``; else
+        ``OMP_NUM_THREADS`` or the CPUs this process may use (read at import);
+        at most a threadpoolctl limit in force, and at most ``max_threads()``
+        (4 x the CPUs this process may use). Always 1 in a child made by
+        ``fork()`` (from Python or from C), where OpenMP threads could hang, and
+        in a build without OpenMP.
+
+    Notes
+    -----
+    The OpenMP runtime's own setting (``omp_set_num_threads``,
+    ``torch.set_num_threads``) does not change it, and fastxent never changes
+    that setting: it passes its count to each parallel region. Small inputs use
+    fewer threads than this; results are the same bits for any count.
+
+    See Also
+    --------
+    set_num_threads : Sets the count for the process.
+    num_threads : Sets it for a block of code.
+
+    Examples
+    --------
+    >>> import fastxent
+    >>> fastxent.get_num_threads() >= 1
+    True
+    """
     if _forked():
         return 1
     n = _requested_threads()
@@ -252,16 +328,72 @@ def threads_for(n_elements: int) -> int:
 
 
 def set_num_threads(n: int) -> None:
-    """Sets the threads the compiled kernels use, for the whole process: from
-    1 to max_threads() (4 x the CPUs this process may use); more raise
-    ValueError."""
+    """Sets the number of threads the compiled kernels use, for the whole
+    process.
+
+    Parameters
+    ----------
+    n : int
+        From 1 to ``max_threads()``, 4 x the CPUs this process may use.
+
+    Raises
+    ------
+    ValueError
+        `n` not a positive integer (a bool included), or more than
+        ``max_threads()``.
+
+    See Also
+    --------
+    num_threads : The same for a block of code, in one Python thread.
+    get_num_threads : The count in use.
+
+    Examples
+    --------
+    >>> import fastxent
+    >>> previous = fastxent.get_num_threads()
+    >>> fastxent.set_num_threads(1)
+    >>> fastxent.get_num_threads()
+    1
+    >>> fastxent.set_num_threads(previous)
+    """
     _state["threads"] = _check_threads(n)
 
 
 @contextlib.contextmanager
 def num_threads(n: int) -> Iterator[int]:
-    """Uses `n` threads (1 to max_threads()) for the calls made by this Python
-    thread inside the block."""
+    """A context manager: the calls this Python thread makes inside the block
+    use `n` threads.
+
+    Other Python threads keep their own count; the previous count comes back
+    when the block ends, also on an exception.
+
+    Parameters
+    ----------
+    n : int
+        From 1 to ``max_threads()``, 4 x the CPUs this process may use.
+
+    Yields
+    ------
+    int
+        `n`.
+
+    Raises
+    ------
+    ValueError
+        `n` not a positive integer, or more than ``max_threads()`` (raised when
+        the block is entered).
+
+    See Also
+    --------
+    set_num_threads : The count for the whole process.
+
+    Examples
+    --------
+    >>> import fastxent
+    >>> with fastxent.num_threads(1):
+    ...     fastxent.get_num_threads()
+    1
+    """
     n = _check_threads(n)
     previous = getattr(_local, "threads", None)
     _local.threads = n
@@ -305,6 +437,22 @@ def config() -> dict[str, Any]:
 
 
 def show_config() -> None:
-    """Prints the version, backend, compiler, OpenMP runtime, SIMD path and threads."""
+    """Prints the configuration: fastxent's version, the backend, the compiler
+    and OpenMP runtime of the build, the SIMD path in use, the threads, and
+    the NumPy, Python and machine it runs on.
+
+    The same report as ``python -m fastxent info``; attach it to bug reports.
+
+    See Also
+    --------
+    get_backend, get_num_threads
+
+    Examples
+    --------
+    >>> import fastxent
+    >>> fastxent.show_config()  # doctest: +ELLIPSIS
+      version: ...
+      backend: ...
+    """
     for key, value in config().items():
         print(f"{key:>9}: {value}")

@@ -541,8 +541,24 @@ def linear_cross_entropy(
         A target that is neither integer nor float; a chunk size that is not
         an integer.
 
+    See Also
+    --------
+    linear_cross_entropy_with_grad : The loss and the gradients of the three inputs.
+    cross_entropy : The loss of given logits.
+    fastxent.reference.linear_cross_entropy : The unfused twin, on NumPy alone.
+
     Notes
     -----
+    The loss is that of :func:`cross_entropy` (its formula and PyTorch's
+    weighted mean) on the logits
+
+    .. math::
+
+        z_n = W h_n + b,
+
+    :math:`h_n` a row of `hidden`, :math:`W` `linear_weight` (V, H) and
+    :math:`b` `linear_bias`, which are never held whole.
+
     Chunk rule: a chunk's logits take at most 64 MiB (``rows = 64 MiB /
     (V * itemsize)``, 524 rows at V = 32,000 in float32). That is far beyond the
     caches, so the rule is set by the GEMMs and by memory: each chunk re-reads
@@ -708,7 +724,7 @@ def linear_cross_entropy_with_grad(
     label_smoothing: float = 0.0,
     chunk_size: int | tuple[int, int] | None = None,
 ) -> Any:
-    """(loss, d_hidden, d_weight[, d_bias]) of linear_cross_entropy, without N x V arrays.
+    r"""(loss, d_hidden, d_weight[, d_bias]) of linear_cross_entropy, without N x V arrays.
 
     The gradients are those of the loss (of ``loss.sum()`` with
     ``reduction="none"``) with respect to `hidden`, `linear_weight` and, when it
@@ -743,8 +759,22 @@ def linear_cross_entropy_with_grad(
     ValueError, IndexError, TypeError
         As linear_cross_entropy, before any computation.
 
+    See Also
+    --------
+    linear_cross_entropy : The loss alone.
+    cross_entropy_with_grad : The loss and gradient of given logits.
+
     Notes
     -----
+    With :math:`G` the gradient of the loss with respect to the logits (see
+    :func:`cross_entropy_with_grad`), computed chunk by chunk,
+
+    .. math::
+
+        \frac{\partial L}{\partial H} = G W, \qquad
+        \frac{\partial L}{\partial W} = G^\top H, \qquad
+        \frac{\partial L}{\partial b} = \sum_n G_n.
+
     Peak extra memory: the gradients themselves, plus one chunk's logits (64 MiB
     by default, see linear_cross_entropy), plus vectors of length N or V (and an
     8 MiB block where NumPy's BLAS cannot accumulate); never the N x V logits.

@@ -46,16 +46,90 @@ def log_loss(
     labels: ArrayLike | None = None,
     y_pred: ArrayLike | str = "deprecated",
 ) -> float:
-    """Log loss (cross-entropy) of predicted probabilities, as
-    sklearn.metrics.log_loss.
+    r"""Log loss (cross-entropy) of predicted probabilities, as
+    ``sklearn.metrics.log_loss`` (scikit-learn 1.9).
 
-    y_true: class labels (n_samples,) or (n_samples, 1), or a 0/1 label
-    indicator matrix (n_samples, n_classes). y_proba: probabilities
-    (n_samples, n_classes), or (n_samples,) of the positive (second) class.
-    normalize: the mean per sample if True, else the sum. sample_weight:
-    (n_samples,). labels: all the classes, when y_true does not show each of
-    them. y_pred: the old name of y_proba (scikit-learn 1.9 renamed it): it
-    still works, with a FutureWarning.
+    scikit-learn's argument order and semantics (not PyTorch's): truth first,
+    the mean per sample by default, a Python float back. scikit-learn itself is
+    not needed.
+
+    Parameters
+    ----------
+    y_true : array_like
+        Class labels, shape (n_samples,) or (n_samples, 1) (numbers, strings,
+        booleans: any labels that sort), or a 0/1 label indicator matrix
+        (n_samples, n_classes), one-hot or multilabel.
+    y_proba : array_like
+        Predicted probabilities, shape (n_samples, n_classes), the columns in
+        the sorted order of the classes; or (n_samples,) (or one column), the
+        probability of the second class. float64, float32 or float16 (other
+        dtypes are converted to float64).
+    normalize : bool, default True
+        True: the mean per sample (weighted by `sample_weight`); False: the sum.
+    sample_weight : array_like, shape (n_samples,), optional
+        A weight per sample.
+    labels : array_like, optional
+        All the classes, when `y_true` does not show each of them.
+    y_pred : array_like, optional
+        The old name of `y_proba` (scikit-learn 1.9 renamed it): it still
+        works, with a ``FutureWarning``.
+
+    Returns
+    -------
+    float
+        The loss, accumulated in float64, as a Python float.
+
+    Raises
+    ------
+    ValueError
+        Probabilities outside [0, 1] or not finite; inconsistent numbers of
+        samples; a single class without `labels` (or fewer than two `labels`);
+        labels of `y_true` missing from `labels`; a number of classes unlike
+        `y_proba`'s; non-integral float labels; a 2-D `y_true` that is not 0/1;
+        sample weights that are not finite or all zero; both `y_pred` and
+        `y_proba`.
+    TypeError
+        A `normalize` that is not a bool; arrays of the wrong kind; no
+        `y_proba`.
+    ZeroDivisionError
+        Weights that sum to zero, for the mean (as NumPy, and so scikit-learn).
+
+    Warns
+    -----
+    UserWarning
+        Rows of `y_proba` that do not sum to 1 (not an error), and `labels` not
+        in sorted order.
+
+    See Also
+    --------
+    fastxent.nll_loss : The loss from log-probabilities and class indices.
+    fastxent.cross_entropy : The loss from logits.
+
+    Notes
+    -----
+    With :math:`p_{nk}` clipped to :math:`[\epsilon, 1 - \epsilon]`,
+    :math:`\epsilon` the machine epsilon of `y_proba`'s dtype,
+
+    .. math::
+
+        L = -\frac{1}{\sum_n s_n} \sum_n s_n \sum_k y_{nk} \log p_{nk},
+
+    :math:`y_{nk}` 1 where sample :math:`n` is of class :math:`k` (several
+    classes for a multilabel row) and :math:`s_n` the sample weights (1 by
+    default); ``normalize=False`` drops the division.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastxent.sklearn import log_loss
+    >>> y_true = ["spam", "ham", "ham", "spam"]
+    >>> y_proba = np.array([[0.1, 0.9], [0.9, 0.1], [0.8, 0.2], [0.35, 0.65]])
+    >>> round(log_loss(y_true, y_proba), 4)
+    0.2162
+    >>> bool(np.isclose(log_loss(y_true, y_proba), -np.log([0.9, 0.9, 0.8, 0.65]).mean()))
+    True
+    >>> round(log_loss([0, 1, 1], [0.2, 0.7, 0.9], sample_weight=[1, 2, 1]), 4)
+    0.2605
     """
     if not (isinstance(y_pred, str) and y_pred == "deprecated"):
         if y_proba is not None:  # scikit-learn's words
