@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import math
 import operator
-from typing import Any, Literal, NamedTuple, overload
+from typing import Any, Literal, NamedTuple, Union, overload
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _blas, _logits, _special
 from ._partials import class_loss_parts
-from ._typing import Float, FloatArray, FloatScalar, Reduced, Reduction
+from ._typing import Float, FloatArray, FloatScalar, Loss, Reduced, Reduction
 from ._validate import (
     IGNORE_INDEX_DEFAULT,
     _index_target,
@@ -38,6 +38,11 @@ from ._validate import (
     reduce_loss,
     result_dtype,
 )
+
+# What linear_cross_entropy_with_grad returns: (loss, d_hidden, d_weight), and
+# d_bias with linear_bias (the overloads say which, and in which dtype).
+_Grad = NDArray[np.floating[Any]]
+LossAndGrads = Union[tuple[Loss, _Grad, _Grad], tuple[Loss, _Grad, _Grad, _Grad]]
 
 # The chunk rule (documented in linear_cross_entropy's docstring).
 CHUNK_BYTES = 64 * 2**20  # one chunk's logits
@@ -488,7 +493,7 @@ def linear_cross_entropy(
     reduction: Reduction = "mean",
     label_smoothing: float = 0.0,
     chunk_size: int | tuple[int, int] | None = None,
-) -> Any:
+) -> Loss:
     """Cross-entropy of ``hidden @ linear_weight.T + linear_bias``, without the N x V logits.
 
     The same numbers as ``cross_entropy(hidden @ linear_weight.T + linear_bias,
@@ -588,8 +593,9 @@ def linear_cross_entropy(
     >>> bool(np.isclose(loss, fastxent.cross_entropy(hidden @ head.T, labels)))
     True
     """
-    return _run(hidden, linear_weight, target, linear_bias, weight, ignore_index, reduction,
-                label_smoothing, chunk_size, want_grad=False)
+    loss: Loss = _run(hidden, linear_weight, target, linear_bias, weight, ignore_index,
+                      reduction, label_smoothing, chunk_size, want_grad=False)
+    return loss
 
 
 @overload
@@ -723,7 +729,7 @@ def linear_cross_entropy_with_grad(
     reduction: Reduction = "mean",
     label_smoothing: float = 0.0,
     chunk_size: int | tuple[int, int] | None = None,
-) -> Any:
+) -> LossAndGrads:
     r"""(loss, d_hidden, d_weight[, d_bias]) of linear_cross_entropy, without N x V arrays.
 
     The gradients are those of the loss (of ``loss.sum()`` with
@@ -794,5 +800,7 @@ def linear_cross_entropy_with_grad(
     >>> bool(np.allclose(d_hidden, d_logits @ head) and np.allclose(d_weight, d_logits.T @ hidden))
     True
     """
-    return _run(hidden, linear_weight, target, linear_bias, weight, ignore_index, reduction,
-                label_smoothing, chunk_size, want_grad=True)
+    results: LossAndGrads = _run(hidden, linear_weight, target, linear_bias, weight,
+                                 ignore_index, reduction, label_smoothing, chunk_size,
+                                 want_grad=True)
+    return results

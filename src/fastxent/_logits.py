@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Literal, overload
 
-from ._typing import ArrayLike, Float, FloatArray, FloatScalar, NDArray, Reduced, Reduction
+from ._typing import (ArrayLike, Float, FloatArray, FloatScalar, Loss, LossAndGrad, NDArray,
+                      Reduced, Reduction)
 from ._losses import BinaryInput, Scores, binary_loss, class_loss
 from ._validate import IGNORE_INDEX_DEFAULT, signature_hints
 
@@ -71,7 +72,7 @@ def cross_entropy(
     reduction: Reduction = "mean",
     label_smoothing: float = 0.0,
     axis: int | None = None,
-) -> Any:
+) -> Loss:
     r"""Softmax cross-entropy of `logits` against `target`, as
     ``torch.nn.functional.cross_entropy`` with the classes on `axis`.
 
@@ -277,7 +278,7 @@ def cross_entropy_with_grad(
     label_smoothing: float = 0.0,
     axis: int | None = None,
     out: NDArray[Any] | None = None,
-) -> Any:
+) -> LossAndGrad:
     r"""The loss of :func:`cross_entropy` and its gradient with respect to the
     logits, in one fused pass.
 
@@ -441,7 +442,7 @@ def binary_cross_entropy_with_logits(
     weight: ArrayLike | None = None,
     pos_weight: ArrayLike | None = None,
     reduction: Reduction = "mean",
-) -> Any:
+) -> Loss:
     r"""Binary cross-entropy of ``sigmoid(logits)`` against `target`,
     elementwise, as ``torch.nn.functional.binary_cross_entropy_with_logits``.
 
@@ -578,7 +579,7 @@ def binary_cross_entropy_with_logits_with_grad(
     pos_weight: ArrayLike | None = None,
     reduction: Reduction = "mean",
     out: NDArray[Any] | None = None,
-) -> Any:
+) -> LossAndGrad:
     r"""The loss of :func:`binary_cross_entropy_with_logits` and its gradient with
     respect to the logits, in one pass.
 

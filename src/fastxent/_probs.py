@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Literal, overload
 
-from ._typing import ArrayLike, Float, FloatArray, FloatScalar, NDArray, Reduced, Reduction
+from ._typing import (ArrayLike, Float, FloatArray, FloatScalar, Loss, LossAndGrad, NDArray,
+                      Reduced, Reduction)
 from ._losses import BinaryInput, Scores, binary_loss, class_loss
 from ._validate import IGNORE_INDEX_DEFAULT, signature_hints
 
@@ -56,7 +57,7 @@ def binary_cross_entropy(
     *,
     weight: ArrayLike | None = None,
     reduction: Reduction = "mean",
-) -> Any:
+) -> Loss:
     r"""Binary cross-entropy of probabilities `probs` against `target`,
     elementwise, as ``torch.nn.functional.binary_cross_entropy``.
 
@@ -175,7 +176,7 @@ def binary_cross_entropy_with_grad(
     weight: ArrayLike | None = None,
     reduction: Reduction = "mean",
     out: NDArray[Any] | None = None,
-) -> Any:
+) -> LossAndGrad:
     r"""The loss of :func:`binary_cross_entropy` and its gradient with respect to
     the probabilities, in one pass.
 
@@ -303,7 +304,7 @@ def nll_loss(
     ignore_index: int = IGNORE_INDEX_DEFAULT,
     reduction: Reduction = "mean",
     axis: int | None = None,
-) -> Any:
+) -> Loss:
     r"""Negative log-likelihood of class indices under log-probabilities, as
     ``torch.nn.functional.nll_loss`` with the classes on `axis`.
 
@@ -446,7 +447,7 @@ def nll_loss_with_grad(
     reduction: Reduction = "mean",
     axis: int | None = None,
     out: NDArray[Any] | None = None,
-) -> Any:
+) -> LossAndGrad:
     """The loss of :func:`nll_loss` and its gradient with respect to the
     log-probabilities, in one pass.
 

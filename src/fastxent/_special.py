@@ -18,7 +18,7 @@ import numpy as np
 
 from . import _config
 from ._kinds import Transform
-from ._typing import ArrayLike, Axes, Float, FloatArray, FloatScalar, NDArray
+from ._typing import ArrayLike, Axes, Float, FloatArray, FloatScalar, NDArray, ScalarOrArray
 from ._validate import (as_array, check_base, check_out, prepare_pair, prepare_rows,
                         result_dtype, signature_hints)
 
@@ -47,7 +47,7 @@ def reduction_axes(axis: Any, ndim: int) -> tuple[int, ...]:
     return tuple(sorted(normalised))
 
 
-def _single_axis(x_in: Any, axis: Any) -> Any:
+def _single_axis(x_in: NDArray[Any], axis: Any) -> int | None:
     """The one axis to take the fast path along, or None when `axis` names
     several, none, or the input is 0-d."""
     if x_in.ndim == 0 or isinstance(axis, tuple) or axis is None and x_in.ndim != 1:
@@ -55,7 +55,7 @@ def _single_axis(x_in: Any, axis: Any) -> Any:
     return 0 if axis is None else axis
 
 
-def _axes_last(x_in: Any, axes: Any) -> Any:
+def _axes_last(x_in: NDArray[Any], axes: tuple[int, ...]) -> tuple[NDArray[Any], NDArray[Any]]:
     """x_in with `axes` moved last and flattened into one: (moved, flat
     (rows, k)). A 0-d array is one row of one element when reduced over its
     (single, implicit) axis."""
@@ -67,7 +67,8 @@ def _axes_last(x_in: Any, axes: Any) -> Any:
     return moved, moved.reshape(math.prod(x_in.shape[a] for a in rest), k)
 
 
-def _axes_back(flat_result: Any, moved_shape: Any, axes: Any, ndim: Any) -> Any:
+def _axes_back(flat_result: NDArray[Any], moved_shape: tuple[int, ...], axes: tuple[int, ...],
+               ndim: int) -> NDArray[Any]:
     """Undoes _axes_last on an N x C result: the caller's layout again."""
     if ndim == 0:
         return flat_result.reshape(())
@@ -76,7 +77,7 @@ def _axes_back(flat_result: Any, moved_shape: Any, axes: Any, ndim: Any) -> Any:
     return np.transpose(flat_result.reshape(moved_shape), order)
 
 
-def _softmax(x: Any, *, axis: Any, out: Any, transform: Any) -> Any:
+def _softmax(x: ArrayLike, *, axis: Axes, out: NDArray[Any] | None, transform: Transform) -> NDArray[Any]:
     x_in = as_array(x, "x")
     one = _single_axis(x_in, axis)
     if one is not None:
@@ -92,11 +93,12 @@ def _softmax(x: Any, *, axis: Any, out: Any, transform: Any) -> Any:
     rows, _ = prepare_rows(flat, -1, "x", want_result=True)
     _config.kernels().softmax_rows(rows, transform=transform,
                                    n_threads=_config.threads_for(rows.x.size))
+    assert rows.result is not None  # want_result=True
     result = _axes_back(rows.result, moved.shape, axes, x_in.ndim)
     if out_view is None:
         return np.ascontiguousarray(result) if result.ndim else result
     np.copyto(out_view, result)  # through the base class: a subclass's copyto may lie
-    return out
+    return out  # type: ignore[return-value]  # not None: out_view is out's view
 
 
 @overload
@@ -118,7 +120,9 @@ def softmax(
 
 
 @signature_hints
-def softmax(x: ArrayLike, *, axis: Axes = -1, out: NDArray[Any] | None = None) -> Any:
+def softmax(
+    x: ArrayLike, *, axis: Axes = -1, out: NDArray[Any] | None = None
+) -> NDArray[np.floating[Any]]:
     r"""exp(x) / sum(exp(x)) over `axis`, as ``scipy.special.softmax``.
 
     Parameters
@@ -201,7 +205,9 @@ def log_softmax(
 
 
 @signature_hints
-def log_softmax(x: ArrayLike, *, axis: Axes = -1, out: NDArray[Any] | None = None) -> Any:
+def log_softmax(
+    x: ArrayLike, *, axis: Axes = -1, out: NDArray[Any] | None = None
+) -> NDArray[np.floating[Any]]:
     r"""x - logsumexp(x) over `axis`, as ``scipy.special.log_softmax``.
 
     Parameters
@@ -272,14 +278,16 @@ def log_softmax(x: ArrayLike, *, axis: Axes = -1, out: NDArray[Any] | None = Non
     return _softmax(x, axis=axis, out=out, transform=Transform.LOG_SOFTMAX)
 
 
-def _restore_reduced(values: Any, x_shape: Any, axes: Any, keepdims: Any) -> Any:
+def _restore_reduced(values: NDArray[Any], x_shape: tuple[int, ...], axes: tuple[int, ...],
+                     keepdims: bool) -> ScalarOrArray:
     """Per-row results of a reduction over `axes` in the caller's shape: the
     reduced axes removed, or kept with length 1 (a NumPy scalar for 0-d)."""
     kept = tuple(1 if a in axes else n for a, n in enumerate(x_shape))
     values = values.reshape(kept)
     if not keepdims:
         values = values.reshape(tuple(n for a, n in enumerate(x_shape) if a not in axes))
-    return values[()]
+    restored: ScalarOrArray = values[()]
+    return restored
 
 
 @overload
@@ -334,7 +342,7 @@ def logsumexp(
     b: ArrayLike | None = None,
     keepdims: bool = False,
     return_sign: bool = False,
-) -> Any:
+) -> ScalarOrArray | tuple[ScalarOrArray, ScalarOrArray]:
     r"""``log(sum(b * exp(x)))`` over `axis`, as ``scipy.special.logsumexp``.
 
     Parameters
@@ -433,10 +441,10 @@ def logsumexp(
         result, sign = _weighted_logsumexp(flat.astype(dtype), weights, dtype)
         if not return_sign:
             result[sign < 0] = np.nan
-    result = _restore_reduced(result, x_in.shape, axes, keepdims)
-    if return_sign:
-        return result, _restore_reduced(sign, x_in.shape, axes, keepdims)
-    return result
+    reduced = _restore_reduced(result, x_in.shape, axes, keepdims)
+    if return_sign and sign is not None:  # sign is computed whenever return_sign
+        return reduced, _restore_reduced(sign, x_in.shape, axes, keepdims)
+    return reduced
 
 
 def _weighted_logsumexp(x: Any, b: Any, dtype: Any) -> Any:
@@ -498,7 +506,7 @@ def entropy(
 
 
 @signature_hints
-def entropy(p: ArrayLike, *, axis: Axes = -1, base: float | None = None) -> Any:
+def entropy(p: ArrayLike, *, axis: Axes = -1, base: float | None = None) -> ScalarOrArray:
     r"""The entropy ``-sum(p * log(p))`` over `axis`: the sum of
     ``scipy.special.entr(p)``.
 
@@ -585,7 +593,9 @@ def kl_divergence(
 
 
 @signature_hints
-def kl_divergence(p: ArrayLike, q: ArrayLike, *, axis: Axes = -1, base: float | None = None) -> Any:
+def kl_divergence(
+    p: ArrayLike, q: ArrayLike, *, axis: Axes = -1, base: float | None = None
+) -> ScalarOrArray:
     r"""The relative entropy ``sum(p * log(p / q))`` over `axis`: the sum of
     ``scipy.special.rel_entr(p, q)``.
 

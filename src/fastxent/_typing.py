@@ -5,13 +5,13 @@ of the input's float dtype where that is float32 or float64 (the ``Float``
 type variable), else of the union (float16 gives float32, integers float64).
 """
 
-from typing import Literal, TypeVar, Union
+from typing import Any, Literal, TypeVar, Union
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 __all__ = ["ArrayLike", "Float", "FloatArray", "FloatScalar", "NDArray", "Reduction",
-           "Reduced", "Axis", "Axes"]
+           "Reduced", "Axis", "Axes", "Loss", "LossAndGrad", "ScalarOrArray"]
 
 #: The ``reduction=`` of every loss.
 Reduction = Literal["none", "sum", "mean"]
@@ -28,3 +28,10 @@ FloatScalar = Union[np.float32, np.float64]
 Axis = Union[int, None]
 #: The axes of a building block: one, several, or None for all.
 Axes = Union[int, tuple[int, ...], None]
+#: A float scalar or array: what a reduction returns whatever its arguments
+#: (the overloads say which, and in which dtype).
+ScalarOrArray = Union[np.floating[Any], NDArray[np.floating[Any]]]
+#: What a loss function returns: a scalar ("sum", "mean") or an array ("none").
+Loss = ScalarOrArray
+#: What a *_with_grad function returns: the loss and its gradient.
+LossAndGrad = tuple[Loss, NDArray[np.floating[Any]]]

@@ -274,10 +274,12 @@ class Rows:
         np.copyto(base_view(self.out), result)
         return self.out
 
-    def per_row(self, values: NDArray[Any]) -> Any:
+    def per_row(self, values: NDArray[Any]) -> np.floating[Any] | NDArray[np.floating[Any]]:
         """Per-row values in the caller's shape without the class axis (a NumPy
         scalar when that shape is ())."""
-        return values.reshape(self.batch_shape)[()]
+        restored: np.floating[Any] | NDArray[np.floating[Any]]
+        restored = values.reshape(self.batch_shape)[()]
+        return restored
 
 
 def moveaxis(arr: NDArray[Any], source: int, destination: int) -> NDArray[Any]:
