@@ -125,12 +125,12 @@ def check_axis(axis: Any, ndim: int, name: str) -> int:
     try:
         if _is_bool(axis):  # not an integer here, as for NumPy and PyTorch
             raise TypeError
-        axis = _as_index(axis)
+        index = _as_index(axis)
     except TypeError:
         raise TypeError(f"axis: expected an integer, got {axis!r}") from None
-    if not -ndim <= axis < ndim:
-        raise ValueError(f"axis: {axis} is out of range for {name} with {ndim} dimension(s)")
-    return int(axis) % ndim
+    if not -ndim <= index < ndim:
+        raise ValueError(f"axis: {index} is out of range for {name} with {ndim} dimension(s)")
+    return index % ndim
 
 
 def check_label_smoothing(value: Any) -> float:
@@ -165,12 +165,12 @@ def check_ignore_index(value: Any) -> int:
     try:
         if _is_bool(value):  # not an integer here, as for PyTorch
             raise TypeError
-        value = _as_index(value)
+        index = _as_index(value)
     except TypeError:
         raise TypeError(f"ignore_index: expected an integer, got {value!r}") from None
-    if not _INT64_MIN <= value <= _INT64_MAX:
-        raise ValueError(f"ignore_index: {value} is outside the 64-bit integer range of labels")
-    return int(value)
+    if not _INT64_MIN <= index <= _INT64_MAX:
+        raise ValueError(f"ignore_index: {index} is outside the 64-bit integer range of labels")
+    return index
 
 
 def check_base(base: Any) -> float | None:
