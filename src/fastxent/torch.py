@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from torch.nn import _reduction
 from torch.overrides import has_torch_function_variadic
 
-from ._bridge_docs import fill
+from ._bridges import Reduction, fill
 from ._losses import BinaryInput, Scores, binary_loss, class_loss
 from ._validate import IGNORE_INDEX_DEFAULT
 
@@ -61,7 +61,6 @@ __all__ = [
     "nll_loss",
 ]
 
-Reduction: TypeAlias = Literal["none", "mean", "sum"]
 Backend: TypeAlias = Literal["auto", "fastxent", "torch"]
 # kernel(x, out, want_grad=True): the loss (and gradient) of the NumPy view x
 Kernel: TypeAlias = Callable[..., Any]

@@ -1,7 +1,9 @@
-"""Docstring sections the framework bridges share (fastxent.torch, fastxent.jax).
+"""What the framework bridges (fastxent.torch, fastxent.jax, fastxent.keras,
+fastxent.dask) share: their option types, and `fill`, which writes the
+documentation of options many functions take once.
 
 A bridge's functions take several identical options; their documentation is
-written once here and put into each function's docstring by `fill`, so that
+written once and put into each function's docstring by `fill`, so that
 ``help()`` and the Sphinx pages still show every function whole.
 """
 
@@ -10,7 +12,9 @@ from __future__ import annotations
 import inspect
 import textwrap
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Literal, TypeAlias, TypeVar
+
+Reduction: TypeAlias = Literal["none", "mean", "sum"]
 
 _Documented = TypeVar("_Documented", bound=Callable[..., object])
 
