@@ -35,6 +35,7 @@ for class labels is one light pass over the labels alone.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import partial
 from typing import Any, TypeAlias, cast
 
@@ -292,7 +293,7 @@ def _fused_block(x: Block, t: Block, *, is_index: bool, log_probs: bool, reducti
     target = t[..., 0] if is_index else t
     origin = _origin(block_info)[:-1]
     if reduction == "none":
-        fn = _probs.nll_loss if log_probs else _logits.cross_entropy
+        fn: Callable[..., Block] = _probs.nll_loss if log_probs else _logits.cross_entropy
         kwargs = dict(options, reduction="none")
         if log_probs:
             kwargs.pop("label_smoothing")
@@ -389,7 +390,7 @@ def _merge_stats_block(stats: Block, log_probs: bool = False) -> Block:
     return np.stack([loss, lse, a_row], axis=-1)
 
 
-def _split_grad_block(x: Block, t: Block, lse: Block, a_row: Block, scale: Any, *,
+def _split_grad_block(x: Block, t: Block, lse: Block, a_row: Block, scale: Block | float, *,
                       is_index: bool, n_classes: int, options: Options, dtype: np.dtype[Any],
                       log_probs: bool, block_info: BlockInfo = None) -> Block:
     """The gradient of a class block: scale * (A softmax - w q), or
@@ -421,7 +422,8 @@ def _row_stats(x: da.Array, t: da.Array, is_index: bool, n_classes: int, options
 
 def _class_loss(scores: DaskArrayLike, target: DaskArrayLike, weight: ArrayLike | None,
                 ignore_index: int, reduction: str, label_smoothing: float, axis: int | None,
-                want_grad: bool, log_probs: bool = False) -> Any:
+                want_grad: bool, log_probs: bool = False
+                ) -> da.Array | tuple[da.Array, da.Array]:
     name = "log_probs" if log_probs else "logits"
     x, t, is_index, dtype, reduction, axis, options = _class_inputs(
         scores, target, weight, ignore_index, reduction, label_smoothing, axis, name,
@@ -708,7 +710,7 @@ def _binary_weight(weight: DaskArrayLike | None, name: str, x: da.Array) -> da.A
 def _binary_block(x: Block, t: Block, w: Block | None, pw: Block | None, *, from_logits: bool,
                   reduction: str, scale: float, want_grad: bool,
                   block_info: BlockInfo = None) -> Any:
-    options = dict(weight=w, from_logits=from_logits, origin=_origin(block_info))
+    options: dict[str, Any] = dict(weight=w, from_logits=from_logits, origin=_origin(block_info))
     if from_logits:
         options["pos_weight"] = pw
     if reduction == "none":
@@ -730,7 +732,7 @@ def _binary_block(x: Block, t: Block, w: Block | None, pw: Block | None, *, from
 
 def _binary_loss(x: DaskArrayLike, target: DaskArrayLike, weight: DaskArrayLike | None,
                  pos_weight: DaskArrayLike | None, reduction: str, want_grad: bool,
-                 from_logits: bool) -> Any:
+                 from_logits: bool) -> da.Array | tuple[da.Array, da.Array]:
     name = "logits" if from_logits else "probs"
     reduction = check_reduction(reduction)
     x = _as_dask(x, name)

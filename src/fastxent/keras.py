@@ -419,7 +419,8 @@ def _clip(p: FloatArray) -> FloatArray:
 
 def _renormalised(p: FloatArray, axis: int) -> FloatArray:
     with np.errstate(divide="ignore", invalid="ignore"):  # a zero row gives NaN, as Keras
-        return p / p.sum(axis=axis, keepdims=True)
+        ratio: FloatArray = p / p.sum(axis=axis, keepdims=True)
+    return ratio
 
 
 def _ignore_class(ignore_class: Any) -> int | None:
