@@ -28,8 +28,10 @@ def fill(**sections: str) -> Callable[[_Documented], _Documented]:
     """
 
     def apply(function: _Documented) -> _Documented:
+        if function.__doc__ is None:  # python -OO: no docstrings
+            return function
         lines = []
-        for line in inspect.cleandoc(function.__doc__ or "").splitlines():
+        for line in inspect.cleandoc(function.__doc__).splitlines():
             stripped = line.strip()
             if stripped.startswith("{") and stripped.endswith("}") and " " not in stripped:
                 text = inspect.cleandoc(sections[stripped[1:-1]])

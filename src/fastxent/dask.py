@@ -434,7 +434,8 @@ def _class_loss(scores: DaskArrayLike, target: DaskArrayLike, weight: ArrayLike 
     batch_chunks = x.chunks[:-1]
 
     if x.numblocks[-1] == 1:  # whole rows in each block: the fused kernel
-        kw: dict[str, Any] = dict(is_index=is_index, log_probs=log_probs, reduction=reduction, options=options)
+        kw: dict[str, Any] = dict(is_index=is_index, log_probs=log_probs, reduction=reduction,
+                                  options=options)
         if not want_grad:
             if reduction == "none":
                 return da.map_blocks(partial(_fused_block, **kw), x, _row_target(t, is_index),

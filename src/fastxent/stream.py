@@ -148,7 +148,8 @@ def chunk_parts(predictions: ArrayLike, target: ArrayLike, *, from_logits: bool 
     correct = counted = 0.0
     if accuracy:
         correct, counted = _hits(scores, targets, ignore_index, axis)
-    rows = targets.size if targets.dtype.kind in "iu" else targets.size // max(1, scores.shape[axis])
+    rows = (targets.size if targets.dtype.kind in "iu"
+            else targets.size // max(1, scores.shape[axis]))
     return ChunkParts(loss_sum, denominator, correct, counted, int(rows))
 
 
@@ -321,7 +322,8 @@ def _run(blocks: Iterable[Block], **options: Any) -> Result:
     return acc.result()
 
 
-def cross_entropy(blocks: Iterable[Block], *, weight: ArrayLike | None = None, ignore_index: int = IGNORE_INDEX_DEFAULT,
+def cross_entropy(blocks: Iterable[Block], *, weight: ArrayLike | None = None,
+                  ignore_index: int = IGNORE_INDEX_DEFAULT,
                   label_smoothing: float = 0.0, axis: int | None = None,
                   accuracy: bool = False) -> Result:
     """The cross-entropy of logits over an iterable of (logits, target) blocks.
@@ -360,7 +362,8 @@ def cross_entropy(blocks: Iterable[Block], *, weight: ArrayLike | None = None, i
                 label_smoothing=label_smoothing, axis=axis, accuracy=accuracy)
 
 
-def log_loss(blocks: Iterable[Block], *, weight: ArrayLike | None = None, ignore_index: int = IGNORE_INDEX_DEFAULT,
+def log_loss(blocks: Iterable[Block], *, weight: ArrayLike | None = None,
+             ignore_index: int = IGNORE_INDEX_DEFAULT,
              axis: int | None = None, accuracy: bool = False) -> Result:
     """The log loss of probabilities over an iterable of (probs, labels) blocks:
     -log p[label], p clipped to [eps, 1 - eps] as sklearn.metrics.log_loss

@@ -53,8 +53,9 @@ assert_type(ce_module.backend, fastxent.torch.Backend)
 
 fastxent.torch.cross_entropy(logits, labels, reduction="meen")  # type: ignore[arg-type]
 fastxent.torch.CrossEntropyLoss(backend="numpy")  # type: ignore[arg-type]
+# the bridge's own options are keyword-only
 fastxent.torch.cross_entropy(logits, labels, None, None, -100, None, "mean", 0.0,
-                             False)  # type: ignore[call-arg]  # the bridge's options are keyword-only
+                             False)  # type: ignore[call-arg]
 
 # ---------------------------------------------------------------- fastxent.jax
 x = jnp.zeros((4, 3))
@@ -96,7 +97,8 @@ assert_type(fastxent.keras.SparseCategoricalCrossentropy(from_logits=True), Any)
 assert_type(fastxent.keras.CategoricalCrossentropy(), Any)
 assert_type(fastxent.keras.BinaryCrossentropy(), Any)
 
-fastxent.keras.sparse_categorical_crossentropy(sparse, probs, ignore_class="2")  # type: ignore[call-overload]
+fastxent.keras.sparse_categorical_crossentropy(  # type: ignore[call-overload]
+    sparse, probs, ignore_class="2")
 
 # ---------------------------------------------------------------- fastxent.dask
 # dask ships incomplete annotations: mypy takes dask.array.Array as Any here.
