@@ -191,6 +191,7 @@ def binary_crossentropy(y_true: Any, y_pred: Any, from_logits: bool = False,
     smoothing = check_label_smoothing(label_smoothing)
     if smoothing:
         target = target * pred.dtype.type(1 - smoothing) + pred.dtype.type(0.5 * smoothing)
+    elementwise: FloatArray | np.floating[Any]
     if from_logits:
         elementwise = binary_cross_entropy_with_logits(pred, target, reduction="none")
     else:
