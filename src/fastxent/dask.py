@@ -183,9 +183,10 @@ _fill = fill(
         IndexError
             When computed, for a class label outside [0, C) that is not
             `ignore_index` (its position in the whole array named).""",
-    binary_options="""
+    binary_weight="""
         weight : dask.array.Array or array_like, optional
-            Broadcast to the input: a weight per element.
+            Broadcast to the input: a weight per element.""",
+    binary_reduction="""
         reduction : {"mean", "sum", "none"}, default "mean"
             ``"none"``: the elementwise losses, chunked like the input.""",
     binary_raises="""
@@ -561,7 +562,7 @@ def cross_entropy_with_grad(logits: DaskArrayLike, target: DaskArrayLike, *,
     loss : dask.array.Array
         As `cross_entropy` returns it.
     grad : dask.array.Array
-        d loss / d logits: the shape, dtype and chunks of `logits` (for
+        The gradient d loss / d logits: the shape, dtype and chunks of `logits` (for
         ``"none"``, the gradient of the sum of the per-sample losses).
 
     Raises
@@ -661,7 +662,7 @@ def nll_loss_with_grad(log_probs: DaskArrayLike, target: DaskArrayLike, *,
     loss : dask.array.Array
         As `nll_loss` returns it.
     grad : dask.array.Array
-        d loss / d log_probs: the shape, dtype and chunks of `log_probs`.
+        The gradient d loss / d log_probs: the shape, dtype and chunks of `log_probs`.
 
     Raises
     ------
@@ -782,9 +783,10 @@ def binary_cross_entropy_with_logits(logits: DaskArrayLike, target: DaskArrayLik
         Logits, any shape and chunks.
     target : dask.array.Array or array_like
         Targets in [0, 1], the shape of `logits` (rechunked like it).
-    {binary_options}
+    {binary_weight}
     pos_weight : dask.array.Array or array_like, optional
         Broadcast to `logits`: the weight of the positive term.
+    {binary_reduction}
 
     Returns
     -------
@@ -830,16 +832,17 @@ def binary_cross_entropy_with_logits_with_grad(logits: DaskArrayLike, target: Da
         Logits, any shape and chunks.
     target : dask.array.Array or array_like
         Targets in [0, 1], the shape of `logits`.
-    {binary_options}
+    {binary_weight}
     pos_weight : dask.array.Array or array_like, optional
         Broadcast to `logits`: the weight of the positive term.
+    {binary_reduction}
 
     Returns
     -------
     loss : dask.array.Array
         As `binary_cross_entropy_with_logits` returns it.
     grad : dask.array.Array
-        d loss / d logits: the shape, dtype and chunks of `logits`.
+        The gradient d loss / d logits: the shape, dtype and chunks of `logits`.
 
     Raises
     ------
@@ -872,7 +875,8 @@ def binary_cross_entropy(probs: DaskArrayLike, target: DaskArrayLike, *,
         Probabilities in [0, 1], any shape and chunks.
     target : dask.array.Array or array_like
         Targets in [0, 1], the shape of `probs`.
-    {binary_options}
+    {binary_weight}
+    {binary_reduction}
 
     Returns
     -------
@@ -915,14 +919,15 @@ def binary_cross_entropy_with_grad(probs: DaskArrayLike, target: DaskArrayLike, 
         Probabilities in [0, 1], any shape and chunks.
     target : dask.array.Array or array_like
         Targets in [0, 1], the shape of `probs`.
-    {binary_options}
+    {binary_weight}
+    {binary_reduction}
 
     Returns
     -------
     loss : dask.array.Array
         As `binary_cross_entropy` returns it.
     grad : dask.array.Array
-        d loss / d probs: the shape, dtype and chunks of `probs`.
+        The gradient d loss / d probs: the shape, dtype and chunks of `probs`.
 
     Raises
     ------

@@ -159,7 +159,7 @@ def cross_entropy(logits: ArrayLike, target: ArrayLike, *, weight: ArrayLike | N
 
     See Also
     --------
-    softmax_cross_entropy_with_integer_labels : optax's per-example form.
+    softmax_cross_entropy_with_integer_labels : The per-example form of optax.
     fastxent.torch.cross_entropy : The PyTorch bridge.
     fastxent.cross_entropy : The same loss on NumPy arrays.
 
@@ -226,7 +226,7 @@ def binary_cross_entropy_with_logits(logits: ArrayLike, target: ArrayLike, *,
 
     See Also
     --------
-    sigmoid_binary_cross_entropy : optax's elementwise form.
+    sigmoid_binary_cross_entropy : The elementwise form of optax.
     fastxent.binary_cross_entropy_with_logits : The same loss on NumPy arrays.
 
     Notes

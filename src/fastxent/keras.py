@@ -653,10 +653,9 @@ and ``get_config``; only the per-sample losses come from `{function}`.
 Parameters
 ----------
 {parameters}
-reduction : str, default "sum_over_batch_size"
-    Keras's reduction of the per-sample losses: ``"sum_over_batch_size"``,
-    ``"sum"``, ``"mean"``, ``"mean_with_sample_weight"`` or None.
+{reduction_and_axis}
 name : str, default "{default_name}"
+    The loss's name (Keras's ``Loss.name``).
 dtype : str, optional
     Keras's dtype policy for the loss computation.
 
@@ -677,6 +676,10 @@ Examples
 {example_value}
 """
 
+_REDUCTION_DOC = """reduction : str, default "sum_over_batch_size"
+    Keras's reduction of the per-sample losses: ``"sum_over_batch_size"``,
+    ``"sum"``, ``"mean"``, ``"mean_with_sample_weight"`` or None."""
+
 _FROM_LOGITS_DOC = """from_logits : bool, default False
     Whether the predictions are logits rather than probabilities."""
 
@@ -686,9 +689,10 @@ _CLASS_DOCS = {
         default_name="binary_crossentropy",
         parameters=_FROM_LOGITS_DOC + """
 label_smoothing : float, default 0.0
-    In [0, 1], towards 0.5.
-axis : int, default -1
-    The axis averaged over.""",
+    In [0, 1], towards 0.5.""",
+        reduction_and_axis="""axis : int, default -1
+    The axis averaged over.
+""" + _REDUCTION_DOC,
         example_args="from_logits=True",
         example_call="np.array([[1.0, 0.0]]), np.array([[2.0, -1.0]])",
         example_value="0.220095"),
@@ -697,9 +701,10 @@ axis : int, default -1
         default_name="categorical_crossentropy",
         parameters=_FROM_LOGITS_DOC + """
 label_smoothing : float, default 0.0
-    In [0, 1], towards 1 / C.
-axis : int, default -1
-    The class axis.""",
+    In [0, 1], towards 1 / C.""",
+        reduction_and_axis="""axis : int, default -1
+    The class axis.
+""" + _REDUCTION_DOC,
         example_args="",
         example_call="np.array([[0.0, 1.0, 0.0]]), np.array([[0.05, 0.95, 0.0]])",
         example_value="0.051293"),
@@ -708,7 +713,8 @@ axis : int, default -1
         default_name="sparse_categorical_crossentropy",
         parameters=_FROM_LOGITS_DOC + """
 ignore_class : int, optional
-    A label whose positions give 0 and are masked out of the reduction.
+    A label whose positions give 0 and are masked out of the reduction.""",
+        reduction_and_axis=_REDUCTION_DOC + """
 axis : int, default -1
     The class axis.""",
         example_args="ignore_class=-1",

@@ -339,7 +339,7 @@ def cross_entropy(blocks: Iterable[Block], *, weight: ArrayLike | None = None,
     Returns
     -------
     Result
-        mean, sum, count (the mean's denominator), accuracy, rows.
+        The mean, sum, count (the mean's denominator), accuracy and rows.
 
     Raises
     ------
@@ -379,7 +379,7 @@ def log_loss(blocks: Iterable[Block], *, weight: ArrayLike | None = None,
     Returns
     -------
     Result
-        mean, sum, count (the mean's denominator), accuracy, rows.
+        The mean, sum, count (the mean's denominator), accuracy and rows.
 
     Raises
     ------

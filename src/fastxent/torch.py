@@ -383,11 +383,14 @@ def _class_loss(name: str, torch_fn: Callable[..., torch.Tensor], input: torch.T
 
 # The documentation every function and module of this bridge shares.
 _SHARED_DOCS = dict(
-    legacy_reduction="""
-        size_average, reduce : bool or None, default None
-            Deprecated in PyTorch, kept for its signature: when either is given,
-            they decide the reduction as ``torch.nn.functional`` decides it (and
-            `reduction` is ignored).""",
+    size_average="""
+        size_average : bool or None, default None
+            Deprecated in PyTorch, kept for its signature: when it or `reduce`
+            is given, they decide the reduction as ``torch.nn.functional``
+            decides it (and `reduction` is ignored).""",
+    reduce="""
+        reduce : bool or None, default None
+            Deprecated in PyTorch, kept for its signature: see `size_average`.""",
     reduction="""
         reduction : {"mean", "sum", "none"}, default "mean"
             ``"none"``: one loss per element of the result's shape; ``"sum"``:
@@ -442,9 +445,10 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor, weight: torch.Tenso
         dtype.
     weight : torch.Tensor of shape (C,), optional
         A weight per class, in `input`'s dtype.
-    {legacy_reduction}
+    {size_average}
     ignore_index : int, default -100
         A class index whose samples count for nothing (class indices only).
+    {reduce}
     {reduction}
     label_smoothing : float, default 0.0
         In [0, 1]: the target becomes ``(1 - label_smoothing) * target +
@@ -518,9 +522,10 @@ def nll_loss(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | N
         without the class dim.
     weight : torch.Tensor of shape (C,), optional
         A weight per class, in `input`'s dtype.
-    {legacy_reduction}
+    {size_average}
     ignore_index : int, default -100
         A class index whose samples count for nothing.
+    {reduce}
     {reduction}
     {bridge_options}
 
@@ -618,7 +623,8 @@ def binary_cross_entropy(input: torch.Tensor, target: torch.Tensor,
         Targets in [0, 1], `input`'s shape and dtype.
     weight : torch.Tensor, optional
         Broadcast to `input`: a weight per element.
-    {legacy_reduction}
+    {size_average}
+    {reduce}
     {reduction}
     {bridge_options}
 
@@ -681,7 +687,8 @@ def binary_cross_entropy_with_logits(input: torch.Tensor, target: torch.Tensor,
         Targets in [0, 1], `input`'s shape and dtype.
     weight : torch.Tensor, optional
         Broadcast to `input`: a weight per element.
-    {legacy_reduction}
+    {size_average}
+    {reduce}
     {reduction}
     pos_weight : torch.Tensor, optional
         Broadcast to `input` (usually one per class, on the last dim): the
@@ -759,9 +766,10 @@ class CrossEntropyLoss(_BridgeOptions, torch.nn.CrossEntropyLoss):
     ----------
     weight : torch.Tensor of shape (C,), optional
         A weight per class.
-    {legacy_reduction}
+    {size_average}
     ignore_index : int, default -100
         A class index whose samples count for nothing.
+    {reduce}
     {reduction}
     label_smoothing : float, default 0.0
         In [0, 1].
@@ -812,9 +820,10 @@ class NLLLoss(_BridgeOptions, torch.nn.NLLLoss):
     ----------
     weight : torch.Tensor of shape (C,), optional
         A weight per class.
-    {legacy_reduction}
+    {size_average}
     ignore_index : int, default -100
         A class index whose samples count for nothing.
+    {reduce}
     {reduction}
     {bridge_options}
 
@@ -861,7 +870,8 @@ class BCELoss(_BridgeOptions, torch.nn.BCELoss):
     ----------
     weight : torch.Tensor, optional
         Broadcast to the input: a weight per element.
-    {legacy_reduction}
+    {size_average}
+    {reduce}
     {reduction}
     {bridge_options}
 
@@ -907,7 +917,8 @@ class BCEWithLogitsLoss(_BridgeOptions, torch.nn.BCEWithLogitsLoss):
     ----------
     weight : torch.Tensor, optional
         Broadcast to the input: a weight per element.
-    {legacy_reduction}
+    {size_average}
+    {reduce}
     {reduction}
     pos_weight : torch.Tensor, optional
         Broadcast to the input: the weight of the positive term.
