@@ -9,6 +9,10 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..",
 
 import fastxent  # noqa: E402
 
+# fastxent.keras's loss classes import Keras, whose default backend
+# (TensorFlow) the documentation's environment does not install.
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
 project = "fastxent"
 author = "The fastxent developers"
 copyright = "the fastxent developers"  # noqa: A001 (Sphinx's name)
