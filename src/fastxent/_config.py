@@ -55,8 +55,10 @@ def _available_cpus():
     return os.cpu_count() or 1
 
 
-# Counted once: every call's thread count is held to it, without a system call.
-_MAX_THREADS = 4 * _available_cpus()
+# Counted once, at import: the default thread count and the limit both come
+# from it, and no call's thread count costs a system call.
+_AVAILABLE_CPUS = _available_cpus()
+_MAX_THREADS = 4 * _AVAILABLE_CPUS
 
 
 def _env_threads(name):
@@ -107,7 +109,7 @@ def _default_threads():
     first = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
     if first.isdigit() and int(first) >= 1:
         return min(int(first), max_threads())
-    return _available_cpus()
+    return _AVAILABLE_CPUS
 
 
 _state = {
@@ -157,7 +159,10 @@ def backend_for_this_thread(name):
 
 
 def _check_threads(n):
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+    # A bool is not a thread count (as for the integer options: docs/conventions.md).
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"n: expected an integer number of threads, got {n!r}")
+    if n < 1:
         raise ValueError(f"n: expected a positive integer number of threads, got {n!r}")
     if n > max_threads():
         raise ValueError(f"n: {n} threads is more than fastxent accepts, "
@@ -238,8 +243,8 @@ def threads_for(n_elements):
 
 def set_num_threads(n):
     """Sets the threads the compiled kernels use, for the whole process: from
-    1 to max_threads() (4 x the CPUs this process may use); more raise
-    ValueError."""
+    1 to max_threads() (4 x the CPUs this process may use); fewer or more
+    raise ValueError, anything but an integer (a bool too) TypeError."""
     _state["threads"] = _check_threads(n)
 
 
