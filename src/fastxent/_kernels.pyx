@@ -232,6 +232,26 @@ cdef class _Carries:
         return self.of(t)
 
 
+cdef class _BlockSums:
+    """Per block of rows: the sum of its losses (0 to start with) and its
+    first bad label's row (-1), in memory this object owns."""
+    cdef double *loss
+    cdef int64_t *bad
+
+    def __cinit__(self, Py_ssize_t n_blocks):
+        cdef Py_ssize_t b
+        self.loss = <double *>malloc(max(n_blocks, 1) * (sizeof(double) + sizeof(int64_t)))
+        if self.loss == NULL:
+            raise MemoryError()
+        self.bad = <int64_t *>(self.loss + max(n_blocks, 1))
+        for b in range(n_blocks):
+            self.loss[b] = 0.0
+            self.bad[b] = -1
+
+    def __dealloc__(self):
+        free(self.loss)
+
+
 # ---- one driver for every operation on rows ----
 
 cdef enum RowOp:  # what _run_rows does to each row
@@ -339,10 +359,10 @@ cdef tuple _run_rows(str kernel, const RowJob *job, const floating *x, int n_thr
     cdef Py_ssize_t n_blocks = (n_rows + per_block - 1) // per_block
     n_threads = _threads(kernel, n_threads, n_blocks)
     cdef Py_ssize_t per_thread = (n_blocks + n_threads - 1) // n_threads
-    cdef double[::1] block_loss = np.zeros(n_blocks) if sums else None
-    cdef int64_t[::1] block_bad = np.full(n_blocks, -1, dtype=np.int64) if sums else None
-    cdef double *loss_p = &block_loss[0] if sums else NULL
-    cdef int64_t *bad_p = &block_bad[0] if sums else NULL
+    # malloc, not np.zeros / np.full: small inputs notice their microsecond
+    cdef _BlockSums block_sums = _BlockSums(n_blocks if sums else 0)
+    cdef double *loss_p = block_sums.loss if sums else NULL
+    cdef int64_t *bad_p = block_sums.bad if sums else NULL
     cdef const fx_rows *R = _rows_of(x)
     cdef double total = 0.0
     cdef size_t stream_bytes = 0
@@ -374,16 +394,29 @@ cdef Py_ssize_t _index_denominator(const int64_t *labels, Py_ssize_t n_rows, Py_
                                    double *denom) noexcept nogil:
     """The mean's denominator (the summed weights of the counted rows) into
     *denom; returns the first row of a bad label, or -1."""
-    cdef Py_ssize_t i
+    cdef Py_ssize_t i, counted = 0
+    cdef uint64_t any_bad = 0
     cdef int64_t y
-    denom[0] = 0.0
-    for i in range(n_rows):
+    cdef double total = 0.0
+    if w == NULL:
+        # Without weights the denominator is a count (the same double as a sum
+        # of ones), and the pass has no branch: it vectorises. A sum in
+        # *denom, a double in memory, cost 1.25x the whole call at 65536 x 10.
+        for i in range(n_rows):
+            y = labels[i]
+            counted += y != ignore_index
+            any_bad |= (y != ignore_index) & (<uint64_t>y >= <uint64_t>n_classes)
+        if not any_bad:
+            denom[0] = <double>counted
+            return -1
+    for i in range(n_rows):  # with weights, or to find the first bad label
         y = labels[i]
         if y == ignore_index:
             continue
         if y < 0 or y >= n_classes:
             return i
-        denom[0] += w[y] if w != NULL else 1.0
+        total += w[y] if w != NULL else 1.0
+    denom[0] = total
     return -1
 
 
@@ -663,8 +696,9 @@ def _binary_xent(const floating[:, ::1] x not None, const floating[:, ::1] targe
     n_threads = _threads("binary_loss", n_threads, n_blocks)
     if n == 0:
         return 0.0, 0.0, -1
-    cdef double[::1] block_loss = np.zeros(n_blocks)
-    cdef int64_t[::1] block_bad = np.full(n_blocks, -1, dtype=np.int64)
+    cdef _BlockSums block_sums = _BlockSums(n_blocks)
+    cdef double *block_loss = block_sums.loss
+    cdef int64_t *block_bad = block_sums.bad
     cdef double scale = 1.0 / n if mean else 1.0
     cdef double total = 0.0
     # Where one weight of the two is given, the span functions read ones for
