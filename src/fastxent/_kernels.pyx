@@ -95,6 +95,89 @@ cdef extern from *:
 if fx_watch_forks() != 0:
     raise ImportError("fastxent._kernels: cannot register its fork handler (pthread_atfork)")
 
+# A busy machine: where other processes hold the CPUs, a parallel region
+# waits for its descheduled threads, and OpenMP's waiting threads spin,
+# taking CPU time from the ones with work: 2 threads took up to 12x the
+# 1-thread time beside two busy loops (docs/benchmarks.md). The wait policy
+# cannot be changed for fastxent's regions alone (libgomp reads it once, for
+# every library of the process), so each region of several threads measures
+# itself instead: the CPU time its threads got against its wall time. Where
+# they got much less than their share, the next calls run on one thread, for
+# a while that doubles while the machine stays busy (0.1 s, up to 2 s), and
+# then try again. Results do not depend on it (the same bits for any thread
+# count).
+cdef extern from *:
+    """
+    #include <time.h>
+    /* Seconds of a monotonic clock, and of this thread's CPU time; 0 where
+     * the system has no such clocks (the measuring is then off). */
+    static double fx_now(void)
+    {
+    #if defined(CLOCK_MONOTONIC) && !defined(_WIN32)
+        struct timespec ts;
+        if (clock_gettime(CLOCK_MONOTONIC, &ts) == 0) return (double)ts.tv_sec + 1e-9 * ts.tv_nsec;
+    #endif
+        return 0.0;
+    }
+    static double fx_thread_cpu(void)
+    {
+    #if defined(CLOCK_THREAD_CPUTIME_ID) && !defined(_WIN32)
+        struct timespec ts;
+        if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0)
+            return (double)ts.tv_sec + 1e-9 * ts.tv_nsec;
+    #endif
+        return 0.0;
+    }
+    #define FX_BUSY_FIRST 0.1    /* seconds on one thread after a starved region */
+    #define FX_BUSY_LONGEST 2.0
+    #define FX_BUSY_SHARE 0.7    /* a region's threads got less of their CPUs: starved */
+    #define FX_BUSY_MIN_WALL 50e-6 /* shorter regions say little */
+    static double fx_busy_until = 0.0, fx_busy_for = FX_BUSY_FIRST;
+    /* Plain statics: a race between two calls costs at most one call's choice. */
+    static int fx_machine_busy(void)
+    {
+        return fx_busy_until > 0.0 && fx_now() < fx_busy_until;
+    }
+    /* A region of n_threads took `wall` seconds, in which its threads got
+     * `cpu` seconds of CPU time between them. */
+    static void fx_region_report(double wall, double cpu, int n_threads)
+    {
+        if (n_threads < 2 || cpu <= 0.0 || wall < FX_BUSY_MIN_WALL) return;
+        if (cpu < FX_BUSY_SHARE * n_threads * wall) {
+            fx_busy_until = fx_now() + fx_busy_for;
+            fx_busy_for = fx_busy_for * 2 < FX_BUSY_LONGEST ? fx_busy_for * 2 : FX_BUSY_LONGEST;
+        } else if (fx_busy_for > FX_BUSY_FIRST) {
+            /* halved, not reset: one lucky region on a busy machine is not the end of it */
+            fx_busy_for = fx_busy_for / 2;
+        }
+    }
+    """
+    double fx_now() nogil
+    double fx_thread_cpu() nogil
+    int fx_machine_busy() nogil
+    void fx_region_report(double wall, double cpu, int n_threads) nogil
+    double fx_busy_until
+    double fx_busy_for
+    double FX_BUSY_FIRST
+
+
+def _busy_seconds_left():
+    """Test-only: how much longer the calls run on one thread (0: not busy)."""
+    return max(0.0, fx_busy_until - fx_now()) if fx_busy_until > 0 else 0.0
+
+
+def _report_region(double wall, double cpu, int n_threads):
+    """Test-only: tells the contention check of a region of n_threads that
+    took `wall` seconds, of which its threads got `cpu` (fx_region_report)."""
+    fx_region_report(wall, cpu, n_threads)
+
+
+def _reset_busy():
+    """Test-only: forgets what the regions measured."""
+    global fx_busy_until, fx_busy_for
+    fx_busy_until = 0.0
+    fx_busy_for = FX_BUSY_FIRST
+
 
 def forked():
     """Whether this process is the child of a fork() made after this module
@@ -142,10 +225,10 @@ cdef int _check_shape(str kernel, str name, Py_ssize_t rows, Py_ssize_t cols,
 cdef int _threads(str kernel, int n_threads, Py_ssize_t n_parts) except -1:
     """The threads to run n_parts parts (blocks, rows) of work on: never more
     threads than parts (OpenMP would start them for nothing), one in a forked
-    child (see fx_forked)."""
+    child (see fx_forked) and while the machine is busy (fx_machine_busy)."""
     if n_threads < 1:
         raise ValueError(f"{kernel}: n_threads must be at least 1, got {n_threads}")
-    if fx_forked:
+    if fx_forked or (n_threads > 1 and n_parts > 1 and fx_machine_busy()):
         return 1
     return <int>max(1, min(<Py_ssize_t>n_threads, n_parts))
 
@@ -369,8 +452,10 @@ cdef tuple _run_rows(str kernel, const RowJob *job, const floating *x, int n_thr
     if _sweeps_rows(job):
         stream_bytes = _stream_row_bytes(x, job.out, n_rows, n * sizeof(floating))
     cdef _Carries carries = _Carries(n_threads, stream_bytes)
+    cdef double started = fx_now() if n_threads > 1 else 0.0, cpu = 0.0, cpu_start
     with nogil:
         for t in prange(n_threads, schedule="static", num_threads=n_threads):
+            cpu_start = fx_thread_cpu()
             b_first = t * per_thread
             b_last = min(n_blocks, b_first + per_thread)
             carries.start(t)
@@ -379,6 +464,9 @@ cdef tuple _run_rows(str kernel, const RowJob *job, const floating *x, int n_thr
                             min(n_rows, b_last * per_block), carries.of(t),
                             loss_p + b if sums else NULL, bad_p + b if sums else NULL)
             R.run_end(carries.of(t), n)
+            cpu += fx_thread_cpu() - cpu_start
+    if n_threads > 1:
+        fx_region_report(fx_now() - started, cpu, n_threads)
     if not sums:
         return 0.0, -1
     for b in range(n_blocks):
@@ -727,25 +815,34 @@ def _binary_xent(const floating[:, ::1] x not None, const floating[:, ::1] targe
     if not from_logits or wp != NULL or pwp != NULL:
         ones = np.ones(min(n, BLOCK_ELEMENTS), dtype=np.asarray(x).dtype)
         onesp = &ones[0]
+    # One run of consecutive blocks per thread (as prange's static schedule
+    # made them), timed for the contention check (fx_region_report).
+    cdef Py_ssize_t t, per_thread = (n_blocks + n_threads - 1) // n_threads
+    cdef double started = fx_now() if n_threads > 1 else 0.0, cpu = 0.0, cpu_start
     with nogil:
-        for b in prange(n_blocks, schedule="static", num_threads=n_threads):
-            block_loss[b] = 0.0
-            k0 = b * BLOCK_ELEMENTS
-            k1 = min(n, k0 + BLOCK_ELEMENTS)
-            k = k0
-            while k < k1:
-                # A row-vector weight repeats every n_cols elements: pieces
-                # that do not cross a row's end see it as a plain array.
-                piece = k1 - k
-                if w_row or pw_row:
-                    piece = min(piece, n_cols - k % n_cols)
-                block_loss[b] += _bce_span(
-                    xp + k, tp + k,
-                    onesp if wp == NULL else (wp + k % n_cols if w_row else wp + k),
-                    onesp if pwp == NULL else (pwp + k % n_cols if pw_row else pwp + k),
-                    gp + k if gp != NULL else NULL, lp + k if lp != NULL else NULL,
-                    piece, scale, from_logits, k, &block_bad[b])
-                k = k + piece
+        for t in prange(n_threads, schedule="static", num_threads=n_threads):
+            cpu_start = fx_thread_cpu()
+            for b in range(t * per_thread, min(n_blocks, (t + 1) * per_thread)):
+                block_loss[b] = 0.0
+                k0 = b * BLOCK_ELEMENTS
+                k1 = min(n, k0 + BLOCK_ELEMENTS)
+                k = k0
+                while k < k1:
+                    # A row-vector weight repeats every n_cols elements: pieces
+                    # that do not cross a row's end see it as a plain array.
+                    piece = k1 - k
+                    if w_row or pw_row:
+                        piece = min(piece, n_cols - k % n_cols)
+                    block_loss[b] += _bce_span(
+                        xp + k, tp + k,
+                        onesp if wp == NULL else (wp + k % n_cols if w_row else wp + k),
+                        onesp if pwp == NULL else (pwp + k % n_cols if pw_row else pwp + k),
+                        gp + k if gp != NULL else NULL, lp + k if lp != NULL else NULL,
+                        piece, scale, from_logits, k, &block_bad[b])
+                    k = k + piece
+            cpu += fx_thread_cpu() - cpu_start
+    if n_threads > 1:
+        fx_region_report(fx_now() - started, cpu, n_threads)
     for b in range(n_blocks):
         total += block_loss[b]
     for b in range(n_blocks):
