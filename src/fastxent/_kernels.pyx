@@ -131,7 +131,7 @@ cdef extern from *:
     #define FX_BUSY_FIRST 0.1    /* seconds on one thread after a starved region */
     #define FX_BUSY_LONGEST 2.0
     #define FX_BUSY_SHARE 0.7    /* a region's threads got less of their CPUs: starved */
-    #define FX_BUSY_MIN_WALL 50e-6 /* shorter regions say little */
+    #define FX_BUSY_MIN_WALL 100e-6 /* shorter: waking the threads weighs too much to tell */
     static double fx_busy_until = 0.0, fx_busy_for = FX_BUSY_FIRST;
     /* Plain statics: a race between two calls costs at most one call's choice. */
     static int fx_machine_busy(void)
