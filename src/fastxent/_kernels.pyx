@@ -53,7 +53,12 @@ cdef extern from "_rows.h" nogil:
         double bce_logits(const void *x, const void *t, const void *w, const void *pw, void *g,
                           void *loss, Py_ssize_t n, double scale) noexcept nogil
         void run_end(fx_carry *c, Py_ssize_t n) noexcept nogil
+        void exp_scaled(const void *x, void *out, Py_ssize_t n, double shift,
+                        double factor) noexcept nogil
     enum: FX_SHORT_ROW
+    # Whether the class-loss options leave the index loss plain (no option
+    # that the plain paths skip is on); the same rule for every instance.
+    int fx_index_plain "fx_index_plain_f32_base"(const fx_class_params *p)
     const fx_rows *fx_f32
     const fx_rows *fx_f64
     const char *fx_select_isa(int level)
@@ -131,7 +136,8 @@ cdef extern from *:
     #define FX_BUSY_FIRST 0.1    /* seconds on one thread after a starved region */
     #define FX_BUSY_LONGEST 2.0
     #define FX_BUSY_SHARE 0.7    /* a region's threads got less of their CPUs: starved */
-    #define FX_BUSY_MIN_WALL 100e-6 /* shorter: waking the threads weighs too much to tell */
+    /* and lost more than waking sleeping threads takes (a region can lose that much on an idle machine) */
+    #define FX_BUSY_MIN_LOST 200e-6
     static double fx_busy_until = 0.0, fx_busy_for = FX_BUSY_FIRST;
     /* Plain statics: a race between two calls costs at most one call's choice. */
     static int fx_machine_busy(void)
@@ -142,8 +148,9 @@ cdef extern from *:
      * `cpu` seconds of CPU time between them. */
     static void fx_region_report(double wall, double cpu, int n_threads)
     {
-        if (n_threads < 2 || cpu <= 0.0 || wall < FX_BUSY_MIN_WALL) return;
-        if (cpu < FX_BUSY_SHARE * n_threads * wall) {
+        const double lost = n_threads * wall - cpu; /* thread-seconds without a CPU */
+        if (n_threads < 2 || cpu <= 0.0) return;
+        if (lost > (1 - FX_BUSY_SHARE) * n_threads * wall && lost > n_threads * FX_BUSY_MIN_LOST) {
             fx_busy_until = fx_now() + fx_busy_for;
             fx_busy_for = fx_busy_for * 2 < FX_BUSY_LONGEST ? fx_busy_for * 2 : FX_BUSY_LONGEST;
         } else if (fx_busy_for > FX_BUSY_FIRST) {
@@ -426,6 +433,105 @@ cdef inline void _block_rows(const RowJob *job, const fx_rows *R, const floating
         block_loss[0] = total
 
 
+# Rows split across threads: a call with fewer rows than SPLIT_ROWS_BELOW, each
+# of at least 2 * SPLIT_ELEMENTS classes, computes each row in chunks of
+# SPLIT_ELEMENTS: whatever the thread count (the shape alone decides it), so
+# that the results are the same bits on any number of threads.
+cdef enum:
+    SPLIT_ROWS_BELOW = 4
+    SPLIT_ELEMENTS = 65536
+
+
+cdef inline bint _splits_rows(const RowJob *job) noexcept nogil:
+    """Whether job's rows go in chunks (_run_split_rows): few long rows of
+    softmax cross-entropy against class indices, without options."""
+    return (job.op == ROWS_XENT_INDEX and job.n_rows < SPLIT_ROWS_BELOW
+            and job.n_classes >= 2 * SPLIT_ELEMENTS and fx_index_plain(&job.params))
+
+
+cdef tuple _run_split_rows(str kernel, const RowJob *job, const floating *x, int n_threads):
+    """_run_rows for few long rows (_splits_rows): each row in chunks of
+    SPLIT_ELEMENTS, over all the threads. A pass finds each chunk's
+    log-sum-exp; they are combined in chunk order into the row's sum of
+    exps (the loss); a second pass writes exp(x - shift) * scale / sum, and
+    the label's element gets -scale."""
+    cdef Py_ssize_t n_rows = job.n_rows, n = job.n_classes, t, item, i, c, lo, hi, k
+    cdef Py_ssize_t per_row = (n + SPLIT_ELEMENTS - 1) // SPLIT_ELEMENTS
+    cdef Py_ssize_t n_items = n_rows * per_row
+    n_threads = _threads(kernel, n_threads, n_items)
+    cdef Py_ssize_t per_thread = (n_items + n_threads - 1) // n_threads
+    cdef _BlockSums chunks = _BlockSums(n_items)  # .loss: each chunk's lse
+    cdef double *lse = chunks.loss
+    cdef const fx_rows *R = _rows_of(x)
+    cdef floating *out = <floating *>job.out
+    cdef floating *per_row_loss = <floating *>job.per_row
+    cdef const int64_t *labels = <const int64_t *>job.target
+    cdef double scale = job.params.scale, total = 0.0, m, sum_exp, row_lse, loss
+    cdef int64_t y
+    cdef Py_ssize_t first_bad = -1
+    cdef _BlockSums rows = _BlockSums(2 * n_rows)  # .loss: each row's shift, then factor
+    cdef double *shift = rows.loss
+    cdef double *factor = rows.loss + n_rows
+    cdef _Carries carries = _Carries(n_threads, 0)
+    cdef fx_carry *carry
+    cdef double started = fx_now() if n_threads > 1 else 0.0, cpu = 0.0, cpu_start
+    with nogil:
+        for t in prange(n_threads, schedule="static", num_threads=n_threads):
+            cpu_start = fx_thread_cpu()
+            for item in range(t * per_thread, min(n_items, (t + 1) * per_thread)):
+                i = item // per_row
+                lo = (item % per_row) * SPLIT_ELEMENTS
+                hi = min(n, lo + SPLIT_ELEMENTS)
+                carry = carries.start(t)
+                lse[item] = R.logsumexp(x + i * n + lo, hi - lo, carry, 0)
+                R.run_end(carry, hi - lo)
+            cpu += fx_thread_cpu() - cpu_start
+    for i in range(n_rows):  # the rows' losses, in order, and their shifts and factors
+        y = labels[i]
+        shift[i] = 0.0
+        factor[i] = 0.0  # ignored or bad: a zero gradient
+        if y == job.params.ignore_index or y < 0 or y >= n:
+            if y != job.params.ignore_index and first_bad < 0:
+                first_bad = i
+            loss = 0.0
+        else:
+            # The shift: the chunks' largest lse rounded to the element type,
+            # not below the row's maximum (each lse is at least its chunk's).
+            m = lse[i * per_row]
+            for c in range(1, per_row):
+                m = max(m, lse[i * per_row + c])
+            m = <double><floating>m
+            sum_exp = 0.0
+            for c in range(per_row):
+                sum_exp += exp(lse[i * per_row + c] - m)
+            loss = m + log(sum_exp) - <double>x[i * n + y]
+            shift[i] = m
+            factor[i] = scale / sum_exp
+        if per_row_loss != NULL:
+            per_row_loss[i] = <floating>loss
+        total += loss
+    if out != NULL:
+        with nogil:
+            for t in prange(n_threads, schedule="static", num_threads=n_threads):
+                cpu_start = fx_thread_cpu()
+                for item in range(t * per_thread, min(n_items, (t + 1) * per_thread)):
+                    i = item // per_row
+                    lo = (item % per_row) * SPLIT_ELEMENTS
+                    hi = min(n, lo + SPLIT_ELEMENTS)
+                    if factor[i] == 0:
+                        memset(out + i * n + lo, 0, (hi - lo) * sizeof(floating))
+                    else:
+                        R.exp_scaled(x + i * n + lo, out + i * n + lo, hi - lo, shift[i],
+                                     factor[i])
+                cpu += fx_thread_cpu() - cpu_start
+        for i in range(n_rows):
+            if factor[i] != 0:
+                out[i * n + labels[i]] -= <floating>scale
+    if n_threads > 1:
+        fx_region_report(fx_now() - started, cpu, n_threads)
+    return total, first_bad
+
+
 cdef tuple _run_rows(str kernel, const RowJob *job, const floating *x, int n_threads):
     """Runs job over its rows, x (job.x, typed) on n_threads threads; returns
     (sum of the row losses, first row of a bad label or -1).
@@ -436,6 +542,8 @@ cdef tuple _run_rows(str kernel, const RowJob *job, const floating *x, int n_thr
     row pipeline, _fx_pipeline.h) that hands the next row's maximum on and streams
     the output where that pays. Operations without a loss take blocks of one
     row: runs of rows split evenly."""
+    if _splits_rows(job):
+        return _run_split_rows(kernel, job, x, n_threads)
     cdef Py_ssize_t n_rows = job.n_rows, n = job.n_classes, t, b, b_first, b_last
     cdef bint sums = _sums_losses(job.op)
     cdef Py_ssize_t per_block = _rows_per_block(n) if sums else 1

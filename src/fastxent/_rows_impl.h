@@ -689,6 +689,19 @@ FX_ATTR static double FX_FN(fx_bce_logits_span)(const void *xv, const void *tv, 
     return total;
 }
 
+/* out = exp(x - shift) * factor over n elements, for shift >= every x (a
+ * row's maximum, or a value rounded up from it): a part of a row split across
+ * threads (_kernels.pyx's _run_split_rows), whose sum of exps is known. */
+FX_ATTR static void FX_FN(fx_exp_scaled)(const void *xv, void *out_v, ptrdiff_t n, double shift,
+                                         double factor)
+{
+    const FX_T *x = (const FX_T *)xv;
+    FX_T *out = (FX_T *)out_v;
+    const FX_T s = (FX_T)shift, f = (FX_T)factor;
+    FX_SIMD()
+    for (ptrdiff_t i = 0; i < n; i++) out[i] = FX_FN(fx_exp)(x[i] - s) * f;
+}
+
 /* Test-only (fastxent._kernels' _exp and friends): the elementwise functions
  * of this instance over arrays, in loops vectorised as the kernels' are. */
 FX_ATTR static void FX_FN(fx_test_exp)(const void *dv, void *out_v, ptrdiff_t n)
@@ -744,6 +757,7 @@ static const fx_rows FX_FN(fx_rows) = {
     .logsumexp = FX_FN(fx_logsumexp_row),
     .bce_logits = FX_FN(fx_bce_logits_span),
     .run_end = FX_FN(fx_run_end),
+    .exp_scaled = FX_FN(fx_exp_scaled),
     .test_exp = FX_FN(fx_test_exp),
     .test_log_sum = FX_FN(fx_test_log_sum),
     .test_log1p = FX_FN(fx_test_log1p),
