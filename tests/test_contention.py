@@ -17,9 +17,12 @@ pytestmark = pytest.mark.skipif(kernels is None, reason="the compiled extension 
 
 @pytest.fixture
 def fresh_check():
+    """The check on (conftest.py turns it off for the other tests), from scratch."""
+    previous = kernels._set_busy_check(True)
     kernels._reset_busy()
     yield
     kernels._reset_busy()
+    kernels._set_busy_check(previous)
 
 
 def test_a_starved_region_sends_the_next_calls_to_one_thread_for_a_while(fresh_check):

@@ -139,17 +139,21 @@ cdef extern from *:
     /* and lost more than waking sleeping threads takes (a region can lose that much on an idle machine) */
     #define FX_BUSY_MIN_LOST 200e-6
     static double fx_busy_until = 0.0, fx_busy_for = FX_BUSY_FIRST;
+    static int fx_busy_check = 1; /* the test-suite turns it off (_set_busy_check) */
     /* Plain statics: a race between two calls costs at most one call's choice. */
     static int fx_machine_busy(void)
     {
-        return fx_busy_until > 0.0 && fx_now() < fx_busy_until;
+        return fx_busy_check && fx_busy_until > 0.0 && fx_now() < fx_busy_until;
     }
     /* A region of n_threads took `wall` seconds, in which its threads got
      * `cpu` seconds of CPU time between them. */
     static void fx_region_report(double wall, double cpu, int n_threads)
     {
         const double lost = n_threads * wall - cpu; /* thread-seconds without a CPU */
-        if (n_threads < 2 || cpu <= 0.0) return;
+    #if !defined(_OPENMP)
+        return; /* the threads of a serial build run one after the other */
+    #endif
+        if (!fx_busy_check || n_threads < 2 || cpu <= 0.0) return;
         if (lost > (1 - FX_BUSY_SHARE) * n_threads * wall && lost > n_threads * FX_BUSY_MIN_LOST) {
             fx_busy_until = fx_now() + fx_busy_for;
             fx_busy_for = fx_busy_for * 2 < FX_BUSY_LONGEST ? fx_busy_for * 2 : FX_BUSY_LONGEST;
@@ -165,6 +169,7 @@ cdef extern from *:
     void fx_region_report(double wall, double cpu, int n_threads) nogil
     double fx_busy_until
     double fx_busy_for
+    int fx_busy_check
     double FX_BUSY_FIRST
 
 
@@ -177,6 +182,17 @@ def _report_region(double wall, double cpu, int n_threads):
     """Test-only: tells the contention check of a region of n_threads that
     took `wall` seconds, of which its threads got `cpu` (fx_region_report)."""
     fx_region_report(wall, cpu, n_threads)
+
+
+def _set_busy_check(bint on):
+    """Test-only: turns the contention check on or off; returns whether it was
+    on. The test-suite runs with it off, so that a call's thread count is the
+    one it asks for (an oversubscribed test would otherwise send the next
+    tests' calls to one thread), except where it tests the check itself."""
+    global fx_busy_check
+    previous = bool(fx_busy_check)
+    fx_busy_check = on
+    return previous
 
 
 def _reset_busy():
