@@ -53,8 +53,7 @@ cdef extern from "_rows.h" nogil:
         double bce_logits(const void *x, const void *t, const void *w, const void *pw, void *g,
                           void *loss, Py_ssize_t n, double scale) noexcept nogil
         void run_end(fx_carry *c, Py_ssize_t n) noexcept nogil
-        void exp_scaled(const void *x, void *out, Py_ssize_t n, double shift,
-                        double factor) noexcept nogil
+        double exp_sum_part(const void *x, void *out, Py_ssize_t n, double *max) noexcept nogil
     enum: FX_SHORT_ROW
     # Whether the class-loss options leave the index loss plain (no option
     # that the plain paths skip is on); the same rule for every instance.
@@ -329,6 +328,10 @@ cdef class _Carries:
     cdef inline fx_carry *of(self, Py_ssize_t t) noexcept nogil:
         return <fx_carry *>(self.base + t * CARRY_STRIDE)
 
+    cdef inline void *scratch(self, Py_ssize_t t) noexcept nogil:
+        """Thread t's scratch memory (stream_bytes of it, line-aligned, twice)."""
+        return self.base + self.n_threads * CARRY_STRIDE + t * self.scratch_stride
+
     cdef inline fx_carry *start(self, Py_ssize_t t) noexcept nogil:
         """Thread t's carry, at the start of its run."""
         cdef char *scratch = NULL
@@ -467,30 +470,38 @@ cdef inline bint _splits_rows(const RowJob *job) noexcept nogil:
 
 cdef tuple _run_split_rows(str kernel, const RowJob *job, const floating *x, int n_threads):
     """_run_rows for few long rows (_splits_rows): each row in chunks of
-    SPLIT_ELEMENTS, over all the threads. A pass finds each chunk's
-    log-sum-exp; they are combined in chunk order into the row's sum of
-    exps (the loss); a second pass writes exp(x - shift) * scale / sum, and
-    the label's element gets -scale."""
+    SPLIT_ELEMENTS, over all the threads. A pass writes each chunk's exps
+    (of x minus the chunk's maximum) and finds their sum; the chunks' sums
+    are combined in chunk order into the row's (the loss); a second pass
+    scales each chunk by exp(chunk's max - row's max) * scale / row's sum,
+    and the label's element gets -scale. Without a gradient to write, the
+    first pass writes the exps into a scratch chunk per thread."""
     cdef Py_ssize_t n_rows = job.n_rows, n = job.n_classes, t, item, i, c, lo, hi, k
     cdef Py_ssize_t per_row = (n + SPLIT_ELEMENTS - 1) // SPLIT_ELEMENTS
     cdef Py_ssize_t n_items = n_rows * per_row
     n_threads = _threads(kernel, n_threads, n_items)
     cdef Py_ssize_t per_thread = (n_items + n_threads - 1) // n_threads
-    cdef _BlockSums chunks = _BlockSums(n_items)  # .loss: each chunk's lse
-    cdef double *lse = chunks.loss
+    cdef _BlockSums chunks = _BlockSums(2 * n_items)  # .loss: each chunk's max and sum
+    cdef double *chunk_max = chunks.loss
+    cdef double *chunk_sum = chunks.loss + n_items
+    cdef _BlockSums rows = _BlockSums(n_rows)  # .loss: each row's x at its label
+    cdef double *x_label = rows.loss
     cdef const fx_rows *R = _rows_of(x)
     cdef floating *out = <floating *>job.out
     cdef floating *per_row_loss = <floating *>job.per_row
     cdef const int64_t *labels = <const int64_t *>job.target
-    cdef double scale = job.params.scale, total = 0.0, m, sum_exp, row_lse, loss
+    cdef double scale = job.params.scale, total = 0.0, m, sum_exp, loss
     cdef int64_t y
     cdef Py_ssize_t first_bad = -1
-    cdef _BlockSums rows = _BlockSums(2 * n_rows)  # .loss: each row's shift, then factor
-    cdef double *shift = rows.loss
-    cdef double *factor = rows.loss + n_rows
-    cdef _Carries carries = _Carries(n_threads, 0)
-    cdef fx_carry *carry
+    cdef floating factor
+    # Without an output, the exps go to a scratch chunk per thread.
+    cdef _Carries scratch = _Carries(n_threads, SPLIT_ELEMENTS * sizeof(floating)
+                                     if out == NULL else 0)
+    cdef floating *into
     cdef double started = fx_now() if n_threads > 1 else 0.0, cpu = 0.0, cpu_start
+    for i in range(n_rows):  # read before the first pass writes (out may be x)
+        y = labels[i]
+        x_label[i] = <double>x[i * n + y] if 0 <= y < n else 0.0
     with nogil:
         for t in prange(n_threads, schedule="static", num_threads=n_threads):
             cpu_start = fx_thread_cpu()
@@ -498,31 +509,27 @@ cdef tuple _run_split_rows(str kernel, const RowJob *job, const floating *x, int
                 i = item // per_row
                 lo = (item % per_row) * SPLIT_ELEMENTS
                 hi = min(n, lo + SPLIT_ELEMENTS)
-                carry = carries.start(t)
-                lse[item] = R.logsumexp(x + i * n + lo, hi - lo, carry, 0)
-                R.run_end(carry, hi - lo)
+                into = out + i * n + lo if out != NULL else <floating *>scratch.scratch(t)
+                chunk_sum[item] = R.exp_sum_part(x + i * n + lo, into, hi - lo, &chunk_max[item])
             cpu += fx_thread_cpu() - cpu_start
-    for i in range(n_rows):  # the rows' losses, in order, and their shifts and factors
+    for i in range(n_rows):  # the rows' losses, in order; the chunks' factors
         y = labels[i]
-        shift[i] = 0.0
-        factor[i] = 0.0  # ignored or bad: a zero gradient
         if y == job.params.ignore_index or y < 0 or y >= n:
             if y != job.params.ignore_index and first_bad < 0:
                 first_bad = i
             loss = 0.0
+            for c in range(per_row):
+                chunk_sum[i * per_row + c] = -1.0  # a zero gradient (factors are >= 0)
         else:
-            # The shift: the chunks' largest lse rounded to the element type,
-            # not below the row's maximum (each lse is at least its chunk's).
-            m = lse[i * per_row]
+            m = chunk_max[i * per_row]
             for c in range(1, per_row):
-                m = max(m, lse[i * per_row + c])
-            m = <double><floating>m
+                m = max(m, chunk_max[i * per_row + c])
             sum_exp = 0.0
             for c in range(per_row):
-                sum_exp += exp(lse[i * per_row + c] - m)
-            loss = m + log(sum_exp) - <double>x[i * n + y]
-            shift[i] = m
-            factor[i] = scale / sum_exp
+                sum_exp += chunk_sum[i * per_row + c] * exp(chunk_max[i * per_row + c] - m)
+            loss = m + log(sum_exp) - x_label[i]
+            for c in range(per_row):
+                chunk_sum[i * per_row + c] = exp(chunk_max[i * per_row + c] - m) * scale / sum_exp
         if per_row_loss != NULL:
             per_row_loss[i] = <floating>loss
         total += loss
@@ -534,15 +541,17 @@ cdef tuple _run_split_rows(str kernel, const RowJob *job, const floating *x, int
                     i = item // per_row
                     lo = (item % per_row) * SPLIT_ELEMENTS
                     hi = min(n, lo + SPLIT_ELEMENTS)
-                    if factor[i] == 0:
+                    if chunk_sum[item] < 0:
                         memset(out + i * n + lo, 0, (hi - lo) * sizeof(floating))
-                    else:
-                        R.exp_scaled(x + i * n + lo, out + i * n + lo, hi - lo, shift[i],
-                                     factor[i])
+                        continue
+                    factor = <floating>chunk_sum[item]
+                    for k in range(i * n + lo, i * n + hi):
+                        out[k] = out[k] * factor
                 cpu += fx_thread_cpu() - cpu_start
         for i in range(n_rows):
-            if factor[i] != 0:
-                out[i * n + labels[i]] -= <floating>scale
+            y = labels[i]
+            if y != job.params.ignore_index and 0 <= y < n:
+                out[i * n + y] -= <floating>scale
     if n_threads > 1:
         fx_region_report(fx_now() - started, cpu, n_threads)
     return total, first_bad
