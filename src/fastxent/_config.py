@@ -238,7 +238,9 @@ MIN_ELEMENTS_PER_THREAD = 32768
 def threads_for(n_elements):
     """Threads for a call over n_elements: get_num_threads(), fewer for small
     inputs. Results do not depend on it."""
-    return max(1, min(get_num_threads(), n_elements // MIN_ELEMENTS_PER_THREAD))
+    if n_elements < 2 * MIN_ELEMENTS_PER_THREAD:
+        return 1  # whatever the setting: small calls skip reading it (0.6 us of 13 at (32, 10))
+    return min(get_num_threads(), n_elements // MIN_ELEMENTS_PER_THREAD)
 
 
 def set_num_threads(n):
