@@ -692,8 +692,7 @@ FX_ATTR static double FX_FN(fx_bce_logits_span)(const void *xv, const void *tv, 
 /* out = exp(x - m) over n elements, m their maximum (into *max); returns
  * the sum of the exps, in double: a part of a row split across threads
  * (_kernels.pyx's _run_split_rows), scaled afterwards. out may be x. */
-FX_ATTR static double FX_FN(fx_exp_sum_part)(const void *xv, void *out_v, ptrdiff_t n,
-                                             double *max)
+FX_ATTR static double FX_FN(fx_exp_sum_part)(const void *xv, void *out_v, ptrdiff_t n, double *max)
 {
     const FX_T *x = (const FX_T *)xv;
     FX_T *out = (FX_T *)out_v;
