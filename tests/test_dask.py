@@ -232,6 +232,29 @@ def test_building_blocks_match_in_memory(threads, chunks):
         _close(got, ref, np.float64)
 
 
+def test_blocks_of_infinities_merge_as_in_memory(threads):
+    """Class blocks that are all -inf add nothing to a row's log-sum-exp, and a
+    +inf makes it +inf (the merge of fastxent._lse), as the whole-row kernels."""
+    x = np.array([[1.0, 2.0, -np.inf, -np.inf, 0.5, 3.0],
+                  [-np.inf, -np.inf, 2.0, -1.0, -np.inf, -np.inf],
+                  [0.5, np.inf, 1.0, 2.0, -np.inf, 0.0],
+                  [-np.inf] * 6,
+                  [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]])
+    labels = np.array([0, 2, 0, 1, 5])
+    xd = da.from_array(x, chunks=(2, 2))
+    with np.errstate(invalid="ignore"):
+        expected = (fastxent.logsumexp(x), fastxent.log_softmax(x), fastxent.softmax(x),
+                    *fastxent.cross_entropy_with_grad(x[[0, 1, 4]], labels[[0, 1, 4]],
+                                                      label_smoothing=0.1),
+                    fastxent.cross_entropy(x, labels, reduction="none"))
+        got = dask.compute(fd.logsumexp(xd), fd.log_softmax(xd), fd.softmax(xd),
+                           *fd.cross_entropy_with_grad(xd[[0, 1, 4]], labels[[0, 1, 4]],
+                                                       label_smoothing=0.1),
+                           fd.cross_entropy(xd, labels, reduction="none"))
+    for g, want in zip(got, expected, strict=True):
+        np.testing.assert_allclose(g, want, rtol=1e-12, atol=1e-300)
+
+
 def test_log_loss_matches_scikit_learn(threads):
     metrics = pytest.importorskip("sklearn.metrics")
     y = RNG.choice(np.array([3, 5, 8, 11]), 500)

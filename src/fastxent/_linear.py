@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _blas, _logits, _special
+from . import _blas, _logits, _lse, _special
 from ._partials import class_loss_parts
 from ._validate import (
     IGNORE_INDEX_DEFAULT,
@@ -292,7 +292,7 @@ def _blocked_rows(buf, p: Problem, rows, chunking, grads, first_rows, row_loss):
 
     for cls in blocks:
         logits = _logits_into(buf[:n, :cls.stop - cls.start], p, rows, cls)
-        lse = np.logaddexp(lse, np.asarray(_special.logsumexp(logits), dtype=np.float64))
+        lse = _lse.merge_logsumexp(np.stack([lse, _special.logsumexp(logits)], axis=-1))
         if p.is_index:
             inside = counted & (labels >= cls.start) & (labels < cls.stop)
             target_logit[inside] = logits[inside.nonzero()[0], labels[inside] - cls.start]

@@ -41,7 +41,7 @@ import dask
 import dask.array as da
 import numpy as np
 
-from . import _logits, _partials, _probs, _special
+from . import _lse, _logits, _partials, _probs, _special
 from . import sklearn as _sklearn
 from ._validate import (
     IGNORE_INDEX_DEFAULT,
@@ -272,9 +272,7 @@ def _stats_block(x, t, *, is_index, n_classes, options, block_info=None):
     c0, c1 = block_info[0]["array-location"][-1]
     origin = _origin(block_info)[:-1]
     x64 = x.astype(np.float64)
-    with np.errstate(invalid="ignore", over="ignore"):
-        m = np.max(x64, axis=-1)
-        s = np.sum(np.exp(x64 - m[..., None]), axis=-1)
+    m, s = _lse.exp_sums(x64)
     coef = _target_coefficients(t, c0, c1, is_index, n_classes, options, origin)
     with np.errstate(invalid="ignore"):
         a = np.sum(coef, axis=-1)
@@ -315,14 +313,13 @@ def _merge_stats_block(stats, log_probs=False):
         b_row = np.sum(b, axis=-1)
         zeros = np.zeros_like(b_row)
         return np.stack([-b_row, zeros, zeros], axis=-1)
-    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        top = np.max(m, axis=-1)
-        safe_top = np.where(np.isfinite(top), top, 0.0)
-        lse = safe_top + np.log(np.sum(s * np.exp(m - safe_top[..., None]), axis=-1))
+    lse = _lse.merge_logsumexp(m, s)
+    with np.errstate(invalid="ignore"):
         a_row, b_row = np.sum(a, axis=-1), np.sum(b, axis=-1)
         loss = np.where(a_row == 0, 0.0, a_row * lse - b_row)
-        # NaN in the row: NaN out, as in memory (a max ignores nothing).
-        loss = np.where(np.isnan(top), np.nan, loss)
+        # NaN or +inf in the row: NaN out, as in memory (where x - max is NaN).
+        top = np.max(m, axis=-1)
+        loss = np.where(np.isnan(top) | (top == np.inf), np.nan, loss)
     return np.stack([loss, lse, a_row], axis=-1)
 
 
@@ -608,7 +605,10 @@ def _softmax_block(x, lse=None, *, log_space, dtype):
         return fn(x)
     with np.errstate(invalid="ignore", over="ignore"):
         shifted = x.astype(np.float64) - lse
-        return (shifted if log_space else np.exp(shifted)).astype(dtype)
+        if not log_space:
+            # a row holding +inf: NaN throughout, as the whole-row kernel's inf / inf
+            shifted = np.where(lse == np.inf, np.nan, np.exp(shifted))
+        return shifted.astype(dtype)
 
 
 def _softmax(x, axis, log_space):
