@@ -19,6 +19,7 @@ skips).
 import os
 import signal
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -273,6 +274,38 @@ def test_log_loss_matches_scikit_learn(threads):
     yb = RNG.integers(0, 2, 300)
     np.testing.assert_allclose(fd.log_loss(yb, da.from_array(binary, chunks=50)).compute(),
                                metrics.log_loss(yb, binary), rtol=1e-12)
+
+
+def test_log_loss_warns_the_caller_as_in_memory(threads):
+    """The warnings of fastxent.sklearn.log_loss reach the caller: rows that do
+    not sum to one (once, whatever the number of blocks), unsorted labels= (at
+    once); none for real probabilities."""
+    y = np.arange(40) % 4
+    off = np.full((40, 4), 0.3)
+    with pytest.warns(UserWarning, match="y_proba: some rows do not sum to one") as record:
+        got = fd.log_loss(y, da.from_array(off, chunks=(10, 4))).compute()
+    assert len(record) == 1
+    with pytest.warns(UserWarning, match="y_proba: some rows do not sum to one"):
+        assert got == fastxent.sklearn.log_loss(y, off)
+    with pytest.warns(UserWarning, match=r"labels: \[3, 0, 1, 2\] are not sorted"):
+        lazy = fd.log_loss(y, da.from_array(off / 1.2, chunks=(10, 4)), labels=[3, 0, 1, 2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lazy.compute()
+        fd.log_loss(y, da.from_array(off / 1.2, chunks=(10, 4)), sample_weight=y).compute()
+
+
+def test_log_loss_warning_reaches_the_client_from_the_cluster(client):
+    """Raised on a worker, the warning is sent to the client (dask.distributed's warn)."""
+    y = np.arange(40) % 4
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        fd.log_loss(y, da.from_array(np.full((40, 4), 0.3), chunks=(10, 4))).compute()
+        deadline = time.monotonic() + 10  # the worker's event may follow the result
+        while not record and time.monotonic() < deadline:
+            time.sleep(0.05)
+    messages = [str(r.message) for r in record]
+    assert "y_proba: some rows do not sum to one; make sure to pass probabilities" in messages
 
 
 # --------------------------------------------------------------------------- errors

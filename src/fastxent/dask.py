@@ -35,6 +35,7 @@ for class labels is one light pass over the labels alone.
 from __future__ import annotations
 
 import math
+import warnings
 from functools import partial
 
 import dask
@@ -685,22 +686,36 @@ def kl_divergence(p, q, *, axis=-1, base=None):
 
 
 def _log_loss_block(y, p, w, classes, *, labels_given):
-    """[weighted loss sum, weight sum, any non-zero weight] of a block, with
-    fastxent.sklearn.log_loss's checks and clipping."""
+    """[weighted loss sum, weight sum, any non-zero weight, any row not summing
+    to one] of a block, with fastxent.sklearn.log_loss's checks and clipping
+    (its warnings are not given here, on a worker, but by _log_loss_finish)."""
     labels = classes if labels_given is None else labels_given
+    w = None if w is None else np.asarray(w, np.float64)
+    weighted = w is not None and w.any()  # else nothing to weigh here; the checks still run
+    total, due = _sklearn._log_loss(y, p, normalize=False, labels=labels,
+                                    sample_weight=w if weighted else None)
+    rows_off = float(_sklearn.ROWS_OFF in due)
     if w is None:
-        total = _sklearn.log_loss(y, p, normalize=False, labels=labels)
-        return np.array([[total, float(len(y)), 1.0]])
-    w = np.asarray(w, np.float64)
-    if not w.any():  # nothing to weigh here; the checks still run
-        _sklearn.log_loss(y, p, normalize=False, labels=labels)
-        return np.array([[0.0, 0.0, 0.0]])
-    total = _sklearn.log_loss(y, p, normalize=False, sample_weight=w, labels=labels)
-    return np.array([[total, float(np.sum(w)), 1.0]])
+        return np.array([[total, float(len(y)), 1.0, rows_off]])
+    if not weighted:
+        return np.array([[0.0, 0.0, 0.0, rows_off]])
+    return np.array([[total, float(np.sum(w)), 1.0, rows_off]])
+
+
+def _warn_client(message):
+    """warnings.warn on the client: dask.distributed's warn sends a warning
+    raised on a worker to the clients too (elsewhere it is warnings.warn)."""
+    try:
+        from distributed import warn
+    except ImportError:
+        from warnings import warn
+    warn(message, UserWarning, stacklevel=2)
 
 
 def _log_loss_finish(total, *, normalize):
-    loss_sum, weight_sum, any_weight = total
+    loss_sum, weight_sum, any_weight, rows_off = total
+    if rows_off:
+        _warn_client(_sklearn.ROWS_OFF)
     if not any_weight:
         raise ValueError("sample_weight: must contain at least one non-zero number")
     if not normalize:
@@ -770,14 +785,17 @@ def log_loss(y_true, y_pred, *, normalize=True, sample_weight=None, labels=None)
     args.append(None if w is None else w.rechunk((p.chunks[0],))[:, None])
     classes = None if labels is not None else dask.delayed(_sorted_classes)(y)
     labels_given = None if labels is None else as_array(labels, "labels")
-    if labels_given is not None:
-        _sklearn._label_array(labels_given, "labels")
+    if labels_given is not None:  # checked at once, as the other arguments
+        due = []
+        _sklearn._encode(np.empty(0, labels_given.dtype), labels_given, due)
+        for message in due:
+            warnings.warn(message, UserWarning, stacklevel=2)
 
     def block(yb, pb, wb, cl):
         return _log_loss_block(yb[:, 0], pb[:, 0] if p.ndim == 1 else pb,
                                None if wb is None else wb[:, 0], cl, labels_given=labels_given)
 
-    parts = da.map_blocks(block, *args, classes, chunks=((1,) * len(p.chunks[0]), (3,)),
+    parts = da.map_blocks(block, *args, classes, chunks=((1,) * len(p.chunks[0]), (4,)),
                           dtype=np.float64)
     total = parts.sum(axis=0)
     return da.blockwise(partial(_log_loss_finish, normalize=normalize), "", total, "i",
