@@ -1,9 +1,13 @@
 """Generic checks, written once and run over every public operation of the
 registry (fastxent_testing.OPERATIONS): the compiled kernels against their
 NumPy twin, thread counts and streamed stores (the same bits), out= (filled,
-returned, or the input itself), memory layouts, dtype rules, empty and
-complex inputs, inputs left unchanged. What is specific to a family's values
-(references, extremes, gradients) stays in the family's file."""
+returned, or the input itself), memory layouts and byte orders, the same
+rows as rank 1, rank 3 or with the classes on axis 0, dtype rules, empty and
+complex inputs, inputs left unchanged and results of their own memory, and
+the bad inputs every operation refuses alike (the wrong kind of array,
+unknown reductions, bad axes, bad out=). What is specific to a family's
+values (references, extremes, gradients, its own errors) stays in the
+family's file."""
 
 import inspect
 import re
