@@ -352,6 +352,8 @@ def test_bad_arguments_raise_at_once():
         fd.binary_cross_entropy_with_logits(xd, xd, pos_weight=np.ones(3))
     with pytest.raises(ValueError, match="label_smoothing"):
         fd.cross_entropy(xd, np.zeros(10, int), label_smoothing=2)
+    with pytest.raises(ValueError, match="labels: must contain at least two classes"):
+        fd.log_loss(np.zeros(10, int), xd, labels=[0])
 
 
 # --------------------------------------------------------------------------- on the cluster

@@ -752,7 +752,8 @@ def log_loss(y_true, y_pred, *, normalize=True, sample_weight=None, labels=None)
     ------
     ValueError
         When computed, where scikit-learn raises (probabilities outside [0, 1],
-        labels missing from `labels`, ...); at once for mismatched lengths.
+        labels missing from `labels`, ...); at once for mismatched lengths
+        or a bad `labels`.
 
     Examples
     --------
