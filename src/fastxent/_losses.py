@@ -3,16 +3,78 @@
 results back in the caller's shape and dtype. The public functions of
 _logits.py and _probs.py are thin calls of these."""
 
+from typing import Any, Literal, overload
+
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from . import _config
 from ._kinds import BinaryInput, Scores
-from ._validate import position, prepare_binary, prepare_classes
+from ._typing import Loss, LossAndGrad
+from ._validate import ClassProblem, position, prepare_binary, prepare_classes
+
+
+@overload
+def class_loss(
+    scores: ArrayLike,
+    target: ArrayLike,
+    *,
+    kind: Scores,
+    weight: ArrayLike | None,
+    ignore_index: int,
+    reduction: str,
+    label_smoothing: float,
+    axis: int | None,
+    want_grad: Literal[False],
+    out: NDArray[Any] | None,
+) -> Loss: ...
+
+
+@overload
+def class_loss(
+    scores: ArrayLike,
+    target: ArrayLike,
+    *,
+    kind: Scores,
+    weight: ArrayLike | None,
+    ignore_index: int,
+    reduction: str,
+    label_smoothing: float,
+    axis: int | None,
+    want_grad: Literal[True],
+    out: NDArray[Any] | None,
+) -> LossAndGrad: ...
+
+
+@overload
+def class_loss(
+    scores: ArrayLike,
+    target: ArrayLike,
+    *,
+    kind: Scores,
+    weight: ArrayLike | None,
+    ignore_index: int,
+    reduction: str,
+    label_smoothing: float,
+    axis: int | None,
+    want_grad: bool,
+    out: NDArray[Any] | None,
+) -> Loss | LossAndGrad: ...
 
 
 def class_loss(
-    scores, target, *, kind, weight, ignore_index, reduction, label_smoothing, axis, want_grad, out
-):
+    scores: ArrayLike,
+    target: ArrayLike,
+    *,
+    kind: Scores,
+    weight: ArrayLike | None,
+    ignore_index: int,
+    reduction: str,
+    label_smoothing: float,
+    axis: int | None,
+    want_grad: bool,
+    out: NDArray[Any] | None,
+) -> Loss | LossAndGrad:
     """cross_entropy (kind Scores.LOGITS) or nll_loss (Scores.LOG_PROBS), and
     its gradient when want_grad: (loss, gradient), else the loss."""
     p = prepare_classes(
@@ -36,11 +98,11 @@ def class_loss(
         )
         if bad_row >= 0:
             raise p.label_error(bad_row)
-    loss = p.finish_loss(total, denom, row_loss)
+    loss: Loss = p.finish_loss(total, denom, row_loss)
     return (loss, p.finish_result()) if want_grad else loss
 
 
-def _no_classes(p, row_loss):
+def _no_classes(p: ClassProblem, row_loss: NDArray[Any] | None) -> tuple[float, float]:
     """(total, denominator) of a problem with zero classes, as PyTorch: a label
     that counts is out of range; each row's loss is an empty sum, 0, and a
     mean has nothing to count (NaN). The gradient is empty."""
@@ -53,9 +115,63 @@ def _no_classes(p, row_loss):
     return 0.0, 0.0
 
 
+@overload
 def binary_loss(
-    x, target, *, kind, weight, pos_weight, reduction, want_grad, out, target_in_unit=True
-):
+    x: ArrayLike,
+    target: ArrayLike,
+    *,
+    kind: BinaryInput,
+    weight: ArrayLike | None,
+    pos_weight: ArrayLike | None,
+    reduction: str,
+    want_grad: Literal[False],
+    out: NDArray[Any] | None,
+    target_in_unit: bool = ...,
+) -> Loss: ...
+
+
+@overload
+def binary_loss(
+    x: ArrayLike,
+    target: ArrayLike,
+    *,
+    kind: BinaryInput,
+    weight: ArrayLike | None,
+    pos_weight: ArrayLike | None,
+    reduction: str,
+    want_grad: Literal[True],
+    out: NDArray[Any] | None,
+    target_in_unit: bool = ...,
+) -> LossAndGrad: ...
+
+
+@overload
+def binary_loss(
+    x: ArrayLike,
+    target: ArrayLike,
+    *,
+    kind: BinaryInput,
+    weight: ArrayLike | None,
+    pos_weight: ArrayLike | None,
+    reduction: str,
+    want_grad: bool,
+    out: NDArray[Any] | None,
+    target_in_unit: bool = ...,
+) -> Loss | LossAndGrad: ...
+
+
+def binary_loss(
+    x: ArrayLike,
+    target: ArrayLike,
+    *,
+    kind: BinaryInput,
+    weight: ArrayLike | None,
+    pos_weight: ArrayLike | None,
+    reduction: str,
+    want_grad: bool,
+    out: NDArray[Any] | None,
+    target_in_unit: bool = True,
+) -> Loss | LossAndGrad:
     """binary_cross_entropy_with_logits (kind BinaryInput.LOGITS) or
     binary_cross_entropy (BinaryInput.PROBS), and its gradient when want_grad.
     target_in_unit: refuse probability targets outside [0, 1] (PyTorch does;
@@ -80,7 +196,7 @@ def binary_loss(
             f"{kind.value}: {p.x.reshape(-1)[bad]!r} at position "
             f"{position(bad, p.shape)} is outside [0, 1]"
         )
-    loss = p.finish_loss(total, count, elem_loss)
+    loss: Loss = p.finish_loss(total, count, elem_loss)
     return (loss, p.finish_grad()) if want_grad else loss
 
 

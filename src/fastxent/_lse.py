@@ -13,10 +13,13 @@ Infinities follow the whole-row log-sum-exp: a block of -inf adds nothing
 (its pair is (-inf, 0)), a +inf makes the row +inf, a NaN makes it NaN.
 """
 
+from typing import Any
+
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 
-def exp_sums(x, axis=-1):
+def exp_sums(x: ArrayLike, axis: int = -1) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """The partial pairs (max, sum of exp(x - max)) of `x` along `axis`, in float64.
 
     A row of -inf gives (-inf, 0) and a row holding +inf gives (+inf, +inf):
@@ -31,7 +34,7 @@ def exp_sums(x, axis=-1):
     return np.squeeze(top, axis=axis), sums
 
 
-def merge_logsumexp(maxima, sums=1.0, axis=-1):
+def merge_logsumexp(maxima: ArrayLike, sums: ArrayLike = 1.0, axis: int = -1) -> NDArray[Any]:
     """The log-sum-exp of whole rows from their blocks' partial pairs.
 
     `maxima` and `sums` (broadcast together) hold one pair per block along
@@ -44,4 +47,5 @@ def merge_logsumexp(maxima, sums=1.0, axis=-1):
         top = np.max(maxima, axis=axis, keepdims=True)
         shift = np.where(np.isfinite(top), top, 0.0)
         total = np.sum(sums * np.exp(maxima - shift), axis=axis)
-        return np.squeeze(shift, axis=axis) + np.log(total)
+        lse: NDArray[Any] = np.squeeze(shift, axis=axis) + np.log(total)
+    return lse
