@@ -15,28 +15,11 @@ Peak memory is each process's VmHWM (Linux): the measuring process's, and for
 Dask the largest of it and its workers'.
 
 Run:  python benchmarks/bench_bigger_than_memory.py --rows 20000000 --classes 10
-      python benchmarks/bench_bigger_than_memory.py --rows 2000000 --classes 1000 --skip sklearn
+      python benchmarks/bench_bigger_than_memory.py --rows 2000000 --classes 1000 --skip sklearn score-p
 The files go to --dir (default: a temporary directory, removed at the end).
 
-Preliminary figures, one run each on a shared 2-core machine under a load
-average of 12-17 (the kernels ran at a fraction of their idle speed; the read
-is from the page cache), seconds and peak MB:
-
-    20,000,000 x 10 (0.8 GB)     2,000,000 x 1,000 (8 GB; sklearn, score-p skipped)
-    read          0.55    57      read          3.03    57
-    score         5.16    52      score        23.4     44
-    score-noacc   1.89    51      score-noacc  20.4     44
-    score-p       3.71    62
-    sklearn      27.4   5805
-    dask          3.28   115      dask         65.3    110
-    dask-plain   24.2    176      dask-plain  244      178
-
-Memory stays at the chunk's scale (tens of MB for files of 0.8 and 8 GB; the
-Dask rows are the largest of the client and the two workers); fastxent.dask
-takes 0.14-0.27x the plain dask.array expression's time; score takes 3.4-9x
-the read here, not the 1.5x aimed at: the loss kernels, not the reading, bound
-it on a loaded machine, and the accuracy (an argmax per row) costs as much as
-the loss at 10 classes (--no-accuracy skips it).
+The figures, their commands and the machine they ran on are in
+docs/benchmarks.md ("Files bigger than memory") and the README.
 """
 
 import argparse

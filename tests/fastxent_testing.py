@@ -375,10 +375,16 @@ def as_tuple(returned):
     return tuple(np.asarray(item) for item in items)
 
 
-def _labels(rng, shape, dtype):
-    x = random_logits(rng, shape, dtype)
+def _counted_labels(rng, shape):
+    """Labels with some rows ignored (-100), the first one counted (so that a
+    broadcast of the first row, or the first row alone, counts too)."""
     y = random_labels(rng, shape[:1], shape[1], ignore_index=-100)
-    return (x, y), {}
+    y[:1] = shape[1] - 1
+    return y
+
+
+def _labels(rng, shape, dtype):
+    return (random_logits(rng, shape, dtype), _counted_labels(rng, shape)), {}
 
 
 def _class_probs(rng, shape, dtype):
@@ -387,7 +393,7 @@ def _class_probs(rng, shape, dtype):
 
 def _log_probs(rng, shape, dtype):
     x = log_softmax(random_logits(rng, shape), axis=1).astype(dtype)
-    return (x, random_labels(rng, shape[:1], shape[1], ignore_index=-100)), {}
+    return (x, _counted_labels(rng, shape)), {}
 
 
 def _binary_logits(rng, shape, dtype):
@@ -448,6 +454,7 @@ _DISTRIBUTION_VARIANTS = _ROW_VARIANTS + ({"base": 2},)
 # gets an entry here, and the generic checks run over it.
 OPERATIONS = [
     Operation("cross_entropy", _labels, variants=_CLASS_VARIANTS, rtols=RTOL),
+    Operation("cross_entropy", _class_probs, variants=_CLASS_VARIANTS, rtols=RTOL),
     Operation(
         "cross_entropy_with_grad",
         _labels,
@@ -505,6 +512,12 @@ def options_of(args, kwargs, variant):
         if callable(value):
             options[name] = value(args[0].shape).astype(args[0].dtype)
     return options
+
+
+def variant_options(op, args, kwargs):
+    """(variant, the keyword arguments of its call) for each variant of op."""
+    for variant in op.variants:
+        yield variant, options_of(args, kwargs, variant)
 
 
 def array_options(op):

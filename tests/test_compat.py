@@ -76,6 +76,25 @@ def unnormalised_probs(rng, shape, axis, dtype):
     return p.astype(dtype)
 
 
+def keras_y_pred(rng, shape, axis, dtype, from_logits):
+    """Logits, or unnormalised probabilities with the class axis `axis`."""
+    if from_logits:
+        return (rng.standard_normal(shape) * 3).astype(dtype)
+    return unnormalised_probs(rng, shape, axis, dtype)
+
+
+def check_against_keras(keras, name, y_true, y_pred, dtype, batch, **options):
+    """fastxent.keras's loss `name` against Keras's, leaving its inputs alone;
+    returns ours."""
+    snapshot = Snapshot(y_true, y_pred)
+    ours = getattr(fk, name)(y_true, y_pred, **options)
+    snapshot.assert_unchanged()
+    expected = keras_loss(keras, name, y_true, y_pred, **options)
+    assert ours.dtype == dtype and ours.shape == batch
+    assert_close(ours, expected, dtype)
+    return ours
+
+
 def batch_shape(shape, axis):
     axis %= len(shape)
     return shape[:axis] + shape[axis + 1:]
@@ -118,17 +137,10 @@ CATEGORICAL_SHAPES = [((6, 5), -1), ((6, 5), 0), ((2, 3, 4), 1), ((2, 3, 4), -1)
 def test_categorical_matches_keras(keras, backend, rng, dtype, shape, axis, from_logits,
                                    label_smoothing):
     y_true = random_probs(rng, shape, axis, dtype)
-    if from_logits:
-        y_pred = (rng.standard_normal(shape) * 3).astype(dtype)
-    else:
-        y_pred = unnormalised_probs(rng, shape, axis, dtype)
-    options = dict(from_logits=from_logits, label_smoothing=label_smoothing, axis=axis)
-    snapshot = Snapshot(y_true, y_pred)
-    ours = fk.categorical_crossentropy(y_true, y_pred, **options)
-    snapshot.assert_unchanged()
-    expected = keras_loss(keras, "categorical_crossentropy", y_true, y_pred, **options)
-    assert ours.dtype == dtype and ours.shape == batch_shape(shape, axis)
-    assert_close(ours, expected, dtype)
+    y_pred = keras_y_pred(rng, shape, axis, dtype, from_logits)
+    check_against_keras(keras, "categorical_crossentropy", y_true, y_pred, dtype,
+                        batch_shape(shape, axis), from_logits=from_logits,
+                        label_smoothing=label_smoothing, axis=axis)
 
 
 SPARSE_SHAPES = CATEGORICAL_SHAPES + [((6, 5), "keepdims"), ((2, 3, 4), "keepdims")]
@@ -150,17 +162,10 @@ def test_sparse_categorical_matches_keras(keras, backend, rng, dtype, shape, axi
         labels.reshape(-1)[::3] = ignore_class
     if keepdims:
         labels = np.expand_dims(labels, axis)
-    if from_logits:
-        y_pred = (rng.standard_normal(shape) * 3).astype(dtype)
-    else:
-        y_pred = unnormalised_probs(rng, shape, axis, dtype)
-    options = dict(from_logits=from_logits, ignore_class=ignore_class, axis=axis)
-    snapshot = Snapshot(labels, y_pred)
-    ours = fk.sparse_categorical_crossentropy(labels, y_pred, **options)
-    snapshot.assert_unchanged()
-    expected = keras_loss(keras, "sparse_categorical_crossentropy", labels, y_pred, **options)
-    assert ours.dtype == dtype and ours.shape == batch_shape(shape, axis)
-    assert_close(ours, expected, dtype)
+    y_pred = keras_y_pred(rng, shape, axis, dtype, from_logits)
+    ours = check_against_keras(keras, "sparse_categorical_crossentropy", labels, y_pred, dtype,
+                               batch_shape(shape, axis), from_logits=from_logits,
+                               ignore_class=ignore_class, axis=axis)
     if ignore_class is not None:
         assert np.all(ours[labels.squeeze(axis) == ignore_class if keepdims
                            else labels == ignore_class] == 0)

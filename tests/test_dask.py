@@ -19,6 +19,7 @@ skips).
 import os
 import signal
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -232,6 +233,29 @@ def test_building_blocks_match_in_memory(threads, chunks):
         _close(got, ref, np.float64)
 
 
+def test_blocks_of_infinities_merge_as_in_memory(threads):
+    """Class blocks that are all -inf add nothing to a row's log-sum-exp, and a
+    +inf makes it +inf (the merge of fastxent._lse), as the whole-row kernels."""
+    x = np.array([[1.0, 2.0, -np.inf, -np.inf, 0.5, 3.0],
+                  [-np.inf, -np.inf, 2.0, -1.0, -np.inf, -np.inf],
+                  [0.5, np.inf, 1.0, 2.0, -np.inf, 0.0],
+                  [-np.inf] * 6,
+                  [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]])
+    labels = np.array([0, 2, 0, 1, 5])
+    xd = da.from_array(x, chunks=(2, 2))
+    with np.errstate(invalid="ignore"):
+        expected = (fastxent.logsumexp(x), fastxent.log_softmax(x), fastxent.softmax(x),
+                    *fastxent.cross_entropy_with_grad(x[[0, 1, 4]], labels[[0, 1, 4]],
+                                                      label_smoothing=0.1),
+                    fastxent.cross_entropy(x, labels, reduction="none"))
+        got = dask.compute(fd.logsumexp(xd), fd.log_softmax(xd), fd.softmax(xd),
+                           *fd.cross_entropy_with_grad(xd[[0, 1, 4]], labels[[0, 1, 4]],
+                                                       label_smoothing=0.1),
+                           fd.cross_entropy(xd, labels, reduction="none"))
+    for g, want in zip(got, expected, strict=True):
+        np.testing.assert_allclose(g, want, rtol=1e-12, atol=1e-300)
+
+
 def test_log_loss_matches_scikit_learn(threads):
     metrics = pytest.importorskip("sklearn.metrics")
     y = RNG.choice(np.array([3, 5, 8, 11]), 500)
@@ -250,6 +274,38 @@ def test_log_loss_matches_scikit_learn(threads):
     yb = RNG.integers(0, 2, 300)
     np.testing.assert_allclose(fd.log_loss(yb, da.from_array(binary, chunks=50)).compute(),
                                metrics.log_loss(yb, binary), rtol=1e-12)
+
+
+def test_log_loss_warns_the_caller_as_in_memory(threads):
+    """The warnings of fastxent.sklearn.log_loss reach the caller: rows that do
+    not sum to one (once, whatever the number of blocks), unsorted labels= (at
+    once); none for real probabilities."""
+    y = np.arange(40) % 4
+    off = np.full((40, 4), 0.3)
+    with pytest.warns(UserWarning, match="y_proba: some rows do not sum to one") as record:
+        got = fd.log_loss(y, da.from_array(off, chunks=(10, 4))).compute()
+    assert len(record) == 1
+    with pytest.warns(UserWarning, match="y_proba: some rows do not sum to one"):
+        assert got == fastxent.sklearn.log_loss(y, off)
+    with pytest.warns(UserWarning, match=r"labels: \[3, 0, 1, 2\] are not sorted"):
+        lazy = fd.log_loss(y, da.from_array(off / 1.2, chunks=(10, 4)), labels=[3, 0, 1, 2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lazy.compute()
+        fd.log_loss(y, da.from_array(off / 1.2, chunks=(10, 4)), sample_weight=y).compute()
+
+
+def test_log_loss_warning_reaches_the_client_from_the_cluster(client):
+    """Raised on a worker, the warning is sent to the client (dask.distributed's warn)."""
+    y = np.arange(40) % 4
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        fd.log_loss(y, da.from_array(np.full((40, 4), 0.3), chunks=(10, 4))).compute()
+        deadline = time.monotonic() + 10  # the worker's event may follow the result
+        while not record and time.monotonic() < deadline:
+            time.sleep(0.05)
+    messages = [str(r.message) for r in record]
+    assert "y_proba: some rows do not sum to one; make sure to pass probabilities" in messages
 
 
 # --------------------------------------------------------------------------- errors
@@ -296,6 +352,8 @@ def test_bad_arguments_raise_at_once():
         fd.binary_cross_entropy_with_logits(xd, xd, pos_weight=np.ones(3))
     with pytest.raises(ValueError, match="label_smoothing"):
         fd.cross_entropy(xd, np.zeros(10, int), label_smoothing=2)
+    with pytest.raises(ValueError, match="labels: must contain at least two classes"):
+        fd.log_loss(np.zeros(10, int), xd, labels=[0])
 
 
 # --------------------------------------------------------------------------- on the cluster

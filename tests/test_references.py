@@ -26,6 +26,7 @@ REFERENCE_LIBRARIES = {
     "threadpoolctl": "the thread-limit tests",
     "matplotlib": "the examples' plots",
     "distributed": "fastxent.dask on a LocalCluster (dask[array,distributed])",
+    "zarr": "python -m fastxent score on Zarr stores",
 }
 
 required = os.environ.get("FASTXENT_REQUIRE_REFERENCES") == "1"

@@ -241,24 +241,21 @@ def _kernel_calls():
     p = special.softmax(x, axis=-1)
     y = rng.integers(0, 4, 7)
 
-    def class_problem(x, target, result, weight, is_index):
-        return SimpleNamespace(x=x, target=target, result=result, weight=weight,
-                               is_index=is_index, scores=Scores.LOGITS, label_smoothing=0.0,
-                               ignore_index=-100, reduction="mean")
+    def class_loss(target, is_index):
+        """The class_loss entry for targets of one kind."""
+        def call(x, target, result, weight, row_loss, n_threads):
+            problem = SimpleNamespace(x=x, target=target, result=result, weight=weight,
+                                      is_index=is_index, scores=Scores.LOGITS,
+                                      label_smoothing=0.0, ignore_index=-100, reduction="mean")
+            return kernels.class_loss(problem, row_loss=row_loss, n_threads=n_threads)
+
+        return ("class_loss", call,
+                {"x": x, "target": target, "result": np.empty((7, 4)), "weight": np.ones(4),
+                 "row_loss": np.empty(7)})
 
     return {
-        "class_loss-index": ("class_loss",
-            lambda x, target, result, weight, row_loss, n_threads: kernels.class_loss(
-                class_problem(x, target, result, weight, True), row_loss=row_loss,
-                n_threads=n_threads),
-            {"x": x, "target": y, "result": np.empty((7, 4)), "weight": np.ones(4),
-             "row_loss": np.empty(7)}),
-        "class_loss-probs": ("class_loss",
-            lambda x, target, result, weight, row_loss, n_threads: kernels.class_loss(
-                class_problem(x, target, result, weight, False), row_loss=row_loss,
-                n_threads=n_threads),
-            {"x": x, "target": p, "result": np.empty((7, 4)), "weight": np.ones(4),
-             "row_loss": np.empty(7)}),
+        "class_loss-index": class_loss(y, True),
+        "class_loss-probs": class_loss(p, False),
         "softmax_rows": ("softmax_rows",
             lambda x, result, n_threads: kernels.softmax_rows(
                 SimpleNamespace(x=x, result=result), transform=Transform.SOFTMAX,

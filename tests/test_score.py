@@ -181,6 +181,49 @@ def test_score_class_axis_1_of_rank_3(torch, tmp_path):
     np.testing.assert_allclose(json.loads(out)["loss"], ref, rtol=1e-6)
 
 
+def _save_zarr(zarr, path, arr, *, rows):
+    """arr as a Zarr store at path, in chunks of `rows` rows."""
+    store = zarr.open_array(str(path), mode="w", shape=arr.shape, dtype=arr.dtype,
+                            chunks=(rows,) + arr.shape[1:])
+    store[...] = arr
+
+
+def test_score_zarr_stores_match_the_in_memory_call(tmp_path):
+    """Zarr stores (chunked unlike --chunk-rows), alone or beside a .npy file:
+    the loss, accuracy and counts of the in-memory call on the same arrays."""
+    zarr = pytest.importorskip("zarr", reason="zarr is not installed")
+    x, labels = _problem(n=3000)
+    _save_zarr(zarr, tmp_path / "x.zarr", x, rows=700)
+    _save_zarr(zarr, tmp_path / "t.zarr", labels, rows=1000)
+    np.save(tmp_path / "t.npy", labels)
+    counted = labels != -100
+    want = fastxent.cross_entropy(x, labels)
+    for target in ("t.zarr", "t.npy"):
+        code, out, err = _score(tmp_path / "x.zarr", tmp_path / target, "--chunk-rows", 333,
+                                "--json", "--from-logits")
+        assert code == 0, err
+        r = json.loads(out)
+        np.testing.assert_allclose(r["loss"], want, rtol=1e-6)
+        assert r["accuracy"] == np.mean(np.argmax(x, 1)[counted] == labels[counted])
+        assert r["count"] == counted.sum() and r["rows"] == 3000
+    metrics = pytest.importorskip("sklearn.metrics")
+    p = RNG.dirichlet(np.ones(5), 2000).astype(np.float32)
+    y = RNG.integers(0, 5, 2000)
+    _save_zarr(zarr, tmp_path / "p.zarr", p, rows=300)
+    _save_zarr(zarr, tmp_path / "y.zarr", y, rows=300)
+    code, out, err = _score(tmp_path / "p.zarr", tmp_path / "y.zarr", "--json", "--probs")
+    assert code == 0, err
+    np.testing.assert_allclose(json.loads(out)["loss"], metrics.log_loss(y, p), rtol=1e-6)
+
+
+def test_score_zarr_without_zarr_says_what_to_install(tmp_path, monkeypatch):
+    np.save(tmp_path / "t.npy", np.zeros(3, np.int64))
+    monkeypatch.setitem(sys.modules, "zarr", None)  # import zarr: ImportError
+    code, out, err = _score(tmp_path / "x.zarr", tmp_path / "t.npy")
+    assert code == 2 and out == ""
+    assert "reading Zarr needs the zarr package (pip install zarr)" in err
+
+
 def test_score_reports_bad_input(tmp_path):
     np.save(tmp_path / "x.npy", np.zeros((10, 3), np.float32))
     np.save(tmp_path / "t.npy", np.zeros(9, np.int64))

@@ -24,7 +24,7 @@ from typing import Any, Literal, NamedTuple, Union, overload
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from . import _blas, _logits, _special
+from . import _blas, _logits, _lse, _special
 from ._partials import class_loss_parts
 from ._typing import Float, FloatArray, FloatScalar, Loss, Reduced, Reduction
 from ._validate import (
@@ -312,7 +312,7 @@ def _blocked_rows(
 
     for cls in blocks:
         logits = _logits_into(buf[:n, :cls.stop - cls.start], p, rows, cls)
-        lse = np.logaddexp(lse, np.asarray(_special.logsumexp(logits), dtype=np.float64))
+        lse = _lse.merge_logsumexp(np.stack([lse, _special.logsumexp(logits)], axis=-1))
         if p.is_index:
             inside = counted & (labels >= cls.start) & (labels < cls.stop)
             target_logit[inside] = logits[inside.nonzero()[0], labels[inside] - cls.start]

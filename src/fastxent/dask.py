@@ -35,6 +35,7 @@ for class labels is one light pass over the labels alone.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from functools import partial
 from typing import Any, TypeAlias, cast
@@ -44,7 +45,7 @@ import dask.array as da
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from . import _logits, _partials, _probs, _special
+from . import _lse, _logits, _partials, _probs, _special
 from . import sklearn as _sklearn
 from ._bridges import Reduction, fill
 from ._validate import (
@@ -336,9 +337,7 @@ def _stats_block(x: Block, t: Block, *, is_index: bool, n_classes: int, options:
     c0, c1 = block_info[0]["array-location"][-1]
     origin = _origin(block_info)[:-1]
     x64 = x.astype(np.float64)
-    with np.errstate(invalid="ignore", over="ignore"):
-        m = np.max(x64, axis=-1)
-        s = np.sum(np.exp(x64 - m[..., None]), axis=-1)
+    m, s = _lse.exp_sums(x64)
     coef = _target_coefficients(t, c0, c1, is_index, n_classes, options, origin)
     with np.errstate(invalid="ignore"):
         a = np.sum(coef, axis=-1)
@@ -380,14 +379,13 @@ def _merge_stats_block(stats: Block, log_probs: bool = False) -> Block:
         b_row = np.sum(b, axis=-1)
         zeros = np.zeros_like(b_row)
         return np.stack([-b_row, zeros, zeros], axis=-1)
-    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        top = np.max(m, axis=-1)
-        safe_top = np.where(np.isfinite(top), top, 0.0)
-        lse = safe_top + np.log(np.sum(s * np.exp(m - safe_top[..., None]), axis=-1))
+    lse = _lse.merge_logsumexp(m, s)
+    with np.errstate(invalid="ignore"):
         a_row, b_row = np.sum(a, axis=-1), np.sum(b, axis=-1)
         loss = np.where(a_row == 0, 0.0, a_row * lse - b_row)
-        # NaN in the row: NaN out, as in memory (a max ignores nothing).
-        loss = np.where(np.isnan(top), np.nan, loss)
+        # NaN or +inf in the row: NaN out, as in memory (where x - max is NaN).
+        top = np.max(m, axis=-1)
+        loss = np.where(np.isnan(top) | (top == np.inf), np.nan, loss)
     return np.stack([loss, lse, a_row], axis=-1)
 
 
@@ -985,7 +983,10 @@ def _softmax_block(x: Block, lse: Block | None = None, *, log_space: bool,
         return fn(x)
     with np.errstate(invalid="ignore", over="ignore"):
         shifted = x.astype(np.float64) - lse
-        return (shifted if log_space else np.exp(shifted)).astype(dtype)
+        if not log_space:
+            # a row holding +inf: NaN throughout, as the whole-row kernel's inf / inf
+            shifted = np.where(lse == np.inf, np.nan, np.exp(shifted))
+        return shifted.astype(dtype)
 
 
 def _softmax(x: DaskArrayLike, axis: int, log_space: bool) -> da.Array:
@@ -1242,22 +1243,36 @@ def kl_divergence(p: DaskArrayLike, q: DaskArrayLike, *, axis: int = -1,
 
 def _log_loss_block(y: Block, p: Block, w: Block | None, classes: Block | None, *,
                     labels_given: Block | None) -> Block:
-    """[weighted loss sum, weight sum, any non-zero weight] of a block, with
-    fastxent.sklearn.log_loss's checks and clipping."""
+    """[weighted loss sum, weight sum, any non-zero weight, any row not summing
+    to one] of a block, with fastxent.sklearn.log_loss's checks and clipping
+    (its warnings are not given here, on a worker, but by _log_loss_finish)."""
     labels = classes if labels_given is None else labels_given
+    w = None if w is None else np.asarray(w, np.float64)
+    weighted = w is not None and w.any()  # else nothing to weigh here; the checks still run
+    total, due = _sklearn._log_loss(y, p, normalize=False, labels=labels,
+                                    sample_weight=w if weighted else None)
+    rows_off = float(_sklearn.ROWS_OFF in due)
     if w is None:
-        total = _sklearn.log_loss(y, p, normalize=False, labels=labels)
-        return np.array([[total, float(len(y)), 1.0]])
-    w = np.asarray(w, np.float64)
-    if not w.any():  # nothing to weigh here; the checks still run
-        _sklearn.log_loss(y, p, normalize=False, labels=labels)
-        return np.array([[0.0, 0.0, 0.0]])
-    total = _sklearn.log_loss(y, p, normalize=False, sample_weight=w, labels=labels)
-    return np.array([[total, float(np.sum(w)), 1.0]])
+        return np.array([[total, float(len(y)), 1.0, rows_off]])
+    if not weighted:
+        return np.array([[0.0, 0.0, 0.0, rows_off]])
+    return np.array([[total, float(np.sum(w)), 1.0, rows_off]])
+
+
+def _warn_client(message: str) -> None:
+    """warnings.warn on the client: dask.distributed's warn sends a warning
+    raised on a worker to the clients too (elsewhere it is warnings.warn)."""
+    try:
+        from distributed import warn
+    except ImportError:
+        from warnings import warn
+    warn(message, UserWarning, stacklevel=2)
 
 
 def _log_loss_finish(total: Block, *, normalize: bool) -> Block:
-    loss_sum, weight_sum, any_weight = total
+    loss_sum, weight_sum, any_weight, rows_off = total
+    if rows_off:
+        _warn_client(_sklearn.ROWS_OFF)
     if not any_weight:
         raise ValueError("sample_weight: must contain at least one non-zero number")
     if not normalize:
@@ -1302,9 +1317,16 @@ def log_loss(y_true: DaskArrayLike, y_pred: DaskArrayLike, *, normalize: bool = 
     ValueError
         When computed, where scikit-learn raises (probabilities outside [0, 1],
         labels missing from `labels`, all weights zero, ...); at once for
-        mismatched lengths and shapes.
+        mismatched lengths and shapes, and a bad `labels`.
     TypeError
         At once, for a `normalize` that is not a bool.
+
+    Warns
+    -----
+    UserWarning
+        As `fastxent.sklearn.log_loss`: rows of `y_pred` that do not sum to 1
+        (once, when computed; from a worker, sent to the client by
+        dask.distributed), and `labels` not in sorted order (at once).
 
     See Also
     --------
@@ -1347,14 +1369,17 @@ def log_loss(y_true: DaskArrayLike, y_pred: DaskArrayLike, *, normalize: bool = 
     args.append(None if w is None else w.rechunk((p.chunks[0],))[:, None])
     classes = None if labels is not None else dask.delayed(_sorted_classes)(y)
     labels_given = None if labels is None else as_array(labels, "labels")
-    if labels_given is not None:
-        _sklearn._label_array(labels_given, "labels")
+    if labels_given is not None:  # checked at once, as the other arguments
+        due: list[str] = []
+        _sklearn._encode(np.empty(0, labels_given.dtype), labels_given, due)
+        for message in due:
+            warnings.warn(message, UserWarning, stacklevel=2)
 
     def block(yb: Block, pb: Block, wb: Block | None, cl: Block | None) -> Block:
         return _log_loss_block(yb[:, 0], pb[:, 0] if p.ndim == 1 else pb,
                                None if wb is None else wb[:, 0], cl, labels_given=labels_given)
 
-    parts = da.map_blocks(block, *args, classes, chunks=((1,) * len(p.chunks[0]), (3,)),
+    parts = da.map_blocks(block, *args, classes, chunks=((1,) * len(p.chunks[0]), (4,)),
                           dtype=np.float64)
     total = parts.sum(axis=0)
     return da.blockwise(partial(_log_loss_finish, normalize=normalize), "", total, "i",

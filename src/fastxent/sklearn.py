@@ -140,6 +140,26 @@ def log_loss(
         y_proba = y_pred
     if y_proba is None:
         raise TypeError("log_loss() missing the required argument y_proba")
+    loss, due = _log_loss(y_true, y_proba, normalize=normalize, sample_weight=sample_weight,
+                          labels=labels)
+    for message in due:
+        warnings.warn(message, UserWarning, stacklevel=2)
+    return loss
+
+
+ROWS_OFF = "y_proba: some rows do not sum to one; make sure to pass probabilities"
+
+
+def _log_loss(
+    y_true: ArrayLike,
+    y_proba: ArrayLike,
+    *,
+    normalize: bool,
+    sample_weight: ArrayLike | None,
+    labels: ArrayLike | None,
+) -> tuple[float, list[str]]:
+    """(log loss, the messages of the warnings due): the caller warns, so that
+    fastxent.dask can carry them from its blocks to the client."""
     if not isinstance(normalize, (bool, np.bool_)):
         raise TypeError(f"normalize: expected a bool, got {normalize!r}")
     probs = _probabilities(y_proba)
@@ -150,7 +170,8 @@ def log_loss(
         names = "y_proba, y_true" + ("" if weight is None else ", sample_weight")
         raise ValueError(f"{names}: inconsistent numbers of samples: {counts}")
 
-    classes, target = _encode(target, labels)
+    due: list[str] = []
+    classes, target = _encode(target, labels, due)
     if probs.ndim == 1:
         probs = probs[:, None]
     if probs.shape[1] == 1:  # the probability of the second class
@@ -159,8 +180,7 @@ def log_loss(
     # np.allclose(sums, 1, rtol=sqrt(eps), atol=1e-8), without its temporaries.
     deviation = np.max(np.abs(probs.sum(axis=1) - 1))
     if not deviation <= 1e-8 + np.sqrt(eps):
-        warnings.warn("y_proba: some rows do not sum to one; make sure to pass probabilities",
-                      UserWarning, stacklevel=2)
+        due.append(ROWS_OFF)
     if len(classes) != probs.shape[1]:
         raise ValueError(
             f"y_proba: has {probs.shape[1]} classes (columns) but "
@@ -173,7 +193,7 @@ def log_loss(
     else:
         # Only each row's true class is read: no full-size clipped copy.
         loss = -_clipped_log(np.take_along_axis(probs, target[:, None], axis=1)[:, 0], eps)
-    return _average(loss, weight, normalize)
+    return _average(loss, weight, normalize), due
 
 
 def _clipped_log(probs: NDArray[Any], eps: Any) -> NDArray[Any]:
@@ -220,9 +240,12 @@ def _label_array(values: ArrayLike, name: str) -> NDArray[Any]:
     return arr
 
 
-def _encode(target: NDArray[Any], labels: ArrayLike | None) -> tuple[NDArray[Any], NDArray[Any]]:
+def _encode(
+    target: NDArray[Any], labels: ArrayLike | None, due: list[str]
+) -> tuple[NDArray[Any], NDArray[Any]]:
     """(classes, target): target as class indices (n_samples,) or, for a label
-    indicator matrix, a bool matrix (n_samples, n_classes)."""
+    indicator matrix, a bool matrix (n_samples, n_classes). Appends the
+    message of a warning due to `due`."""
     if target.ndim == 2 and target.shape[1] == 1:  # a column of labels, as scikit-learn
         target = target[:, 0]
     if target.ndim == 2 and target.shape[1] > 1:
@@ -251,9 +274,9 @@ def _encode(target: NDArray[Any], labels: ArrayLike | None) -> tuple[NDArray[Any
     _check_labels(given, "labels")
     classes = _unique(given, "labels")
     if classes.shape != given.shape or not np.all(classes == given):
-        warnings.warn(
+        due.append(
             f"labels: {given.tolist()} are not sorted, but the columns of y_proba are taken to "
-            f"be the sorted classes {classes.tolist()}", UserWarning, stacklevel=3)
+            f"be the sorted classes {classes.tolist()}")
     unknown = ~np.isin(target, classes)
     if unknown.any():
         raise ValueError(
