@@ -33,6 +33,11 @@ cdef extern from "_rows.h" nogil:
         double smoothing
         double scale
         int64_t ignore_index
+        const double *sample_weight
+        double z_loss
+        void *lse
+        unsigned char *correct
+        Py_ssize_t row
     # One table for both element types (see _fx_rows.h): pointers to elements
     # are void pointers, of the type of the table in use.
     ctypedef struct fx_rows:
@@ -277,12 +282,15 @@ cdef inline void _block_rows(const RowJob *job, const fx_rows *R, const floating
     cdef floating *per_row = <floating *>job.per_row
     cdef const int64_t *labels = <const int64_t *>job.target
     cdef const floating *probs = <const floating *>job.target
-    cdef const fx_class_params *params = &job.params
+    # A copy that knows the row it is at (fx_class_params.row: the per-row options)
+    cdef fx_class_params row_params = job.params
+    cdef const fx_class_params *params = &row_params
     cdef RowOp op = job.op
     cdef floating *g = NULL
     cdef double value = 0.0, total = 0.0
     cdef int64_t y
     if op == ROWS_XENT_INDEX and n <= FX_SHORT_ROW:
+        row_params.row = start
         total = R.xent_index_short(x + start * n, out + start * n if out != NULL else NULL,
                                    stop - start, n, labels + start, params,
                                    per_row + start if per_row != NULL else NULL, &bad)
@@ -292,6 +300,7 @@ cdef inline void _block_rows(const RowJob *job, const fx_rows *R, const floating
         return
     for i in range(start, stop):
         g = out + i * n if out != NULL else NULL
+        row_params.row = i
         if op == ROWS_SOFTMAX:
             R.softmax(x + i * n, g, n, carry, i + 1 < run_end)
             continue
@@ -371,11 +380,13 @@ cdef tuple _run_rows(str kernel, const RowJob *job, const floating *x, int n_thr
 
 cdef Py_ssize_t _index_denominator(const int64_t *labels, Py_ssize_t n_rows, Py_ssize_t n_classes,
                                    int64_t ignore_index, const floating *w,
-                                   double *denom) noexcept nogil:
-    """The mean's denominator (the summed weights of the counted rows) into
-    *denom; returns the first row of a bad label, or -1."""
+                                   const double *sample_weight, double *denom) noexcept nogil:
+    """The mean's denominator (the summed weights of the counted rows, class
+    weight times sample weight) into *denom; returns the first row of a bad
+    label, or -1."""
     cdef Py_ssize_t i
     cdef int64_t y
+    cdef double w_y
     denom[0] = 0.0
     for i in range(n_rows):
         y = labels[i]
@@ -383,7 +394,8 @@ cdef Py_ssize_t _index_denominator(const int64_t *labels, Py_ssize_t n_rows, Py_
             continue
         if y < 0 or y >= n_classes:
             return i
-        denom[0] += w[y] if w != NULL else 1.0
+        w_y = w[y] if w != NULL else 1.0
+        denom[0] += w_y * sample_weight[i] if sample_weight != NULL else w_y
     return -1
 
 
@@ -393,6 +405,9 @@ cdef tuple _class_loss(problem, floating[::1] row_loss, int n_threads, const flo
     cdef const floating[::1] weight = problem.weight
     cdef const int64_t[::1] labels
     cdef const floating[:, ::1] probs
+    cdef const double[::1] sample_weight = problem.sample_weight
+    cdef floating[::1] lse = problem.lse
+    cdef unsigned char[::1] correct = problem.correct
     cdef Py_ssize_t n_rows = x.shape[0], n_classes = x.shape[1], i, first_bad = -1
     cdef bint mean = problem.reduction == "mean"
     cdef double denom = 0.0, total
@@ -413,6 +428,13 @@ cdef tuple _class_loss(problem, floating[::1] row_loss, int n_threads, const flo
         _check_length("class_loss", "weight", weight.shape[0], n_classes, "a weight per class")
     if row_loss is not None:
         _check_length("class_loss", "row_loss", row_loss.shape[0], n_rows, "a loss per row of x")
+    if sample_weight is not None:
+        _check_length("class_loss", "sample_weight", sample_weight.shape[0], n_rows,
+                      "a weight per row of x")
+    if lse is not None:
+        _check_length("class_loss", "lse", lse.shape[0], n_rows, "a value per row of x")
+    if correct is not None:
+        _check_length("class_loss", "correct", correct.shape[0], n_rows, "a flag per row of x")
     if n_threads < 1:
         _threads("class_loss", n_threads, 1)
     if n_rows == 0:
@@ -430,6 +452,10 @@ cdef tuple _class_loss(problem, floating[::1] row_loss, int n_threads, const flo
     job.params.smoothing = problem.label_smoothing
     job.params.ignore_index = problem.ignore_index
     job.params.scale = 1.0
+    job.params.z_loss = problem.z_loss
+    job.params.sample_weight = &sample_weight[0] if sample_weight is not None else NULL
+    job.params.lse = &lse[0] if lse is not None else NULL
+    job.params.correct = &correct[0] if correct is not None else NULL
     if problem.is_index:
         job.target = &labels[0]
         job.op = ROWS_NLL_INDEX if problem.scores is Scores.LOG_PROBS else ROWS_XENT_INDEX
@@ -442,7 +468,8 @@ cdef tuple _class_loss(problem, floating[::1] row_loss, int n_threads, const flo
             with nogil:
                 first_bad = _index_denominator(&labels[0], n_rows, n_classes,
                                                job.params.ignore_index,
-                                               <const floating *>job.params.weight, &denom)
+                                               <const floating *>job.params.weight,
+                                               job.params.sample_weight, &denom)
             if first_bad >= 0:
                 return 0.0, 0.0, first_bad
             job.params.scale = 1.0 / denom if mean else 1.0
@@ -450,7 +477,11 @@ cdef tuple _class_loss(problem, floating[::1] row_loss, int n_threads, const flo
         job.target = &probs[0, 0]
         job.op = ROWS_XENT_PROB
         denom = <double>n_rows
-        job.params.scale = 1.0 / n_rows if mean else 1.0
+        if sample_weight is not None:
+            denom = 0.0
+            for i in range(n_rows):
+                denom += sample_weight[i]
+        job.params.scale = 1.0 / denom if mean else 1.0
     total, first_bad = _run_rows("class_loss", &job, &x[0, 0], n_threads)
     return total, denom, first_bad
 

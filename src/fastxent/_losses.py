@@ -11,10 +11,12 @@ from ._validate import position, prepare_binary, prepare_classes
 
 
 def class_loss(
-    scores, target, *, kind, weight, ignore_index, reduction, label_smoothing, axis, want_grad, out
+    scores, target, *, kind, weight, ignore_index, reduction, label_smoothing, axis, want_grad, out,
+    sample_weight=None, z_loss=0.0, softcap=None, return_lse=False, return_accuracy=False
 ):
     """cross_entropy (kind Scores.LOGITS) or nll_loss (Scores.LOG_PROBS), and
-    its gradient when want_grad: (loss, gradient), else the loss."""
+    its gradient when want_grad: (loss, gradient), else the loss; followed by
+    the side outputs asked for (lse, accuracy), as one tuple."""
     p = prepare_classes(
         scores,
         target,
@@ -26,8 +28,14 @@ def class_loss(
         axis=axis,
         want_grad=want_grad,
         out=out,
+        sample_weight=sample_weight,
+        z_loss=z_loss,
+        softcap=softcap,
+        return_lse=return_lse,
+        return_accuracy=return_accuracy,
     )
     row_loss = np.empty(p.x.shape[0], p.dtype) if p.reduction == "none" else None
+    capped = _soft_cap(p) if p.softcap is not None else None
     if p.x.shape[1] == 0:
         total, denom = _no_classes(p, row_loss)
     else:
@@ -37,7 +45,25 @@ def class_loss(
         if bad_row >= 0:
             raise p.label_error(bad_row)
     loss = p.finish_loss(total, denom, row_loss)
-    return (loss, p.finish_result()) if want_grad else loss
+    if capped is not None and p.result is not None:
+        # the chain rule through the cap: d cap*tanh(x/cap) / dx = 1 - tanh(x/cap)**2
+        np.multiply(p.result, 1 - np.square(capped), out=p.result)
+    results = (loss, p.finish_result()) if want_grad else (loss,)
+    results += p.side_outputs()
+    return results if len(results) > 1 else loss
+
+
+def _soft_cap(p):
+    """Replaces p.x by the soft-capped logits softcap * tanh(x / softcap) (into
+    the gradient's buffer where there is one: the kernel then works in place);
+    returns tanh(x / softcap), which the gradient's chain rule needs. The
+    caller's logits are not modified."""
+    with np.errstate(invalid="ignore"):
+        tanh = np.tanh(p.x / p.dtype.type(p.softcap))
+    capped = p.result if p.result is not None else np.empty_like(p.x)
+    np.multiply(tanh, p.dtype.type(p.softcap), out=capped)
+    p.x = capped
+    return tanh
 
 
 def _no_classes(p, row_loss):

@@ -26,21 +26,34 @@ def binary_cross_entropy_with_grad(probs, target, *, weight=None, reduction="mea
 
 @signature_hints
 def nll_loss(log_probs, target, *, weight=None, ignore_index=IGNORE_INDEX_DEFAULT,
-             reduction="mean", axis=None):
+             reduction="mean", axis=None, sample_weight=None, return_accuracy=False):
     """Negative log-likelihood of class indices under log-probabilities, as
     torch.nn.functional.nll_loss with the classes on `axis`: as in
     cross_entropy, None takes the last axis for inputs of rank 1 and 2, and
     for rank >= 3 the axis the target's shape fits among 1 (PyTorch's) and -1,
-    raising ValueError where both fit."""
+    raising ValueError where both fit.
+
+    sample_weight: one weight per sample, as cross_entropy's: it multiplies
+    the sample's loss and gradient (with its class weight), and the mean
+    divides by the sum over the counted samples of sample_weight[i] *
+    weight[target[i]]. return_accuracy: also return the share of counted
+    samples (weighted by sample_weight) whose first maximal log-probability is
+    the target's class, as (loss, accuracy); a sample holding a NaN counts as
+    not correct. (z_loss, softcap and lse belong to logits: cross_entropy.)
+    """
     return class_loss(log_probs, target, kind=Scores.LOG_PROBS, weight=weight,
                       ignore_index=ignore_index, reduction=reduction, label_smoothing=0.0,
-                      axis=axis, want_grad=False, out=None)
+                      axis=axis, want_grad=False, out=None, sample_weight=sample_weight,
+                      return_accuracy=return_accuracy)
 
 
 @signature_hints
 def nll_loss_with_grad(log_probs, target, *, weight=None, ignore_index=IGNORE_INDEX_DEFAULT,
-                       reduction="mean", axis=None, out=None):
-    """(loss, d loss / d log_probs) of nll_loss (axis as nll_loss's)."""
+                       reduction="mean", axis=None, out=None, sample_weight=None,
+                       return_accuracy=False):
+    """(loss, d loss / d log_probs) of nll_loss (axis, sample_weight and
+    return_accuracy as nll_loss's: (loss, grad, accuracy) when asked)."""
     return class_loss(log_probs, target, kind=Scores.LOG_PROBS, weight=weight,
                       ignore_index=ignore_index, reduction=reduction, label_smoothing=0.0,
-                      axis=axis, want_grad=True, out=out)
+                      axis=axis, want_grad=True, out=out, sample_weight=sample_weight,
+                      return_accuracy=return_accuracy)

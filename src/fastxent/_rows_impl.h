@@ -253,11 +253,60 @@ FX_ATTR static void FX_FN(fx_target_sums)(const FX_T *x, const FX_T *t, const FX
  * A new option of the class losses (a field of fx_class_params) is read here,
  * and in fx_index_plain, which says when the tiles may skip them. */
 
-/* Whether the options leave the index loss plain: no weights, no smoothing
- * (the short rows then take fx_xent_index_short_plain, which skips them). */
+/* Whether the options leave the index loss plain: no weights, no smoothing,
+ * no z-loss, no side outputs (the short rows then take
+ * fx_xent_index_short_plain, which skips them). */
 static inline int FX_FN(fx_index_plain)(const fx_class_params *p)
 {
-    return !p->weight && p->smoothing == 0.0;
+    return !p->weight && p->smoothing == 0.0 && !p->sample_weight && p->z_loss == 0.0 &&
+           !p->lse && !p->correct;
+}
+
+/* The index of the first element of x[0:n] equal to m (the row's maximum), or
+ * n: np.argmax's choice among ties. Read only for return_accuracy. */
+FX_ATTR static ptrdiff_t FX_FN(fx_first_max)(const FX_T *x, ptrdiff_t n, FX_T m)
+{
+    for (ptrdiff_t i = 0; i < n; i++)
+        if (x[i] == m) return i;
+    return n;
+}
+
+/* The index of the first maximum of t[0:n] (np.argmax of a probability target). */
+FX_ATTR static ptrdiff_t FX_FN(fx_argmax)(const FX_T *t, ptrdiff_t n)
+{
+    ptrdiff_t k = 0;
+    for (ptrdiff_t i = 1; i < n; i++)
+        if (t[i] > t[k]) k = i;
+    return k;
+}
+
+/* The per-row options and side outputs of a finished row, the same for every
+ * kind of target: the z-loss term z lse^2 added to the row's loss (and
+ * scale 2 z lse / s to the factor `a` of its exps: d lse / d x = softmax), the
+ * sample weight multiplying both, the row's lse and whether its prediction
+ * is correct (`top`, and the row holds no NaN or infinite logit: s is a
+ * number) written out. Returns the row's loss; with no option on, loss and
+ * f as they came. */
+FX_ATTR static inline double FX_FN(fx_row_options)(fx_finish *f, double loss, const fx_class_params *p,
+                                                   ptrdiff_t row, FX_T m, double s, double log_s,
+                                                   int top)
+{
+    const double lse = (double)m + log_s;
+    if (p->z_loss != 0.0) {
+        loss += p->z_loss * lse * lse;
+        f->a += p->scale * 2.0 * p->z_loss * lse / s;
+    }
+    if (p->sample_weight) {
+        const double sw = p->sample_weight[row];
+        loss *= sw;
+        f->a *= sw;
+        f->c1 *= sw;
+        f->c0 *= sw;
+        f->cy *= sw;
+    }
+    if (p->lse) ((FX_T *)p->lse)[row] = (FX_T)lse;
+    if (p->correct) p->correct[row] = (unsigned char)(top && !isnan(s));
+    return loss;
 }
 
 /* The loss of a row whose target is the class y, from the row's parts: its
@@ -267,7 +316,8 @@ static inline int FX_FN(fx_index_plain)(const fx_class_params *p)
  * the sweep that scales the row's exps into scale * d loss / d x. */
 FX_ATTR static inline double FX_FN(fx_index_finish)(fx_finish *f, ptrdiff_t n, ptrdiff_t y,
                                                     const fx_class_params *p, FX_T m, double x_y,
-                                                    double gap, double s, double log_s)
+                                                    double gap, double s, double log_s,
+                                                    ptrdiff_t row, int top)
 {
     const FX_T *w = (const FX_T *)p->weight;
     const double eps = p->smoothing, scale = p->scale, w_total = p->weight_total;
@@ -283,7 +333,7 @@ FX_ATTR static inline double FX_FN(fx_index_finish)(fx_finish *f, ptrdiff_t n, p
     f->y = y;
     f->cy = scale * (1.0 - eps) * w_y;
     f->active = 1;
-    return loss;
+    return FX_FN(fx_row_options)(f, loss, p, row, m, s, log_s, top);
 }
 
 /* The loss of a row against class probabilities t smoothed to
@@ -292,8 +342,9 @@ FX_ATTR static inline double FX_FN(fx_index_finish)(fx_finish *f, ptrdiff_t n, p
  *   sum_c w_c t'_c (lse - x_c) = mass log(s) + gap;
  * and into f the sweep that scales the row's exps into scale * d loss / d x. */
 FX_ATTR static inline double FX_FN(fx_prob_finish)(fx_finish *f, ptrdiff_t n, const FX_T *t,
-                                                   const fx_class_params *p, double mass,
-                                                   double gap, double s)
+                                                   const fx_class_params *p, FX_T m, double mass,
+                                                   double gap, double s, ptrdiff_t row,
+                                                   ptrdiff_t predicted)
 {
     const double eps = p->smoothing, scale = p->scale;
     f->a = scale * mass / s;
@@ -304,7 +355,9 @@ FX_ATTR static inline double FX_FN(fx_prob_finish)(fx_finish *f, ptrdiff_t n, co
     f->w = p->weight;
     f->y = -1;
     f->active = 1;
-    return mass * log(s) + gap;
+    const double log_s = log(s);
+    const int top = p->correct ? predicted == FX_FN(fx_argmax)(t, n) : 0;
+    return FX_FN(fx_row_options)(f, mass * log_s + gap, p, row, m, s, log_s, top);
 }
 
 /* Loss (and gradient into g, which may be x) of one row x[0:n] whose target
@@ -321,9 +374,10 @@ FX_ATTR static double FX_FN(fx_xent_index_row)(const void *xv, void *gv, ptrdiff
     const FX_T m = FX_FN(fx_max_of)(x, n, c);
     const double gap =
         p->smoothing != 0.0 ? FX_FN(fx_weighted_gap)(x, (const FX_T *)p->weight, n, m) : 0.0;
+    const int top = p->correct ? FX_FN(fx_first_max)(x, n, m) == y : 0; /* before g is written */
     const double s = FX_FN(fx_exp_sum)(x, out, n, m, c, next_in_run);
     fx_finish f;
-    const double loss = FX_FN(fx_index_finish)(&f, n, y, p, m, x_y, gap, s, log(s));
+    const double loss = FX_FN(fx_index_finish)(&f, n, y, p, m, x_y, gap, s, log(s), p->row, top);
     if (out) FX_FN(fx_hand_on)(c, g, out, n, &f);
     return loss;
 }
@@ -424,6 +478,7 @@ FX_ATTR static double FX_FN(fx_xent_index_short)(const void *xv, void *gv, ptrdi
     FX_T e[FX_TILE_ROWS * FX_SHORT_ROW];
     FX_T m[FX_TILE_ROWS];
     double x_y[FX_TILE_ROWS], gap[FX_TILE_ROWS], sums[FX_TILE_ROWS], log_sums[FX_TILE_ROWS];
+    int top[FX_TILE_ROWS];
     double total = 0.0;
     for (ptrdiff_t r0 = 0; r0 < rows; r0 += FX_TILE_ROWS) {
         const ptrdiff_t tile = rows - r0 < FX_TILE_ROWS ? rows - r0 : FX_TILE_ROWS;
@@ -436,6 +491,7 @@ FX_ATTR static double FX_FN(fx_xent_index_short)(const void *xv, void *gv, ptrdi
             m[r] = mr;
             x_y[r] = yr >= 0 && yr < n ? (double)xr[yr] : 0.0;
             gap[r] = eps != 0.0 ? FX_FN(fx_weighted_gap)(xr, w, n, mr) : 0.0;
+            top[r] = p->correct ? FX_FN(fx_first_max)(xr, n, mr) == yr : 0;
             for (ptrdiff_t k = 0; k < n; k++) e[r * n + k] = xr[k] - mr;
         }
         /* two interleaved halves, as in fx_exp_sum */
@@ -463,7 +519,7 @@ FX_ATTR static double FX_FN(fx_xent_index_short)(const void *xv, void *gv, ptrdi
             } else {
                 fx_finish f;
                 loss = FX_FN(fx_index_finish)(&f, n, yr, p, m[r], x_y[r], gap[r], sums[r],
-                                              log_sums[r]);
+                                              log_sums[r], p->row + r0 + r, top[r]);
                 if (gr) FX_FN(fx_finish_range)(gr, e + r * n, &f, 0, n);
             }
             if (row_loss) row_loss[r0 + r] = (FX_T)loss;
@@ -488,9 +544,10 @@ FX_ATTR static double FX_FN(fx_xent_prob_row)(const void *xv, const void *tv, vo
     double mass, gap;
     FX_FN(fx_target_sums)(x, t, (const FX_T *)p->weight, n, m, 1.0 - eps, eps / (double)n, &mass,
                           &gap);
+    const ptrdiff_t predicted = p->correct ? FX_FN(fx_first_max)(x, n, m) : -1; /* before g */
     const double s = FX_FN(fx_exp_sum)(x, out, n, m, c, next_in_run);
     fx_finish f;
-    const double loss = FX_FN(fx_prob_finish)(&f, n, t, p, mass, gap, s);
+    const double loss = FX_FN(fx_prob_finish)(&f, n, t, p, m, mass, gap, s, p->row, predicted);
     if (out) FX_FN(fx_hand_on)(c, g, out, n, &f);
     return loss;
 }
@@ -547,8 +604,16 @@ FX_ATTR static double FX_FN(fx_nll_index_row)(const void *xv, void *gv, ptrdiff_
 {
     const FX_T *x = (const FX_T *)xv, *w = (const FX_T *)p->weight;
     FX_T *g = (FX_T *)gv;
-    const double w_y = w ? (double)w[y] : 1.0;
+    const double sw = p->sample_weight ? p->sample_weight[p->row] : 1.0;
+    const double w_y = sw * (w ? (double)w[y] : 1.0);
     const double loss = -w_y * (double)x[y]; /* read before g (perhaps x) is written */
+    if (p->correct) {
+        /* a row holding NaN counts as not correct, as in the softmax losses */
+        const FX_T m = FX_FN(fx_row_max)(x, n);
+        int has_nan = 0;
+        for (ptrdiff_t i = 0; i < n; i++) has_nan |= isnan(x[i]);
+        p->correct[p->row] = (unsigned char)(!has_nan && FX_FN(fx_first_max)(x, n, m) == y);
+    }
     if (g) {
         memset(g, 0, (size_t)n * sizeof(FX_T));
         g[y] = (FX_T)(-w_y * p->scale);
