@@ -11,8 +11,22 @@ from ._validate import position, prepare_binary, prepare_classes
 
 
 def class_loss(
-    scores, target, *, kind, weight, ignore_index, reduction, label_smoothing, axis, want_grad, out,
-    sample_weight=None, z_loss=0.0, softcap=None, return_lse=False, return_accuracy=False
+    scores,
+    target,
+    *,
+    kind,
+    weight,
+    ignore_index,
+    reduction,
+    label_smoothing,
+    axis,
+    want_grad,
+    out,
+    sample_weight=None,
+    z_loss=0.0,
+    softcap=None,
+    return_lse=False,
+    return_accuracy=False,
 ):
     """cross_entropy (kind Scores.LOGITS) or nll_loss (Scores.LOG_PROBS), and
     its gradient when want_grad: (loss, gradient), else the loss; followed by

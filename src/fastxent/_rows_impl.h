@@ -258,8 +258,8 @@ FX_ATTR static void FX_FN(fx_target_sums)(const FX_T *x, const FX_T *t, const FX
  * fx_xent_index_short_plain, which skips them). */
 static inline int FX_FN(fx_index_plain)(const fx_class_params *p)
 {
-    return !p->weight && p->smoothing == 0.0 && !p->sample_weight && p->z_loss == 0.0 &&
-           !p->lse && !p->correct;
+    return !p->weight && p->smoothing == 0.0 && !p->sample_weight && p->z_loss == 0.0 && !p->lse &&
+           !p->correct;
 }
 
 /* The index of the first element of x[0:n] equal to m (the row's maximum), or
@@ -287,9 +287,9 @@ FX_ATTR static ptrdiff_t FX_FN(fx_argmax)(const FX_T *t, ptrdiff_t n)
  * is correct (`top`, and the row holds no NaN or infinite logit: s is a
  * number) written out. Returns the row's loss; with no option on, loss and
  * f as they came. */
-FX_ATTR static inline double FX_FN(fx_row_options)(fx_finish *f, double loss, const fx_class_params *p,
-                                                   ptrdiff_t row, FX_T m, double s, double log_s,
-                                                   int top)
+FX_ATTR static inline double FX_FN(fx_row_options)(fx_finish *f, double loss,
+                                                   const fx_class_params *p, ptrdiff_t row, FX_T m,
+                                                   double s, double log_s, int top)
 {
     const double lse = (double)m + log_s;
     if (p->z_loss != 0.0) {

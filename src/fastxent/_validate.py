@@ -520,7 +520,7 @@ def check_sample_weight(value, batch_shape):
     finite = np.isfinite(flat)
     if not finite.all():
         k = int(np.argmin(finite))
-        raise ValueError(f"sample_weight: {flat[k]!r} at position {position(k, batch_shape)} "
+        raise ValueError(f"sample_weight: {float(flat[k])!r} at position {position(k, batch_shape)} "
                          "is not a finite number")
     return flat
 
