@@ -10,7 +10,18 @@ from ._kinds import BinaryInput, Scores
 from ._validate import position, prepare_binary, prepare_classes
 
 
-def class_loss(
+def class_loss(scores, target, *, want_grad, **options):
+    """cross_entropy (kind Scores.LOGITS) or nll_loss (Scores.LOG_PROBS), and
+    its gradient when want_grad: (loss, gradient), else the loss; followed by
+    the side outputs asked for (lse, accuracy), as one tuple. options: those
+    of solve_classes."""
+    p, loss = solve_classes(scores, target, want_grad=want_grad, **options)
+    results = (loss, p.finish_result()) if want_grad else (loss,)
+    results += p.side_outputs()
+    return results if len(results) > 1 else loss
+
+
+def solve_classes(
     scores,
     target,
     *,
@@ -28,9 +39,9 @@ def class_loss(
     return_lse=False,
     return_accuracy=False,
 ):
-    """cross_entropy (kind Scores.LOGITS) or nll_loss (Scores.LOG_PROBS), and
-    its gradient when want_grad: (loss, gradient), else the loss; followed by
-    the side outputs asked for (lse, accuracy), as one tuple."""
+    """The checked problem (a ClassProblem, its gradient and side outputs
+    computed into its buffers) and the loss, for callers that need more than
+    class_loss gives back (fastxent._partials: the accuracy's counts)."""
     p = prepare_classes(
         scores,
         target,
@@ -62,9 +73,7 @@ def class_loss(
     if capped is not None and p.result is not None:
         # the chain rule through the cap: d cap*tanh(x/cap) / dx = 1 - tanh(x/cap)**2
         np.multiply(p.result, 1 - np.square(capped), out=p.result)
-    results = (loss, p.finish_result()) if want_grad else (loss,)
-    results += p.side_outputs()
-    return results if len(results) > 1 else loss
+    return p, loss
 
 
 def _soft_cap(p):
@@ -124,4 +133,4 @@ def binary_loss(
     return (loss, p.finish_grad()) if want_grad else loss
 
 
-__all__ = ["BinaryInput", "Scores", "binary_loss", "class_loss"]
+__all__ = ["BinaryInput", "Scores", "binary_loss", "class_loss", "solve_classes"]

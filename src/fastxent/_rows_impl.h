@@ -254,12 +254,11 @@ FX_ATTR static void FX_FN(fx_target_sums)(const FX_T *x, const FX_T *t, const FX
  * and in fx_index_plain, which says when the tiles may skip them. */
 
 /* Whether the options leave the index loss plain: no weights, no smoothing,
- * no z-loss, no side outputs (the short rows then take
- * fx_xent_index_short_plain, which skips them). */
+ * no z-loss, no lse (the short rows then take fx_xent_index_short_plain,
+ * which skips them; it finds the accuracy's argmax itself). */
 static inline int FX_FN(fx_index_plain)(const fx_class_params *p)
 {
-    return !p->weight && p->smoothing == 0.0 && !p->sample_weight && p->z_loss == 0.0 && !p->lse &&
-           !p->correct;
+    return !p->weight && p->smoothing == 0.0 && !p->sample_weight && p->z_loss == 0.0 && !p->lse;
 }
 
 /* The index of the first element of x[0:n] equal to m (the row's maximum), or
@@ -390,11 +389,13 @@ FX_ATTR static double FX_FN(fx_xent_index_row)(const void *xv, void *gv, ptrdiff
 FX_ATTR static double FX_FN(fx_xent_index_short_plain)(const FX_T *x, FX_T *g, ptrdiff_t rows,
                                                        ptrdiff_t n, const int64_t *y,
                                                        int64_t ignore_index, double scale,
-                                                       FX_T *row_loss, ptrdiff_t *first_bad)
+                                                       FX_T *row_loss, unsigned char *correct,
+                                                       ptrdiff_t *first_bad)
 {
     FX_T xt[FX_SHORT_ROW][FX_TILE_ROWS];
     FX_T m[FX_TILE_ROWS];
-    double sums[FX_TILE_ROWS]; /* in double, at a small cost (docs/benchmarks.md) */
+    ptrdiff_t top[FX_TILE_ROWS]; /* each row's first maximal class (return_accuracy) */
+    double sums[FX_TILE_ROWS];   /* in double, at a small cost (docs/benchmarks.md) */
     double log_sums[FX_TILE_ROWS];
     double total = 0.0;
     for (ptrdiff_t r0 = 0; r0 < rows; r0 += FX_TILE_ROWS) {
@@ -412,6 +413,14 @@ FX_ATTR static double FX_FN(fx_xent_index_short_plain)(const FX_T *x, FX_T *g, p
         for (ptrdiff_t k = 0; k < n; k++) {
             FX_SIMD()
             for (ptrdiff_t r = 0; r < tile; r++) m[r] = xt[k][r] > m[r] ? xt[k][r] : m[r];
+        }
+        if (correct) {
+            /* the first class at the maximum, as np.argmax: the last one found going down */
+            for (ptrdiff_t r = 0; r < tile; r++) top[r] = n;
+            for (ptrdiff_t k = n - 1; k >= 0; k--) {
+                FX_SIMD()
+                for (ptrdiff_t r = 0; r < tile; r++) top[r] = xt[k][r] == m[r] ? k : top[r];
+            }
         }
         FX_SIMD()
         for (ptrdiff_t r = 0; r < tile; r++) sums[r] = 0;
@@ -442,6 +451,7 @@ FX_ATTR static double FX_FN(fx_xent_index_short_plain)(const FX_T *x, FX_T *g, p
             } else {
                 if (g) g[(r0 + r) * n + yr] -= (FX_T)scale;
                 loss = log_sums[r] + ((double)m[r] - x_y[r]);
+                if (correct) correct[r0 + r] = (unsigned char)(top[r] == yr && !isnan(sums[r]));
             }
             if (row_loss) row_loss[r0 + r] = (FX_T)loss;
             total += loss;
@@ -472,7 +482,7 @@ FX_ATTR static double FX_FN(fx_xent_index_short)(const void *xv, void *gv, ptrdi
     const int64_t ignore_index = p->ignore_index;
     if (FX_FN(fx_index_plain)(p))
         return FX_FN(fx_xent_index_short_plain)(x, g, rows, n, y, ignore_index, p->scale, row_loss,
-                                                first_bad);
+                                                p->correct ? p->correct + p->row : NULL, first_bad);
     const FX_T *w = (const FX_T *)p->weight;
     const double eps = p->smoothing;
     FX_T e[FX_TILE_ROWS * FX_SHORT_ROW];

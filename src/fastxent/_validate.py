@@ -370,11 +370,19 @@ class ClassProblem(Rows):
             self.lse[~counted] = np.nan
             outputs.append(self.lse.reshape(self.batch_shape))
         if self.correct is not None:
-            sw = np.ones(len(counted)) if self.sample_weight is None else self.sample_weight
-            hits = float(np.sum(sw[counted] * self.correct[counted], dtype=np.float64))
-            outputs.append(reduce_loss("mean", self.dtype, hits,
-                                       float(np.sum(sw[counted], dtype=np.float64))))
+            outputs.append(reduce_loss("mean", self.dtype, *self.hits()))
         return tuple(outputs)
+
+    def hits(self):
+        """(correct, counted) in float64 after the kernel has run with return_accuracy:
+        the summed sample weights (1 each without) of the counted rows whose
+        prediction was right, and of all counted rows."""
+        counted = self.counted()  # the kernels leave `correct` 0 on the rows not counted
+        if self.sample_weight is None:
+            return float(np.count_nonzero(self.correct)), float(np.count_nonzero(counted))
+        sw = self.sample_weight
+        return (float(np.dot(sw, self.correct.astype(np.float64))),
+                float(np.sum(sw[counted], dtype=np.float64)))
 
     def label_error(self, row):
         """IndexError for the out-of-range label at flat row `row`."""
