@@ -388,3 +388,67 @@ def test_nll_loss_takes_no_logit_options(backend, rng):
     for name, value in [("z_loss", 0.1), ("softcap", 2.0), ("return_lse", True)]:
         with pytest.raises(TypeError, match=name):
             fastxent.nll_loss(x, random_labels(rng, (4,), 3), **{name: value})
+
+
+# --------------------------------------------------------------------------- linear_cross_entropy
+
+
+@pytest.mark.parametrize("chunk_size", [None, 7, (5, 6)], ids=["whole", "rows", "rows-classes"])
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("options", [
+    {"sample_weight": True},
+    {"z_loss": 1e-2, "softcap": 3.0, "sample_weight": True, "weighted": True,
+     "label_smoothing": 0.1},
+], ids=["sample-weight", "all"])
+def test_linear_cross_entropy_options_match_torch(torch, rng, chunk_size, kind, dtype, reduction,
+                                                  options):
+    """linear_cross_entropy[_with_grad] with the options (row chunks, and classes
+    in blocks) against PyTorch on the float64 logits hidden @ W.T + b, the
+    gradients carried back through the product."""
+    options = dict(options)
+    n_rows, n_features, n_classes = 23, 4, 17
+    hidden = rng.standard_normal((n_rows, n_features)).astype(dtype)
+    head = (rng.standard_normal((n_classes, n_features)) * 1.5).astype(dtype)
+    bias = rng.standard_normal(n_classes).astype(dtype)
+    logits = hidden.astype(np.float64) @ head.T.astype(np.float64) + bias
+    _, target = make_problem(rng, n_classes, kind, dtype, n_rows=n_rows)
+    if options.pop("weighted", False):
+        options["weight"] = rng.uniform(0.2, 2.0, n_classes)
+    if options.pop("sample_weight", False):
+        options["sample_weight"] = rng.uniform(-0.2, 2.0, n_rows)
+    want_loss, want_grad, want_lse = torch_reference(torch, logits, target, reduction=reduction,
+                                                     **options)
+    want_accuracy = accuracy_reference(logits, target, options.get("sample_weight"),
+                                       options.get("softcap"))
+    loss, d_hidden, d_weight, d_bias, lse, accuracy = fastxent.linear_cross_entropy_with_grad(
+        hidden, head, target, linear_bias=bias, reduction=reduction, chunk_size=chunk_size,
+        return_lse=True, return_accuracy=True, **options)
+    assert_close(loss, want_loss, dtype)
+    assert_close(d_hidden, want_grad @ head.astype(np.float64), dtype)
+    assert_close(d_weight, want_grad.T @ hidden.astype(np.float64), dtype)
+    assert_close(d_bias, want_grad.sum(axis=0), dtype)
+    assert_close(lse, want_lse, dtype)
+    assert_close(accuracy, want_accuracy, dtype)
+    loss_only, accuracy_only = fastxent.linear_cross_entropy(
+        hidden, head, target, linear_bias=bias, reduction=reduction, chunk_size=chunk_size,
+        return_accuracy=True, **options)
+    assert_close(loss_only, want_loss, dtype)
+    assert accuracy_only == accuracy
+    twin = fastxent.reference.linear_cross_entropy_with_grad(
+        hidden, head, target, linear_bias=bias, reduction=reduction, chunk_size=chunk_size,
+        return_lse=True, return_accuracy=True, **options)
+    for got, want in zip(twin, (want_loss, want_grad @ head, want_grad.T @ hidden,
+                                want_grad.sum(axis=0), want_lse, want_accuracy), strict=True):
+        assert_close(got, want, dtype)
+
+
+def test_linear_cross_entropy_checks_the_options_before_any_gemm(rng):
+    hidden, head = rng.standard_normal((6, 3)), rng.standard_normal((5, 3))
+    labels = random_labels(rng, (6,), 5)
+    for name, value, exc in [("sample_weight", np.ones(7), ValueError),
+                             ("z_loss", -1.0, ValueError), ("softcap", 0, ValueError),
+                             ("return_lse", "no", TypeError)]:
+        with pytest.raises(exc, match=rf"^{name}: "):
+            fastxent.linear_cross_entropy_with_grad(hidden, head, labels, **{name: value})

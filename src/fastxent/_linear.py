@@ -23,19 +23,24 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _blas, _logits, _special
-from ._partials import class_loss_parts
+from . import _blas, _logits, _losses, _special
+from ._kinds import Scores
 from ._validate import (
     IGNORE_INDEX_DEFAULT,
     _index_target,
     as_array,
+    check_flag,
     check_ignore_index,
     check_label_smoothing,
     check_reduction,
+    check_sample_weight,
+    check_softcap,
+    check_z_loss,
     position,
     reduce_loss,
     result_dtype,
 )
+
 
 # The chunk rule (documented in linear_cross_entropy's docstring).
 CHUNK_BYTES = 64 * 2**20  # one chunk's logits
@@ -89,6 +94,11 @@ class Problem(NamedTuple):
     dtype: np.dtype
     batch_shape: tuple
     grad_dtypes: tuple  # the dtypes d_hidden, d_weight, d_bias come back in
+    sample_weight: np.ndarray | None = None  # (N,) float64
+    z_loss: float = 0.0
+    softcap: float | None = None
+    return_lse: bool = False
+    return_accuracy: bool = False
 
 
 def _blas_array(value, dtype):
@@ -98,10 +108,15 @@ def _blas_array(value, dtype):
 
 
 def prepare(hidden, linear_weight, target, linear_bias, weight, ignore_index, reduction,
-            label_smoothing) -> Problem:
+            label_smoothing, sample_weight=None, z_loss=0.0, softcap=None, return_lse=False,
+            return_accuracy=False) -> Problem:
     """Checks every argument once, before any GEMM runs."""
     reduction = check_reduction(reduction)
     label_smoothing = check_label_smoothing(label_smoothing)
+    z_loss = check_z_loss(z_loss)
+    softcap = check_softcap(softcap)
+    return_lse = check_flag(return_lse, "return_lse")
+    return_accuracy = check_flag(return_accuracy, "return_accuracy")
     if ignore_index is None:  # PyTorch's F.linear_cross_entropy: None is "not given"
         ignore_index = IGNORE_INDEX_DEFAULT
     given_ignore_index = ignore_index  # the sentinel tells the core whether one was passed
@@ -174,6 +189,8 @@ def prepare(hidden, linear_weight, target, linear_bias, weight, ignore_index, re
         reduction=reduction, dtype=dtype, batch_shape=batch_shape,
         grad_dtypes=(grad_dtype(hidden_in), grad_dtype(weight_in),
                      None if bias_in is None else grad_dtype(bias_in)),
+        sample_weight=check_sample_weight(sample_weight, batch_shape), z_loss=z_loss,
+        softcap=softcap, return_lse=return_lse, return_accuracy=return_accuracy,
     )
 
 
@@ -242,6 +259,25 @@ class Gradients:
         return tuple(arr.astype(dt, copy=False) for arr, dt in zip(results, p.grad_dtypes))
 
 
+class SideOutputs:
+    """return_lse's per-row log-sum-exps and return_accuracy's counts, filled
+    chunk by chunk."""
+
+    def __init__(self, p: Problem):
+        n_rows = p.hidden.shape[0]
+        self.lse = np.full(n_rows, np.nan, p.dtype) if p.return_lse else None
+        self.accuracy = p.return_accuracy
+        self.correct = self.counted = 0.0
+
+    def results(self, p: Problem):
+        outputs = []
+        if self.lse is not None:
+            outputs.append(self.lse.reshape(p.batch_shape))
+        if self.accuracy:
+            outputs.append(reduce_loss("mean", p.dtype, self.correct, self.counted))
+        return tuple(outputs)
+
+
 def _logits_into(buf, p: Problem, rows, classes):
     """buf = hidden[rows] @ linear_weight[classes].T + linear_bias[classes]."""
     np.matmul(p.hidden[rows], p.linear_weight[classes].T, out=buf)
@@ -250,26 +286,48 @@ def _logits_into(buf, p: Problem, rows, classes):
     return buf
 
 
-def _whole_rows(buf, p: Problem, rows, want_grad, row_loss):
+def _whole_rows(buf, p: Problem, rows, want_grad, row_loss, side):
     """One chunk of rows with all classes: the fused kernel in place on its logits.
     Returns (loss sum, mean denominator); buf then holds d loss_sum / d logits."""
     logits = _logits_into(buf, p, rows, slice(None))
-    target = p.target[rows]
+    chunk, loss = _losses.solve_classes(
+        logits, p.target[rows], kind=Scores.LOGITS, weight=p.weight,
+        reduction="none" if row_loss is not None else "sum", axis=-1, want_grad=want_grad,
+        out=logits if want_grad else None,
+        sample_weight=None if p.sample_weight is None else p.sample_weight[rows],
+        z_loss=p.z_loss, softcap=p.softcap, return_lse=side.lse is not None,
+        return_accuracy=side.accuracy, **p.options)
+    if want_grad:
+        chunk.finish_result()  # into logits (out=), the kernel's own buffer here
+    if side.lse is not None:
+        side.lse[rows] = chunk.side_outputs()[0]
+    if side.accuracy:
+        correct, counted = chunk.hits()
+        side.correct += correct
+        side.counted += counted
     if row_loss is not None:  # reduction="none": the per-row losses (the gradient is the sum's)
-        fn = _logits.cross_entropy_with_grad if want_grad else _logits.cross_entropy
-        kwargs = {"out": logits} if want_grad else {}
-        result = fn(logits, target, weight=p.weight, reduction="none", **p.options, **kwargs)
-        row_loss[rows] = result[0] if want_grad else result
+        row_loss[rows] = loss
         return 0.0, 0.0
-    parts = class_loss_parts(logits, target, weight=p.weight, want_grad=want_grad, out=logits
-                             if want_grad else None, **p.options)
-    return parts.loss_sum, parts.denominator
+    return float(loss), chunk.denominator()
 
 
-def _blocked_rows(buf, p: Problem, rows, chunking, grads, first_rows, row_loss):
+def _capped_logits_into(buf, p: Problem, rows, classes):
+    """A block's logits, soft-capped when p.softcap is given; and tanh(logits /
+    softcap) for the gradient's chain rule (None without a cap)."""
+    logits = _logits_into(buf, p, rows, classes)
+    if p.softcap is None:
+        return logits, None
+    tanh = np.tanh(logits / p.dtype.type(p.softcap))
+    np.multiply(tanh, p.dtype.type(p.softcap), out=logits)
+    return logits, tanh
+
+
+def _blocked_rows(buf, p: Problem, rows, chunking, grads, first_rows, row_loss, side):
     """One chunk of rows with the classes in blocks: the log-sum-exp merged over
     the blocks, then each block's gradient from its recomputed logits.
-    Returns (loss sum, mean denominator); back-propagates when grads is given."""
+    Returns (loss sum, mean denominator); back-propagates when grads is given.
+    The options of cross_entropy's finishing step (sample weights, z-loss, soft
+    cap, lse, accuracy) are written out here as the kernels apply them."""
     n_classes = p.linear_weight.shape[0]
     target = p.target[rows]
     n = target.shape[0]
@@ -282,6 +340,7 @@ def _blocked_rows(buf, p: Problem, rows, chunking, grads, first_rows, row_loss):
         labels = np.where(counted, target, 0)
         w_y = np.where(counted, w[labels], 0.0)
     lse = np.full(n, -np.inf)
+    top_logit, top_class = np.full(n, -np.inf), np.zeros(n, np.int64)  # the first maximum
     target_logit = np.zeros(n)  # z_y (class indices)
     weighted_sum = np.zeros(n)  # sum_c u_c z_c, u the weighted (smoothed) target
     mass = np.zeros(n)  # sum_c u_c (probabilities)
@@ -291,8 +350,14 @@ def _blocked_rows(buf, p: Problem, rows, chunking, grads, first_rows, row_loss):
         return (t * (1 - eps) + eps / n_classes) * w[cls]
 
     for cls in blocks:
-        logits = _logits_into(buf[:n, :cls.stop - cls.start], p, rows, cls)
+        logits, _ = _capped_logits_into(buf[:n, :cls.stop - cls.start], p, rows, cls)
         lse = np.logaddexp(lse, np.asarray(_special.logsumexp(logits), dtype=np.float64))
+        if side.accuracy:  # a later block's maximum wins only when larger (np.argmax's first)
+            block_top = np.argmax(logits, axis=1)
+            block_max = logits[np.arange(n), block_top].astype(np.float64)
+            larger = block_max > top_logit
+            top_logit = np.where(larger, block_max, top_logit)
+            top_class = np.where(larger, block_top + cls.start, top_class)
         if p.is_index:
             inside = counted & (labels >= cls.start) & (labels < cls.stop)
             target_logit[inside] = logits[inside.nonzero()[0], labels[inside] - cls.start]
@@ -303,44 +368,61 @@ def _blocked_rows(buf, p: Problem, rows, chunking, grads, first_rows, row_loss):
             with np.errstate(invalid="ignore"):  # a class of no mass adds nothing, even at -inf
                 weighted_sum += np.where(u == 0, 0.0, u * logits).sum(axis=1)
             mass += u.sum(axis=1)
+    sw = np.ones(n) if p.sample_weight is None else p.sample_weight[rows]
     if p.is_index:
         w_total = w.sum()
         loss = (1 - eps) * w_y * (lse - target_logit)
         if eps:
             loss += eps / n_classes * (w_total * lse - weighted_sum)
-        loss = np.where(counted, loss, 0.0)  # ignored rows count 0, even NaN ones
-        denominator = float(w_y.sum())
+        denominator = float(np.sum(w_y * sw))
         coef = np.where(counted, (1 - eps) * w_y + eps / n_classes * w_total, 0.0)
+        truth = labels
     else:
+        counted = np.ones(n, bool)
         loss = mass * lse - weighted_sum
-        denominator = float(n)
+        denominator = float(np.sum(sw))
         coef = mass
+        truth = np.argmax(target, axis=1)
+    if p.z_loss:
+        loss = loss + p.z_loss * lse**2
+        coef = coef + np.where(counted, 2 * p.z_loss * lse, 0.0)
+    loss = np.where(counted, loss * sw, 0.0)  # ignored rows count 0, even NaN ones
+    coef = coef * sw
+    if side.lse is not None:
+        side.lse[rows] = np.where(counted, lse, np.nan)
+    if side.accuracy:
+        right = (top_class == truth) & counted & ~np.isnan(lse)
+        side.correct += float(np.sum(sw * right))
+        side.counted += float(np.sum(sw[counted]))
     if row_loss is not None:
         row_loss[rows] = loss
 
     if grads is not None:
         for k, cls in enumerate(blocks):
-            g = _logits_into(buf[:n, :cls.stop - cls.start], p, rows, cls)
+            g, tanh = _capped_logits_into(buf[:n, :cls.stop - cls.start], p, rows, cls)
             np.subtract(g, lse[:, None].astype(p.dtype), out=g)
             np.exp(g, out=g)
             np.multiply(g, coef[:, None].astype(p.dtype), out=g)  # coef * softmax
             if p.is_index:
                 if eps:
-                    g -= (eps / n_classes * w[cls]).astype(p.dtype)
+                    g -= (eps / n_classes * w[cls] * sw[:, None]).astype(p.dtype)
                 inside = counted & (labels >= cls.start) & (labels < cls.stop)
                 g[inside.nonzero()[0], labels[inside] - cls.start] -= \
-                    ((1 - eps) * w_y[inside]).astype(p.dtype)
+                    ((1 - eps) * w_y[inside] * sw[inside]).astype(p.dtype)
                 g[~counted] = 0
             else:
-                g -= target_weights(cls).astype(p.dtype)
+                g -= (target_weights(cls) * sw[:, None]).astype(p.dtype)
+            if tanh is not None:  # the chain rule through the cap
+                np.multiply(g, 1 - np.square(tanh), out=g)
             grads.add(g, p, rows, cls, first_rows=first_rows, first_classes=k == 0)
     return float(loss.sum()), denominator
 
 
 def _run(hidden, linear_weight, target, linear_bias, weight, ignore_index, reduction,
-         label_smoothing, chunk_size, want_grad):
+         label_smoothing, chunk_size, want_grad, options):
     p = prepare(hidden, linear_weight, target, linear_bias, weight, ignore_index, reduction,
-                label_smoothing)
+                label_smoothing, **options)
+    side = SideOutputs(p)
     n_rows = p.hidden.shape[0]
     n_classes = p.linear_weight.shape[0]
     chunking = choose_chunking(chunk_size, n_rows, n_classes, p.dtype.itemsize)
@@ -352,13 +434,13 @@ def _run(hidden, linear_weight, target, linear_bias, weight, ignore_index, reduc
         rows = slice(start, min(start + chunking.rows, n_rows))
         if chunking.classes == n_classes:
             chunk_total, chunk_denominator = _whole_rows(buf[:rows.stop - start], p, rows,
-                                                         want_grad, row_loss)
+                                                         want_grad, row_loss, side)
             if grads is not None:
                 grads.add(buf[:rows.stop - start], p, rows, slice(None),
                           first_rows=start == 0, first_classes=True)
         else:
             chunk_total, chunk_denominator = _blocked_rows(buf, p, rows, chunking, grads,
-                                                           start == 0, row_loss)
+                                                           start == 0, row_loss, side)
         total += chunk_total
         denominator += chunk_denominator
     if p.reduction == "none":
@@ -369,39 +451,49 @@ def _run(hidden, linear_weight, target, linear_bias, weight, ignore_index, reduc
         if p.reduction == "mean":
             with np.errstate(divide="ignore", invalid="ignore"):
                 scale = float(np.float64(1.0) / np.float64(denominator))
-    if not want_grad:
-        return loss
-    return (loss,) + grads.finish(p, scale)
+    results = (loss,) + (grads.finish(p, scale) if want_grad else ()) + side.results(p)
+    return results if len(results) > 1 else loss
 
 
 def unfused(hidden, linear_weight, target, *, linear_bias=None, weight=None,
             ignore_index=IGNORE_INDEX_DEFAULT, reduction="mean", label_smoothing=0.0,
-            chunk_size=None, want_grad=True):
+            chunk_size=None, want_grad=True, **class_options):
     """The route without chunks (fastxent.reference's twin): the N x V logits
     materialised, cross_entropy_with_grad on them, the gradients by three GEMMs.
-    chunk_size is checked and otherwise ignored."""
+    chunk_size is checked and otherwise ignored. class_options: sample_weight, z_loss,
+    softcap, return_lse, return_accuracy."""
     p = prepare(hidden, linear_weight, target, linear_bias, weight, ignore_index, reduction,
-                label_smoothing)
+                label_smoothing, **class_options)
     choose_chunking(chunk_size, p.hidden.shape[0], p.linear_weight.shape[0], p.dtype.itemsize)
     logits = p.hidden @ p.linear_weight.T
     if p.linear_bias is not None:
         logits += p.linear_bias
-    options = dict(weight=p.weight, reduction=p.reduction, **p.options)
+    options = dict(weight=p.weight, reduction=p.reduction, **p.options,
+                   sample_weight=p.sample_weight, z_loss=p.z_loss, softcap=p.softcap,
+                   return_lse=p.return_lse, return_accuracy=p.return_accuracy)
     if not want_grad:
-        loss = _logits.cross_entropy(logits, p.target, **options)
-        return loss.reshape(p.batch_shape) if p.reduction == "none" else loss
-    loss, grad = _logits.cross_entropy_with_grad(logits, p.target, out=logits, **options)
+        returned = _logits.cross_entropy(logits, p.target, **options)
+        loss, side = (returned[0], returned[1:]) if isinstance(returned, tuple) else (returned, ())
+    else:
+        loss, grad, *side = _logits.cross_entropy_with_grad(logits, p.target, out=logits,
+                                                            **options)
+    if p.return_lse:  # of the flat rows: in the batch shape
+        side = (side[0].reshape(p.batch_shape),) + tuple(side[1:])
+    loss = loss.reshape(p.batch_shape) if p.reduction == "none" else loss
+    if not want_grad:
+        return (loss,) + tuple(side) if side else loss
     results = [(grad @ p.linear_weight).reshape(p.batch_shape + p.hidden.shape[1:]),
                grad.T @ p.hidden]
     if p.linear_bias is not None:
         results.append(grad.sum(axis=0))
-    loss = loss.reshape(p.batch_shape) if p.reduction == "none" else loss
-    return (loss,) + tuple(r.astype(dt, copy=False) for r, dt in zip(results, p.grad_dtypes))
+    grads = tuple(r.astype(dt, copy=False) for r, dt in zip(results, p.grad_dtypes))
+    return (loss,) + grads + tuple(side)
 
 
 def linear_cross_entropy(hidden, linear_weight, target, *, linear_bias=None, weight=None,
                          ignore_index=IGNORE_INDEX_DEFAULT, reduction="mean",
-                         label_smoothing=0.0, chunk_size=None):
+                         label_smoothing=0.0, chunk_size=None, sample_weight=None, z_loss=0.0,
+                         softcap=None, return_lse=False, return_accuracy=False):
     """Cross-entropy of ``hidden @ linear_weight.T + linear_bias``, without the N x V logits.
 
     The same numbers as ``cross_entropy(hidden @ linear_weight.T + linear_bias,
@@ -436,12 +528,26 @@ def linear_cross_entropy(hidden, linear_weight, target, *, linear_bias=None, wei
     chunk_size : int or (int, int), optional
         Rows of `hidden` per chunk, or (rows, classes) to cut the classes into
         blocks as well. Default: chosen by the rule below.
+    sample_weight : array_like, optional
+        One weight per sample (shape ``hidden.shape[:-1]`` or broadcastable to
+        it), as in ``cross_entropy``.
+    z_loss : float, default 0.0
+        The z-loss coefficient, as in ``cross_entropy``: ``z * lse**2`` per
+        counted sample.
+    softcap : float, optional
+        Soft-cap the logits to ``softcap * tanh(logits / softcap)`` first, as
+        in ``cross_entropy``.
+    return_lse, return_accuracy : bool, default False
+        Also return each sample's log-sum-exp (of the capped logits; NaN for
+        ignored samples) and the accuracy, as in ``cross_entropy``.
 
     Returns
     -------
     numpy scalar, or ndarray of shape ``hidden.shape[:-1]`` (``"none"``)
         The loss, in the dtype of the computation: float32 when every input is float32,
-        else float64 (the inputs are promoted together, as NumPy does).
+        else float64 (the inputs are promoted together, as NumPy does). With
+        `return_lse` / `return_accuracy`, a tuple ``(loss, lse, accuracy)`` of
+        those asked for.
 
     Raises
     ------
@@ -486,12 +592,16 @@ def linear_cross_entropy(hidden, linear_weight, target, *, linear_bias=None, wei
     True
     """
     return _run(hidden, linear_weight, target, linear_bias, weight, ignore_index, reduction,
-                label_smoothing, chunk_size, want_grad=False)
+                label_smoothing, chunk_size, want_grad=False,
+                options=dict(sample_weight=sample_weight, z_loss=z_loss, softcap=softcap,
+                             return_lse=return_lse, return_accuracy=return_accuracy))
 
 
 def linear_cross_entropy_with_grad(hidden, linear_weight, target, *, linear_bias=None,
                                    weight=None, ignore_index=IGNORE_INDEX_DEFAULT,
-                                   reduction="mean", label_smoothing=0.0, chunk_size=None):
+                                   reduction="mean", label_smoothing=0.0, chunk_size=None,
+                                   sample_weight=None, z_loss=0.0, softcap=None,
+                                   return_lse=False, return_accuracy=False):
     """(loss, d_hidden, d_weight[, d_bias]) of linear_cross_entropy, without N x V arrays.
 
     The gradients are those of the loss (of ``loss.sum()`` with
@@ -510,6 +620,9 @@ def linear_cross_entropy_with_grad(hidden, linear_weight, target, *, linear_bias
         As linear_cross_entropy.
     ignore_index, reduction, label_smoothing, chunk_size : optional
         As linear_cross_entropy.
+    sample_weight, z_loss, softcap, return_lse, return_accuracy : optional
+        As linear_cross_entropy; the side outputs come after the gradients:
+        ``(loss, d_hidden, d_weight[, d_bias][, lse][, accuracy])``.
 
     Returns
     -------
@@ -549,4 +662,6 @@ def linear_cross_entropy_with_grad(hidden, linear_weight, target, *, linear_bias
     True
     """
     return _run(hidden, linear_weight, target, linear_bias, weight, ignore_index, reduction,
-                label_smoothing, chunk_size, want_grad=True)
+                label_smoothing, chunk_size, want_grad=True,
+                options=dict(sample_weight=sample_weight, z_loss=z_loss, softcap=softcap,
+                             return_lse=return_lse, return_accuracy=return_accuracy))

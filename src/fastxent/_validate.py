@@ -373,6 +373,18 @@ class ClassProblem(Rows):
             outputs.append(reduce_loss("mean", self.dtype, *self.hits()))
         return tuple(outputs)
 
+    def denominator(self):
+        """What reduction="mean" divides the sum by, in float64: the summed
+        weights (class weight x sample weight) of the counted rows, or for
+        probability targets the summed sample weights (the number of rows)."""
+        sw = self.sample_weight
+        if not self.is_index:
+            return float(self.x.shape[0]) if sw is None else float(np.sum(sw, dtype=np.float64))
+        counted = self.counted()
+        w_y = (np.ones(int(np.count_nonzero(counted))) if self.weight is None
+               else self.weight[self.target[counted]].astype(np.float64))
+        return float(np.sum(w_y if sw is None else w_y * sw[counted], dtype=np.float64))
+
     def hits(self):
         """(correct, counted) in float64 after the kernel has run with return_accuracy:
         the summed sample weights (1 each without) of the counted rows whose

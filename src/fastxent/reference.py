@@ -38,23 +38,30 @@ kl_divergence = _on_numpy(_special.kl_divergence)
 
 def linear_cross_entropy(hidden, linear_weight, target, *, linear_bias=None, weight=None,
                          ignore_index=_IGNORE_INDEX_DEFAULT, reduction="mean",
-                         label_smoothing=0.0, chunk_size=None):
+                         label_smoothing=0.0, chunk_size=None, sample_weight=None, z_loss=0.0,
+                         softcap=None, return_lse=False, return_accuracy=False):
     """fastxent.linear_cross_entropy the unfused way, on NumPy alone: the N x V
     logits materialised, then cross_entropy (chunk_size is checked, not used)."""
     with _config.backend_for_this_thread("numpy"):
         return _linear.unfused(hidden, linear_weight, target, linear_bias=linear_bias,
                                weight=weight, ignore_index=ignore_index, reduction=reduction,
                                label_smoothing=label_smoothing, chunk_size=chunk_size,
-                               want_grad=False)
+                               want_grad=False, sample_weight=sample_weight, z_loss=z_loss,
+                               softcap=softcap, return_lse=return_lse,
+                               return_accuracy=return_accuracy)
 
 
 def linear_cross_entropy_with_grad(hidden, linear_weight, target, *, linear_bias=None,
                                    weight=None, ignore_index=_IGNORE_INDEX_DEFAULT,
-                                   reduction="mean", label_smoothing=0.0, chunk_size=None):
+                                   reduction="mean", label_smoothing=0.0, chunk_size=None,
+                                   sample_weight=None, z_loss=0.0, softcap=None,
+                                   return_lse=False, return_accuracy=False):
     """fastxent.linear_cross_entropy_with_grad the unfused way, on NumPy alone:
     the N x V logits and their gradient materialised, the gradients by GEMMs."""
     with _config.backend_for_this_thread("numpy"):
         return _linear.unfused(hidden, linear_weight, target, linear_bias=linear_bias,
                                weight=weight, ignore_index=ignore_index, reduction=reduction,
                                label_smoothing=label_smoothing, chunk_size=chunk_size,
-                               want_grad=True)
+                               want_grad=True, sample_weight=sample_weight, z_loss=z_loss,
+                               softcap=softcap, return_lse=return_lse,
+                               return_accuracy=return_accuracy)
