@@ -1,64 +1,112 @@
 """Losses from logits, with the semantics of torch.nn.functional."""
 
+from __future__ import annotations
+
+from numpy.typing import ArrayLike
+
 from ._losses import BinaryInput, Scores, binary_loss, class_loss
 from ._validate import IGNORE_INDEX_DEFAULT, signature_hints
 
 
 _OPTIONS_DOC = """
-    sample_weight: one weight per sample, of the target's shape without the
-    classes or broadcastable to it (finite numbers; negative ones are allowed,
-    as PyTorch allows negative class weights). It multiplies each sample's
-    loss and gradient, with the class weight where both are given; the mean
-    then divides by the sum, over the counted samples (not ignore_index), of
-    sample_weight[i] * weight[target[i]] (class indices) or of sample_weight[i]
-    (probabilities): PyTorch's weighted mean with each sample's weight
-    multiplied by its sample weight.
-    z_loss: the coefficient z of the z-loss (PaLM's, Liger-Kernel's): each
-    counted sample's loss gets z * lse**2 added, lse its log-sum-exp (of the
-    soft-capped logits with softcap), gradient included; it is weighted by the
-    sample weight, not by the class weight, and the mean divides it by the
-    same denominator as the rest (with class weights, Liger-Kernel divides it
-    by the number of counted samples instead).
-    softcap: None (off), or a number c > 0: the logits are first soft-capped
-    to c * tanh(logits / c) (Gemma 2's convention), and the loss, the
-    gradient (through the tanh), lse and the accuracy are those of the capped
-    logits. It costs one temporary array of the logits' size.
-    return_lse: also return each sample's log-sum-exp of the (soft-capped)
-    logits, an array of the target's shape without classes in the logits'
-    dtype; NaN for the samples whose label is ignore_index (not computed).
-    return_accuracy: also return the accuracy: the share of counted samples
-    whose prediction (the first maximal logit, as np.argmax) is the target
-    (class indices) or the target's first maximal class (probabilities),
-    weighted by sample_weight (as Keras's sparse_categorical_accuracy with
-    sample_weight; class weights do not weigh it); a NumPy scalar of the
-    logits' dtype, NaN over no counted sample. A sample whose logits hold a
-    NaN or an infinity (whose loss is NaN) counts as not correct.
+    sample_weight : array_like, optional
+        One weight per sample: the target's shape without the classes, or
+        broadcastable to it; finite numbers (negative ones allowed, as
+        PyTorch allows negative class weights). It multiplies the sample's
+        loss and gradient, together with its class weight. The mean then
+        divides by the sum over the counted samples (label not
+        `ignore_index`) of ``sample_weight[i] * weight[target[i]]`` (class
+        indices) or of ``sample_weight[i]`` (probabilities): PyTorch's
+        weighted mean with each sample's weight times its sample weight.
+    z_loss : float, default 0.0
+        The coefficient z of the z-loss (PaLM's, Liger-Kernel's): each counted
+        sample's loss gets ``z * lse**2`` added, lse its log-sum-exp,
+        gradient included. It is weighted by `sample_weight` but not by the
+        class weight, and a mean divides it by the same denominator as the
+        rest (with class weights, Liger-Kernel divides it by the number of
+        counted samples instead).
+    softcap : float, optional
+        None (off), or c > 0: the logits are soft-capped to ``c * tanh(logits
+        / c)`` first (Gemma 2's convention); the loss, gradient (through the
+        tanh), lse and accuracy are those of the capped logits. It costs a
+        temporary array of the logits' size.
+    return_lse : bool, default False
+        Also return each sample's log-sum-exp of the (soft-capped) logits, an
+        array of the target's shape without classes, in the logits' dtype; NaN
+        for samples whose label is `ignore_index` (they are not computed).
+    return_accuracy : bool, default False
+        Also return the accuracy: the share of counted samples whose
+        prediction (the first maximal logit, as ``np.argmax``) is the target
+        class (for probabilities: the target's first maximal class), weighted
+        by `sample_weight` as Keras's accuracy metrics weigh it (class weights
+        do not). A NumPy scalar of the logits' dtype, NaN when nothing is
+        counted. A sample whose logits hold a NaN or an infinity (its loss is
+        NaN) counts as not correct."""
 
-    Returns the loss (and gradient), then, in this order and only when asked
-    for, lse and accuracy: (loss, [grad,] lse, accuracy) as one tuple.
-"""
+_SIDE_OUTPUTS_DOC = """
+    lse : ndarray
+        Only with `return_lse`: each sample's log-sum-exp.
+    accuracy : numpy scalar
+        Only with `return_accuracy`. The results come as one tuple, in the
+        order ``(loss, [grad,] lse, accuracy)``, with only those asked for."""
 
 
 @signature_hints
 def cross_entropy(logits, target, *, weight=None, ignore_index=IGNORE_INDEX_DEFAULT,
-                  reduction="mean", label_smoothing=0.0, axis=None, sample_weight=None,
-                  z_loss=0.0, softcap=None, return_lse=False, return_accuracy=False):
+                  reduction="mean", label_smoothing=0.0, axis=None,
+                  sample_weight: ArrayLike | None = None, z_loss: float = 0.0,
+                  softcap: float | None = None, return_lse: bool = False,
+                  return_accuracy: bool = False):
     """Softmax cross-entropy of `logits` against `target`, as
     torch.nn.functional.cross_entropy with the classes on `axis`.
 
-    target: integer class indices (the shape of logits without `axis`) or
-    float class probabilities (the shape of logits). weight: one weight per
-    class. ignore_index: a class index whose samples count for nothing
-    (class indices only: given with probabilities, ValueError, as PyTorch).
-    reduction: "none" (per sample), "sum" or "mean" (weighted, over the
-    samples counted). label_smoothing: in [0, 1]. Zero classes: each sample's
-    loss is 0, the mean NaN, as PyTorch (a label that counts: IndexError).
+    Parameters
+    ----------
+    logits : array_like
+        The scores, classes on `axis`.
+    target : array_like
+        Integer class indices (the shape of logits without `axis`) or float
+        class probabilities (the shape of logits).
+    weight : array_like of shape (C,), optional
+        One weight per class.
+    ignore_index : int, default -100
+        A class index whose samples count for nothing (class indices only:
+        given with probabilities, ValueError, as PyTorch).
+    reduction : {"mean", "sum", "none"}, default "mean"
+        "none" (per sample), "sum" or "mean" (weighted, over the samples
+        counted).
+    label_smoothing : float in [0, 1], default 0.0
+        The target mixed with the uniform distribution.
+    axis : int, optional
+        The class axis. None (the default) takes the last axis for inputs of
+        rank 1 and 2; for rank >= 3 it takes the axis the target's shape fits
+        among 1 (PyTorch's layout) and -1 (Keras's, JAX's, NumPy's), and raises
+        ValueError where both fit (probability targets always do): pass axis=1
+        or axis=-1 there.{options}
 
-    axis: the class axis. None (the default) takes the last axis for inputs
-    of rank 1 and 2; for rank >= 3 it takes the axis the target's shape fits
-    among 1 (PyTorch's layout) and -1 (Keras's, JAX's, NumPy's), and raises
-    ValueError where both fit (probability targets always do): pass axis=1 or
-    axis=-1 there.
+    Returns
+    -------
+    loss : numpy scalar, or ndarray of the target's shape without classes ("none")
+        In the logits' computation dtype. Zero classes: each sample's loss is
+        0, the mean NaN, as PyTorch (a label that counts: IndexError).{side}
+
+    Raises
+    ------
+    ValueError
+        Shapes that do not fit, a bad option (its name in the message).
+    IndexError
+        A class label outside [0, C) that is not `ignore_index`.
+    TypeError
+        Arrays of the wrong kind, options of the wrong type.
+
+    Examples
+    --------
+    >>> import numpy as np, fastxent
+    >>> logits = np.array([[2.0, 0.0, 0.0], [0.0, 0.0, 3.0]])
+    >>> loss, accuracy = fastxent.cross_entropy(logits, np.array([0, 1]),
+    ...                                         sample_weight=[1.0, 3.0], return_accuracy=True)
+    >>> float(accuracy)
+    0.25
     """
     return class_loss(logits, target, kind=Scores.LOGITS, weight=weight, ignore_index=ignore_index,
                       reduction=reduction, label_smoothing=label_smoothing, axis=axis,
@@ -69,17 +117,40 @@ def cross_entropy(logits, target, *, weight=None, ignore_index=IGNORE_INDEX_DEFA
 @signature_hints
 def cross_entropy_with_grad(logits, target, *, weight=None, ignore_index=IGNORE_INDEX_DEFAULT,
                             reduction="mean", label_smoothing=0.0, axis=None, out=None,
-                            sample_weight=None, z_loss=0.0, softcap=None, return_lse=False,
-                            return_accuracy=False):
+                            sample_weight: ArrayLike | None = None, z_loss: float = 0.0,
+                            softcap: float | None = None, return_lse: bool = False,
+                            return_accuracy: bool = False):
     """(loss, d loss / d logits) of cross_entropy in one fused pass.
 
-    With reduction="none" the gradient is that of loss.sum(). out: an array
-    of the shape and dtype of the gradient to write it into, or `logits`
-    itself to overwrite the logits (no extra memory); it is returned.
-    axis: as cross_entropy's (None: the last axis, or for rank >= 3 the one
-    the target fits among 1 and -1). sample_weight, z_loss, softcap,
-    return_lse, return_accuracy: as cross_entropy's; the side outputs follow
-    the gradient: (loss, grad, lse, accuracy), only those asked for.
+    Parameters
+    ----------
+    logits, target, weight, ignore_index, reduction, label_smoothing, axis
+        As cross_entropy.
+    out : ndarray, optional
+        An array of the shape and dtype of the gradient to write it into, or
+        `logits` itself to overwrite the logits (no extra memory); it is
+        returned.{options}
+
+    Returns
+    -------
+    loss : numpy scalar or ndarray
+        As cross_entropy.
+    grad : ndarray, the shape of logits
+        d loss / d logits (of loss.sum() with reduction="none").{side}
+
+    Raises
+    ------
+    ValueError, IndexError, TypeError
+        As cross_entropy; and for a bad `out`.
+
+    Examples
+    --------
+    >>> import numpy as np, fastxent
+    >>> logits = np.array([[2.0, 0.0, 0.0], [0.0, 0.0, 3.0]])
+    >>> loss, grad, lse = fastxent.cross_entropy_with_grad(
+    ...     logits, np.array([0, 2]), z_loss=1e-4, return_lse=True)
+    >>> bool(np.allclose(lse, np.log(np.exp(logits).sum(axis=1))))
+    True
     """
     return class_loss(logits, target, kind=Scores.LOGITS, weight=weight, ignore_index=ignore_index,
                       reduction=reduction, label_smoothing=label_smoothing, axis=axis,
@@ -87,7 +158,9 @@ def cross_entropy_with_grad(logits, target, *, weight=None, ignore_index=IGNORE_
                       softcap=softcap, return_lse=return_lse, return_accuracy=return_accuracy)
 
 
-cross_entropy.__doc__ += _OPTIONS_DOC
+for _fn in (cross_entropy, cross_entropy_with_grad):
+    _fn.__doc__ = _fn.__doc__.replace("{options}", _OPTIONS_DOC).replace("{side}",
+                                                                         _SIDE_OUTPUTS_DOC)
 
 
 @signature_hints
