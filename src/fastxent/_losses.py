@@ -71,22 +71,29 @@ def solve_classes(
             raise p.label_error(bad_row)
     loss = p.finish_loss(total, denom, row_loss)
     if capped is not None and p.result is not None:
-        # the chain rule through the cap: d cap*tanh(x/cap) / dx = 1 - tanh(x/cap)**2
-        np.multiply(p.result, 1 - np.square(capped), out=p.result)
+        _chain_through_cap(p, capped)
     return p, loss
 
 
 def _soft_cap(p):
-    """Replaces p.x by the soft-capped logits softcap * tanh(x / softcap) (into
-    the gradient's buffer where there is one: the kernel then works in place);
-    returns tanh(x / softcap), which the gradient's chain rule needs. The
-    caller's logits are not modified."""
-    with np.errstate(invalid="ignore"):
-        tanh = np.tanh(p.x / p.dtype.type(p.softcap))
-    capped = p.result if p.result is not None else np.empty_like(p.x)
-    np.multiply(tanh, p.dtype.type(p.softcap), out=capped)
+    """Replaces p.x by the soft-capped logits softcap * tanh(x / softcap), in a
+    new array (the caller's logits are not modified), and returns it: after
+    the kernel, it makes the chain rule's factor (_chain_through_cap)."""
+    cap = p.dtype.type(p.softcap)
+    capped = np.divide(p.x, cap)
+    np.tanh(capped, out=capped)
+    np.multiply(capped, cap, out=capped)
     p.x = capped
-    return tanh
+    return capped
+
+
+def _chain_through_cap(p, capped):
+    """The gradient times d capped / d x = 1 - tanh(x / softcap)**2, the factor
+    made in capped's own memory (no longer needed)."""
+    factor = np.divide(capped, p.dtype.type(p.softcap), out=capped)
+    np.square(factor, out=factor)
+    np.subtract(1, factor, out=factor)
+    np.multiply(p.result, factor, out=p.result)
 
 
 def _no_classes(p, row_loss):
