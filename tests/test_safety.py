@@ -241,24 +241,27 @@ def _kernel_calls():
     p = special.softmax(x, axis=-1)
     y = rng.integers(0, 4, 7)
 
-    def class_problem(x, target, result, weight, is_index):
+    def class_problem(x, target, result, weight, is_index, sample_weight, lse, correct):
         return SimpleNamespace(x=x, target=target, result=result, weight=weight,
                                is_index=is_index, scores=Scores.LOGITS, label_smoothing=0.0,
-                               ignore_index=-100, reduction="mean")
+                               ignore_index=-100, reduction="mean", sample_weight=sample_weight,
+                               z_loss=0.0, lse=lse, correct=correct)
 
+    # the per-row buffers of the options (sample_weight) and side outputs (lse, correct)
+    per_row = {"sample_weight": np.ones(7), "lse": np.empty(7), "correct": np.zeros(7, np.uint8)}
     return {
         "class_loss-index": ("class_loss",
-            lambda x, target, result, weight, row_loss, n_threads: kernels.class_loss(
-                class_problem(x, target, result, weight, True), row_loss=row_loss,
+            lambda x, target, result, weight, row_loss, n_threads, **rows: kernels.class_loss(
+                class_problem(x, target, result, weight, True, **rows), row_loss=row_loss,
                 n_threads=n_threads),
             {"x": x, "target": y, "result": np.empty((7, 4)), "weight": np.ones(4),
-             "row_loss": np.empty(7)}),
+             "row_loss": np.empty(7), **per_row}),
         "class_loss-probs": ("class_loss",
-            lambda x, target, result, weight, row_loss, n_threads: kernels.class_loss(
-                class_problem(x, target, result, weight, False), row_loss=row_loss,
+            lambda x, target, result, weight, row_loss, n_threads, **rows: kernels.class_loss(
+                class_problem(x, target, result, weight, False, **rows), row_loss=row_loss,
                 n_threads=n_threads),
             {"x": x, "target": p, "result": np.empty((7, 4)), "weight": np.ones(4),
-             "row_loss": np.empty(7)}),
+             "row_loss": np.empty(7), **per_row}),
         "softmax_rows": ("softmax_rows",
             lambda x, result, n_threads: kernels.softmax_rows(
                 SimpleNamespace(x=x, result=result), transform=Transform.SOFTMAX,
@@ -519,7 +522,8 @@ def test_kernels_start_no_more_threads_than_the_work_has_blocks():
         _kernels.logsumexp_rows(SimpleNamespace(x=x), out=lse, n_threads=100_000)
         problem = SimpleNamespace(x=x, target=np.zeros(4, np.int64), result=None, weight=None,
                                   is_index=True, scores=Scores.LOGITS, label_smoothing=0.0,
-                                  ignore_index=-100, reduction="mean")
+                                  ignore_index=-100, reduction="mean", sample_weight=None,
+                                  z_loss=0.0, lse=None, correct=None)
         total, denom, _ = _kernels.class_loss(problem, row_loss=None, n_threads=100_000)
         print(json.dumps([out.tolist(), lse.tolist(), total / denom]))
     """, timeout=60)
