@@ -261,22 +261,29 @@ static inline int FX_FN(fx_index_plain)(const fx_class_params *p)
     return !p->weight && p->smoothing == 0.0 && !p->sample_weight && p->z_loss == 0.0 && !p->lse;
 }
 
-/* The index of the first element of x[0:n] equal to m (the row's maximum), or
- * n: np.argmax's choice among ties. Read only for return_accuracy. */
-FX_ATTR static ptrdiff_t FX_FN(fx_first_max)(const FX_T *x, ptrdiff_t n, FX_T m)
+/* The index of the first element of x[0:n] equal to v, or n: blocks of 64
+ * tested in one vector sweep each, the scalar search only in the block that
+ * holds it. For return_accuracy only. */
+FX_ATTR static ptrdiff_t FX_FN(fx_first_equal)(const FX_T *x, ptrdiff_t n, FX_T v)
 {
-    for (ptrdiff_t i = 0; i < n; i++)
-        if (x[i] == m) return i;
+    for (ptrdiff_t i0 = 0; i0 < n; i0 += 64) {
+        const ptrdiff_t len = n - i0 < 64 ? n - i0 : 64;
+        int any = 0;
+        FX_SIMD(reduction(| : any))
+        for (ptrdiff_t j = 0; j < len; j++) any |= x[i0 + j] == v;
+        if (any)
+            for (ptrdiff_t j = 0; j < len; j++)
+                if (x[i0 + j] == v) return i0 + j;
+    }
     return n;
 }
 
-/* The index of the first maximum of t[0:n] (np.argmax of a probability target). */
-FX_ATTR static ptrdiff_t FX_FN(fx_argmax)(const FX_T *t, ptrdiff_t n)
+/* Whether class k is np.argmax of the row x, whose maximum is m: x[k] is m
+ * and no element before it is (ties go to the first). Read before the row's
+ * output, which may be x itself, is written. */
+FX_ATTR static inline int FX_FN(fx_is_first_max)(const FX_T *x, ptrdiff_t k, FX_T m)
 {
-    ptrdiff_t k = 0;
-    for (ptrdiff_t i = 1; i < n; i++)
-        if (t[i] > t[k]) k = i;
-    return k;
+    return x[k] == m && FX_FN(fx_first_equal)(x, k, m) == k;
 }
 
 /* The per-row options and side outputs of a finished row, the same for every
@@ -342,8 +349,7 @@ FX_ATTR static inline double FX_FN(fx_index_finish)(fx_finish *f, ptrdiff_t n, p
  * and into f the sweep that scales the row's exps into scale * d loss / d x. */
 FX_ATTR static inline double FX_FN(fx_prob_finish)(fx_finish *f, ptrdiff_t n, const FX_T *t,
                                                    const fx_class_params *p, FX_T m, double mass,
-                                                   double gap, double s, ptrdiff_t row,
-                                                   ptrdiff_t predicted)
+                                                   double gap, double s, ptrdiff_t row, int top)
 {
     const double eps = p->smoothing, scale = p->scale;
     f->a = scale * mass / s;
@@ -355,7 +361,6 @@ FX_ATTR static inline double FX_FN(fx_prob_finish)(fx_finish *f, ptrdiff_t n, co
     f->y = -1;
     f->active = 1;
     const double log_s = log(s);
-    const int top = p->correct ? predicted == FX_FN(fx_argmax)(t, n) : 0;
     return FX_FN(fx_row_options)(f, mass * log_s + gap, p, row, m, s, log_s, top);
 }
 
@@ -373,7 +378,7 @@ FX_ATTR static double FX_FN(fx_xent_index_row)(const void *xv, void *gv, ptrdiff
     const FX_T m = FX_FN(fx_max_of)(x, n, c);
     const double gap =
         p->smoothing != 0.0 ? FX_FN(fx_weighted_gap)(x, (const FX_T *)p->weight, n, m) : 0.0;
-    const int top = p->correct ? FX_FN(fx_first_max)(x, n, m) == y : 0; /* before g is written */
+    const int top = p->correct ? FX_FN(fx_is_first_max)(x, y, m) : 0; /* before g is written */
     const double s = FX_FN(fx_exp_sum)(x, out, n, m, c, next_in_run);
     fx_finish f;
     const double loss = FX_FN(fx_index_finish)(&f, n, y, p, m, x_y, gap, s, log(s), p->row, top);
@@ -501,7 +506,7 @@ FX_ATTR static double FX_FN(fx_xent_index_short)(const void *xv, void *gv, ptrdi
             m[r] = mr;
             x_y[r] = yr >= 0 && yr < n ? (double)xr[yr] : 0.0;
             gap[r] = eps != 0.0 ? FX_FN(fx_weighted_gap)(xr, w, n, mr) : 0.0;
-            top[r] = p->correct ? FX_FN(fx_first_max)(xr, n, mr) == yr : 0;
+            top[r] = p->correct && yr >= 0 && yr < n ? FX_FN(fx_is_first_max)(xr, yr, mr) : 0;
             for (ptrdiff_t k = 0; k < n; k++) e[r * n + k] = xr[k] - mr;
         }
         /* two interleaved halves, as in fx_exp_sum */
@@ -554,10 +559,13 @@ FX_ATTR static double FX_FN(fx_xent_prob_row)(const void *xv, const void *tv, vo
     double mass, gap;
     FX_FN(fx_target_sums)(x, t, (const FX_T *)p->weight, n, m, 1.0 - eps, eps / (double)n, &mass,
                           &gap);
-    const ptrdiff_t predicted = p->correct ? FX_FN(fx_first_max)(x, n, m) : -1; /* before g */
+    /* the prediction is right where the target's first maximal class is x's (before g);
+     * a target of NaNs alone has none (truth == n) */
+    const ptrdiff_t truth = p->correct ? FX_FN(fx_first_equal)(t, n, FX_FN(fx_row_max)(t, n)) : n;
+    const int top = truth < n && FX_FN(fx_is_first_max)(x, truth, m);
     const double s = FX_FN(fx_exp_sum)(x, out, n, m, c, next_in_run);
     fx_finish f;
-    const double loss = FX_FN(fx_prob_finish)(&f, n, t, p, m, mass, gap, s, p->row, predicted);
+    const double loss = FX_FN(fx_prob_finish)(&f, n, t, p, m, mass, gap, s, p->row, top);
     if (out) FX_FN(fx_hand_on)(c, g, out, n, &f);
     return loss;
 }
@@ -622,7 +630,7 @@ FX_ATTR static double FX_FN(fx_nll_index_row)(const void *xv, void *gv, ptrdiff_
         const FX_T m = FX_FN(fx_row_max)(x, n);
         int has_nan = 0;
         for (ptrdiff_t i = 0; i < n; i++) has_nan |= isnan(x[i]);
-        p->correct[p->row] = (unsigned char)(!has_nan && FX_FN(fx_first_max)(x, n, m) == y);
+        p->correct[p->row] = (unsigned char)(!has_nan && FX_FN(fx_is_first_max)(x, y, m));
     }
     if (g) {
         memset(g, 0, (size_t)n * sizeof(FX_T));

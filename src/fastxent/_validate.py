@@ -393,7 +393,7 @@ class ClassProblem(Rows):
         if self.sample_weight is None:
             return float(np.count_nonzero(self.correct)), float(np.count_nonzero(counted))
         sw = self.sample_weight
-        return (float(np.dot(sw, self.correct.astype(np.float64))),
+        return (float(np.sum(sw[self.correct != 0], dtype=np.float64)),
                 float(np.sum(sw[counted], dtype=np.float64)))
 
     def label_error(self, row):
