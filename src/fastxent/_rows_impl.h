@@ -386,21 +386,41 @@ FX_ATTR static double FX_FN(fx_xent_index_row)(const void *xv, void *gv, ptrdiff
     return loss;
 }
 
+/* return_accuracy for `rows` rows of at most FX_SHORT_ROW classes that take the
+ * plain tiles, read before the tiles write anything: correct[r] is 1 where the
+ * row's label counts and is its first maximum, and the row holds no NaN and
+ * no infinity (whose loss is NaN, as fx_row_options says). */
+FX_ATTR static void FX_FN(fx_short_correct)(const FX_T *x, ptrdiff_t rows, ptrdiff_t n,
+                                            const int64_t *y, int64_t ignore_index,
+                                            unsigned char *correct)
+{
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const FX_T *xr = x + r * n;
+        const int64_t yr = y[r];
+        if (yr == ignore_index || yr < 0 || yr >= n) continue; /* not counted: stays 0 */
+        FX_T m = -INFINITY;
+        int has_nan = 0;
+        for (ptrdiff_t k = 0; k < n; k++) {
+            m = xr[k] > m ? xr[k] : m;
+            has_nan |= isnan(xr[k]);
+        }
+        correct[r] = (unsigned char)(!has_nan && isfinite(m) && FX_FN(fx_is_first_max)(xr, yr, m));
+    }
+}
+
 /* fx_xent_index_short without weights or label smoothing (the common case),
  * vectorised across rows instead of along them: each tile is transposed
  * into xt[class][row], so that the maxima, the exps, the sums and the
  * scaling are elementwise loops over the tile's rows, with no per-row
  * reductions; the gradient is transposed back. Same arguments and results. */
-FX_ATTR static double FX_FN(fx_xent_index_short_plain)(const FX_T *x, FX_T *g, ptrdiff_t rows,
-                                                       ptrdiff_t n, const int64_t *y,
-                                                       int64_t ignore_index, double scale,
-                                                       FX_T *row_loss, unsigned char *correct,
-                                                       ptrdiff_t *first_bad)
+FX_ATTR FX_NOINLINE static double
+FX_FN(fx_xent_index_short_plain)(const FX_T *x, FX_T *g, ptrdiff_t rows, ptrdiff_t n,
+                                 const int64_t *y, int64_t ignore_index, double scale,
+                                 FX_T *row_loss, ptrdiff_t *first_bad)
 {
     FX_T xt[FX_SHORT_ROW][FX_TILE_ROWS];
     FX_T m[FX_TILE_ROWS];
-    ptrdiff_t top[FX_TILE_ROWS]; /* each row's first maximal class (return_accuracy) */
-    double sums[FX_TILE_ROWS];   /* in double, at a small cost (docs/benchmarks.md) */
+    double sums[FX_TILE_ROWS]; /* in double, at a small cost (docs/benchmarks.md) */
     double log_sums[FX_TILE_ROWS];
     double total = 0.0;
     for (ptrdiff_t r0 = 0; r0 < rows; r0 += FX_TILE_ROWS) {
@@ -418,14 +438,6 @@ FX_ATTR static double FX_FN(fx_xent_index_short_plain)(const FX_T *x, FX_T *g, p
         for (ptrdiff_t k = 0; k < n; k++) {
             FX_SIMD()
             for (ptrdiff_t r = 0; r < tile; r++) m[r] = xt[k][r] > m[r] ? xt[k][r] : m[r];
-        }
-        if (correct) {
-            /* the first class at the maximum, as np.argmax: the last one found going down */
-            for (ptrdiff_t r = 0; r < tile; r++) top[r] = n;
-            for (ptrdiff_t k = n - 1; k >= 0; k--) {
-                FX_SIMD()
-                for (ptrdiff_t r = 0; r < tile; r++) top[r] = xt[k][r] == m[r] ? k : top[r];
-            }
         }
         FX_SIMD()
         for (ptrdiff_t r = 0; r < tile; r++) sums[r] = 0;
@@ -456,7 +468,6 @@ FX_ATTR static double FX_FN(fx_xent_index_short_plain)(const FX_T *x, FX_T *g, p
             } else {
                 if (g) g[(r0 + r) * n + yr] -= (FX_T)scale;
                 loss = log_sums[r] + ((double)m[r] - x_y[r]);
-                if (correct) correct[r0 + r] = (unsigned char)(top[r] == yr && !isnan(sums[r]));
             }
             if (row_loss) row_loss[r0 + r] = (FX_T)loss;
             total += loss;
@@ -485,9 +496,12 @@ FX_ATTR static double FX_FN(fx_xent_index_short)(const void *xv, void *gv, ptrdi
     const fx_class_params params = *p;
     p = &params;
     const int64_t ignore_index = p->ignore_index;
-    if (FX_FN(fx_index_plain)(p))
+    if (FX_FN(fx_index_plain)(p)) {
+        if (p->correct) /* the plain tiles know nothing of it: a pass of its own, first */
+            FX_FN(fx_short_correct)(x, rows, n, y, ignore_index, p->correct + p->row);
         return FX_FN(fx_xent_index_short_plain)(x, g, rows, n, y, ignore_index, p->scale, row_loss,
-                                                p->correct ? p->correct + p->row : NULL, first_bad);
+                                                first_bad);
+    }
     const FX_T *w = (const FX_T *)p->weight;
     const double eps = p->smoothing;
     FX_T e[FX_TILE_ROWS * FX_SHORT_ROW];
