@@ -256,6 +256,13 @@ FX_ATTR static void FX_FN(fx_target_sums)(const FX_T *x, const FX_T *t, const FX
 /* Whether the options leave the index loss plain: no weights, no smoothing,
  * no z-loss, no lse (the short rows then take fx_xent_index_short_plain,
  * which skips them; it finds the accuracy's argmax itself). */
+/* Whether every per-row option and side output is off (fx_row_options has
+ * nothing to do). */
+static inline int FX_FN(fx_row_options_off)(const fx_class_params *p)
+{
+    return !p->sample_weight && p->z_loss == 0.0 && !p->lse && !p->correct;
+}
+
 static inline int FX_FN(fx_index_plain)(const fx_class_params *p)
 {
     return !p->weight && p->smoothing == 0.0 && !p->sample_weight && p->z_loss == 0.0 && !p->lse;
@@ -323,7 +330,7 @@ FX_ATTR static inline double FX_FN(fx_row_options)(fx_finish *f, double loss,
 FX_ATTR static inline double FX_FN(fx_index_finish)(fx_finish *f, ptrdiff_t n, ptrdiff_t y,
                                                     const fx_class_params *p, FX_T m, double x_y,
                                                     double gap, double s, double log_s,
-                                                    ptrdiff_t row, int top)
+                                                    ptrdiff_t row, int top, int row_options)
 {
     const FX_T *w = (const FX_T *)p->weight;
     const double eps = p->smoothing, scale = p->scale, w_total = p->weight_total;
@@ -339,7 +346,7 @@ FX_ATTR static inline double FX_FN(fx_index_finish)(fx_finish *f, ptrdiff_t n, p
     f->y = y;
     f->cy = scale * (1.0 - eps) * w_y;
     f->active = 1;
-    return FX_FN(fx_row_options)(f, loss, p, row, m, s, log_s, top);
+    return row_options ? FX_FN(fx_row_options)(f, loss, p, row, m, s, log_s, top) : loss;
 }
 
 /* The loss of a row against class probabilities t smoothed to
@@ -381,7 +388,7 @@ FX_ATTR static double FX_FN(fx_xent_index_row)(const void *xv, void *gv, ptrdiff
     const int top = p->correct ? FX_FN(fx_is_first_max)(x, y, m) : 0; /* before g is written */
     const double s = FX_FN(fx_exp_sum)(x, out, n, m, c, next_in_run);
     fx_finish f;
-    const double loss = FX_FN(fx_index_finish)(&f, n, y, p, m, x_y, gap, s, log(s), p->row, top);
+    const double loss = FX_FN(fx_index_finish)(&f, n, y, p, m, x_y, gap, s, log(s), p->row, top, 1);
     if (out) FX_FN(fx_hand_on)(c, g, out, n, &f);
     return loss;
 }
@@ -476,32 +483,16 @@ FX_FN(fx_xent_index_short_plain)(const FX_T *x, FX_T *g, ptrdiff_t rows, ptrdiff
     return total;
 }
 
-/* Rows of at most FX_SHORT_ROW classes spend more on per-row overhead than
- * on arithmetic, so they go FX_TILE_ROWS at a time: per-row maxima, then the
- * exps of the whole tile in one SIMD sweep, then per-row sums and gradients
- * (with weights or smoothing; without, fx_xent_index_short_plain).
- * Rows x[r*n : (r+1)*n] for r in [0, rows), targets y[r]: a target equal to
- * ignore_index, or outside [0, n) (*first_bad then keeps the first such r),
- * gives the row a loss of 0 and a zero gradient. Losses go to row_loss (if
- * not NULL); returns their sum. g may be x. */
-FX_ATTR static double FX_FN(fx_xent_index_short)(const void *xv, void *gv, ptrdiff_t rows,
-                                                 ptrdiff_t n, const int64_t *y,
-                                                 const fx_class_params *p, void *row_loss_v,
-                                                 ptrdiff_t *first_bad)
+/* The tiles of fx_xent_index_short with weights or smoothing; row_options 0
+ * when every per-row option and side output is off. Out of line, as the plain
+ * tiles: GCC then compiles a copy for each constant row_options, and the
+ * copy without them as the tiles were before they existed. */
+FX_ATTR FX_NOINLINE static double FX_FN(fx_short_tiles)(const FX_T *x, FX_T *g, ptrdiff_t rows,
+                                                        ptrdiff_t n, const int64_t *y,
+                                                        const fx_class_params *p, FX_T *row_loss,
+                                                        ptrdiff_t *first_bad, const int row_options)
 {
-    const FX_T *x = (const FX_T *)xv;
-    FX_T *g = (FX_T *)gv, *row_loss = (FX_T *)row_loss_v;
-    /* A local copy: the stores to g cannot touch it, so that what the tile
-     * loop derives from it is computed once, outside the loop. */
-    const fx_class_params params = *p;
-    p = &params;
     const int64_t ignore_index = p->ignore_index;
-    if (FX_FN(fx_index_plain)(p)) {
-        if (p->correct) /* the plain tiles know nothing of it: a pass of its own, first */
-            FX_FN(fx_short_correct)(x, rows, n, y, ignore_index, p->correct + p->row);
-        return FX_FN(fx_xent_index_short_plain)(x, g, rows, n, y, ignore_index, p->scale, row_loss,
-                                                first_bad);
-    }
     const FX_T *w = (const FX_T *)p->weight;
     const double eps = p->smoothing;
     FX_T e[FX_TILE_ROWS * FX_SHORT_ROW];
@@ -520,7 +511,9 @@ FX_ATTR static double FX_FN(fx_xent_index_short)(const void *xv, void *gv, ptrdi
             m[r] = mr;
             x_y[r] = yr >= 0 && yr < n ? (double)xr[yr] : 0.0;
             gap[r] = eps != 0.0 ? FX_FN(fx_weighted_gap)(xr, w, n, mr) : 0.0;
-            top[r] = p->correct && yr >= 0 && yr < n ? FX_FN(fx_is_first_max)(xr, yr, mr) : 0;
+            top[r] = row_options && p->correct && yr >= 0 && yr < n
+                         ? FX_FN(fx_is_first_max)(xr, yr, mr)
+                         : 0;
             for (ptrdiff_t k = 0; k < n; k++) e[r * n + k] = xr[k] - mr;
         }
         /* two interleaved halves, as in fx_exp_sum */
@@ -548,7 +541,7 @@ FX_ATTR static double FX_FN(fx_xent_index_short)(const void *xv, void *gv, ptrdi
             } else {
                 fx_finish f;
                 loss = FX_FN(fx_index_finish)(&f, n, yr, p, m[r], x_y[r], gap[r], sums[r],
-                                              log_sums[r], p->row + r0 + r, top[r]);
+                                              log_sums[r], p->row + r0 + r, top[r], row_options);
                 if (gr) FX_FN(fx_finish_range)(gr, e + r * n, &f, 0, n);
             }
             if (row_loss) row_loss[r0 + r] = (FX_T)loss;
@@ -556,6 +549,37 @@ FX_ATTR static double FX_FN(fx_xent_index_short)(const void *xv, void *gv, ptrdi
         }
     }
     return total;
+}
+
+/* Rows of at most FX_SHORT_ROW classes spend more on per-row overhead than
+ * on arithmetic, so they go FX_TILE_ROWS at a time: per-row maxima, then the
+ * exps of the whole tile in one SIMD sweep, then per-row sums and gradients
+ * (with weights or smoothing; without, fx_xent_index_short_plain).
+ * Rows x[r*n : (r+1)*n] for r in [0, rows), targets y[r]: a target equal to
+ * ignore_index, or outside [0, n) (*first_bad then keeps the first such r),
+ * gives the row a loss of 0 and a zero gradient. Losses go to row_loss (if
+ * not NULL); returns their sum. g may be x. */
+FX_ATTR static double FX_FN(fx_xent_index_short)(const void *xv, void *gv, ptrdiff_t rows,
+                                                 ptrdiff_t n, const int64_t *y,
+                                                 const fx_class_params *p, void *row_loss_v,
+                                                 ptrdiff_t *first_bad)
+{
+    const FX_T *x = (const FX_T *)xv;
+    FX_T *g = (FX_T *)gv, *row_loss = (FX_T *)row_loss_v;
+    /* A local copy: the stores to g cannot touch it, so that what the tile
+     * loop derives from it is computed once, outside the loop. */
+    const fx_class_params params = *p;
+    p = &params;
+    const int64_t ignore_index = p->ignore_index;
+    if (FX_FN(fx_index_plain)(p)) {
+        if (p->correct) /* the plain tiles know nothing of it: a pass of its own, first */
+            FX_FN(fx_short_correct)(x, rows, n, y, ignore_index, p->correct + p->row);
+        return FX_FN(fx_xent_index_short_plain)(x, g, rows, n, y, ignore_index, p->scale, row_loss,
+                                                first_bad);
+    }
+    if (FX_FN(fx_row_options_off)(p))
+        return FX_FN(fx_short_tiles)(x, g, rows, n, y, p, row_loss, first_bad, 0);
+    return FX_FN(fx_short_tiles)(x, g, rows, n, y, p, row_loss, first_bad, 1);
 }
 
 /* Loss of one row against class probabilities t[0:n], smoothed to
