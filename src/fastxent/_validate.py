@@ -365,9 +365,8 @@ class ClassProblem(Rows):
         not counted) in the caller's shape, and the accuracy: the share of counted
         rows, weighted by sample_weight, whose prediction was right."""
         outputs = []
-        counted = self.counted()
         if self.lse is not None:
-            self.lse[~counted] = np.nan
+            self.lse[~self.counted()] = np.nan
             outputs.append(self.lse.reshape(self.batch_shape))
         if self.correct is not None:
             outputs.append(reduce_loss("mean", self.dtype, *self.hits()))
