@@ -3,42 +3,98 @@
 results back in the caller's shape and dtype. The public functions of
 _logits.py and _probs.py are thin calls of these."""
 
+from typing import Any, Literal, overload
+
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from . import _config
 from ._kinds import BinaryInput, Scores
-from ._validate import position, prepare_binary, prepare_classes
+from ._typing import Loss, LossAndGrad
+from ._validate import ClassProblem, position, prepare_binary, prepare_classes
 
 
-def class_loss(scores, target, *, want_grad, **options):
+@overload
+def class_loss(
+    scores: ArrayLike,
+    target: ArrayLike,
+    *,
+    kind: Scores,
+    weight: ArrayLike | None,
+    ignore_index: int,
+    reduction: str,
+    label_smoothing: float,
+    axis: int | None,
+    want_grad: Literal[False],
+    out: NDArray[Any] | None,
+) -> Loss: ...
+
+
+@overload
+def class_loss(
+    scores: ArrayLike,
+    target: ArrayLike,
+    *,
+    kind: Scores,
+    weight: ArrayLike | None,
+    ignore_index: int,
+    reduction: str,
+    label_smoothing: float,
+    axis: int | None,
+    want_grad: Literal[True],
+    out: NDArray[Any] | None,
+) -> LossAndGrad: ...
+
+
+@overload
+def class_loss(
+    scores: ArrayLike,
+    target: ArrayLike,
+    *,
+    kind: Scores,
+    weight: ArrayLike | None,
+    ignore_index: int,
+    reduction: str,
+    label_smoothing: float,
+    axis: int | None,
+    want_grad: bool,
+    out: NDArray[Any] | None,
+) -> Loss | LossAndGrad: ...
+
+
+@overload
+def class_loss(scores: ArrayLike, target: ArrayLike, *, want_grad: bool, **options: Any) -> Any: ...
+
+
+def class_loss(scores: ArrayLike, target: ArrayLike, *, want_grad: bool, **options: Any) -> Any:
     """cross_entropy (kind Scores.LOGITS) or nll_loss (Scores.LOG_PROBS), and
     its gradient when want_grad: (loss, gradient), else the loss; followed by
     the side outputs asked for (lse, accuracy), as one tuple. options: those
     of solve_classes."""
     p, loss = solve_classes(scores, target, want_grad=want_grad, **options)
-    results = (loss, p.finish_result()) if want_grad else (loss,)
+    results: tuple[Any, ...] = (loss, p.finish_result()) if want_grad else (loss,)
     results += p.side_outputs()
     return results if len(results) > 1 else loss
 
 
 def solve_classes(
-    scores,
-    target,
+    scores: ArrayLike,
+    target: ArrayLike,
     *,
-    kind,
-    weight,
-    ignore_index,
-    reduction,
-    label_smoothing,
-    axis,
-    want_grad,
-    out,
-    sample_weight=None,
-    z_loss=0.0,
-    softcap=None,
-    return_lse=False,
-    return_accuracy=False,
-):
+    kind: Scores,
+    weight: ArrayLike | None,
+    ignore_index: int,
+    reduction: str,
+    label_smoothing: float,
+    axis: int | None,
+    want_grad: bool,
+    out: NDArray[Any] | None,
+    sample_weight: ArrayLike | None = None,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    return_lse: bool = False,
+    return_accuracy: bool = False,
+) -> tuple[ClassProblem, Loss]:
     """The checked problem (a ClassProblem, its gradient and side outputs
     computed into its buffers) and the loss, for callers that need more than
     class_loss gives back (fastxent._partials: the accuracy's counts)."""
@@ -75,28 +131,29 @@ def solve_classes(
     return p, loss
 
 
-def _soft_cap(p):
+def _soft_cap(p: ClassProblem) -> NDArray[Any]:
     """Replaces p.x by the soft-capped logits softcap * tanh(x / softcap), in a
     new array (the caller's logits are not modified), and returns it: after
     the kernel, it makes the chain rule's factor (_chain_through_cap)."""
     cap = p.dtype.type(p.softcap)
-    capped = np.divide(p.x, cap)
+    capped: NDArray[Any] = np.divide(p.x, cap)
     np.tanh(capped, out=capped)
     np.multiply(capped, cap, out=capped)
     p.x = capped
     return capped
 
 
-def _chain_through_cap(p, capped):
+def _chain_through_cap(p: ClassProblem, capped: NDArray[Any]) -> None:
     """The gradient times d capped / d x = 1 - tanh(x / softcap)**2, the factor
     made in capped's own memory (no longer needed)."""
+    assert p.result is not None, "the chain rule of a call with a gradient"
     factor = np.divide(capped, p.dtype.type(p.softcap), out=capped)
     np.square(factor, out=factor)
     np.subtract(1, factor, out=factor)
     np.multiply(p.result, factor, out=p.result)
 
 
-def _no_classes(p, row_loss):
+def _no_classes(p: ClassProblem, row_loss: NDArray[Any] | None) -> tuple[float, float]:
     """(total, denominator) of a problem with zero classes, as PyTorch: a label
     that counts is out of range; each row's loss is an empty sum, 0, and a
     mean has nothing to count (NaN). The gradient is empty."""
@@ -109,9 +166,63 @@ def _no_classes(p, row_loss):
     return 0.0, 0.0
 
 
+@overload
 def binary_loss(
-    x, target, *, kind, weight, pos_weight, reduction, want_grad, out, target_in_unit=True
-):
+    x: ArrayLike,
+    target: ArrayLike,
+    *,
+    kind: BinaryInput,
+    weight: ArrayLike | None,
+    pos_weight: ArrayLike | None,
+    reduction: str,
+    want_grad: Literal[False],
+    out: NDArray[Any] | None,
+    target_in_unit: bool = ...,
+) -> Loss: ...
+
+
+@overload
+def binary_loss(
+    x: ArrayLike,
+    target: ArrayLike,
+    *,
+    kind: BinaryInput,
+    weight: ArrayLike | None,
+    pos_weight: ArrayLike | None,
+    reduction: str,
+    want_grad: Literal[True],
+    out: NDArray[Any] | None,
+    target_in_unit: bool = ...,
+) -> LossAndGrad: ...
+
+
+@overload
+def binary_loss(
+    x: ArrayLike,
+    target: ArrayLike,
+    *,
+    kind: BinaryInput,
+    weight: ArrayLike | None,
+    pos_weight: ArrayLike | None,
+    reduction: str,
+    want_grad: bool,
+    out: NDArray[Any] | None,
+    target_in_unit: bool = ...,
+) -> Loss | LossAndGrad: ...
+
+
+def binary_loss(
+    x: ArrayLike,
+    target: ArrayLike,
+    *,
+    kind: BinaryInput,
+    weight: ArrayLike | None,
+    pos_weight: ArrayLike | None,
+    reduction: str,
+    want_grad: bool,
+    out: NDArray[Any] | None,
+    target_in_unit: bool = True,
+) -> Loss | LossAndGrad:
     """binary_cross_entropy_with_logits (kind BinaryInput.LOGITS) or
     binary_cross_entropy (BinaryInput.PROBS), and its gradient when want_grad.
     target_in_unit: refuse probability targets outside [0, 1] (PyTorch does;
@@ -136,7 +247,7 @@ def binary_loss(
             f"{kind.value}: {p.x.reshape(-1)[bad]!r} at position "
             f"{position(bad, p.shape)} is outside [0, 1]"
         )
-    loss = p.finish_loss(total, count, elem_loss)
+    loss: Loss = p.finish_loss(total, count, elem_loss)
     return (loss, p.finish_grad()) if want_grad else loss
 
 
