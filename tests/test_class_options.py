@@ -452,3 +452,21 @@ def test_linear_cross_entropy_checks_the_options_before_any_gemm(rng):
                              ("return_lse", "no", TypeError)]:
         with pytest.raises(exc, match=rf"^{name}: "):
             fastxent.linear_cross_entropy_with_grad(hidden, head, labels, **{name: value})
+
+
+@pytest.mark.parametrize("n_rows", [1, 3])
+def test_accuracy_and_sample_weight_of_few_very_long_rows(backend, torch, rng, n_rows):
+    """Rows long enough to be split across threads (a path without options):
+    with the options they take the row path and keep their values."""
+    x = random_logits(rng, (n_rows, 140_000))
+    labels = np.argmax(x, axis=1)
+    labels[0] = (labels[0] + 1) % x.shape[1]  # the first row predicted wrong
+    sample_weight = np.linspace(1.0, 2.0, n_rows)
+    loss, grad, accuracy = fastxent.cross_entropy_with_grad(
+        x, labels, sample_weight=sample_weight, return_accuracy=True)
+    want_loss, want_grad, _ = torch_reference(torch, x, labels, sample_weight=sample_weight)
+    assert_close(loss, want_loss, np.float64)
+    assert_close(grad, want_grad, np.float64, floor=1.0 / x.size)
+    assert_close(accuracy, accuracy_reference(x, labels, sample_weight), np.float64)
+    _, plain_accuracy = fastxent.cross_entropy(x, labels, return_accuracy=True)
+    assert_close(plain_accuracy, (n_rows - 1) / n_rows, np.float64)
