@@ -3,10 +3,9 @@
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 
-def main(argv: Sequence[str] | None = None) -> Any:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fastxent", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("info", help="print the configuration (version, backend, OpenMP, SIMD, threads)")

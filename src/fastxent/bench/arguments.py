@@ -6,10 +6,11 @@ import argparse
 import os
 import re
 import sys
+from collections.abc import Callable, Sequence
 
 from .. import _config
 from .peers import PEERS, usable_cpus
-from .workloads import DEFAULT_OPS, OPS, make_plan, memory_needed, shape_name
+from .workloads import DEFAULT_OPS, OPS, Block, Shape, make_plan, memory_needed, shape_name
 
 DEFAULT_REPEAT = 15
 # A block (one op, workload, dtype and thread count) takes at most about this
@@ -24,14 +25,14 @@ class ArgumentProblem(ValueError):
     """An option the bench cannot run with; the message starts with the option."""
 
 
-def _size(text):
+def _size(text: str) -> int:
     m = re.fullmatch(r"(\d+)(k|Ki|M|Mi)?", text.strip())
     if not m:
         raise ValueError(text)
     return int(m[1]) * _SUFFIX[m[2] or ""]
 
 
-def _shapes(text):
+def _shapes(text: str) -> tuple[Shape, ...]:
     try:
         shapes = tuple(tuple(_size(n) for n in item.split("x")) for item in text.split(","))
     except ValueError:
@@ -43,7 +44,7 @@ def _shapes(text):
     return shapes
 
 
-def _threads(text):
+def _threads(text: str) -> tuple[int, ...]:
     try:
         threads = tuple(int(n) for n in text.split(","))
     except ValueError:
@@ -53,8 +54,8 @@ def _threads(text):
     return tuple(dict.fromkeys(threads))
 
 
-def _choices(allowed, what):
-    def parse(text):
+def _choices(allowed: Sequence[str], what: str) -> Callable[[str], tuple[str, ...]]:
+    def parse(text: str) -> tuple[str, ...]:
         items = tuple(dict.fromkeys(s.strip() for s in text.split(",")))
         bad = [s for s in items if s not in allowed]
         if not items or bad:
@@ -64,13 +65,13 @@ def _choices(allowed, what):
     return parse
 
 
-def _peers(text):
+def _peers(text: str) -> tuple[str, ...]:
     if text.strip() == "none":
         return ()
     return _choices(PEERS, "peers (or none)")(text)
 
 
-def _positive(text):
+def _positive(text: str) -> int:
     try:
         n = int(text)
     except ValueError:
@@ -80,7 +81,7 @@ def _positive(text):
     return n
 
 
-def _seconds(text):
+def _seconds(text: str) -> float:
     try:
         s = float(text)
     except ValueError:
@@ -90,7 +91,7 @@ def _seconds(text):
     return s
 
 
-def add_arguments(parser):
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds the bench options to an argparse (sub)parser."""
     parser.add_argument("--ops", type=_choices(tuple(OPS), "operations"), default=DEFAULT_OPS,
                         metavar="OP[,OP...]",
@@ -131,14 +132,14 @@ def add_arguments(parser):
                              "implementation) into FILE.png; needs matplotlib")
 
 
-def thread_limit():
+def thread_limit() -> int:
     """The most threads fastxent accepts: fastxent._config.max_threads() where
     this fastxent has it, else 4 x the CPUs this process may use."""
-    limit = getattr(_config, "max_threads", None)
+    limit: Callable[[], int] | None = getattr(_config, "max_threads", None)
     return limit() if limit is not None else 4 * usable_cpus()
 
 
-def available_memory():
+def available_memory() -> int | None:
     """Bytes of memory available to a new allocation without swapping, or None."""
     try:
         with open("/proc/meminfo") as f:
@@ -153,11 +154,11 @@ def available_memory():
         return None
 
 
-def _gigabytes(n):
+def _gigabytes(n: int) -> str:
     return f"{n / 1e9:.3g} GB"
 
 
-def _check_writable(option, path):
+def _check_writable(option: str, path: str) -> None:
     """Writes nothing, but fails as the write at the end of the run would."""
     if os.path.isdir(path):
         raise ArgumentProblem(f"{option} {path}: is a directory, not a file")
@@ -171,7 +172,7 @@ def _check_writable(option, path):
         os.unlink(path)
 
 
-def check_arguments(args, default_threads):
+def check_arguments(args: argparse.Namespace, default_threads: int) -> list[Block]:
     """The blocks to run, once every option has been checked against this
     machine: thread counts within fastxent's limit, output files writable,
     each workload's memory (with its peers' copies) available. Raises

@@ -17,12 +17,28 @@ single-threaded NumPy copies and reads, labelled so.
 """
 
 import math
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 import numpy as np
+from numpy.typing import NDArray
 
 from .peers import Impl
-from .timing import sample
+from .timing import Key, sample
+from .workloads import Workload
 
+
+class _FloorKernels(Protocol):
+    """What this module uses of the compiled fastxent.bench._floors (see its stub)."""
+    CAN_STREAM: bool
+
+    def copy_floor(self, src: NDArray[np.uint8], dst: NDArray[np.uint8], n_threads: int,
+                   stream: bool) -> None: ...
+
+    def read_floor(self, src: NDArray[np.uint64], n_threads: int) -> int: ...
+
+
+_floors: _FloorKernels | None
 try:
     from . import _floors
 except ImportError:  # no compiler at install time, or a NumPy-only build
@@ -31,25 +47,26 @@ except ImportError:  # no compiler at install time, or a NumPy-only build
 _WHAT = {"xent": "copy", "xent-fwd": "read", "bce": "copy+read"}
 
 
-def _as_bytes(a):
+def _as_bytes(a: NDArray[Any]) -> NDArray[np.uint8]:
     return a.reshape(-1).view(np.uint8)
 
 
-def _as_words(a):
+def _as_words(a: NDArray[Any]) -> NDArray[np.uint64]:
     # The read reads 64-bit words: the last nbytes % 8 bytes (at most 4, one
     # float32) are left out, a negligible part of any real workload.
     b = _as_bytes(a)
     return b[:b.size - b.size % 8].view(np.uint64)
 
 
-def _xor(words):
+def _xor(words: NDArray[np.uint64]) -> int:
     return int(np.bitwise_xor.reduce(words)) if words.size else 0
 
 
-def quickest(candidates, samples=5, seconds=0.002):
+def quickest(candidates: Mapping[Key, Callable[[], object]], samples: int = 5,
+             seconds: float = 0.002) -> Key:
     """The key of the fastest of `candidates` (key -> zero-argument callable):
     the least of a few interleaved samples, each of about `seconds`."""
-    numbers = {}
+    numbers: dict[Key, int] = {}
     for key, fn in candidates.items():
         fn()
         numbers[key] = max(1, math.ceil(seconds / max(sample(fn, 1), 1e-9)))
@@ -57,10 +74,10 @@ def quickest(candidates, samples=5, seconds=0.002):
     for _ in range(samples):
         for key, fn in candidates.items():
             best[key] = min(best[key], sample(fn, numbers[key]))
-    return min(best, key=best.get)
+    return min(best, key=best.__getitem__)
 
 
-def floor_impl(w, threads, fresh=False):
+def floor_impl(w: Workload, threads: int, fresh: bool = False) -> Impl:
     """The floor of workload `w` with `threads` threads; `fresh`: its copy
     goes into memory allocated at each call (xent and bce only)."""
     if fresh and w.op == "xent-fwd":
@@ -70,29 +87,32 @@ def floor_impl(w, threads, fresh=False):
     kept = np.empty_like(src_bytes)
     last = {"dst": kept}  # what the last copy wrote, for verify()
 
-    def destination():
+    def destination() -> NDArray[np.uint8]:
         if fresh:  # as an allocating call: new memory (np.empty), first touched by the copy
-            last["dst"] = None  # the last call's freed first, as an unused result would be
+            del last["dst"]  # the last call's freed first, as an unused result would be
             last["dst"] = np.empty_like(src_bytes)
         return last["dst"]
 
-    def make(n, stream):
+    def make(n: int, stream: bool) -> Callable[[], object]:
+        read: Callable[[NDArray[np.uint64]], int]
         if _floors is None:
-            def copy():
+            def copy() -> None:
                 np.copyto(destination(), src_bytes)
             read = _xor
         else:
-            def copy():
-                _floors.copy_floor(src_bytes, destination(), n, stream)
+            floors = _floors  # a local: mypy keeps its "is not None" in the closures
 
-            def read(words):
-                return _floors.read_floor(words, n)
+            def copy() -> None:
+                floors.copy_floor(src_bytes, destination(), n, stream)
+
+            def read(words: NDArray[np.uint64]) -> int:
+                return floors.read_floor(words, n)
         if w.op == "xent":
             return copy
         if w.op == "xent-fwd":
             return lambda: read(logit_words)
 
-        def copy_and_read():
+        def copy_and_read() -> int:
             copy()
             return read(target_words)
         return copy_and_read
@@ -107,7 +127,7 @@ def floor_impl(w, threads, fresh=False):
         label = f"floor: {what}" + (" (1 thread)" if n < threads else "")
     fn = make(n, stream)
 
-    def verify():
+    def verify() -> bool:
         kept.fill(0)
         result = fn()
         if w.op == "xent-fwd":

@@ -1,19 +1,26 @@
 """Everything timed on a workload: fastxent (allocating, and with out=), the
 NumPy reference, the peers and the floors, and the check that they agree."""
 
+from collections.abc import Callable, Mapping
+from typing import Literal
+
 import numpy as np
+from numpy.typing import NDArray
 
 import fastxent
 from fastxent import reference
 
 from .floors import floor_impl
-from .peers import PEERS, Impl, Peers, make_peers
+from .peers import PEERS, Impl, Peers, Reference, make_peers
+from .workloads import Workload
+
+FloorName = Literal["floor", "floor-fresh"]
 
 RTOL = 1e-4  # agreement required between every implementation and the reference
 
 # The implementations, in the order they are timed and shown, with the name
 # each has in the plot's legend (the table's labels depend on the op).
-IMPLEMENTATIONS = {
+IMPLEMENTATIONS: dict[str, str] = {
     "fastxent": "fastxent",
     "fastxent-out": "fastxent (out=)",
     "numpy-reference": "NumPy reference (1 thread)",
@@ -25,7 +32,7 @@ IMPLEMENTATIONS = {
     "floor-fresh": "memory floor, into fresh memory",
 }
 IMPL_NAMES = tuple(IMPLEMENTATIONS)
-FLOORS = ("floor", "floor-fresh")
+FLOORS: tuple[FloorName, ...] = ("floor", "floor-fresh")
 assert set(PEERS) <= set(IMPL_NAMES)
 
 
@@ -33,7 +40,7 @@ class BenchError(RuntimeError):
     pass
 
 
-def _fastxent_impls(w):
+def _fastxent_impls(w: Workload) -> dict[str, Impl]:
     x, t = w.logits, w.target
     if w.op == "xent-fwd":
         return {"fastxent": Impl("fastxent", lambda: fastxent.cross_entropy(x, t)),
@@ -47,7 +54,8 @@ def _fastxent_impls(w):
             "numpy-reference": Impl("numpy reference", lambda: ref(x, t), allocates=True)}
 
 
-def make_implementations(w, threads, peers=None, warn=None):
+def make_implementations(w: Workload, threads: int, peers: Peers | None = None,
+                         warn: Callable[[str], object] | None = None) -> dict[str, Impl]:
     """name -> Impl for workload `w` with `threads` threads (passed explicitly
     where an implementation takes it; fastxent's and torch's counts are set by
     the caller, see timing.using_threads), in IMPL_NAMES' order. Buffers are
@@ -68,7 +76,7 @@ def make_implementations(w, threads, peers=None, warn=None):
     return {name: impls[name] for name in IMPL_NAMES if name in impls}
 
 
-def floor_of(name, impls):
+def floor_of(name: str, impls: Mapping[str, Impl]) -> FloorName:
     """The floor an implementation is measured against: the fresh-page copy
     for one that allocates its gradient, the copy (or read) otherwise."""
     if name == "floor-fresh" or (impls[name].allocates and "floor-fresh" in impls):
@@ -76,18 +84,19 @@ def floor_of(name, impls):
     return "floor"
 
 
-def check(impls, label):
+def check(impls: Mapping[str, Impl], label: str) -> None:
     """Runs each implementation once (this is also its first warm-up call,
     and torch.compile's compilation) and compares its loss and gradient with
     the NumPy reference; checks that each floor moved its bytes."""
-    def as64(a):
-        return None if a is None else np.asarray(a, dtype=np.float64)
+    def as64(reference: Reference) -> tuple[float, NDArray[np.float64] | None]:
+        loss, grad = reference
+        return (float(np.asarray(loss, dtype=np.float64)),
+                None if grad is None else np.asarray(grad, dtype=np.float64))
 
-    def as_reference(result):
+    def as_reference(result: object) -> Reference:
         return result if isinstance(result, tuple) else (result, None)
 
-    ref_loss, ref_grad = map(as64, as_reference(impls["numpy-reference"].fn()))
-    ref_loss = float(ref_loss)
+    ref_loss, ref_grad = as64(as_reference(impls["numpy-reference"].fn()))
     for name, impl in impls.items():
         if name == "numpy-reference":
             continue
@@ -96,8 +105,7 @@ def check(impls, label):
                 raise BenchError(f"{name} ({impl.label}) did not copy/read its bytes on {label}")
             continue
         result = impl.fn()
-        loss, grad = map(as64, (impl.to_reference or as_reference)(result))
-        loss = float(loss)
+        loss, grad = as64((impl.to_reference or as_reference)(result))
         loss_err = abs(loss - ref_loss) / max(abs(ref_loss), 1e-30)
         problems = []
         if not loss_err <= RTOL:  # also catches NaN

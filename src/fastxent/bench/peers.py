@@ -9,11 +9,22 @@ note saying why.
 
 import os
 import shutil
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any, Literal
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
-PEERS = ("torch", "torch-compile", "sklearn", "jax")
+from .workloads import Workload
+
+PeerName = Literal["torch", "torch-compile", "sklearn", "jax"]
+PEERS: tuple[PeerName, ...] = ("torch", "torch-compile", "sklearn", "jax")
+
+# What the check compares with the NumPy reference: (mean loss, gradient of
+# the mean loss or None).
+Reference = tuple[ArrayLike, ArrayLike | None]
 
 
 @dataclass
@@ -28,15 +39,17 @@ class Impl:
     `allocates`: the call writes its gradient into newly allocated memory,
     so that its floor is the copy into fresh memory."""
     label: str
-    fn: object
-    to_reference: object = None
-    verify: object = None
-    threads: int = None  # a floor's thread count (one where that is quicker)
+    fn: Callable[[], object]
+    # Takes what fn returned, whose type is the peer's own (torch tensors,
+    # JAX arrays, tuples of them): Any, the peers being imported at run time.
+    to_reference: Callable[[Any], Reference] | None = None
+    verify: Callable[[], bool] | None = None
+    threads: int | None = None  # a floor's thread count (one where that is quicker)
     allocates: bool = False
-    written: object = None  # a floor's: () -> the bytes its last call wrote
+    written: Callable[[], NDArray[np.uint8]] | None = None  # a floor's: its last call's bytes
 
 
-def usable_cpus():
+def usable_cpus() -> int:
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -46,15 +59,15 @@ def usable_cpus():
 @dataclass
 class Peers:
     """The libraries compared against; None where not usable."""
-    torch: object = None
+    torch: ModuleType | None = None
     torch_compile: bool = False  # torch.compile usable (torch and a C++ compiler)
-    sklearn_loss: object = None  # the module sklearn._loss.loss
-    sklearn_version: str = None
-    jax: object = None
-    notes: list = field(default_factory=list)  # why a peer is missing
-    asked: tuple = PEERS
+    sklearn_loss: ModuleType | None = None  # the module sklearn._loss.loss
+    sklearn_version: str | None = None
+    jax: ModuleType | None = None
+    notes: list[str] = field(default_factory=list)  # why a peer is missing
+    asked: tuple[str, ...] = PEERS
 
-    def versions(self):
+    def versions(self) -> dict[str, str | None]:
         """name -> version, None where not usable; peers not asked for left out."""
         torch_version = getattr(self.torch, "__version__", None)
         versions = {"torch": torch_version,
@@ -63,18 +76,18 @@ class Peers:
                     "jax": getattr(self.jax, "__version__", None)}
         return {name: v for name, v in versions.items() if name in self.asked}
 
-    def new_workload(self):
+    def new_workload(self) -> None:
         """To be called before a workload's implementations are made: drops
         torch.compile's code for the workloads before (their functions are
         gone). Dynamo counts the compilations of one function (the wrapper
         of the loss, which every compilation shares) and beyond its limit (8)
         silently runs it eagerly: a run of many workloads would time eager
         PyTorch under torch.compile's name."""
-        if self.torch_compile:
+        if self.torch_compile and self.torch is not None:
             self.torch._dynamo.reset()
 
 
-def import_torch():
+def import_torch() -> ModuleType | None:
     """torch, or None where `import torch` does not work (never installed by us)."""
     try:
         import torch
@@ -83,7 +96,7 @@ def import_torch():
     return torch
 
 
-def cxx_compiler():
+def cxx_compiler() -> str | None:
     """The C++ compiler torch.compile's Inductor would run, or None."""
     named = os.environ.get("CXX")
     for name in ([named] if named else []) + ["c++", "g++", "clang++"]:
@@ -93,7 +106,7 @@ def cxx_compiler():
     return None
 
 
-def import_peers(x64=False, names=PEERS):
+def import_peers(x64: bool = False, names: Collection[str] = PEERS) -> Peers:
     """The peers named in `names` that are usable here. `x64`: enable JAX's
     float64 (needed for float64 workloads; float32 arrays stay float32)."""
     peers = Peers(asked=tuple(names))
@@ -125,26 +138,27 @@ def import_peers(x64=False, names=PEERS):
             peers.notes.append("jax: not importable")
         else:
             if x64:
-                jax.config.update("jax_enable_x64", True)
+                # jax's Config.update is unannotated
+                jax.config.update("jax_enable_x64", True)  # type: ignore[no-untyped-call]
             peers.jax = jax
     return peers
 
 
-def torch_eager(w, torch):
+def torch_eager(w: Workload, torch: ModuleType) -> Impl:
     """torch.nn.functional's loss on tensors sharing the workload's memory;
     forward+backward with a fresh gradient each call, as fastxent allocates one."""
     F = torch.nn.functional
     x = torch.from_numpy(w.logits)
     t = torch.from_numpy(w.target)
     if w.op == "xent-fwd":
-        def fwd():
+        def fwd() -> object:
             with torch.no_grad():
                 return F.cross_entropy(x, t)
         return Impl("torch", fwd, to_reference=lambda r: (r.numpy(), None))
     x.requires_grad_(True)
     loss_fn = F.cross_entropy if w.op == "xent" else F.binary_cross_entropy_with_logits
 
-    def step():
+    def step() -> object:
         x.grad = None
         loss = loss_fn(x, t)
         loss.backward()
@@ -153,7 +167,7 @@ def torch_eager(w, torch):
                 to_reference=lambda r: (r[0].numpy(), r[1].numpy()))
 
 
-def torch_compiled(w, torch, threads):
+def torch_compiled(w: Workload, torch: ModuleType, threads: int) -> Impl:
     """torch.compile (Inductor: generated C++ with OpenMP) of the loss, the
     backward compiled with it, as a PyTorch user who wants speed writes it.
     Inductor bakes the thread count into the code it generates, so each
@@ -165,13 +179,13 @@ def torch_compiled(w, torch, threads):
     loss_fn = F.binary_cross_entropy_with_logits if w.op == "bce" else F.cross_entropy
     compiled = torch.compile(loss_fn, dynamic=False, options={"cpp.threads": threads})
     if w.op == "xent-fwd":
-        def fwd():
+        def fwd() -> object:
             with torch.no_grad():
                 return compiled(x, t)
         return Impl("torch.compile", fwd, to_reference=lambda r: (r.numpy(), None))
     x.requires_grad_(True)
 
-    def step():
+    def step() -> object:
         x.grad = None
         loss = compiled(x, t)
         loss.backward()
@@ -180,7 +194,7 @@ def torch_compiled(w, torch, threads):
                 to_reference=lambda r: (r[0].numpy(), r[1].numpy()))
 
 
-def sklearn_losses(w, loss_module, threads):
+def sklearn_losses(w: Workload, loss_module: ModuleType, threads: int) -> Impl:
     """scikit-learn's Cython losses (sklearn._loss, private): per-sample losses and
     per-sample gradients (no reduction) into preallocated buffers, with
     n_threads. Its "half" multinomial loss is exactly the cross-entropy of a
@@ -197,13 +211,13 @@ def sklearn_losses(w, loss_module, threads):
         loss = loss_module.HalfMultinomialLoss(n_classes=x.shape[1])
         y = w.target.astype(x.dtype)  # sklearn wants float labels of the logits' dtype
     if w.op == "xent-fwd":
-        def fwd():
+        def fwd() -> object:
             return loss.loss(y_true=y, raw_prediction=x, loss_out=loss_out, n_threads=threads)
         return Impl("sklearn HalfMultinomialLoss", fwd,
                     to_reference=lambda r: (np.mean(r, dtype=np.float64), None))
     grad_out = np.empty_like(x)
 
-    def step():
+    def step() -> object:
         return loss.loss_gradient(y_true=y, raw_prediction=x, loss_out=loss_out,
                                   gradient_out=grad_out, n_threads=threads)
     name = "HalfBinomialLoss" if w.op == "bce" else "HalfMultinomialLoss"
@@ -212,18 +226,19 @@ def sklearn_losses(w, loss_module, threads):
                                         np.asarray(r[1], dtype=np.float64).reshape(w.shape) / n))
 
 
-def jax_jit(w, jax):
+def jax_jit(w: Workload, jax: ModuleType) -> Impl:
     """jax.jit of the mean loss (xent-fwd) or of jax.value_and_grad of it, on
     arrays put on the CPU device once; every call waits for its result."""
     jnp = jax.numpy
+    # x, t: JAX arrays, Any as jax is a module found at run time
     if w.op == "bce":
-        def mean_loss(x, t):
+        def mean_loss(x: Any, t: Any) -> Any:
             return jnp.mean(jax.nn.softplus(x) - t * x)  # = log(1 + e^x) - t*x
     else:
-        def mean_loss(x, t):
+        def mean_loss(x: Any, t: Any) -> Any:
             picked = jnp.take_along_axis(x, t[:, None], axis=-1)[:, 0]
             return jnp.mean(jax.nn.logsumexp(x, axis=-1) - picked)
-    target = w.target
+    target: NDArray[np.integer[Any]] | NDArray[np.floating[Any]] = w.target
     if target.dtype.kind == "i":
         target = target.astype(np.int32)  # what JAX makes of labels without x64, silently
     cpu = jax.devices("cpu")[0]  # the CPU, even where JAX has a GPU: the same hardware
@@ -239,27 +254,30 @@ def jax_jit(w, jax):
     wait = getattr(jax, "block_until_ready", None) or (
         lambda r: jax.tree_util.tree_map(lambda a: a.block_until_ready(), r))
 
-    def call():
+    def call() -> object:
         return wait(f(x, t))
 
-    def to_reference(r):
+    def to_reference(r: Any) -> Reference:
         if w.op == "xent-fwd":
             return np.asarray(r), None
         return np.asarray(r[0]), np.asarray(r[1])
     return Impl(label, call, to_reference=to_reference, allocates=w.op != "xent-fwd")
 
 
-def make_peers(w, threads, peers):
+def make_peers(w: Workload, threads: int,
+               peers: Peers) -> list[tuple[PeerName, Callable[[], Impl]]]:
     """(name, zero-argument maker of its Impl) for each usable peer on `w`.
     JAX only where `threads` is the number of usable CPUs: its thread pool is
     fixed when it is imported."""
-    makers = []
-    if peers.torch is not None and "torch" in peers.asked:
-        makers.append(("torch", lambda: torch_eager(w, peers.torch)))
-    if peers.torch_compile:
-        makers.append(("torch-compile", lambda: torch_compiled(w, peers.torch, threads)))
-    if peers.sklearn_loss is not None:
-        makers.append(("sklearn", lambda: sklearn_losses(w, peers.sklearn_loss, threads)))
-    if peers.jax is not None and threads == usable_cpus():
-        makers.append(("jax", lambda: jax_jit(w, peers.jax)))
+    # Locals, not peers' attributes: mypy keeps a local's "is not None" in a lambda.
+    torch, sklearn_loss, jax = peers.torch, peers.sklearn_loss, peers.jax
+    makers: list[tuple[PeerName, Callable[[], Impl]]] = []
+    if torch is not None and "torch" in peers.asked:
+        makers.append(("torch", lambda: torch_eager(w, torch)))
+    if peers.torch_compile and torch is not None:
+        makers.append(("torch-compile", lambda: torch_compiled(w, torch, threads)))
+    if sklearn_loss is not None:
+        makers.append(("sklearn", lambda: sklearn_losses(w, sklearn_loss, threads)))
+    if jax is not None and threads == usable_cpus():
+        makers.append(("jax", lambda: jax_jit(w, jax)))
     return makers

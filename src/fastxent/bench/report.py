@@ -5,24 +5,70 @@ the README (made from the JSON)."""
 import json
 import os
 import sys
+from collections.abc import Mapping, Sequence
+from typing import Any, TextIO, TypedDict
 
 import numpy as np
 
-from .implementations import FLOORS, IMPL_NAMES, IMPLEMENTATIONS, floor_of
-from .peers import PEERS, usable_cpus
-from .workloads import OPS
+from .implementations import FLOORS, IMPL_NAMES, IMPLEMENTATIONS, FloorName, floor_of
+from .peers import PEERS, Impl, Peers, usable_cpus
+from .workloads import OPS, OpName, Workload
 
 BYTES = "the floor's traffic: xent 2*N*C*itemsize, xent-fwd N*C*itemsize, bce 3*n*itemsize"
 
 
-def load_average():
+class Row(TypedDict):
+    """One implementation on one workload and thread count (times in ms)."""
+    op: OpName
+    workload: str  # shape_name(shape)
+    shape: list[int]
+    dtype: str
+    threads: int
+    implementation: str  # a key of IMPLEMENTATIONS
+    label: str
+    rounds: int
+    median_ms: float
+    min_ms: float
+    bytes: int  # the floor's traffic
+    gb_per_s: float
+    speedup_vs_numpy: float
+    speedup_vs_torch: float | None
+    best_peer: str | None
+    speedup_vs_best_peer: float | None
+    floor: FloorName
+    ratio_to_floor: float
+    floor_threads: int | None
+    samples_ms: list[float]
+
+
+class Results(TypedDict):
+    """The JSON file of --json: the configuration, then every row."""
+    config: dict[str, Any]  # fastxent.show_config()'s facts (_config.config())
+    cpus: int
+    numpy: str
+    peers: dict[str, str | None]  # name -> version, None where not usable
+    load_average: float | None  # 1-minute, when the run began
+    load_average_end: float | None
+    repeat: int
+    max_seconds: float
+    floors: dict[str, str]  # op -> what its floor moves
+    bytes: str
+    elapsed_s: float
+    results: list[Row]
+
+
+# (op, workload, dtype, implementation label, fewest threads, threads, speed-up)
+Scaling = tuple[OpName, str, str, str, int, int, float]
+
+
+def load_average() -> float | None:
     try:
         return os.getloadavg()[0]
     except (AttributeError, OSError):  # not available on this platform
         return None
 
 
-def config_line(cfg, peers):
+def config_line(cfg: Mapping[str, Any], peers: Peers) -> str:
     versions = peers.versions()
     load = load_average()
     return (f"fastxent {cfg['version']} | backend {cfg['backend']} | simd {cfg['simd']} | "
@@ -32,14 +78,15 @@ def config_line(cfg, peers):
             + ("" if load is None else f" | load {load:.2f}"))
 
 
-def make_rows(w, threads, impls, samples):
+def make_rows(w: Workload, threads: int, impls: Mapping[str, Impl],
+              samples: Mapping[str, Sequence[float]]) -> list[Row]:
     """The result rows of one workload and thread count, from its samples
     (name -> seconds per call). 'x floor' is against the implementation's
     floor (floor_of); 'vs best peer' against the quickest peer of the block."""
     medians = {name: float(np.median(s)) for name, s in samples.items()}
-    peers = [name for name in medians if name in PEERS]
-    best_peer = min(peers, key=medians.get) if peers else None
-    rows = []
+    peers: list[str] = [name for name in medians if name in PEERS]
+    best_peer = min(peers, key=medians.__getitem__) if peers else None
+    rows: list[Row] = []
     for name, s in samples.items():
         med = medians[name]
         floor = floor_of(name, impls)
@@ -60,15 +107,15 @@ def make_rows(w, threads, impls, samples):
     return rows
 
 
-def _ms(x):
+def _ms(x: float) -> str:
     return f"{x:>10.3f}" if x >= 1 else f"{x:>10.4f}"
 
 
-def _ratio(x, suffix=""):
+def _ratio(x: float | None, suffix: str = "") -> str:
     return f"{'-':>8}" if x is None else f"{x:>{8 - len(suffix)}.2f}{suffix}"
 
 
-def print_table(rows, file=None):
+def print_table(rows: Sequence[Row], file: TextIO | None = None) -> None:
     file = file if file is not None else sys.stdout
     with_torch = any(r["speedup_vs_torch"] is not None for r in rows)
     with_peers = any(r["best_peer"] is not None for r in rows)
@@ -94,13 +141,13 @@ def print_table(rows, file=None):
                  else ""), file=file)
 
 
-def thread_scaling(rows):
+def thread_scaling(rows: Sequence[Row]) -> list[Scaling]:
     """(op, workload, dtype, implementation label, fewest threads, threads, speed-up) for
     every implementation timed with more than one thread count."""
-    by_key = {}
+    by_key: dict[tuple[OpName, str, str, str], list[Row]] = {}
     for r in rows:
         by_key.setdefault((r["op"], r["workload"], r["dtype"], r["implementation"]), []).append(r)
-    out = []
+    out: list[Scaling] = []
     for (op, workload, dtype, name), rs in by_key.items():
         if len(rs) < 2 or name == "numpy-reference":  # one thread whatever the row says
             continue
@@ -112,7 +159,7 @@ def thread_scaling(rows):
     return out
 
 
-def print_notes(rows, file=None):
+def print_notes(rows: Sequence[Row], file: TextIO | None = None) -> None:
     file = file if file is not None else sys.stdout
     rounds = sorted({r["rounds"] for r in rows})
     cut = sorted({f"{r['op']} {r['workload']} {r['dtype']}" for r in rows
@@ -150,19 +197,21 @@ def print_notes(rows, file=None):
                   f"{s:.2f}x", file=file)
 
 
-def write_json(path, *, cfg, peers, load_start, repeat, max_seconds, elapsed, rows):
+def write_json(path: str, *, cfg: dict[str, Any], peers: Peers, load_start: float | None,
+               repeat: int, max_seconds: float, elapsed: float, rows: list[Row]) -> None:
     """The configuration and every result (with all samples); the 1-minute load
     average when the run began and when it ended."""
+    results: Results = {"config": cfg, "cpus": usable_cpus(), "numpy": np.__version__,
+                        "peers": peers.versions(), "load_average": load_start,
+                        "load_average_end": load_average(),
+                        "repeat": repeat, "max_seconds": max_seconds,
+                        "floors": {op: OPS[op].floor for op in OPS}, "bytes": BYTES,
+                        "elapsed_s": elapsed, "results": rows}
     with open(path, "w") as f:
-        json.dump({"config": cfg, "cpus": usable_cpus(), "numpy": np.__version__,
-                   "peers": peers.versions(), "load_average": load_start,
-                   "load_average_end": load_average(),
-                   "repeat": repeat, "max_seconds": max_seconds,
-                   "floors": {op: OPS[op].floor for op in OPS}, "bytes": BYTES,
-                   "elapsed_s": elapsed, "results": rows}, f, indent=1)
+        json.dump(results, f, indent=1)
 
 
-def check_plot_support():
+def check_plot_support() -> str | None:
     """None if --plot can work here, else the message to print."""
     try:
         import matplotlib  # noqa: F401
@@ -173,7 +222,7 @@ def check_plot_support():
     return None
 
 
-def plot(rows, path, title):
+def plot(rows: Sequence[Row], path: str, title: str) -> None:
     """Horizontal bars, one group per block: each implementation's median time
     over its floor's (log scale, 1 = the floor), the median in ms written beside."""
     from matplotlib.figure import Figure
@@ -182,10 +231,12 @@ def plot(rows, path, title):
     names = [n for n in IMPL_NAMES if any(r["implementation"] == n for r in rows)]
     colors = {n: f"C{i}" for i, n in enumerate(names)}
     colors["floor"], colors["floor-fresh"] = "0.55", "0.75"
-    positions, labels_at, y = [], [], 0.0
+    positions: list[float] = []
+    labels_at: list[str] = []
+    y = 0.0
     fig = Figure(figsize=(10, 1.2 + 0.22 * (len(rows) + 1.5 * len(blocks))))
     ax = fig.add_subplot()
-    seen = set()
+    seen: set[str] = set()
     for block in reversed(blocks):
         brows = [r for r in rows if (r["op"], r["workload"], r["dtype"], r["threads"]) == block]
         brows.sort(key=lambda r: -IMPL_NAMES.index(r["implementation"]))
@@ -219,8 +270,9 @@ def plot(rows, path, title):
     fig.savefig(path, dpi=110, bbox_inches="tight")
 
 
-def wrap(text, width=150):
-    parts, line = [], ""
+def wrap(text: str, width: int = 150) -> str:
+    parts: list[str] = []
+    line = ""
     for piece in text.split(" | "):
         if line and len(line) + len(piece) + 3 > width:
             parts.append(line)
@@ -238,21 +290,21 @@ _PEER_NAMES = {"torch": "PyTorch", "torch-compile": "torch.compile", "sklearn": 
                "jax": "JAX"}
 
 
-def _workload_title(r):
+def _workload_title(r: Row) -> str:
     shape = r["workload"].replace("x", " x ") if len(r["shape"]) == 2 else \
         f"{r['workload']} elements"
     return f"{_OP_TITLES[r['op']]} {shape} {r['dtype']}"
 
 
-def _times(x):
+def _times(x: float | None) -> str:
     return "" if x is None else f"{x:.1f}x" if x >= 10 else f"{x:.2f}x"
 
 
-def _duration(ms):
+def _duration(ms: float) -> str:
     return f"{ms:.3g} ms" if ms < 100 else f"{ms:.0f} ms"
 
 
-def markdown_table(data):
+def markdown_table(data: Results) -> str:
     """The README's performance table (Markdown) from the bench's JSON `data`:
     a line per fastxent row (out= and allocating, each thread count)."""
     rows = data["results"]
@@ -275,7 +327,7 @@ def markdown_table(data):
     return "\n".join(lines) + "\n"
 
 
-def markdown_caption(data):
+def markdown_caption(data: Results) -> str:
     """One line naming what produced the table: versions, CPUs, load, rounds."""
     cfg = data["config"]
     peers = ", ".join(f"{_PEER_NAMES.get(k, k)} {v}" for k, v in data["peers"].items()

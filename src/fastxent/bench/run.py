@@ -2,9 +2,12 @@
 peers, then per block make the implementations, check them against the NumPy
 reference, time them round-robin, and report."""
 
+import argparse
 import functools
 import sys
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 import fastxent
 
@@ -12,20 +15,21 @@ from .._config import config
 from . import report
 from .arguments import ArgumentProblem, check_arguments
 from .implementations import BenchError, check, make_implementations
-from .peers import import_peers
+from .peers import Impl, Peers, import_peers
 from .progress import Progress
 from .timing import time_round_robin, using_threads
-from .workloads import make_workload
+from .workloads import Block, make_workload
 
 
-def _warn_if_busy(load):
+def _warn_if_busy(load: float | None) -> None:
     # Other work on the machine skews multi-threaded timings the most: say so.
     if load is not None and load >= 0.5:
         print(f"bench: warning: the machine is busy (1-minute load average {load:.2f}); "
               "timings, multi-threaded ones above all, will be noisy", file=sys.stderr)
 
 
-def run_block(block, peers, repeat, max_seconds, progress, warn):
+def run_block(block: Block, peers: Peers, repeat: int, max_seconds: float | None,
+              progress: Progress, warn: Callable[[str], object]) -> list[report.Row]:
     """The result rows of one block: its workload, each thread count's
     implementations checked, then all of them timed in one round-robin (the
     thread counts interleaved too, so that thread scaling is measured as
@@ -35,7 +39,9 @@ def run_block(block, peers, repeat, max_seconds, progress, warn):
     counts = ",".join(map(str, block.threads))
     progress.block(f"{w.op} {w.name} {w.dtype}, {counts} thread"
                    f"{'s' * (block.threads != (1,))}")
-    impls, fns, contexts = {}, {}, {}
+    impls: dict[int, dict[str, Impl]] = {}
+    fns: dict[tuple[int, str], Callable[[], object]] = {}
+    contexts: dict[tuple[int, str], Callable[[], AbstractContextManager[object]]] = {}
     for n in block.threads:
         label = f"{w.op} {w.name} {w.dtype}, {n} thread{'s' * (n > 1)}"
         with using_threads(n, peers.torch):
@@ -46,15 +52,15 @@ def run_block(block, peers, repeat, max_seconds, progress, warn):
             contexts[n, name] = functools.partial(using_threads, n, peers.torch)
     samples = time_round_robin(fns, repeat, max_seconds, progress.start, progress.round,
                                contexts)
-    rows = []
+    rows: list[report.Row] = []
     for n in block.threads:
         rows += report.make_rows(w, n, impls[n], {name: samples[n, name] for name in impls[n]})
     return rows
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     """Runs the benchmark described by the parsed `args`; returns an exit code."""
-    def warn(message):
+    def warn(message: str) -> None:
         progress.close()
         print(f"bench: {message}", file=sys.stderr, flush=True)
 
@@ -81,7 +87,7 @@ def run(args):
         print(f"bench: warning: fastxent runs its {cfg['backend']} backend", file=sys.stderr)
 
     progress = Progress(len(plan))
-    rows = []
+    rows: list[report.Row] = []
     started = time.perf_counter()
     try:
         for block in plan:

@@ -11,8 +11,17 @@ import contextlib
 import gc
 import math
 import time
+from collections.abc import Callable, Hashable, Mapping
+from contextlib import AbstractContextManager
+from types import ModuleType, TracebackType
+from typing import TYPE_CHECKING, ClassVar, Literal, TypeVar
 
 import fastxent
+
+if TYPE_CHECKING:
+    from threadpoolctl import ThreadpoolController
+
+Key = TypeVar("Key", bound=Hashable)  # what a set of timed callables is keyed by
 
 MIN_ROUNDS = 5
 # Fast calls are repeated within one sample so that a sample lasts at least
@@ -20,7 +29,7 @@ MIN_ROUNDS = 5
 MIN_SAMPLE_SECONDS = 0.02
 
 
-def sample(fn, number):
+def sample(fn: Callable[[], object], number: int) -> float:
     """Seconds per call, averaged over `number` back-to-back calls, gc off (as timeit)."""
     gc_was_enabled = gc.isenabled()
     gc.disable()
@@ -34,8 +43,12 @@ def sample(fn, number):
             gc.enable()
 
 
-def time_round_robin(fns, repeat, max_seconds=None, on_start=None, on_round=None,
-                     contexts=None):
+def time_round_robin(fns: Mapping[Key, Callable[[], object]], repeat: int,
+                     max_seconds: float | None = None,
+                     on_start: Callable[[int], object] | None = None,
+                     on_round: Callable[[int], object] | None = None,
+                     contexts: Mapping[Key, Callable[[], AbstractContextManager[object]]]
+                     | None = None) -> dict[Key, list[float]]:
     """key -> list of samples (seconds per call), the implementations
     interleaved A,B,C,A,B,C,... Each is warmed up and calibrated first. There
     are `repeat` rounds, fewer (not fewer than MIN_ROUNDS) where they would
@@ -44,11 +57,12 @@ def time_round_robin(fns, repeat, max_seconds=None, on_start=None, on_round=None
     counts. on_start(rounds), on_round(r) report progress."""
     contexts = contexts or {}
 
-    def within(key):
+    def within(key: Key) -> AbstractContextManager[object]:
         factory = contexts.get(key)
         return factory() if factory is not None else contextlib.nullcontext()
 
-    numbers, round_seconds = {}, 0.0
+    numbers: dict[Key, int] = {}
+    round_seconds = 0.0
     for key, fn in fns.items():
         with within(key):
             fn()  # warm-up: caches, page faults, lazy initialisation, thread pools
@@ -60,7 +74,7 @@ def time_round_robin(fns, repeat, max_seconds=None, on_start=None, on_round=None
         rounds = max(min(MIN_ROUNDS, repeat), int(max_seconds / round_seconds))
     if on_start is not None:
         on_start(rounds)
-    samples = {key: [] for key in fns}
+    samples: dict[Key, list[float]] = {key: [] for key in fns}
     for r in range(rounds):
         for key, fn in fns.items():
             with within(key):
@@ -70,13 +84,14 @@ def time_round_robin(fns, repeat, max_seconds=None, on_start=None, on_round=None
     return samples
 
 
-def _blas_controller():
-    """A threadpoolctl controller of the BLAS libraries loaded, or None."""
+def _blas_controller() -> "ThreadpoolController | Literal[False]":
+    """A threadpoolctl controller of the BLAS libraries loaded, or False where
+    there is none (no threadpoolctl, or no BLAS library it knows loaded)."""
     try:
         from threadpoolctl import ThreadpoolController
     except ImportError:
-        return None
-    return ThreadpoolController()
+        return False
+    return ThreadpoolController() or False  # an empty controller is falsy (len 0)
 
 
 class using_threads:
@@ -87,16 +102,17 @@ class using_threads:
     fastxent's libgomp), so fastxent's count is always passed explicitly.
     sklearn's n_threads is passed by its adapter; JAX's pool is fixed."""
 
-    _blas = None  # the controller, made once (it inspects the loaded libraries)
+    # The controller, made once (it inspects the loaded libraries), or False.
+    _blas: ClassVar["ThreadpoolController | Literal[False] | None"] = None
 
-    def __init__(self, n, torch=None):
+    def __init__(self, n: int, torch: ModuleType | None = None) -> None:
         self.n, self.torch = n, torch
 
-    def __enter__(self):
+    def __enter__(self) -> "using_threads":
         self._stack = contextlib.ExitStack()
         self._stack.enter_context(fastxent.num_threads(self.n))
         if using_threads._blas is None:
-            using_threads._blas = _blas_controller() or False
+            using_threads._blas = _blas_controller()
         if using_threads._blas:
             self._stack.enter_context(using_threads._blas.limit(limits=self.n, user_api="blas"))
         if self.torch is not None:
@@ -105,5 +121,6 @@ class using_threads:
             self._stack.callback(self.torch.set_num_threads, before)
         return self
 
-    def __exit__(self, *exc):
-        return self._stack.__exit__(*exc)
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> bool | None:
+        return self._stack.__exit__(exc_type, exc, traceback)

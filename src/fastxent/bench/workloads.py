@@ -1,10 +1,17 @@
 """What the bench times: the operations, their workloads and the plan of a run."""
 
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import Any, Literal, TypeGuard
 
 import numpy as np
+from numpy.typing import DTypeLike, NDArray
 
 MI = 1 << 20
+
+OpName = Literal["xent", "xent-fwd", "bce"]
+DtypeName = Literal["float32", "float64"]
+Shape = tuple[int, ...]  # rows x classes, or (elements,) for bce
 
 
 @dataclass(frozen=True)
@@ -12,10 +19,10 @@ class Op:
     title: str
     floor: str  # what the floor implementation moves
     bytes_per_element: int  # the floor's traffic, in units of the dtype's itemsize
-    default_shapes: tuple
+    default_shapes: tuple[Shape, ...]
 
 
-OPS = {
+OPS: dict[OpName, Op] = {
     "xent": Op("cross_entropy_with_grad: loss + gradient",
                "copy of the logits (read N*C, write N*C; memcpy or streaming stores, "
                "the quicker; into fresh memory for allocating calls)", 2,
@@ -27,11 +34,17 @@ OPS = {
               "copy of the logits + read of the targets (read 2n, write n; copy as for xent)", 3,
               ((4 * MI,),)),
 }
-DEFAULT_OPS = tuple(OPS)
+DEFAULT_OPS: tuple[OpName, ...] = tuple(OPS)
+
+
+def is_op(name: str) -> TypeGuard[OpName]:
+    """Whether `name` is one of OPS (and, for mypy, an OpName)."""
+    return name in OPS
+
 
 # --full: every workload of the performance targets, (op, shape, dtype, scaling);
 # a scaling workload is timed with 1 thread too (two threads against one).
-FULL_PLAN = (
+FULL_PLAN: tuple[tuple[OpName, Shape, DtypeName, bool], ...] = (
     ("xent", (8192, 1000), "float32", False),
     ("xent", (2048, 32768), "float32", False),
     ("xent", (65536, 10), "float32", False),
@@ -48,14 +61,14 @@ FULL_PLAN = (
 )
 
 
-def size_name(n):
+def size_name(n: int) -> str:
     for unit, scale in (("Mi", MI), ("Ki", 1024)):
         if n >= scale and n % scale == 0:
             return f"{n // scale}{unit}"
     return str(n)
 
 
-def shape_name(shape):
+def shape_name(shape: Sequence[int]) -> str:
     if len(shape) == 1:
         return size_name(shape[0])
     return "x".join(str(n) for n in shape)
@@ -63,32 +76,34 @@ def shape_name(shape):
 
 @dataclass
 class Workload:
-    op: str
-    shape: tuple
+    op: OpName
+    shape: Shape
     dtype: str
-    logits: np.ndarray
-    target: np.ndarray  # int64 labels (xent ops) or 0/1 floats of the logits' dtype (bce)
+    logits: NDArray[np.floating[Any]]
+    # int64 labels (xent ops) or 0/1 floats of the logits' dtype (bce)
+    target: NDArray[np.int64] | NDArray[np.floating[Any]]
 
     @property
-    def name(self):
+    def name(self) -> str:
         return shape_name(self.shape)
 
     @property
-    def nbytes(self):
+    def nbytes(self) -> int:
         """The floor's traffic, also the byte count of the GB/s column."""
         return OPS[self.op].bytes_per_element * self.logits.nbytes
 
 
-def make_workload(op, shape, dtype, seed=0):
+def make_workload(op: str, shape: Sequence[int], dtype: DtypeName, seed: int = 0) -> Workload:
     """Logits of `shape` and `dtype` (standard normal, scaled like real logits)
     and the targets: class labels for the xent ops, 0/1 labels for bce."""
-    if op not in OPS:
+    if not is_op(op):
         raise ValueError(f"op: expected one of {tuple(OPS)}, got {op!r}")
     shape = tuple(int(n) for n in shape)
     if op != "bce" and len(shape) != 2:
         raise ValueError(f"{op} needs rows x classes, got the shape {shape_name(shape)}")
     rng = np.random.default_rng(seed)
     logits = rng.standard_normal(shape, dtype=np.dtype(dtype)) * 3
+    target: NDArray[np.int64] | NDArray[np.floating[Any]]
     if op == "bce":
         target = (rng.random(shape) < 0.5).astype(dtype)
     else:
@@ -102,10 +117,11 @@ def make_workload(op, shape, dtype, seed=0):
 # Rounded up from a measured peak (xent 2048x32768 float32 with every peer:
 # 4.6 GB above the imports' 0.5 GB, 17 times the logits; this estimate: 21).
 _MEMORY_OWN = 8
-_MEMORY_PER_PEER = {"torch": 3, "torch-compile": 3, "sklearn": 2, "jax": 3}
+_MEMORY_PER_PEER: dict[str, int] = {"torch": 3, "torch-compile": 3, "sklearn": 2, "jax": 3}
 
 
-def memory_needed(op, shape, dtype, peers, thread_counts=1):
+def memory_needed(op: str, shape: Sequence[int], dtype: DTypeLike, peers: Collection[str],
+                  thread_counts: int = 1) -> int:
     """Bytes a block of `op` on `shape` and `dtype` holds at its peak with the
     peers named in `peers` (an estimate), its buffers made once per thread count.
     Python integers: no overflow for absurd shapes."""
@@ -117,16 +133,21 @@ def memory_needed(op, shape, dtype, peers, thread_counts=1):
     return logits * (2 + per_count * thread_counts)
 
 
+_DEFAULT_DTYPES: tuple[DtypeName] = ("float32",)
+
+
 @dataclass(frozen=True)
 class Block:
     """One round-robin: one workload, its thread counts interleaved."""
-    op: str
-    shape: tuple
-    dtype: str
-    threads: tuple
+    op: OpName
+    shape: Shape
+    dtype: DtypeName
+    threads: tuple[int, ...]
 
 
-def make_plan(ops, shapes, dtypes, threads, full, default_threads):
+def make_plan(ops: Collection[OpName], shapes: Sequence[Shape] | None,
+              dtypes: Collection[DtypeName] | None, threads: tuple[int, ...] | None,
+              full: bool, default_threads: int) -> list[Block]:
     """The blocks to run: `full`'s preset (filtered by `ops` and `dtypes`), or
     every op on `shapes` (None: each op's default shapes) in `dtypes` (None:
     float32). `threads` (None: default_threads, and 1 too for --full's scaling
@@ -150,6 +171,7 @@ def make_plan(ops, shapes, dtypes, threads, full, default_threads):
         return plan
     plan = []
     for op in ops:
+        op_shapes: Sequence[Shape]
         if shapes is None:
             op_shapes = OPS[op].default_shapes
         else:
@@ -157,6 +179,6 @@ def make_plan(ops, shapes, dtypes, threads, full, default_threads):
             if not op_shapes:
                 raise ValueError(f"--shapes has no rows x classes shape (like 8192x1000) for {op}")
         for shape in op_shapes:
-            for dtype in dtypes or ("float32",):
+            for dtype in dtypes or _DEFAULT_DTYPES:
                 plan.append(Block(op, shape, dtype, threads or (default_threads,)))
     return plan
