@@ -365,8 +365,11 @@ class Operation:
         return getattr(reference, self.name)
 
     def result(self, returned):
-        """The N x C result out= fills, from what the call returned."""
-        return returned if self.result_index is None else returned[self.result_index]
+        """The N x C result out= fills (or the loss, the first result), from
+        what the call returned: an array, or a tuple with side outputs."""
+        if self.result_index is None:
+            return returned[0] if isinstance(returned, tuple) else returned
+        return returned[self.result_index]
 
 
 def as_tuple(returned):
@@ -432,6 +435,13 @@ def _element_weight(shape):
     return np.linspace(0.5, 2.0, int(np.prod(shape))).reshape(shape)
 
 
+def _sample_weight(shape):
+    """One weight per row (sample_weight of the class losses), one of them negative."""
+    w = np.linspace(0.25, 2.0, shape[0])
+    w[1:2] = -0.5
+    return w
+
+
 _REDUCED = tuple({"reduction": r} for r in REDUCTIONS)
 _WEIGHTED = ({"weight": _class_weight}, {"weight": _class_weight, "reduction": "none"})
 _CLASS_VARIANTS = (
@@ -439,6 +449,29 @@ _CLASS_VARIANTS = (
     + ({"label_smoothing": 0.1},)
     + _WEIGHTED
     + ({"weight": _class_weight, "label_smoothing": 0.1, "reduction": "sum"},)
+)
+# The options of the class losses' finishing step (sample_weight, z_loss,
+# softcap, side outputs), alone and together.
+_SAMPLE_WEIGHTED = (
+    {"sample_weight": _sample_weight},
+    {"sample_weight": _sample_weight, "weight": _class_weight, "reduction": "none"},
+)
+_LOGIT_OPTIONS = _SAMPLE_WEIGHTED + (
+    {"z_loss": 1e-2, "return_lse": True, "return_accuracy": True},
+    {"softcap": 4.0, "reduction": "sum"},
+    {
+        "softcap": 4.0,
+        "z_loss": 1e-2,
+        "label_smoothing": 0.1,
+        "weight": _class_weight,
+        "sample_weight": _sample_weight,
+        "return_lse": True,
+        "return_accuracy": True,
+    },
+)
+_NLL_OPTIONS = _SAMPLE_WEIGHTED + (
+    {"return_accuracy": True},
+    {"sample_weight": _sample_weight, "return_accuracy": True, "reduction": "sum"},
 )
 _ELEMENT_WEIGHTED = ({"weight": _element_weight}, {"weight": _element_weight, "reduction": "none"})
 _BINARY_VARIANTS = _REDUCED + _WEIGHTED + ({"weight": _row_weight},) + _ELEMENT_WEIGHTED
@@ -453,14 +486,14 @@ _DISTRIBUTION_VARIANTS = _ROW_VARIANTS + ({"base": 2},)
 # Every public operation (fastxent.__all__'s functions of arrays). A new one
 # gets an entry here, and the generic checks run over it.
 OPERATIONS = [
-    Operation("cross_entropy", _labels, variants=_CLASS_VARIANTS, rtols=RTOL),
+    Operation("cross_entropy", _labels, variants=_CLASS_VARIANTS + _LOGIT_OPTIONS, rtols=RTOL),
     Operation("cross_entropy", _class_probs, variants=_CLASS_VARIANTS, rtols=RTOL),
     Operation(
         "cross_entropy_with_grad",
         _labels,
         has_out=True,
         result_index=1,
-        variants=_CLASS_VARIANTS,
+        variants=_CLASS_VARIANTS + _LOGIT_OPTIONS,
         rtols=RTOL,
     ),
     Operation(
@@ -468,16 +501,16 @@ OPERATIONS = [
         _class_probs,
         has_out=True,
         result_index=1,
-        variants=_CLASS_VARIANTS,
+        variants=_CLASS_VARIANTS + _LOGIT_OPTIONS,
         rtols=RTOL,
     ),
-    Operation("nll_loss", _log_probs, variants=_REDUCED + _WEIGHTED),
+    Operation("nll_loss", _log_probs, variants=_REDUCED + _WEIGHTED + _NLL_OPTIONS),
     Operation(
         "nll_loss_with_grad",
         _log_probs,
         has_out=True,
         result_index=1,
-        variants=_REDUCED + _WEIGHTED,
+        variants=_REDUCED + _WEIGHTED + _NLL_OPTIONS,
     ),
     Operation("binary_cross_entropy_with_logits", _binary_logits, variants=_BINARY_LOGITS_VARIANTS),
     Operation(

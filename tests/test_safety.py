@@ -241,17 +241,22 @@ def _kernel_calls():
     p = special.softmax(x, axis=-1)
     y = rng.integers(0, 4, 7)
 
+    # the per-row buffers of the options (sample_weight) and side outputs (lse, correct)
+    per_row = {"sample_weight": np.ones(7), "lse": np.empty(7), "correct": np.zeros(7, np.uint8)}
+
     def class_loss(target, is_index):
         """The class_loss entry for targets of one kind."""
-        def call(x, target, result, weight, row_loss, n_threads):
+        def call(x, target, result, weight, row_loss, n_threads, sample_weight, lse, correct):
             problem = SimpleNamespace(x=x, target=target, result=result, weight=weight,
                                       is_index=is_index, scores=Scores.LOGITS,
-                                      label_smoothing=0.0, ignore_index=-100, reduction="mean")
+                                      label_smoothing=0.0, ignore_index=-100, reduction="mean",
+                                      sample_weight=sample_weight, z_loss=0.0, lse=lse,
+                                      correct=correct)
             return kernels.class_loss(problem, row_loss=row_loss, n_threads=n_threads)
 
         return ("class_loss", call,
                 {"x": x, "target": target, "result": np.empty((7, 4)), "weight": np.ones(4),
-                 "row_loss": np.empty(7)})
+                 "row_loss": np.empty(7), **per_row})
 
     return {
         "class_loss-index": class_loss(y, True),
@@ -516,7 +521,8 @@ def test_kernels_start_no_more_threads_than_the_work_has_blocks():
         _kernels.logsumexp_rows(SimpleNamespace(x=x), out=lse, n_threads=100_000)
         problem = SimpleNamespace(x=x, target=np.zeros(4, np.int64), result=None, weight=None,
                                   is_index=True, scores=Scores.LOGITS, label_smoothing=0.0,
-                                  ignore_index=-100, reduction="mean")
+                                  ignore_index=-100, reduction="mean", sample_weight=None,
+                                  z_loss=0.0, lse=None, correct=None)
         total, denom, _ = _kernels.class_loss(problem, row_loss=None, n_threads=100_000)
         print(json.dumps([out.tolist(), lse.tolist(), total / denom]))
     """, timeout=60)

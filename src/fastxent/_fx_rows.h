@@ -16,6 +16,12 @@ typedef struct {
     double smoothing;     /* label smoothing, in [0, 1] */
     double scale;         /* the gradient's factor: 1, or 1 / the mean's denominator */
     int64_t ignore_index; /* the label of rows that count for nothing */
+    /* per-row options and side outputs, indexed by the row's place in the call */
+    const double *sample_weight; /* one weight per row; NULL: all 1 */
+    double z_loss;               /* the coefficient of lse^2 added to each row's loss; 0: off */
+    void *lse;              /* out: each computed row's log-sum-exp, of the row type; or NULL */
+    unsigned char *correct; /* out: 1 where the row's first maximum is its target; or NULL */
+    ptrdiff_t row;          /* the row (a tile's first row) the call is at: set by the driver */
 } fx_class_params;
 
 /* ---- the row functions, as a table ----

@@ -33,6 +33,11 @@ cdef extern from "_rows.h" nogil:
         double smoothing
         double scale
         int64_t ignore_index
+        const double *sample_weight
+        double z_loss
+        void *lse
+        unsigned char *correct
+        Py_ssize_t row
     # One table for both element types (see _fx_rows.h): pointers to elements
     # are void pointers, of the type of the table in use.
     ctypedef struct fx_rows:
@@ -406,12 +411,15 @@ cdef inline void _block_rows(const RowJob *job, const fx_rows *R, const floating
     cdef floating *per_row = <floating *>job.per_row
     cdef const int64_t *labels = <const int64_t *>job.target
     cdef const floating *probs = <const floating *>job.target
-    cdef const fx_class_params *params = &job.params
+    # A copy that knows the row it is at (fx_class_params.row: the per-row options)
+    cdef fx_class_params row_params = job.params
+    cdef const fx_class_params *params = &row_params
     cdef RowOp op = job.op
     cdef floating *g = NULL
     cdef double value = 0.0, total = 0.0
     cdef int64_t y
     if op == ROWS_XENT_INDEX and n <= FX_SHORT_ROW:
+        row_params.row = start
         total = R.xent_index_short(x + start * n, out + start * n if out != NULL else NULL,
                                    stop - start, n, labels + start, params,
                                    per_row + start if per_row != NULL else NULL, &bad)
@@ -421,6 +429,7 @@ cdef inline void _block_rows(const RowJob *job, const fx_rows *R, const floating
         return
     for i in range(start, stop):
         g = out + i * n if out != NULL else NULL
+        row_params.row = i
         if op == ROWS_SOFTMAX:
             R.softmax(x + i * n, g, n, carry, i + 1 < run_end)
             continue
@@ -463,9 +472,11 @@ cdef enum:
 
 cdef inline bint _splits_rows(const RowJob *job) noexcept nogil:
     """Whether job's rows go in chunks (_run_split_rows): few long rows of
-    softmax cross-entropy against class indices, without options."""
+    softmax cross-entropy against class indices, without options (the
+    accuracy included: the chunks know no row's argmax)."""
     return (job.op == ROWS_XENT_INDEX and job.n_rows < SPLIT_ROWS_BELOW
-            and job.n_classes >= 2 * SPLIT_ELEMENTS and fx_index_plain(&job.params))
+            and job.n_classes >= 2 * SPLIT_ELEMENTS and fx_index_plain(&job.params)
+            and job.params.correct == NULL)
 
 
 cdef tuple _run_split_rows(str kernel, const RowJob *job, const floating *x, int n_threads):
@@ -612,14 +623,15 @@ cdef tuple _run_rows(str kernel, const RowJob *job, const floating *x, int n_thr
 
 cdef Py_ssize_t _index_denominator(const int64_t *labels, Py_ssize_t n_rows, Py_ssize_t n_classes,
                                    int64_t ignore_index, const floating *w,
-                                   double *denom) noexcept nogil:
-    """The mean's denominator (the summed weights of the counted rows) into
-    *denom; returns the first row of a bad label, or -1."""
+                                   const double *sample_weight, double *denom) noexcept nogil:
+    """The mean's denominator (the summed weights of the counted rows, class
+    weight times sample weight) into *denom; returns the first row of a bad
+    label, or -1."""
     cdef Py_ssize_t i, counted = 0
     cdef uint64_t any_bad = 0
     cdef int64_t y
-    cdef double total = 0.0
-    if w == NULL:
+    cdef double total = 0.0, w_y
+    if w == NULL and sample_weight == NULL:
         # Without weights the denominator is a count (the same double as a sum
         # of ones), and the pass has no branch: it vectorises. A sum in
         # *denom, a double in memory, cost 1.25x the whole call at 65536 x 10.
@@ -636,7 +648,8 @@ cdef Py_ssize_t _index_denominator(const int64_t *labels, Py_ssize_t n_rows, Py_
             continue
         if y < 0 or y >= n_classes:
             return i
-        total += w[y] if w != NULL else 1.0
+        w_y = w[y] if w != NULL else 1.0
+        total += w_y * sample_weight[i] if sample_weight != NULL else w_y
     denom[0] = total
     return -1
 
@@ -647,6 +660,9 @@ cdef tuple _class_loss(problem, floating[::1] row_loss, int n_threads, const flo
     cdef const floating[::1] weight = problem.weight
     cdef const int64_t[::1] labels
     cdef const floating[:, ::1] probs
+    cdef const double[::1] sample_weight = problem.sample_weight
+    cdef floating[::1] lse = problem.lse
+    cdef unsigned char[::1] correct = problem.correct
     cdef Py_ssize_t n_rows = x.shape[0], n_classes = x.shape[1], i, first_bad = -1
     cdef bint mean = problem.reduction == "mean"
     cdef double denom = 0.0, total
@@ -667,6 +683,13 @@ cdef tuple _class_loss(problem, floating[::1] row_loss, int n_threads, const flo
         _check_length("class_loss", "weight", weight.shape[0], n_classes, "a weight per class")
     if row_loss is not None:
         _check_length("class_loss", "row_loss", row_loss.shape[0], n_rows, "a loss per row of x")
+    if sample_weight is not None:
+        _check_length("class_loss", "sample_weight", sample_weight.shape[0], n_rows,
+                      "a weight per row of x")
+    if lse is not None:
+        _check_length("class_loss", "lse", lse.shape[0], n_rows, "a value per row of x")
+    if correct is not None:
+        _check_length("class_loss", "correct", correct.shape[0], n_rows, "a flag per row of x")
     if n_threads < 1:
         _threads("class_loss", n_threads, 1)
     if n_rows == 0:
@@ -684,6 +707,10 @@ cdef tuple _class_loss(problem, floating[::1] row_loss, int n_threads, const flo
     job.params.smoothing = problem.label_smoothing
     job.params.ignore_index = problem.ignore_index
     job.params.scale = 1.0
+    job.params.z_loss = problem.z_loss
+    job.params.sample_weight = &sample_weight[0] if sample_weight is not None else NULL
+    job.params.lse = &lse[0] if lse is not None else NULL
+    job.params.correct = &correct[0] if correct is not None else NULL
     if problem.is_index:
         job.target = &labels[0]
         job.op = ROWS_NLL_INDEX if problem.scores is Scores.LOG_PROBS else ROWS_XENT_INDEX
@@ -696,7 +723,8 @@ cdef tuple _class_loss(problem, floating[::1] row_loss, int n_threads, const flo
             with nogil:
                 first_bad = _index_denominator(&labels[0], n_rows, n_classes,
                                                job.params.ignore_index,
-                                               <const floating *>job.params.weight, &denom)
+                                               <const floating *>job.params.weight,
+                                               job.params.sample_weight, &denom)
             if first_bad >= 0:
                 return 0.0, 0.0, first_bad
             job.params.scale = 1.0 / denom if mean else 1.0
@@ -704,7 +732,11 @@ cdef tuple _class_loss(problem, floating[::1] row_loss, int n_threads, const flo
         job.target = &probs[0, 0]
         job.op = ROWS_XENT_PROB
         denom = <double>n_rows
-        job.params.scale = 1.0 / n_rows if mean else 1.0
+        if sample_weight is not None:
+            denom = 0.0
+            for i in range(n_rows):
+                denom += sample_weight[i]
+        job.params.scale = 1.0 / denom if mean else 1.0
     total, first_bad = _run_rows("class_loss", &job, &x[0, 0], n_threads)
     return total, denom, first_bad
 

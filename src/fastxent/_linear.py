@@ -24,16 +24,20 @@ from typing import Any, Literal, NamedTuple, Union, overload
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from . import _blas, _logits, _lse, _special
-from ._partials import class_loss_parts
+from . import _blas, _logits, _losses, _lse, _special
+from ._kinds import Scores
 from ._typing import Float, FloatArray, FloatScalar, Loss, Reduced, Reduction
 from ._validate import (
     IGNORE_INDEX_DEFAULT,
     _index_target,
     as_array,
+    check_flag,
     check_ignore_index,
     check_label_smoothing,
     check_reduction,
+    check_sample_weight,
+    check_softcap,
+    check_z_loss,
     position,
     reduce_loss,
     result_dtype,
@@ -97,6 +101,11 @@ class Problem(NamedTuple):
     batch_shape: tuple[int, ...]
     # the dtypes d_hidden, d_weight, d_bias come back in
     grad_dtypes: tuple[np.dtype[Any], np.dtype[Any], np.dtype[Any] | None]
+    sample_weight: NDArray[np.float64] | None = None  # (N,)
+    z_loss: float = 0.0
+    softcap: float | None = None
+    return_lse: bool = False
+    return_accuracy: bool = False
 
 
 def _blas_array(value: Any, dtype: Any) -> Any:
@@ -107,10 +116,16 @@ def _blas_array(value: Any, dtype: Any) -> Any:
 
 def prepare(hidden: ArrayLike, linear_weight: ArrayLike, target: ArrayLike,
             linear_bias: ArrayLike | None, weight: ArrayLike | None, ignore_index: int | None,
-            reduction: object, label_smoothing: object) -> Problem:
+            reduction: object, label_smoothing: object, sample_weight: ArrayLike | None = None,
+            z_loss: object = 0.0, softcap: object = None, return_lse: object = False,
+            return_accuracy: object = False) -> Problem:
     """Checks every argument once, before any GEMM runs."""
     reduction = check_reduction(reduction)
     label_smoothing = check_label_smoothing(label_smoothing)
+    checked_z_loss = check_z_loss(z_loss)
+    checked_softcap = check_softcap(softcap)
+    checked_lse = check_flag(return_lse, "return_lse")
+    checked_accuracy = check_flag(return_accuracy, "return_accuracy")
     if ignore_index is None:  # PyTorch's F.linear_cross_entropy: None is "not given"
         ignore_index = IGNORE_INDEX_DEFAULT
     given_ignore_index = ignore_index  # the sentinel tells the core whether one was passed
@@ -183,6 +198,8 @@ def prepare(hidden: ArrayLike, linear_weight: ArrayLike, target: ArrayLike,
         reduction=reduction, dtype=dtype, batch_shape=batch_shape,
         grad_dtypes=(grad_dtype(hidden_in), grad_dtype(weight_in),
                      None if bias_in is None else grad_dtype(bias_in)),
+        sample_weight=check_sample_weight(sample_weight, batch_shape), z_loss=checked_z_loss,
+        softcap=checked_softcap, return_lse=checked_lse, return_accuracy=checked_accuracy,
     )
 
 
@@ -258,6 +275,25 @@ class Gradients:
         return tuple(arr.astype(dt, copy=False) for arr, dt in zip(results, p.grad_dtypes))
 
 
+class SideOutputs:
+    """return_lse's per-row log-sum-exps and return_accuracy's counts, filled
+    chunk by chunk."""
+
+    def __init__(self, p: Problem) -> None:
+        n_rows = p.hidden.shape[0]
+        self.lse: NDArray[Any] | None = np.full(n_rows, np.nan, p.dtype) if p.return_lse else None
+        self.accuracy = p.return_accuracy
+        self.correct = self.counted = 0.0
+
+    def results(self, p: Problem) -> tuple[Any, ...]:
+        outputs: list[Any] = []
+        if self.lse is not None:
+            outputs.append(self.lse.reshape(p.batch_shape))
+        if self.accuracy:
+            outputs.append(reduce_loss("mean", p.dtype, self.correct, self.counted))
+        return tuple(outputs)
+
+
 def _logits_into(buf: Any, p: Problem, rows: Any, classes: Any) -> Any:
     """buf = hidden[rows] @ linear_weight[classes].T + linear_bias[classes]."""
     np.matmul(p.hidden[rows], p.linear_weight[classes].T, out=buf)
@@ -266,28 +302,52 @@ def _logits_into(buf: Any, p: Problem, rows: Any, classes: Any) -> Any:
     return buf
 
 
-def _whole_rows(buf: Any, p: Problem, rows: Any, want_grad: Any, row_loss: Any) -> Any:
+def _whole_rows(buf: Any, p: Problem, rows: Any, want_grad: Any, row_loss: Any,
+                side: SideOutputs) -> Any:
     """One chunk of rows with all classes: the fused kernel in place on its logits.
     Returns (loss sum, mean denominator); buf then holds d loss_sum / d logits."""
     logits = _logits_into(buf, p, rows, slice(None))
-    target = p.target[rows]
+    chunk, loss = _losses.solve_classes(
+        logits, p.target[rows], kind=Scores.LOGITS, weight=p.weight,
+        reduction="none" if row_loss is not None else "sum", axis=-1, want_grad=want_grad,
+        out=logits if want_grad else None,
+        sample_weight=None if p.sample_weight is None else p.sample_weight[rows],
+        z_loss=p.z_loss, softcap=p.softcap, return_lse=side.lse is not None,
+        return_accuracy=side.accuracy, **p.options)
+    if want_grad:
+        chunk.finish_result()  # into logits (out=), the kernel's own buffer here
+    if side.lse is not None:
+        side.lse[rows] = chunk.side_outputs()[0]
+    if side.accuracy:
+        correct, counted = chunk.hits()
+        side.correct += correct
+        side.counted += counted
     if row_loss is not None:  # reduction="none": the per-row losses (the gradient is the sum's)
-        fn = _logits.cross_entropy_with_grad if want_grad else _logits.cross_entropy
-        kwargs = {"out": logits} if want_grad else {}
-        result = fn(logits, target, weight=p.weight, reduction="none", **p.options, **kwargs)
-        row_loss[rows] = result[0] if want_grad else result
+        row_loss[rows] = loss
         return 0.0, 0.0
-    parts = class_loss_parts(logits, target, weight=p.weight, want_grad=want_grad, out=logits
-                             if want_grad else None, **p.options)
-    return parts.loss_sum, parts.denominator
+    return float(loss), chunk.denominator()
+
+
+def _capped_logits_into(buf: Any, p: Problem, rows: Any, classes: Any) -> Any:
+    """A block's logits, soft-capped when p.softcap is given; and tanh(logits /
+    softcap) for the gradient's chain rule (None without a cap)."""
+    logits = _logits_into(buf, p, rows, classes)
+    if p.softcap is None:
+        return logits, None
+    tanh = np.tanh(logits / p.dtype.type(p.softcap))
+    np.multiply(tanh, p.dtype.type(p.softcap), out=logits)
+    return logits, tanh
 
 
 def _blocked_rows(
     buf: Any, p: Problem, rows: Any, chunking: Any, grads: Any, first_rows: Any, row_loss: Any,
+    side: SideOutputs,
 ) -> Any:
     """One chunk of rows with the classes in blocks: the log-sum-exp merged over
     the blocks, then each block's gradient from its recomputed logits.
-    Returns (loss sum, mean denominator); back-propagates when grads is given."""
+    Returns (loss sum, mean denominator); back-propagates when grads is given.
+    The options of cross_entropy's finishing step (sample weights, z-loss, soft
+    cap, lse, accuracy) are written out here as the kernels apply them."""
     n_classes = p.linear_weight.shape[0]
     target = p.target[rows]
     n = target.shape[0]
@@ -300,6 +360,7 @@ def _blocked_rows(
         labels = np.where(counted, target, 0)
         w_y = np.where(counted, w[labels], 0.0)
     lse = np.full(n, -np.inf)
+    top_logit, top_class = np.full(n, -np.inf), np.zeros(n, np.int64)  # the first maximum
     target_logit = np.zeros(n)  # z_y (class indices)
     weighted_sum = np.zeros(n)  # sum_c u_c z_c, u the weighted (smoothed) target
     mass = np.zeros(n)  # sum_c u_c (probabilities)
@@ -311,8 +372,14 @@ def _blocked_rows(
         return u
 
     for cls in blocks:
-        logits = _logits_into(buf[:n, :cls.stop - cls.start], p, rows, cls)
+        logits, _ = _capped_logits_into(buf[:n, :cls.stop - cls.start], p, rows, cls)
         lse = _lse.merge_logsumexp(np.stack([lse, _special.logsumexp(logits)], axis=-1))
+        if side.accuracy:  # a later block's maximum wins only when larger (np.argmax's first)
+            block_top = np.argmax(logits, axis=1)
+            block_max = logits[np.arange(n), block_top].astype(np.float64)
+            larger = block_max > top_logit
+            top_logit = np.where(larger, block_max, top_logit)
+            top_class = np.where(larger, block_top + cls.start, top_class)
         if p.is_index:
             inside = counted & (labels >= cls.start) & (labels < cls.stop)
             target_logit[inside] = logits[inside.nonzero()[0], labels[inside] - cls.start]
@@ -323,45 +390,63 @@ def _blocked_rows(
             with np.errstate(invalid="ignore"):  # a class of no mass adds nothing, even at -inf
                 weighted_sum += np.where(u == 0, 0.0, u * logits).sum(axis=1)
             mass += u.sum(axis=1)
+    sw = np.ones(n) if p.sample_weight is None else p.sample_weight[rows]
     if p.is_index:
         w_total = w.sum()
         loss = (1 - eps) * w_y * (lse - target_logit)
         if eps:
             loss += eps / n_classes * (w_total * lse - weighted_sum)
-        loss = np.where(counted, loss, 0.0)  # ignored rows count 0, even NaN ones
-        denominator = float(w_y.sum())
+        denominator = float(np.sum(w_y * sw))
         coef = np.where(counted, (1 - eps) * w_y + eps / n_classes * w_total, 0.0)
+        truth = labels
     else:
+        counted = np.ones(n, bool)
         loss = mass * lse - weighted_sum
-        denominator = float(n)
+        denominator = float(np.sum(sw))
         coef = mass
+        truth = np.argmax(target, axis=1)
+    if p.z_loss:
+        loss = loss + p.z_loss * lse**2
+        coef = coef + np.where(counted, 2 * p.z_loss * lse, 0.0)
+    loss = np.where(counted, loss * sw, 0.0)  # ignored rows count 0, even NaN ones
+    coef = coef * sw
+    if side.lse is not None:
+        side.lse[rows] = np.where(counted, lse, np.nan)
+    if side.accuracy:
+        right = (top_class == truth) & counted & ~np.isnan(lse)
+        side.correct += float(np.sum(sw * right))
+        side.counted += float(np.sum(sw[counted]))
     if row_loss is not None:
         row_loss[rows] = loss
 
     if grads is not None:
         for k, cls in enumerate(blocks):
-            g = _logits_into(buf[:n, :cls.stop - cls.start], p, rows, cls)
+            g, tanh = _capped_logits_into(buf[:n, :cls.stop - cls.start], p, rows, cls)
             np.subtract(g, lse[:, None].astype(p.dtype), out=g)
             np.exp(g, out=g)
             np.multiply(g, coef[:, None].astype(p.dtype), out=g)  # coef * softmax
             if p.is_index:
                 if eps:
-                    g -= (eps / n_classes * w[cls]).astype(p.dtype)
+                    g -= (eps / n_classes * w[cls] * sw[:, None]).astype(p.dtype)
                 inside = counted & (labels >= cls.start) & (labels < cls.stop)
                 g[inside.nonzero()[0], labels[inside] - cls.start] -= \
-                    ((1 - eps) * w_y[inside]).astype(p.dtype)
+                    ((1 - eps) * w_y[inside] * sw[inside]).astype(p.dtype)
                 g[~counted] = 0
             else:
-                g -= target_weights(cls).astype(p.dtype)
+                g -= (target_weights(cls) * sw[:, None]).astype(p.dtype)
+            if tanh is not None:  # the chain rule through the cap
+                np.multiply(g, 1 - np.square(tanh), out=g)
             grads.add(g, p, rows, cls, first_rows=first_rows, first_classes=k == 0)
     return float(loss.sum()), denominator
 
 
 def _run(hidden: ArrayLike, linear_weight: ArrayLike, target: ArrayLike,
          linear_bias: ArrayLike | None, weight: ArrayLike | None, ignore_index: int | None,
-         reduction: object, label_smoothing: object, chunk_size: object, want_grad: bool) -> Any:
+         reduction: object, label_smoothing: object, chunk_size: object, want_grad: bool,
+         options: dict[str, Any]) -> Any:
     p = prepare(hidden, linear_weight, target, linear_bias, weight, ignore_index, reduction,
-                label_smoothing)
+                label_smoothing, **options)
+    side = SideOutputs(p)
     n_rows = p.hidden.shape[0]
     n_classes = p.linear_weight.shape[0]
     chunking = choose_chunking(chunk_size, n_rows, n_classes, p.dtype.itemsize)
@@ -373,13 +458,13 @@ def _run(hidden: ArrayLike, linear_weight: ArrayLike, target: ArrayLike,
         rows = slice(start, min(start + chunking.rows, n_rows))
         if chunking.classes == n_classes:
             chunk_total, chunk_denominator = _whole_rows(buf[:rows.stop - start], p, rows,
-                                                         want_grad, row_loss)
+                                                         want_grad, row_loss, side)
             if grads is not None:
                 grads.add(buf[:rows.stop - start], p, rows, slice(None),
                           first_rows=start == 0, first_classes=True)
         else:
             chunk_total, chunk_denominator = _blocked_rows(buf, p, rows, chunking, grads,
-                                                           start == 0, row_loss)
+                                                           start == 0, row_loss, side)
         total += chunk_total
         denominator += chunk_denominator
     if row_loss is not None:  # reduction="none"
@@ -390,36 +475,46 @@ def _run(hidden: ArrayLike, linear_weight: ArrayLike, target: ArrayLike,
         if p.reduction == "mean":
             with np.errstate(divide="ignore", invalid="ignore"):
                 scale = float(np.float64(1.0) / np.float64(denominator))
-    if grads is None:
-        return loss
-    return (loss,) + grads.finish(p, scale)
+    results: tuple[Any, ...] = ((loss,) + (grads.finish(p, scale) if grads is not None else ())
+                                + side.results(p))
+    return results if len(results) > 1 else loss
 
 
 def unfused(hidden: ArrayLike, linear_weight: ArrayLike, target: ArrayLike, *,
             linear_bias: ArrayLike | None = None, weight: ArrayLike | None = None,
             ignore_index: int | None = IGNORE_INDEX_DEFAULT, reduction: object = "mean",
             label_smoothing: object = 0.0, chunk_size: object = None,
-            want_grad: bool = True) -> Any:
+            want_grad: bool = True, **class_options: Any) -> Any:
     """The route without chunks (fastxent.reference's twin): the N x V logits
     materialised, cross_entropy_with_grad on them, the gradients by three GEMMs.
-    chunk_size is checked and otherwise ignored."""
+    chunk_size is checked and otherwise ignored. class_options: sample_weight, z_loss,
+    softcap, return_lse, return_accuracy."""
     p = prepare(hidden, linear_weight, target, linear_bias, weight, ignore_index, reduction,
-                label_smoothing)
+                label_smoothing, **class_options)
     choose_chunking(chunk_size, p.hidden.shape[0], p.linear_weight.shape[0], p.dtype.itemsize)
     logits = p.hidden @ p.linear_weight.T
     if p.linear_bias is not None:
         logits += p.linear_bias
-    options = dict(weight=p.weight, reduction=p.reduction, **p.options)
+    options = dict(weight=p.weight, reduction=p.reduction, **p.options,
+                   sample_weight=p.sample_weight, z_loss=p.z_loss, softcap=p.softcap,
+                   return_lse=p.return_lse, return_accuracy=p.return_accuracy)
     if not want_grad:
-        loss = _logits.cross_entropy(logits, p.target, **options)
-        return loss.reshape(p.batch_shape) if p.reduction == "none" else loss
-    loss, grad = _logits.cross_entropy_with_grad(logits, p.target, out=logits, **options)
+        returned = _logits.cross_entropy(logits, p.target, **options)
+        loss, side = (returned[0], returned[1:]) if isinstance(returned, tuple) else (returned, ())
+    else:
+        loss, grad, *side = _logits.cross_entropy_with_grad(logits, p.target, out=logits,
+                                                            **options)
+    if p.return_lse:  # of the flat rows: in the batch shape
+        side = (side[0].reshape(p.batch_shape),) + tuple(side[1:])
+    loss = loss.reshape(p.batch_shape) if p.reduction == "none" else loss
+    if not want_grad:
+        return (loss,) + tuple(side) if side else loss
     results = [(grad @ p.linear_weight).reshape(p.batch_shape + p.hidden.shape[1:]),
                grad.T @ p.hidden]
     if p.linear_bias is not None:
         results.append(grad.sum(axis=0))
-    loss = loss.reshape(p.batch_shape) if p.reduction == "none" else loss
-    return (loss,) + tuple(r.astype(dt, copy=False) for r, dt in zip(results, p.grad_dtypes))
+    grads = tuple(r.astype(dt, copy=False) for r, dt in zip(results, p.grad_dtypes))
+    return (loss,) + grads + tuple(side)
 
 
 @overload
@@ -482,6 +577,26 @@ def linear_cross_entropy(
 ) -> FloatArray: ...
 
 
+@overload
+def linear_cross_entropy(
+    hidden: ArrayLike,
+    linear_weight: ArrayLike,
+    target: ArrayLike,
+    *,
+    linear_bias: ArrayLike | None = ...,
+    weight: ArrayLike | None = ...,
+    ignore_index: int | None = ...,
+    reduction: Reduction = ...,
+    label_smoothing: float = ...,
+    chunk_size: int | tuple[int, int] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: bool = ...,
+    return_accuracy: bool = ...,
+) -> Any: ...
+
+
 def linear_cross_entropy(
     hidden: ArrayLike,
     linear_weight: ArrayLike,
@@ -493,7 +608,12 @@ def linear_cross_entropy(
     reduction: Reduction = "mean",
     label_smoothing: float = 0.0,
     chunk_size: int | tuple[int, int] | None = None,
-) -> Loss:
+    sample_weight: ArrayLike | None = None,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    return_lse: bool = False,
+    return_accuracy: bool = False,
+) -> Any:
     """Cross-entropy of ``hidden @ linear_weight.T + linear_bias``, without the N x V logits.
 
     The same numbers as ``cross_entropy(hidden @ linear_weight.T + linear_bias,
@@ -528,12 +648,26 @@ def linear_cross_entropy(
     chunk_size : int or (int, int), optional
         Rows of `hidden` per chunk, or (rows, classes) to cut the classes into
         blocks as well. Default: chosen by the rule below.
+    sample_weight : array_like, optional
+        One weight per sample (shape ``hidden.shape[:-1]`` or broadcastable to
+        it), as in ``cross_entropy``.
+    z_loss : float, default 0.0
+        The z-loss coefficient, as in ``cross_entropy``: ``z * lse**2`` per
+        counted sample.
+    softcap : float, optional
+        Soft-cap the logits to ``softcap * tanh(logits / softcap)`` first, as
+        in ``cross_entropy``.
+    return_lse, return_accuracy : bool, default False
+        Also return each sample's log-sum-exp (of the capped logits; NaN for
+        ignored samples) and the accuracy, as in ``cross_entropy``.
 
     Returns
     -------
     numpy scalar, or ndarray of shape ``hidden.shape[:-1]`` (``"none"``)
         The loss, in the dtype of the computation: float32 when every input is float32,
-        else float64 (the inputs are promoted together, as NumPy does).
+        else float64 (the inputs are promoted together, as NumPy does). With
+        `return_lse` / `return_accuracy`, a tuple ``(loss, lse, accuracy)`` of
+        those asked for.
 
     Raises
     ------
@@ -593,9 +727,10 @@ def linear_cross_entropy(
     >>> bool(np.isclose(loss, fastxent.cross_entropy(hidden @ head.T, labels)))
     True
     """
-    loss: Loss = _run(hidden, linear_weight, target, linear_bias, weight, ignore_index,
-                      reduction, label_smoothing, chunk_size, want_grad=False)
-    return loss
+    return _run(hidden, linear_weight, target, linear_bias, weight, ignore_index, reduction,
+                label_smoothing, chunk_size, want_grad=False,
+                options=dict(sample_weight=sample_weight, z_loss=z_loss, softcap=softcap,
+                             return_lse=return_lse, return_accuracy=return_accuracy))
 
 
 @overload
@@ -718,6 +853,26 @@ def linear_cross_entropy_with_grad(
 ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]: ...
 
 
+@overload
+def linear_cross_entropy_with_grad(
+    hidden: ArrayLike,
+    linear_weight: ArrayLike,
+    target: ArrayLike,
+    *,
+    linear_bias: ArrayLike | None = ...,
+    weight: ArrayLike | None = ...,
+    ignore_index: int | None = ...,
+    reduction: Reduction = ...,
+    label_smoothing: float = ...,
+    chunk_size: int | tuple[int, int] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: bool = ...,
+    return_accuracy: bool = ...,
+) -> Any: ...
+
+
 def linear_cross_entropy_with_grad(
     hidden: ArrayLike,
     linear_weight: ArrayLike,
@@ -729,7 +884,12 @@ def linear_cross_entropy_with_grad(
     reduction: Reduction = "mean",
     label_smoothing: float = 0.0,
     chunk_size: int | tuple[int, int] | None = None,
-) -> LossAndGrads:
+    sample_weight: ArrayLike | None = None,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    return_lse: bool = False,
+    return_accuracy: bool = False,
+) -> Any:
     r"""(loss, d_hidden, d_weight[, d_bias]) of linear_cross_entropy, without N x V arrays.
 
     The gradients are those of the loss (of ``loss.sum()`` with
@@ -748,6 +908,9 @@ def linear_cross_entropy_with_grad(
         As linear_cross_entropy.
     ignore_index, reduction, label_smoothing, chunk_size : optional
         As linear_cross_entropy.
+    sample_weight, z_loss, softcap, return_lse, return_accuracy : optional
+        As linear_cross_entropy; the side outputs come after the gradients:
+        ``(loss, d_hidden, d_weight[, d_bias][, lse][, accuracy])``.
 
     Returns
     -------
@@ -800,7 +963,7 @@ def linear_cross_entropy_with_grad(
     >>> bool(np.allclose(d_hidden, d_logits @ head) and np.allclose(d_weight, d_logits.T @ hidden))
     True
     """
-    results: LossAndGrads = _run(hidden, linear_weight, target, linear_bias, weight,
-                                 ignore_index, reduction, label_smoothing, chunk_size,
-                                 want_grad=True)
-    return results
+    return _run(hidden, linear_weight, target, linear_bias, weight, ignore_index, reduction,
+                label_smoothing, chunk_size, want_grad=True,
+                options=dict(sample_weight=sample_weight, z_loss=z_loss, softcap=softcap,
+                             return_lse=return_lse, return_accuracy=return_accuracy))

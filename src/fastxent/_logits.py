@@ -62,6 +62,24 @@ def cross_entropy(
 ) -> FloatArray: ...
 
 
+@overload
+def cross_entropy(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    ignore_index: int = ...,
+    reduction: Reduction = ...,
+    label_smoothing: float = ...,
+    axis: int | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: bool = ...,
+    return_accuracy: bool = ...,
+) -> Any: ...
+
+
 @signature_hints
 def cross_entropy(
     logits: ArrayLike,
@@ -72,7 +90,12 @@ def cross_entropy(
     reduction: Reduction = "mean",
     label_smoothing: float = 0.0,
     axis: int | None = None,
-) -> Loss:
+    sample_weight: ArrayLike | None = None,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    return_lse: bool = False,
+    return_accuracy: bool = False,
+) -> Any:
     r"""Softmax cross-entropy of `logits` against `target`, as
     ``torch.nn.functional.cross_entropy`` with the classes on `axis`.
 
@@ -106,6 +129,39 @@ def cross_entropy(
         NumPy's, ``(..., C)``), and raises ``ValueError`` where both fit
         (probability targets always do): pass ``axis=1`` or ``axis=-1`` there.
         Any axis gives the same numbers; the last is the fast path.
+    sample_weight : array_like, optional
+        One weight per sample: the target's shape without the classes, or
+        broadcastable to it; finite numbers (negative ones allowed, as PyTorch
+        allows negative class weights). It multiplies the sample's loss and
+        gradient, together with its class weight. The mean then divides by the
+        sum over the counted samples (label not `ignore_index`) of
+        ``sample_weight[i] * weight[target[i]]`` (class indices) or of
+        ``sample_weight[i]`` (probabilities): PyTorch's weighted mean with each
+        sample's weight times its sample weight.
+    z_loss : float, default 0.0
+        The coefficient z of the z-loss (PaLM's, Liger-Kernel's): each counted
+        sample's loss gets ``z * lse**2`` added, lse its log-sum-exp, gradient
+        included. It is weighted by `sample_weight` but not by the class
+        weight, and a mean divides it by the same denominator as the rest
+        (with class weights, Liger-Kernel divides it by the number of counted
+        samples instead).
+    softcap : float or None, default None
+        None (off), or c > 0: the logits are soft-capped to ``c * tanh(logits
+        / c)`` first (Gemma 2's convention); the loss, gradient (through the
+        tanh), lse and accuracy are those of the capped logits. It costs a
+        temporary array of the logits' size.
+    return_lse : bool, default False
+        Also return each sample's log-sum-exp of the (soft-capped) logits, an
+        array of the target's shape without classes, in the logits' dtype; NaN
+        for samples whose label is `ignore_index` (they are not computed).
+    return_accuracy : bool, default False
+        Also return the accuracy: the share of counted samples whose prediction
+        (the first maximal logit, as ``np.argmax``) is the target class (for
+        probabilities: the target's first maximal class), weighted by
+        `sample_weight` as Keras's accuracy metrics weigh it (class weights do
+        not). A NumPy scalar of the logits' dtype, NaN when nothing is counted.
+        A sample whose logits hold a NaN or an infinity (its loss is NaN)
+        counts as not correct.
 
     Returns
     -------
@@ -115,6 +171,11 @@ def cross_entropy(
         The loss and the gradient come in the dtype of the computation: float32 for
         float32 and float16 logits, float64 for float64 and integer logits (lists of
         Python numbers included). Sums over rows accumulate in float64.
+    lse : ndarray
+        Only with `return_lse`: each sample's log-sum-exp.
+    accuracy : numpy scalar
+        Only with `return_accuracy`. The results come as one tuple, in the
+        order ``(loss, [grad,] lse, accuracy)``, with only those asked for.
 
     Raises
     ------
@@ -208,7 +269,8 @@ def cross_entropy(
     """
     return class_loss(logits, target, kind=Scores.LOGITS, weight=weight, ignore_index=ignore_index,
                       reduction=reduction, label_smoothing=label_smoothing, axis=axis,
-                      want_grad=False, out=None)
+                      want_grad=False, out=None, sample_weight=sample_weight, z_loss=z_loss,
+                      softcap=softcap, return_lse=return_lse, return_accuracy=return_accuracy)
 
 
 @overload
@@ -267,6 +329,25 @@ def cross_entropy_with_grad(
 ) -> tuple[FloatArray, FloatArray]: ...
 
 
+@overload
+def cross_entropy_with_grad(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    ignore_index: int = ...,
+    reduction: Reduction = ...,
+    label_smoothing: float = ...,
+    axis: int | None = ...,
+    out: NDArray[Any] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: bool = ...,
+    return_accuracy: bool = ...,
+) -> Any: ...
+
+
 @signature_hints
 def cross_entropy_with_grad(
     logits: ArrayLike,
@@ -278,7 +359,12 @@ def cross_entropy_with_grad(
     label_smoothing: float = 0.0,
     axis: int | None = None,
     out: NDArray[Any] | None = None,
-) -> LossAndGrad:
+    sample_weight: ArrayLike | None = None,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    return_lse: bool = False,
+    return_accuracy: bool = False,
+) -> Any:
     r"""The loss of :func:`cross_entropy` and its gradient with respect to the
     logits, in one fused pass.
 
@@ -307,6 +393,39 @@ def cross_entropy_with_grad(
         gradient (no other argument's memory), or `logits` itself to overwrite
         it in place (no new N x C memory: the fastest call in a training
         loop). Returned as the gradient. Default: a new array.
+    sample_weight : array_like, optional
+        One weight per sample: the target's shape without the classes, or
+        broadcastable to it; finite numbers (negative ones allowed, as PyTorch
+        allows negative class weights). It multiplies the sample's loss and
+        gradient, together with its class weight. The mean then divides by the
+        sum over the counted samples (label not `ignore_index`) of
+        ``sample_weight[i] * weight[target[i]]`` (class indices) or of
+        ``sample_weight[i]`` (probabilities): PyTorch's weighted mean with each
+        sample's weight times its sample weight.
+    z_loss : float, default 0.0
+        The coefficient z of the z-loss (PaLM's, Liger-Kernel's): each counted
+        sample's loss gets ``z * lse**2`` added, lse its log-sum-exp, gradient
+        included. It is weighted by `sample_weight` but not by the class
+        weight, and a mean divides it by the same denominator as the rest
+        (with class weights, Liger-Kernel divides it by the number of counted
+        samples instead).
+    softcap : float or None, default None
+        None (off), or c > 0: the logits are soft-capped to ``c * tanh(logits
+        / c)`` first (Gemma 2's convention); the loss, gradient (through the
+        tanh), lse and accuracy are those of the capped logits. It costs a
+        temporary array of the logits' size.
+    return_lse : bool, default False
+        Also return each sample's log-sum-exp of the (soft-capped) logits, an
+        array of the target's shape without classes, in the logits' dtype; NaN
+        for samples whose label is `ignore_index` (they are not computed).
+    return_accuracy : bool, default False
+        Also return the accuracy: the share of counted samples whose prediction
+        (the first maximal logit, as ``np.argmax``) is the target class (for
+        probabilities: the target's first maximal class), weighted by
+        `sample_weight` as Keras's accuracy metrics weigh it (class weights do
+        not). A NumPy scalar of the logits' dtype, NaN when nothing is counted.
+        A sample whose logits hold a NaN or an infinity (its loss is NaN)
+        counts as not correct.
 
     Returns
     -------
@@ -316,6 +435,11 @@ def cross_entropy_with_grad(
         d loss / d logits: the shape of `logits`, in the dtype of the loss
         (float32 for float32 and float16 logits, else float64); `out` when
         given. Never None.
+    lse : ndarray
+        Only with `return_lse`: each sample's log-sum-exp.
+    accuracy : numpy scalar
+        Only with `return_accuracy`. The results come as one tuple, in the
+        order ``(loss, [grad,] lse, accuracy)``, with only those asked for.
 
     Raises
     ------
@@ -387,7 +511,8 @@ def cross_entropy_with_grad(
     """
     return class_loss(logits, target, kind=Scores.LOGITS, weight=weight, ignore_index=ignore_index,
                       reduction=reduction, label_smoothing=label_smoothing, axis=axis,
-                      want_grad=True, out=out)
+                      want_grad=True, out=out, sample_weight=sample_weight, z_loss=z_loss,
+                      softcap=softcap, return_lse=return_lse, return_accuracy=return_accuracy)
 
 
 @overload

@@ -62,7 +62,22 @@ def class_loss(
 ) -> Loss | LossAndGrad: ...
 
 
-def class_loss(
+@overload
+def class_loss(scores: ArrayLike, target: ArrayLike, *, want_grad: bool, **options: Any) -> Any: ...
+
+
+def class_loss(scores: ArrayLike, target: ArrayLike, *, want_grad: bool, **options: Any) -> Any:
+    """cross_entropy (kind Scores.LOGITS) or nll_loss (Scores.LOG_PROBS), and
+    its gradient when want_grad: (loss, gradient), else the loss; followed by
+    the side outputs asked for (lse, accuracy), as one tuple. options: those
+    of solve_classes."""
+    p, loss = solve_classes(scores, target, want_grad=want_grad, **options)
+    results: tuple[Any, ...] = (loss, p.finish_result()) if want_grad else (loss,)
+    results += p.side_outputs()
+    return results if len(results) > 1 else loss
+
+
+def solve_classes(
     scores: ArrayLike,
     target: ArrayLike,
     *,
@@ -74,9 +89,15 @@ def class_loss(
     axis: int | None,
     want_grad: bool,
     out: NDArray[Any] | None,
-) -> Loss | LossAndGrad:
-    """cross_entropy (kind Scores.LOGITS) or nll_loss (Scores.LOG_PROBS), and
-    its gradient when want_grad: (loss, gradient), else the loss."""
+    sample_weight: ArrayLike | None = None,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    return_lse: bool = False,
+    return_accuracy: bool = False,
+) -> tuple[ClassProblem, Loss]:
+    """The checked problem (a ClassProblem, its gradient and side outputs
+    computed into its buffers) and the loss, for callers that need more than
+    class_loss gives back (fastxent._partials: the accuracy's counts)."""
     p = prepare_classes(
         scores,
         target,
@@ -88,8 +109,14 @@ def class_loss(
         axis=axis,
         want_grad=want_grad,
         out=out,
+        sample_weight=sample_weight,
+        z_loss=z_loss,
+        softcap=softcap,
+        return_lse=return_lse,
+        return_accuracy=return_accuracy,
     )
     row_loss = np.empty(p.x.shape[0], p.dtype) if p.reduction == "none" else None
+    capped = _soft_cap(p) if p.softcap is not None else None
     if p.x.shape[1] == 0:
         total, denom = _no_classes(p, row_loss)
     else:
@@ -98,8 +125,32 @@ def class_loss(
         )
         if bad_row >= 0:
             raise p.label_error(bad_row)
-    loss: Loss = p.finish_loss(total, denom, row_loss)
-    return (loss, p.finish_result()) if want_grad else loss
+    loss = p.finish_loss(total, denom, row_loss)
+    if capped is not None and p.result is not None:
+        _chain_through_cap(p, capped)
+    return p, loss
+
+
+def _soft_cap(p: ClassProblem) -> NDArray[Any]:
+    """Replaces p.x by the soft-capped logits softcap * tanh(x / softcap), in a
+    new array (the caller's logits are not modified), and returns it: after
+    the kernel, it makes the chain rule's factor (_chain_through_cap)."""
+    cap = p.dtype.type(p.softcap)
+    capped: NDArray[Any] = np.divide(p.x, cap)
+    np.tanh(capped, out=capped)
+    np.multiply(capped, cap, out=capped)
+    p.x = capped
+    return capped
+
+
+def _chain_through_cap(p: ClassProblem, capped: NDArray[Any]) -> None:
+    """The gradient times d capped / d x = 1 - tanh(x / softcap)**2, the factor
+    made in capped's own memory (no longer needed)."""
+    assert p.result is not None, "the chain rule of a call with a gradient"
+    factor = np.divide(capped, p.dtype.type(p.softcap), out=capped)
+    np.square(factor, out=factor)
+    np.subtract(1, factor, out=factor)
+    np.multiply(p.result, factor, out=p.result)
 
 
 def _no_classes(p: ClassProblem, row_loss: NDArray[Any] | None) -> tuple[float, float]:
@@ -200,4 +251,4 @@ def binary_loss(
     return (loss, p.finish_grad()) if want_grad else loss
 
 
-__all__ = ["BinaryInput", "Scores", "binary_loss", "class_loss"]
+__all__ = ["BinaryInput", "Scores", "binary_loss", "class_loss", "solve_classes"]

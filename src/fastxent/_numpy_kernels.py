@@ -25,35 +25,51 @@ def _shifted_exps(x: Any) -> Any:
 def class_loss(problem: Any, *, row_loss: Any, n_threads: Any = 1) -> Any:
     """The loss of a validated class problem (see fastxent._kernels.class_loss)."""
     p = problem
-    mean = p.reduction == "mean"
     if p.is_index:
-        return _xent_index(p.x, p.target, p.result, p.weight, p.ignore_index, p.label_smoothing,
-                           mean, row_loss, p.scores)
-    total, denom = _xent_prob(p.x, p.target, p.result, p.weight, p.label_smoothing, mean, row_loss)
+        return _xent_index(p, row_loss)
+    total, denom = _xent_prob(p, row_loss)
     return total, denom, -1
 
 
-def _xent_index(
-    x: Any, target: Any, grad: Any, weight: Any, ignore_index: Any, label_smoothing: Any,
-    mean: Any, row_loss: Any, scores: Any,
-) -> Any:
+def _row_options(p: Any, loss: Any, coef: Any, scale: Any, log_sums: Any, m: Any, sums: Any,
+                 predicted: Any, truth: Any, counted: Any) -> Any:
+    """What every kind of target adds to its rows' losses (and to coef, the
+    factor of each row's exps in the gradient): the z-loss z lse**2 and the
+    sample weights; and the side outputs lse and correct (see fx_row_options)."""
+    lse = log_sums + m
+    if p.z_loss:
+        loss = loss + p.z_loss * lse**2
+        coef = coef + scale * 2 * p.z_loss * lse
+    sw = 1.0 if p.sample_weight is None else p.sample_weight
+    if p.lse is not None:
+        p.lse[counted] = lse[counted]
+    if p.correct is not None:
+        p.correct[...] = (predicted == truth) & counted & ~np.isnan(sums)
+    return loss * sw, coef * sw, sw
+
+
+def _xent_index(p: Any, row_loss: Any) -> Any:
     """Softmax cross-entropy against class indices, or the negative
-    log-likelihood of log-probabilities x (scores)."""
+    log-likelihood of log-probabilities (p.scores)."""
+    x, target, grad = p.x, p.target, p.result
     n_rows, n_classes = x.shape
-    counted = target != ignore_index
+    counted = target != p.ignore_index
     bad = counted & ((target < 0) | (target >= n_classes))
     if bad.any():
         return 0.0, 0.0, int(np.argmax(bad))
     if n_rows == 0:
         return 0.0, 0.0, -1
+    mean = p.reduction == "mean"
     labels = np.where(counted, target, 0)
     rows = np.arange(n_rows)
-    eps = label_smoothing
-    w = np.ones(n_classes) if weight is None else weight.astype(np.float64)
+    eps = p.label_smoothing
+    w = np.ones(n_classes) if p.weight is None else p.weight.astype(np.float64)
+    sw = 1.0 if p.sample_weight is None else p.sample_weight
     w_y = np.where(counted, w[labels], 0.0)
     w_total = w.sum()
-    if scores is Scores.LOG_PROBS:
-        return _nll(x, labels, rows, counted, w_y, grad, mean, row_loss)
+    denom = (w_y * sw).sum() if mean else 0.0
+    if p.scores is Scores.LOG_PROBS:
+        return _nll(p, labels, rows, counted, w_y * sw, grad, mean, row_loss)
 
     shifted, exps, sums = _shifted_exps(x)
     log_sums = np.log(sums[:, 0])
@@ -61,55 +77,68 @@ def _xent_index(
     loss = (1 - eps) * w_y * (log_sums - shifted[rows, labels])
     if eps:
         loss += eps / n_classes * (w_total * log_sums - shifted @ w.astype(x.dtype))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = 1.0 / np.float64(denom) if mean else 1.0
+        smoothing = np.where(counted, eps / n_classes * w_total, 0.0) if eps else 0.0
+        coef = scale * ((1 - eps) * w_y + smoothing)
+        loss, coef, sw = _row_options(p, loss, coef, scale, log_sums, x.max(axis=1).astype(np.float64),
+                                      sums[:, 0], np.argmax(x, axis=1), labels, counted)
     loss = np.where(counted, loss, 0.0)  # ignored rows count 0, even NaN ones
-    denom = w_y.sum() if mean else 0.0
 
     if grad is not None:
         with np.errstate(divide="ignore", invalid="ignore"):
-            scale = 1.0 / np.float64(denom) if mean else 1.0
-            smoothing = np.where(counted, eps / n_classes * w_total, 0.0) if eps else 0.0
-            coef = scale * ((1 - eps) * w_y + smoothing)
+            sw_col = np.reshape(sw, (-1, 1)) if np.ndim(sw) else sw
             np.multiply(exps, (coef / sums[:, 0])[:, None].astype(x.dtype), out=grad)
             if eps:
-                grad -= ((scale * eps / n_classes) * w).astype(x.dtype)
-            grad[rows, labels] -= (scale * (1 - eps) * w_y).astype(x.dtype)
+                grad -= ((scale * eps / n_classes) * w * sw_col).astype(x.dtype)
+            grad[rows, labels] -= (scale * (1 - eps) * w_y * sw).astype(x.dtype)
         grad[~counted] = 0
     if row_loss is not None:
         row_loss[...] = loss
     return float(loss.sum()), float(denom), -1
 
 
-def _xent_prob(
-    x: Any, target: Any, grad: Any, weight: Any, label_smoothing: Any, mean: Any, row_loss: Any,
-) -> Any:
+def _xent_prob(p: Any, row_loss: Any) -> Any:
     """Softmax cross-entropy against class probabilities."""
+    x, target, grad = p.x, p.target, p.result
     n_rows, n_classes = x.shape
     if n_rows == 0:
         return 0.0, 0.0
-    eps = label_smoothing
+    mean = p.reduction == "mean"
+    eps = p.label_smoothing
     smoothed = target * (1 - eps) + eps / n_classes if eps else target
-    weighted = smoothed if weight is None else smoothed * weight
+    weighted = smoothed if p.weight is None else smoothed * p.weight
     shifted, exps, sums = _shifted_exps(x)
     mass = weighted.sum(axis=1, dtype=np.float64)
-    with np.errstate(invalid="ignore"):
+    denom = float(n_rows) if p.sample_weight is None else float(p.sample_weight.sum())
+    with np.errstate(invalid="ignore", divide="ignore"):
         # sum_c t_c (log_sums - shifted_c); a class of no mass adds nothing,
         # even at -inf (a masked vocabulary)
         gaps = np.where(weighted == 0, 0, weighted * shifted)
-        loss = mass * np.log(sums[:, 0]) - gaps.sum(axis=1, dtype=np.float64)
-    if grad is not None:
-        scale = 1.0 / n_rows if mean else 1.0
-        np.multiply(exps, (scale * mass / sums[:, 0])[:, None].astype(x.dtype), out=grad)
-        grad -= scale * weighted
+        log_sums = np.log(sums[:, 0])
+        loss = mass * log_sums - gaps.sum(axis=1, dtype=np.float64)
+        scale = 1.0 / np.float64(denom) if mean else 1.0
+        loss, coef, sw = _row_options(p, loss, scale * mass, scale, log_sums,
+                                      x.max(axis=1).astype(np.float64), sums[:, 0],
+                                      np.argmax(x, axis=1), np.argmax(target, axis=1),
+                                      np.ones(n_rows, bool))
+        if grad is not None:
+            sw_col = np.reshape(sw, (-1, 1)) if np.ndim(sw) else sw
+            np.multiply(exps, (coef / sums[:, 0])[:, None].astype(x.dtype), out=grad)
+            grad -= (scale * weighted * sw_col).astype(x.dtype)
     if row_loss is not None:
         row_loss[...] = loss
-    return float(loss.sum()), float(n_rows)
+    return float(loss.sum()), denom
 
 
-def _nll(
-    x: Any, labels: Any, rows: Any, counted: Any, w_y: Any, grad: Any, mean: Any, row_loss: Any,
-) -> Any:
+def _nll(p: Any, labels: Any, rows: Any, counted: Any, w_y: Any, grad: Any, mean: Any,
+         row_loss: Any) -> Any:
+    """nll_loss; w_y: each row's class weight times its sample weight."""
+    x = p.x
     loss = np.where(counted, -w_y * x[rows, labels], 0.0)  # ignored rows count 0, even NaN ones
     denom = w_y.sum() if mean else 0.0
+    if p.correct is not None:  # a row holding NaN counts as not correct
+        p.correct[...] = (np.argmax(x, axis=1) == labels) & counted & ~np.isnan(x).any(axis=1)
     if grad is not None:
         grad[...] = 0
         with np.errstate(divide="ignore", invalid="ignore"):

@@ -20,7 +20,8 @@ from typing import Any, NamedTuple, cast
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from . import _logits, _probs
+from . import _logits, _losses, _probs
+from ._kinds import Scores
 from ._validate import (
     IGNORE_INDEX_DEFAULT,
     as_array,
@@ -61,36 +62,36 @@ class Parts(NamedTuple):
     loss_sum: float  # the loss with reduction="sum", in float64
     denominator: float  # what reduction="mean" divides the whole problem's sum by
     grad: NDArray[Any] | None  # d loss_sum / d input, or None
+    correct: float = 0.0  # with accuracy: counted rows whose prediction is right
+    counted: float = 0.0  # with accuracy: the rows counted (not ignore_index)
 
 
 def class_loss_parts(scores: ArrayLike, target: ArrayLike, *, weight: ArrayLike | None = None,
                      ignore_index: int = IGNORE_INDEX_DEFAULT, label_smoothing: float = 0.0,
                      axis: int = -1, want_grad: bool = False,
                      out: NDArray[Any] | None = None, log_probs: bool = False,
-                     origin: tuple[int, ...] | None = None) -> Parts:
+                     origin: tuple[int, ...] | None = None, accuracy: bool = False) -> Parts:
     """(loss sum, mean denominator, gradient of the sum) of cross_entropy, or of
-    nll_loss when ``log_probs``, with their options and checks. origin: see
-    `located` (the chunk's place in the whole, for error messages)."""
+    nll_loss when ``log_probs``, with their options and checks; with
+    ``accuracy``, also the counts of rows predicted right and counted, found in
+    the kernel's pass (return_accuracy). origin: see `located` (the chunk's
+    place in the whole, for error messages)."""
     with located(origin):
         return _class_loss_parts(scores, target, weight, ignore_index, label_smoothing, axis,
-                                 want_grad, out, log_probs)
+                                 want_grad, out, log_probs, accuracy)
 
 
 def _class_loss_parts(scores: ArrayLike, target: ArrayLike, weight: ArrayLike | None,
                       ignore_index: int, label_smoothing: float, axis: int,
-                      want_grad: bool, out: NDArray[Any] | None, log_probs: bool) -> Parts:
-    options: dict[str, Any] = dict(weight=weight, ignore_index=ignore_index, reduction="sum",
-                                   axis=axis)
-    if log_probs:
-        fn = cast(Callable[..., Any], _probs.nll_loss_with_grad if want_grad else _probs.nll_loss)
-    else:
-        options["label_smoothing"] = label_smoothing
-        fn = cast(Callable[..., Any],
-                  _logits.cross_entropy_with_grad if want_grad else _logits.cross_entropy)
-    if want_grad:
-        loss_sum, grad = fn(scores, target, out=out, **options)
-    else:
-        loss_sum, grad = fn(scores, target, **options), None
+                      want_grad: bool, out: NDArray[Any] | None, log_probs: bool,
+                      accuracy: bool) -> Parts:
+    p, loss_sum = _losses.solve_classes(
+        scores, target, kind=Scores.LOG_PROBS if log_probs else Scores.LOGITS, weight=weight,
+        ignore_index=ignore_index, reduction="sum",
+        label_smoothing=0.0 if log_probs else label_smoothing, axis=axis, want_grad=want_grad,
+        out=out, return_accuracy=accuracy)
+    grad = p.finish_result() if want_grad else None
+    correct, counted = p.hits() if accuracy else (0.0, 0.0)
     # The call above has checked every argument: what follows cannot fail.
     target_in = as_array(target, "target")
     scores_in = as_array(scores, "logits")
@@ -99,7 +100,7 @@ def _class_loss_parts(scores: ArrayLike, target: ArrayLike, weight: ArrayLike | 
         denominator = float(target_in.size // n_classes) if n_classes else 0.0
     else:
         denominator = _counted_weight(target_in, weight, check_ignore_index(ignore_index))
-    return Parts(float(loss_sum), denominator, grad)
+    return Parts(float(loss_sum), denominator, grad, correct, counted)
 
 
 def _counted_weight(labels: ArrayLike, weight: ArrayLike | None, ignore_index: int) -> float:

@@ -295,6 +295,20 @@ def nll_loss(
 ) -> FloatArray: ...
 
 
+@overload
+def nll_loss(
+    log_probs: ArrayLike,
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    ignore_index: int = ...,
+    reduction: Reduction = ...,
+    axis: int | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    return_accuracy: bool = ...,
+) -> Any: ...
+
+
 @signature_hints
 def nll_loss(
     log_probs: ArrayLike,
@@ -304,7 +318,9 @@ def nll_loss(
     ignore_index: int = IGNORE_INDEX_DEFAULT,
     reduction: Reduction = "mean",
     axis: int | None = None,
-) -> Loss:
+    sample_weight: ArrayLike | None = None,
+    return_accuracy: bool = False,
+) -> Any:
     r"""Negative log-likelihood of class indices under log-probabilities, as
     ``torch.nn.functional.nll_loss`` with the classes on `axis`.
 
@@ -329,6 +345,16 @@ def nll_loss(
         NumPy's, ``(..., C)``), and raises ``ValueError`` where both fit
         (probability targets always do): pass ``axis=1`` or ``axis=-1`` there.
         Any axis gives the same numbers; the last is the fast path.
+    sample_weight : array_like, optional
+        One weight per sample, as in `cross_entropy`: it multiplies the
+        sample's loss and gradient (with its class weight), and the mean
+        divides by the sum over the counted samples of ``sample_weight[i] *
+        weight[target[i]]``.
+    return_accuracy : bool, default False
+        Also return the share of counted samples (weighted by `sample_weight`)
+        whose first maximal log-probability is the target's class; a sample
+        holding a NaN counts as not correct. (z_loss, softcap and lse are
+        options of logits: see `cross_entropy`.)
 
     Returns
     -------
@@ -338,6 +364,8 @@ def nll_loss(
         The loss and the gradient come in the dtype of the computation: float32 for
         float32 and float16 log_probs, float64 for float64 and integer log_probs (lists of
         Python numbers included). Sums over rows accumulate in float64.
+    accuracy : numpy scalar
+        Only with `return_accuracy`, after the loss (and gradient) in one tuple.
 
     Raises
     ------
@@ -382,7 +410,8 @@ def nll_loss(
     """
     return class_loss(log_probs, target, kind=Scores.LOG_PROBS, weight=weight,
                       ignore_index=ignore_index, reduction=reduction, label_smoothing=0.0,
-                      axis=axis, want_grad=False, out=None)
+                      axis=axis, want_grad=False, out=None, sample_weight=sample_weight,
+                      return_accuracy=return_accuracy)
 
 
 @overload
@@ -437,6 +466,21 @@ def nll_loss_with_grad(
 ) -> tuple[FloatArray, FloatArray]: ...
 
 
+@overload
+def nll_loss_with_grad(
+    log_probs: ArrayLike,
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    ignore_index: int = ...,
+    reduction: Reduction = ...,
+    axis: int | None = ...,
+    out: NDArray[Any] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    return_accuracy: bool = ...,
+) -> Any: ...
+
+
 @signature_hints
 def nll_loss_with_grad(
     log_probs: ArrayLike,
@@ -447,7 +491,9 @@ def nll_loss_with_grad(
     reduction: Reduction = "mean",
     axis: int | None = None,
     out: NDArray[Any] | None = None,
-) -> LossAndGrad:
+    sample_weight: ArrayLike | None = None,
+    return_accuracy: bool = False,
+) -> Any:
     """The loss of :func:`nll_loss` and its gradient with respect to the
     log-probabilities, in one pass.
 
@@ -477,6 +523,16 @@ def nll_loss_with_grad(
         gradient (no other argument's memory), or `log_probs` itself to overwrite
         it in place (no new N x C memory: the fastest call in a training
         loop). Returned as the gradient. Default: a new array.
+    sample_weight : array_like, optional
+        One weight per sample, as in `cross_entropy`: it multiplies the
+        sample's loss and gradient (with its class weight), and the mean
+        divides by the sum over the counted samples of ``sample_weight[i] *
+        weight[target[i]]``.
+    return_accuracy : bool, default False
+        Also return the share of counted samples (weighted by `sample_weight`)
+        whose first maximal log-probability is the target's class; a sample
+        holding a NaN counts as not correct. (z_loss, softcap and lse are
+        options of logits: see `cross_entropy`.)
 
     Returns
     -------
@@ -485,6 +541,8 @@ def nll_loss_with_grad(
     grad : ndarray
         d loss / d log_probs: the shape of `log_probs`, in the dtype of the
         loss; `out` when given. Never None.
+    accuracy : numpy scalar
+        Only with `return_accuracy`, after the loss (and gradient) in one tuple.
 
     Raises
     ------
@@ -524,4 +582,5 @@ def nll_loss_with_grad(
     """
     return class_loss(log_probs, target, kind=Scores.LOG_PROBS, weight=weight,
                       ignore_index=ignore_index, reduction=reduction, label_smoothing=0.0,
-                      axis=axis, want_grad=True, out=out)
+                      axis=axis, want_grad=True, out=out, sample_weight=sample_weight,
+                      return_accuracy=return_accuracy)

@@ -253,11 +253,73 @@ FX_ATTR static void FX_FN(fx_target_sums)(const FX_T *x, const FX_T *t, const FX
  * A new option of the class losses (a field of fx_class_params) is read here,
  * and in fx_index_plain, which says when the tiles may skip them. */
 
-/* Whether the options leave the index loss plain: no weights, no smoothing
- * (the short rows then take fx_xent_index_short_plain, which skips them). */
+/* Whether the options leave the index loss plain: no weights, no smoothing,
+ * no z-loss, no lse (the short rows then take fx_xent_index_short_plain,
+ * which skips them; it finds the accuracy's argmax itself). */
+/* Whether every per-row option and side output is off (fx_row_options has
+ * nothing to do). */
+static inline int FX_FN(fx_row_options_off)(const fx_class_params *p)
+{
+    return !p->sample_weight && p->z_loss == 0.0 && !p->lse && !p->correct;
+}
+
 static inline int FX_FN(fx_index_plain)(const fx_class_params *p)
 {
-    return !p->weight && p->smoothing == 0.0;
+    return !p->weight && p->smoothing == 0.0 && !p->sample_weight && p->z_loss == 0.0 && !p->lse;
+}
+
+/* The index of the first element of x[0:n] equal to v, or n: blocks of 64
+ * tested in one vector sweep each, the scalar search only in the block that
+ * holds it. For return_accuracy only. */
+FX_ATTR static ptrdiff_t FX_FN(fx_first_equal)(const FX_T *x, ptrdiff_t n, FX_T v)
+{
+    for (ptrdiff_t i0 = 0; i0 < n; i0 += 64) {
+        const ptrdiff_t len = n - i0 < 64 ? n - i0 : 64;
+        int any = 0;
+        FX_SIMD(reduction(| : any))
+        for (ptrdiff_t j = 0; j < len; j++) any |= x[i0 + j] == v;
+        if (any)
+            for (ptrdiff_t j = 0; j < len; j++)
+                if (x[i0 + j] == v) return i0 + j;
+    }
+    return n;
+}
+
+/* Whether class k is np.argmax of the row x, whose maximum is m: x[k] is m
+ * and no element before it is (ties go to the first). Read before the row's
+ * output, which may be x itself, is written. */
+FX_ATTR static inline int FX_FN(fx_is_first_max)(const FX_T *x, ptrdiff_t k, FX_T m)
+{
+    return x[k] == m && FX_FN(fx_first_equal)(x, k, m) == k;
+}
+
+/* The per-row options and side outputs of a finished row, the same for every
+ * kind of target: the z-loss term z lse^2 added to the row's loss (and
+ * scale 2 z lse / s to the factor `a` of its exps: d lse / d x = softmax), the
+ * sample weight multiplying both, the row's lse and whether its prediction
+ * is correct (`top`, and the row holds no NaN or infinite logit: s is a
+ * number) written out. Returns the row's loss; with no option on, loss and
+ * f as they came. */
+FX_ATTR static inline double FX_FN(fx_row_options)(fx_finish *f, double loss,
+                                                   const fx_class_params *p, ptrdiff_t row, FX_T m,
+                                                   double s, double log_s, int top)
+{
+    const double lse = (double)m + log_s;
+    if (p->z_loss != 0.0) {
+        loss += p->z_loss * lse * lse;
+        f->a += p->scale * 2.0 * p->z_loss * lse / s;
+    }
+    if (p->sample_weight) {
+        const double sw = p->sample_weight[row];
+        loss *= sw;
+        f->a *= sw;
+        f->c1 *= sw;
+        f->c0 *= sw;
+        f->cy *= sw;
+    }
+    if (p->lse) ((FX_T *)p->lse)[row] = (FX_T)lse;
+    if (p->correct) p->correct[row] = (unsigned char)(top && !isnan(s));
+    return loss;
 }
 
 /* The loss of a row whose target is the class y, from the row's parts: its
@@ -267,7 +329,8 @@ static inline int FX_FN(fx_index_plain)(const fx_class_params *p)
  * the sweep that scales the row's exps into scale * d loss / d x. */
 FX_ATTR static inline double FX_FN(fx_index_finish)(fx_finish *f, ptrdiff_t n, ptrdiff_t y,
                                                     const fx_class_params *p, FX_T m, double x_y,
-                                                    double gap, double s, double log_s)
+                                                    double gap, double s, double log_s,
+                                                    ptrdiff_t row, int top, int row_options)
 {
     const FX_T *w = (const FX_T *)p->weight;
     const double eps = p->smoothing, scale = p->scale, w_total = p->weight_total;
@@ -283,7 +346,7 @@ FX_ATTR static inline double FX_FN(fx_index_finish)(fx_finish *f, ptrdiff_t n, p
     f->y = y;
     f->cy = scale * (1.0 - eps) * w_y;
     f->active = 1;
-    return loss;
+    return row_options ? FX_FN(fx_row_options)(f, loss, p, row, m, s, log_s, top) : loss;
 }
 
 /* The loss of a row against class probabilities t smoothed to
@@ -292,8 +355,8 @@ FX_ATTR static inline double FX_FN(fx_index_finish)(fx_finish *f, ptrdiff_t n, p
  *   sum_c w_c t'_c (lse - x_c) = mass log(s) + gap;
  * and into f the sweep that scales the row's exps into scale * d loss / d x. */
 FX_ATTR static inline double FX_FN(fx_prob_finish)(fx_finish *f, ptrdiff_t n, const FX_T *t,
-                                                   const fx_class_params *p, double mass,
-                                                   double gap, double s)
+                                                   const fx_class_params *p, FX_T m, double mass,
+                                                   double gap, double s, ptrdiff_t row, int top)
 {
     const double eps = p->smoothing, scale = p->scale;
     f->a = scale * mass / s;
@@ -304,7 +367,8 @@ FX_ATTR static inline double FX_FN(fx_prob_finish)(fx_finish *f, ptrdiff_t n, co
     f->w = p->weight;
     f->y = -1;
     f->active = 1;
-    return mass * log(s) + gap;
+    const double log_s = log(s);
+    return FX_FN(fx_row_options)(f, mass * log_s + gap, p, row, m, s, log_s, top);
 }
 
 /* Loss (and gradient into g, which may be x) of one row x[0:n] whose target
@@ -321,11 +385,34 @@ FX_ATTR static double FX_FN(fx_xent_index_row)(const void *xv, void *gv, ptrdiff
     const FX_T m = FX_FN(fx_max_of)(x, n, c);
     const double gap =
         p->smoothing != 0.0 ? FX_FN(fx_weighted_gap)(x, (const FX_T *)p->weight, n, m) : 0.0;
+    const int top = p->correct ? FX_FN(fx_is_first_max)(x, y, m) : 0; /* before g is written */
     const double s = FX_FN(fx_exp_sum)(x, out, n, m, c, next_in_run);
     fx_finish f;
-    const double loss = FX_FN(fx_index_finish)(&f, n, y, p, m, x_y, gap, s, log(s));
+    const double loss = FX_FN(fx_index_finish)(&f, n, y, p, m, x_y, gap, s, log(s), p->row, top, 1);
     if (out) FX_FN(fx_hand_on)(c, g, out, n, &f);
     return loss;
+}
+
+/* return_accuracy for `rows` rows of at most FX_SHORT_ROW classes that take the
+ * plain tiles, read before the tiles write anything: correct[r] is 1 where the
+ * row's label counts and is its first maximum, and the row holds no NaN and
+ * no infinity (whose loss is NaN, as fx_row_options says). */
+FX_ATTR static void FX_FN(fx_short_correct)(const FX_T *x, ptrdiff_t rows, ptrdiff_t n,
+                                            const int64_t *y, int64_t ignore_index,
+                                            unsigned char *correct)
+{
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const FX_T *xr = x + r * n;
+        const int64_t yr = y[r];
+        if (yr == ignore_index || yr < 0 || yr >= n) continue; /* not counted: stays 0 */
+        FX_T m = -INFINITY;
+        int has_nan = 0;
+        for (ptrdiff_t k = 0; k < n; k++) {
+            m = xr[k] > m ? xr[k] : m;
+            has_nan |= isnan(xr[k]);
+        }
+        correct[r] = (unsigned char)(!has_nan && isfinite(m) && FX_FN(fx_is_first_max)(xr, yr, m));
+    }
 }
 
 /* fx_xent_index_short without weights or label smoothing (the common case),
@@ -333,10 +420,10 @@ FX_ATTR static double FX_FN(fx_xent_index_row)(const void *xv, void *gv, ptrdiff
  * into xt[class][row], so that the maxima, the exps, the sums and the
  * scaling are elementwise loops over the tile's rows, with no per-row
  * reductions; the gradient is transposed back. Same arguments and results. */
-FX_ATTR static double FX_FN(fx_xent_index_short_plain)(const FX_T *x, FX_T *g, ptrdiff_t rows,
-                                                       ptrdiff_t n, const int64_t *y,
-                                                       int64_t ignore_index, double scale,
-                                                       FX_T *row_loss, ptrdiff_t *first_bad)
+FX_ATTR FX_NOINLINE static double
+FX_FN(fx_xent_index_short_plain)(const FX_T *x, FX_T *g, ptrdiff_t rows, ptrdiff_t n,
+                                 const int64_t *y, int64_t ignore_index, double scale,
+                                 FX_T *row_loss, ptrdiff_t *first_bad)
 {
     FX_T xt[FX_SHORT_ROW][FX_TILE_ROWS];
     FX_T m[FX_TILE_ROWS];
@@ -396,34 +483,22 @@ FX_ATTR static double FX_FN(fx_xent_index_short_plain)(const FX_T *x, FX_T *g, p
     return total;
 }
 
-/* Rows of at most FX_SHORT_ROW classes spend more on per-row overhead than
- * on arithmetic, so they go FX_TILE_ROWS at a time: per-row maxima, then the
- * exps of the whole tile in one SIMD sweep, then per-row sums and gradients
- * (with weights or smoothing; without, fx_xent_index_short_plain).
- * Rows x[r*n : (r+1)*n] for r in [0, rows), targets y[r]: a target equal to
- * ignore_index, or outside [0, n) (*first_bad then keeps the first such r),
- * gives the row a loss of 0 and a zero gradient. Losses go to row_loss (if
- * not NULL); returns their sum. g may be x. */
-FX_ATTR static double FX_FN(fx_xent_index_short)(const void *xv, void *gv, ptrdiff_t rows,
-                                                 ptrdiff_t n, const int64_t *y,
-                                                 const fx_class_params *p, void *row_loss_v,
-                                                 ptrdiff_t *first_bad)
+/* The tiles of fx_xent_index_short with weights or smoothing; row_options 0
+ * when every per-row option and side output is off. Out of line, as the plain
+ * tiles: GCC then compiles a copy for each constant row_options, and the
+ * copy without them as the tiles were before they existed. */
+FX_ATTR FX_NOINLINE static double FX_FN(fx_short_tiles)(const FX_T *x, FX_T *g, ptrdiff_t rows,
+                                                        ptrdiff_t n, const int64_t *y,
+                                                        const fx_class_params *p, FX_T *row_loss,
+                                                        ptrdiff_t *first_bad, const int row_options)
 {
-    const FX_T *x = (const FX_T *)xv;
-    FX_T *g = (FX_T *)gv, *row_loss = (FX_T *)row_loss_v;
-    /* A local copy: the stores to g cannot touch it, so that what the tile
-     * loop derives from it is computed once, outside the loop. */
-    const fx_class_params params = *p;
-    p = &params;
     const int64_t ignore_index = p->ignore_index;
-    if (FX_FN(fx_index_plain)(p))
-        return FX_FN(fx_xent_index_short_plain)(x, g, rows, n, y, ignore_index, p->scale, row_loss,
-                                                first_bad);
     const FX_T *w = (const FX_T *)p->weight;
     const double eps = p->smoothing;
     FX_T e[FX_TILE_ROWS * FX_SHORT_ROW];
     FX_T m[FX_TILE_ROWS];
     double x_y[FX_TILE_ROWS], gap[FX_TILE_ROWS], sums[FX_TILE_ROWS], log_sums[FX_TILE_ROWS];
+    int top[FX_TILE_ROWS];
     double total = 0.0;
     for (ptrdiff_t r0 = 0; r0 < rows; r0 += FX_TILE_ROWS) {
         const ptrdiff_t tile = rows - r0 < FX_TILE_ROWS ? rows - r0 : FX_TILE_ROWS;
@@ -436,6 +511,9 @@ FX_ATTR static double FX_FN(fx_xent_index_short)(const void *xv, void *gv, ptrdi
             m[r] = mr;
             x_y[r] = yr >= 0 && yr < n ? (double)xr[yr] : 0.0;
             gap[r] = eps != 0.0 ? FX_FN(fx_weighted_gap)(xr, w, n, mr) : 0.0;
+            top[r] = row_options && p->correct && yr >= 0 && yr < n
+                         ? FX_FN(fx_is_first_max)(xr, yr, mr)
+                         : 0;
             for (ptrdiff_t k = 0; k < n; k++) e[r * n + k] = xr[k] - mr;
         }
         /* two interleaved halves, as in fx_exp_sum */
@@ -463,7 +541,7 @@ FX_ATTR static double FX_FN(fx_xent_index_short)(const void *xv, void *gv, ptrdi
             } else {
                 fx_finish f;
                 loss = FX_FN(fx_index_finish)(&f, n, yr, p, m[r], x_y[r], gap[r], sums[r],
-                                              log_sums[r]);
+                                              log_sums[r], p->row + r0 + r, top[r], row_options);
                 if (gr) FX_FN(fx_finish_range)(gr, e + r * n, &f, 0, n);
             }
             if (row_loss) row_loss[r0 + r] = (FX_T)loss;
@@ -471,6 +549,37 @@ FX_ATTR static double FX_FN(fx_xent_index_short)(const void *xv, void *gv, ptrdi
         }
     }
     return total;
+}
+
+/* Rows of at most FX_SHORT_ROW classes spend more on per-row overhead than
+ * on arithmetic, so they go FX_TILE_ROWS at a time: per-row maxima, then the
+ * exps of the whole tile in one SIMD sweep, then per-row sums and gradients
+ * (with weights or smoothing; without, fx_xent_index_short_plain).
+ * Rows x[r*n : (r+1)*n] for r in [0, rows), targets y[r]: a target equal to
+ * ignore_index, or outside [0, n) (*first_bad then keeps the first such r),
+ * gives the row a loss of 0 and a zero gradient. Losses go to row_loss (if
+ * not NULL); returns their sum. g may be x. */
+FX_ATTR static double FX_FN(fx_xent_index_short)(const void *xv, void *gv, ptrdiff_t rows,
+                                                 ptrdiff_t n, const int64_t *y,
+                                                 const fx_class_params *p, void *row_loss_v,
+                                                 ptrdiff_t *first_bad)
+{
+    const FX_T *x = (const FX_T *)xv;
+    FX_T *g = (FX_T *)gv, *row_loss = (FX_T *)row_loss_v;
+    /* A local copy: the stores to g cannot touch it, so that what the tile
+     * loop derives from it is computed once, outside the loop. */
+    const fx_class_params params = *p;
+    p = &params;
+    const int64_t ignore_index = p->ignore_index;
+    if (FX_FN(fx_index_plain)(p)) {
+        if (p->correct) /* the plain tiles know nothing of it: a pass of its own, first */
+            FX_FN(fx_short_correct)(x, rows, n, y, ignore_index, p->correct + p->row);
+        return FX_FN(fx_xent_index_short_plain)(x, g, rows, n, y, ignore_index, p->scale, row_loss,
+                                                first_bad);
+    }
+    if (FX_FN(fx_row_options_off)(p))
+        return FX_FN(fx_short_tiles)(x, g, rows, n, y, p, row_loss, first_bad, 0);
+    return FX_FN(fx_short_tiles)(x, g, rows, n, y, p, row_loss, first_bad, 1);
 }
 
 /* Loss of one row against class probabilities t[0:n], smoothed to
@@ -488,9 +597,13 @@ FX_ATTR static double FX_FN(fx_xent_prob_row)(const void *xv, const void *tv, vo
     double mass, gap;
     FX_FN(fx_target_sums)(x, t, (const FX_T *)p->weight, n, m, 1.0 - eps, eps / (double)n, &mass,
                           &gap);
+    /* the prediction is right where the target's first maximal class is x's (before g);
+     * a target of NaNs alone has none (truth == n) */
+    const ptrdiff_t truth = p->correct ? FX_FN(fx_first_equal)(t, n, FX_FN(fx_row_max)(t, n)) : n;
+    const int top = truth < n && FX_FN(fx_is_first_max)(x, truth, m);
     const double s = FX_FN(fx_exp_sum)(x, out, n, m, c, next_in_run);
     fx_finish f;
-    const double loss = FX_FN(fx_prob_finish)(&f, n, t, p, mass, gap, s);
+    const double loss = FX_FN(fx_prob_finish)(&f, n, t, p, m, mass, gap, s, p->row, top);
     if (out) FX_FN(fx_hand_on)(c, g, out, n, &f);
     return loss;
 }
@@ -547,8 +660,16 @@ FX_ATTR static double FX_FN(fx_nll_index_row)(const void *xv, void *gv, ptrdiff_
 {
     const FX_T *x = (const FX_T *)xv, *w = (const FX_T *)p->weight;
     FX_T *g = (FX_T *)gv;
-    const double w_y = w ? (double)w[y] : 1.0;
+    const double sw = p->sample_weight ? p->sample_weight[p->row] : 1.0;
+    const double w_y = sw * (w ? (double)w[y] : 1.0);
     const double loss = -w_y * (double)x[y]; /* read before g (perhaps x) is written */
+    if (p->correct) {
+        /* a row holding NaN counts as not correct, as in the softmax losses */
+        const FX_T m = FX_FN(fx_row_max)(x, n);
+        int has_nan = 0;
+        for (ptrdiff_t i = 0; i < n; i++) has_nan |= isnan(x[i]);
+        p->correct[p->row] = (unsigned char)(!has_nan && FX_FN(fx_is_first_max)(x, y, m));
+    }
     if (g) {
         memset(g, 0, (size_t)n * sizeof(FX_T));
         g[y] = (FX_T)(-w_y * p->scale);

@@ -369,6 +369,53 @@ class ClassProblem(Rows):
     ignore_index: int = -100
     label_smoothing: float = 0.0
     reduction: str = "mean"
+    sample_weight: np.ndarray | None = None  # (rows,) float64, one weight per sample
+    z_loss: float = 0.0  # coefficient of each row's lse**2 added to its loss
+    softcap: float | None = None  # logits soft-capped as softcap * tanh(x / softcap)
+    lse: np.ndarray | None = None  # (rows,) of x's dtype: the kernel writes each row's lse
+    correct: np.ndarray | None = None  # (rows,) uint8: the kernel writes 1 where argmax == target
+
+    def counted(self) -> NDArray[np.bool_]:
+        """(rows,) bool: the rows that count (every row for probability targets)."""
+        counted: NDArray[np.bool_] = (np.not_equal(self.target, self.ignore_index)
+                                      if self.is_index else np.ones(self.x.shape[0], bool))
+        return counted
+
+    def side_outputs(self) -> tuple[Any, ...]:
+        """The side outputs asked for, in order: each row's lse (NaN for the rows
+        not counted) in the caller's shape, and the accuracy: the share of counted
+        rows, weighted by sample_weight, whose prediction was right."""
+        outputs: list[Any] = []
+        if self.lse is not None:
+            self.lse[~self.counted()] = np.nan
+            outputs.append(self.lse.reshape(self.batch_shape))
+        if self.correct is not None:
+            outputs.append(reduce_loss("mean", self.dtype, *self.hits()))
+        return tuple(outputs)
+
+    def denominator(self) -> float:
+        """What reduction="mean" divides the sum by, in float64: the summed
+        weights (class weight x sample weight) of the counted rows, or for
+        probability targets the summed sample weights (the number of rows)."""
+        sw = self.sample_weight
+        if not self.is_index:
+            return float(self.x.shape[0]) if sw is None else float(np.sum(sw, dtype=np.float64))
+        counted = self.counted()
+        w_y = (np.ones(int(np.count_nonzero(counted))) if self.weight is None
+               else self.weight[self.target[counted]].astype(np.float64))
+        return float(np.sum(w_y if sw is None else w_y * sw[counted], dtype=np.float64))
+
+    def hits(self) -> tuple[float, float]:
+        """(correct, counted) in float64 after the kernel has run with return_accuracy:
+        the summed sample weights (1 each without) of the counted rows whose
+        prediction was right, and of all counted rows."""
+        counted = self.counted()  # the kernels leave `correct` 0 on the rows not counted
+        assert self.correct is not None, "hits() after a kernel run with return_accuracy"
+        if self.sample_weight is None:
+            return float(np.count_nonzero(self.correct)), float(np.count_nonzero(counted))
+        sw = self.sample_weight
+        return (float(np.sum(sw[self.correct != 0], dtype=np.float64)),
+                float(np.sum(sw[counted], dtype=np.float64)))
 
     def label_error(self, row: int) -> IndexError:
         """IndexError for the out-of-range label at flat row `row`."""
@@ -462,23 +509,90 @@ def _index_target(target_in: NDArray[Any], batch_shape: tuple[int, ...], n_class
     return kernel_array(target_in, np.int64).reshape(-1)
 
 
+def check_z_loss(value: object) -> float:
+    """The z-loss coefficient: a finite number >= 0."""
+    try:
+        if _is_text(value) or _is_bool(value):
+            raise TypeError
+        z = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise TypeError(f"z_loss: expected a number, got {value!r}") from None
+    if not (math.isfinite(z) and z >= 0):
+        raise ValueError(f"z_loss: must be a finite number >= 0, got {value!r}")
+    return z
+
+
+def check_softcap(value: object) -> float | None:
+    """The soft cap of the logits: None (off) or a finite number > 0."""
+    if value is None:
+        return None
+    try:
+        if _is_text(value) or _is_bool(value):
+            raise TypeError
+        cap = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise TypeError(f"softcap: expected a number or None, got {value!r}") from None
+    if not (math.isfinite(cap) and cap > 0):
+        raise ValueError(f"softcap: must be a finite number > 0 (or None), got {value!r}")
+    return cap
+
+
+def check_flag(value: object, name: str) -> bool:
+    if not _is_bool(value):
+        raise TypeError(f"{name}: expected True or False, got {value!r}")
+    return bool(value)
+
+
+def check_sample_weight(value: ArrayLike | None,
+                        batch_shape: tuple[int, ...]) -> NDArray[np.float64] | None:
+    """One weight per sample as a (rows,) float64 array: sample_weight of the
+    target's shape without classes, or broadcastable to it; finite real
+    numbers (negative ones allowed, as PyTorch's class weights)."""
+    if value is None:
+        return None
+    w = as_array(value, "sample_weight")
+    if w.dtype.kind not in "fiu":
+        raise TypeError(f"sample_weight: expected real numbers, got dtype {w.dtype}")
+    try:
+        broadcast = np.broadcast_shapes(w.shape, batch_shape)
+    except ValueError:
+        broadcast = None
+    if broadcast != tuple(batch_shape):
+        raise ValueError(f"sample_weight: shape {w.shape} does not broadcast to the samples' "
+                         f"shape {tuple(batch_shape)} (the target's without classes)")
+    flat = np.ascontiguousarray(np.broadcast_to(w, batch_shape), dtype=np.float64).reshape(-1)
+    finite = np.isfinite(flat)
+    if not finite.all():
+        k = int(np.argmin(finite))
+        raise ValueError(f"sample_weight: {float(flat[k])!r} at position {position(k, batch_shape)} "
+                         "is not a finite number")
+    return flat
+
+
 def prepare_classes(scores: ArrayLike, target: ArrayLike, *, kind: Scores,
                     weight: ArrayLike | None, ignore_index: Any, reduction: Any,
                     label_smoothing: Any, axis: Any, want_grad: bool,
-                    out: NDArray[Any] | None) -> ClassProblem:
+                    out: NDArray[Any] | None, sample_weight: ArrayLike | None = None,
+                    z_loss: object = 0.0, softcap: object = None, return_lse: object = False,
+                    return_accuracy: object = False) -> ClassProblem:
     """Checks the arguments of cross_entropy / nll_loss [_with_grad]; kind
     (a Scores) says which, and names the scores' argument."""
     name = kind.value
     allow_probabilities = kind is Scores.LOGITS  # nll_loss takes class indices only
     reduction = check_reduction(reduction)
     label_smoothing = check_label_smoothing(label_smoothing)
+    z_loss = check_z_loss(z_loss)
+    softcap = check_softcap(softcap)
+    return_lse = check_flag(return_lse, "return_lse")
+    return_accuracy = check_flag(return_accuracy, "return_accuracy")
     is_default_ignore_index = ignore_index is IGNORE_INDEX_DEFAULT
     ignore_index = check_ignore_index(ignore_index)
     target_in = as_array(target, "target")
     scores = as_array(scores, name)
     axis = class_axis(axis, scores.shape, target_in, name)
     rows, scores_in = prepare_rows(scores, axis, name, want_result=want_grad, out=out,
-                                   others={"target": target, "weight": weight})
+                                   others={"target": target, "weight": weight,
+                                           "sample_weight": sample_weight})
     n_classes, axis = rows.x.shape[1], rows.axis
 
     target_kind = target_in.dtype.kind
@@ -518,10 +632,14 @@ def prepare_classes(scores: ArrayLike, target: ArrayLike, *, kind: Scores,
                 f"got {weight_in.shape}"
             )
         flat_weight = kernel_array(weight_in, rows.dtype)
+    n_rows = rows.x.shape[0]
     return ClassProblem(
         **vars(rows), target=flat_target, is_index=is_index, weight=flat_weight,
         ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction,
-        scores=kind,
+        scores=kind, sample_weight=check_sample_weight(sample_weight, rows.batch_shape),
+        z_loss=z_loss, softcap=softcap,
+        lse=np.full(n_rows, np.nan, rows.dtype) if return_lse else None,
+        correct=np.zeros(n_rows, np.uint8) if return_accuracy else None,
     )
 
 

@@ -137,17 +137,19 @@ def chunk_parts(predictions: ArrayLike, target: ArrayLike, *, from_logits: bool 
     targets = as_array(target, "target")
     axis = class_axis(axis, scores.shape, targets, "predictions")
     if from_logits:
+        # the accuracy in the kernel's pass (its rows' maxima), not an argmax pass of its own
         parts = _partials.class_loss_parts(scores, targets, weight=weight,
                                            ignore_index=ignore_index,
                                            label_smoothing=label_smoothing, axis=axis,
-                                           origin=origin)
+                                           origin=origin, accuracy=accuracy)
         loss_sum, denominator = parts.loss_sum, parts.denominator
+        correct, counted = parts.correct, parts.counted
     else:
         loss_sum, denominator = _log_loss_parts(scores, targets, weight, ignore_index, axis,
                                                 origin)
-    correct = counted = 0.0
-    if accuracy:
-        correct, counted = _hits(scores, targets, ignore_index, axis)
+        correct = counted = 0.0
+        if accuracy:
+            correct, counted = _hits(scores, targets, ignore_index, axis)
     rows = (targets.size if targets.dtype.kind in "iu"
             else targets.size // max(1, scores.shape[axis]))
     return ChunkParts(loss_sum, denominator, correct, counted, int(rows))
