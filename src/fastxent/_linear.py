@@ -26,7 +26,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from . import _blas, _logits, _losses, _lse, _special
 from ._kinds import Scores
-from ._typing import Float, FloatArray, FloatScalar, Loss, Reduced, Reduction
+from ._typing import Float, FloatArray, FloatScalar, Loss, Reduced, Reduction, ScalarOrArray
 from ._validate import (
     IGNORE_INDEX_DEFAULT,
     _index_target,
@@ -498,6 +498,7 @@ def unfused(hidden: ArrayLike, linear_weight: ArrayLike, target: ArrayLike, *,
     options = dict(weight=p.weight, reduction=p.reduction, **p.options,
                    sample_weight=p.sample_weight, z_loss=p.z_loss, softcap=p.softcap,
                    return_lse=p.return_lse, return_accuracy=p.return_accuracy)
+    side: tuple[Any, ...] | list[Any]  # the side outputs: lse, accuracy, as asked for
     if not want_grad:
         returned = _logits.cross_entropy(logits, p.target, **options)
         loss, side = (returned[0], returned[1:]) if isinstance(returned, tuple) else (returned, ())
@@ -529,6 +530,11 @@ def linear_cross_entropy(
     reduction: Reduced = ...,
     label_smoothing: float = ...,
     chunk_size: int | tuple[int, int] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[False] = ...,
+    return_accuracy: Literal[False] = ...,
 ) -> Float: ...
 
 
@@ -544,6 +550,11 @@ def linear_cross_entropy(
     reduction: Literal["none"],
     label_smoothing: float = ...,
     chunk_size: int | tuple[int, int] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[False] = ...,
+    return_accuracy: Literal[False] = ...,
 ) -> NDArray[Float]: ...
 
 
@@ -559,6 +570,11 @@ def linear_cross_entropy(
     reduction: Reduced = ...,
     label_smoothing: float = ...,
     chunk_size: int | tuple[int, int] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[False] = ...,
+    return_accuracy: Literal[False] = ...,
 ) -> FloatScalar: ...
 
 
@@ -574,7 +590,252 @@ def linear_cross_entropy(
     reduction: Literal["none"],
     label_smoothing: float = ...,
     chunk_size: int | tuple[int, int] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[False] = ...,
+    return_accuracy: Literal[False] = ...,
 ) -> FloatArray: ...
+
+
+@overload
+def linear_cross_entropy(
+    hidden: NDArray[Float],
+    linear_weight: NDArray[Float],
+    target: ArrayLike,
+    *,
+    linear_bias: ArrayLike | None = ...,
+    weight: ArrayLike | None = ...,
+    ignore_index: int | None = ...,
+    reduction: Reduced = ...,
+    label_smoothing: float = ...,
+    chunk_size: int | tuple[int, int] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[False] = ...,
+    return_accuracy: Literal[True],
+) -> tuple[Float, Float]: ...
+
+
+@overload
+def linear_cross_entropy(
+    hidden: NDArray[Float],
+    linear_weight: NDArray[Float],
+    target: ArrayLike,
+    *,
+    linear_bias: ArrayLike | None = ...,
+    weight: ArrayLike | None = ...,
+    ignore_index: int | None = ...,
+    reduction: Literal["none"],
+    label_smoothing: float = ...,
+    chunk_size: int | tuple[int, int] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[False] = ...,
+    return_accuracy: Literal[True],
+) -> tuple[NDArray[Float], Float]: ...
+
+
+@overload
+def linear_cross_entropy(
+    hidden: ArrayLike,
+    linear_weight: ArrayLike,
+    target: ArrayLike,
+    *,
+    linear_bias: ArrayLike | None = ...,
+    weight: ArrayLike | None = ...,
+    ignore_index: int | None = ...,
+    reduction: Reduced = ...,
+    label_smoothing: float = ...,
+    chunk_size: int | tuple[int, int] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[False] = ...,
+    return_accuracy: Literal[True],
+) -> tuple[FloatScalar, FloatScalar]: ...
+
+
+@overload
+def linear_cross_entropy(
+    hidden: ArrayLike,
+    linear_weight: ArrayLike,
+    target: ArrayLike,
+    *,
+    linear_bias: ArrayLike | None = ...,
+    weight: ArrayLike | None = ...,
+    ignore_index: int | None = ...,
+    reduction: Literal["none"],
+    label_smoothing: float = ...,
+    chunk_size: int | tuple[int, int] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[False] = ...,
+    return_accuracy: Literal[True],
+) -> tuple[FloatArray, FloatScalar]: ...
+
+
+@overload
+def linear_cross_entropy(
+    hidden: NDArray[Float],
+    linear_weight: NDArray[Float],
+    target: ArrayLike,
+    *,
+    linear_bias: ArrayLike | None = ...,
+    weight: ArrayLike | None = ...,
+    ignore_index: int | None = ...,
+    reduction: Reduced = ...,
+    label_smoothing: float = ...,
+    chunk_size: int | tuple[int, int] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[True],
+    return_accuracy: Literal[False] = ...,
+) -> tuple[Float, NDArray[Float]]: ...
+
+
+@overload
+def linear_cross_entropy(
+    hidden: NDArray[Float],
+    linear_weight: NDArray[Float],
+    target: ArrayLike,
+    *,
+    linear_bias: ArrayLike | None = ...,
+    weight: ArrayLike | None = ...,
+    ignore_index: int | None = ...,
+    reduction: Literal["none"],
+    label_smoothing: float = ...,
+    chunk_size: int | tuple[int, int] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[True],
+    return_accuracy: Literal[False] = ...,
+) -> tuple[NDArray[Float], NDArray[Float]]: ...
+
+
+@overload
+def linear_cross_entropy(
+    hidden: ArrayLike,
+    linear_weight: ArrayLike,
+    target: ArrayLike,
+    *,
+    linear_bias: ArrayLike | None = ...,
+    weight: ArrayLike | None = ...,
+    ignore_index: int | None = ...,
+    reduction: Reduced = ...,
+    label_smoothing: float = ...,
+    chunk_size: int | tuple[int, int] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[True],
+    return_accuracy: Literal[False] = ...,
+) -> tuple[FloatScalar, FloatArray]: ...
+
+
+@overload
+def linear_cross_entropy(
+    hidden: ArrayLike,
+    linear_weight: ArrayLike,
+    target: ArrayLike,
+    *,
+    linear_bias: ArrayLike | None = ...,
+    weight: ArrayLike | None = ...,
+    ignore_index: int | None = ...,
+    reduction: Literal["none"],
+    label_smoothing: float = ...,
+    chunk_size: int | tuple[int, int] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[True],
+    return_accuracy: Literal[False] = ...,
+) -> tuple[FloatArray, FloatArray]: ...
+
+
+@overload
+def linear_cross_entropy(
+    hidden: NDArray[Float],
+    linear_weight: NDArray[Float],
+    target: ArrayLike,
+    *,
+    linear_bias: ArrayLike | None = ...,
+    weight: ArrayLike | None = ...,
+    ignore_index: int | None = ...,
+    reduction: Reduced = ...,
+    label_smoothing: float = ...,
+    chunk_size: int | tuple[int, int] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[True],
+    return_accuracy: Literal[True],
+) -> tuple[Float, NDArray[Float], Float]: ...
+
+
+@overload
+def linear_cross_entropy(
+    hidden: NDArray[Float],
+    linear_weight: NDArray[Float],
+    target: ArrayLike,
+    *,
+    linear_bias: ArrayLike | None = ...,
+    weight: ArrayLike | None = ...,
+    ignore_index: int | None = ...,
+    reduction: Literal["none"],
+    label_smoothing: float = ...,
+    chunk_size: int | tuple[int, int] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[True],
+    return_accuracy: Literal[True],
+) -> tuple[NDArray[Float], NDArray[Float], Float]: ...
+
+
+@overload
+def linear_cross_entropy(
+    hidden: ArrayLike,
+    linear_weight: ArrayLike,
+    target: ArrayLike,
+    *,
+    linear_bias: ArrayLike | None = ...,
+    weight: ArrayLike | None = ...,
+    ignore_index: int | None = ...,
+    reduction: Reduced = ...,
+    label_smoothing: float = ...,
+    chunk_size: int | tuple[int, int] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[True],
+    return_accuracy: Literal[True],
+) -> tuple[FloatScalar, FloatArray, FloatScalar]: ...
+
+
+@overload
+def linear_cross_entropy(
+    hidden: ArrayLike,
+    linear_weight: ArrayLike,
+    target: ArrayLike,
+    *,
+    linear_bias: ArrayLike | None = ...,
+    weight: ArrayLike | None = ...,
+    ignore_index: int | None = ...,
+    reduction: Literal["none"],
+    label_smoothing: float = ...,
+    chunk_size: int | tuple[int, int] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[True],
+    return_accuracy: Literal[True],
+) -> tuple[FloatArray, FloatArray, FloatScalar]: ...
 
 
 @overload
@@ -594,7 +855,7 @@ def linear_cross_entropy(
     softcap: float | None = ...,
     return_lse: bool = ...,
     return_accuracy: bool = ...,
-) -> Any: ...
+) -> ScalarOrArray | tuple[ScalarOrArray, ...]: ...
 
 
 def linear_cross_entropy(
@@ -745,6 +1006,11 @@ def linear_cross_entropy_with_grad(
     reduction: Reduced = ...,
     label_smoothing: float = ...,
     chunk_size: int | tuple[int, int] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[False] = ...,
+    return_accuracy: Literal[False] = ...,
 ) -> tuple[Float, NDArray[Float], NDArray[Float]]: ...
 
 
@@ -760,6 +1026,11 @@ def linear_cross_entropy_with_grad(
     reduction: Reduced = ...,
     label_smoothing: float = ...,
     chunk_size: int | tuple[int, int] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[False] = ...,
+    return_accuracy: Literal[False] = ...,
 ) -> tuple[Float, NDArray[Float], NDArray[Float], NDArray[Float]]: ...
 
 
@@ -775,6 +1046,11 @@ def linear_cross_entropy_with_grad(
     reduction: Literal["none"],
     label_smoothing: float = ...,
     chunk_size: int | tuple[int, int] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[False] = ...,
+    return_accuracy: Literal[False] = ...,
 ) -> tuple[NDArray[Float], NDArray[Float], NDArray[Float]]: ...
 
 
@@ -790,6 +1066,11 @@ def linear_cross_entropy_with_grad(
     reduction: Literal["none"],
     label_smoothing: float = ...,
     chunk_size: int | tuple[int, int] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[False] = ...,
+    return_accuracy: Literal[False] = ...,
 ) -> tuple[NDArray[Float], NDArray[Float], NDArray[Float], NDArray[Float]]: ...
 
 
@@ -805,6 +1086,11 @@ def linear_cross_entropy_with_grad(
     reduction: Reduced = ...,
     label_smoothing: float = ...,
     chunk_size: int | tuple[int, int] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[False] = ...,
+    return_accuracy: Literal[False] = ...,
 ) -> tuple[FloatScalar, FloatArray, FloatArray]: ...
 
 
@@ -820,6 +1106,11 @@ def linear_cross_entropy_with_grad(
     reduction: Reduced = ...,
     label_smoothing: float = ...,
     chunk_size: int | tuple[int, int] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[False] = ...,
+    return_accuracy: Literal[False] = ...,
 ) -> tuple[FloatScalar, FloatArray, FloatArray, FloatArray]: ...
 
 
@@ -835,6 +1126,11 @@ def linear_cross_entropy_with_grad(
     reduction: Literal["none"],
     label_smoothing: float = ...,
     chunk_size: int | tuple[int, int] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[False] = ...,
+    return_accuracy: Literal[False] = ...,
 ) -> tuple[FloatArray, FloatArray, FloatArray]: ...
 
 
@@ -850,7 +1146,492 @@ def linear_cross_entropy_with_grad(
     reduction: Literal["none"],
     label_smoothing: float = ...,
     chunk_size: int | tuple[int, int] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[False] = ...,
+    return_accuracy: Literal[False] = ...,
 ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]: ...
+
+
+@overload
+def linear_cross_entropy_with_grad(
+    hidden: NDArray[Float],
+    linear_weight: NDArray[Float],
+    target: ArrayLike,
+    *,
+    linear_bias: None = ...,
+    weight: ArrayLike | None = ...,
+    ignore_index: int | None = ...,
+    reduction: Reduced = ...,
+    label_smoothing: float = ...,
+    chunk_size: int | tuple[int, int] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[False] = ...,
+    return_accuracy: Literal[True],
+) -> tuple[Float, NDArray[Float], NDArray[Float], Float]: ...
+
+
+@overload
+def linear_cross_entropy_with_grad(
+    hidden: NDArray[Float],
+    linear_weight: NDArray[Float],
+    target: ArrayLike,
+    *,
+    linear_bias: ArrayLike,
+    weight: ArrayLike | None = ...,
+    ignore_index: int | None = ...,
+    reduction: Reduced = ...,
+    label_smoothing: float = ...,
+    chunk_size: int | tuple[int, int] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[False] = ...,
+    return_accuracy: Literal[True],
+) -> tuple[Float, NDArray[Float], NDArray[Float], NDArray[Float], Float]: ...
+
+
+@overload
+def linear_cross_entropy_with_grad(
+    hidden: NDArray[Float],
+    linear_weight: NDArray[Float],
+    target: ArrayLike,
+    *,
+    linear_bias: None = ...,
+    weight: ArrayLike | None = ...,
+    ignore_index: int | None = ...,
+    reduction: Literal["none"],
+    label_smoothing: float = ...,
+    chunk_size: int | tuple[int, int] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[False] = ...,
+    return_accuracy: Literal[True],
+) -> tuple[NDArray[Float], NDArray[Float], NDArray[Float], Float]: ...
+
+
+@overload
+def linear_cross_entropy_with_grad(
+    hidden: NDArray[Float],
+    linear_weight: NDArray[Float],
+    target: ArrayLike,
+    *,
+    linear_bias: ArrayLike,
+    weight: ArrayLike | None = ...,
+    ignore_index: int | None = ...,
+    reduction: Literal["none"],
+    label_smoothing: float = ...,
+    chunk_size: int | tuple[int, int] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[False] = ...,
+    return_accuracy: Literal[True],
+) -> tuple[NDArray[Float], NDArray[Float], NDArray[Float], NDArray[Float], Float]: ...
+
+
+@overload
+def linear_cross_entropy_with_grad(
+    hidden: ArrayLike,
+    linear_weight: ArrayLike,
+    target: ArrayLike,
+    *,
+    linear_bias: None = ...,
+    weight: ArrayLike | None = ...,
+    ignore_index: int | None = ...,
+    reduction: Reduced = ...,
+    label_smoothing: float = ...,
+    chunk_size: int | tuple[int, int] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[False] = ...,
+    return_accuracy: Literal[True],
+) -> tuple[FloatScalar, FloatArray, FloatArray, FloatScalar]: ...
+
+
+@overload
+def linear_cross_entropy_with_grad(
+    hidden: ArrayLike,
+    linear_weight: ArrayLike,
+    target: ArrayLike,
+    *,
+    linear_bias: ArrayLike,
+    weight: ArrayLike | None = ...,
+    ignore_index: int | None = ...,
+    reduction: Reduced = ...,
+    label_smoothing: float = ...,
+    chunk_size: int | tuple[int, int] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[False] = ...,
+    return_accuracy: Literal[True],
+) -> tuple[FloatScalar, FloatArray, FloatArray, FloatArray, FloatScalar]: ...
+
+
+@overload
+def linear_cross_entropy_with_grad(
+    hidden: ArrayLike,
+    linear_weight: ArrayLike,
+    target: ArrayLike,
+    *,
+    linear_bias: None = ...,
+    weight: ArrayLike | None = ...,
+    ignore_index: int | None = ...,
+    reduction: Literal["none"],
+    label_smoothing: float = ...,
+    chunk_size: int | tuple[int, int] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[False] = ...,
+    return_accuracy: Literal[True],
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatScalar]: ...
+
+
+@overload
+def linear_cross_entropy_with_grad(
+    hidden: ArrayLike,
+    linear_weight: ArrayLike,
+    target: ArrayLike,
+    *,
+    linear_bias: ArrayLike,
+    weight: ArrayLike | None = ...,
+    ignore_index: int | None = ...,
+    reduction: Literal["none"],
+    label_smoothing: float = ...,
+    chunk_size: int | tuple[int, int] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[False] = ...,
+    return_accuracy: Literal[True],
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatScalar]: ...
+
+
+@overload
+def linear_cross_entropy_with_grad(
+    hidden: NDArray[Float],
+    linear_weight: NDArray[Float],
+    target: ArrayLike,
+    *,
+    linear_bias: None = ...,
+    weight: ArrayLike | None = ...,
+    ignore_index: int | None = ...,
+    reduction: Reduced = ...,
+    label_smoothing: float = ...,
+    chunk_size: int | tuple[int, int] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[True],
+    return_accuracy: Literal[False] = ...,
+) -> tuple[Float, NDArray[Float], NDArray[Float], NDArray[Float]]: ...
+
+
+@overload
+def linear_cross_entropy_with_grad(
+    hidden: NDArray[Float],
+    linear_weight: NDArray[Float],
+    target: ArrayLike,
+    *,
+    linear_bias: ArrayLike,
+    weight: ArrayLike | None = ...,
+    ignore_index: int | None = ...,
+    reduction: Reduced = ...,
+    label_smoothing: float = ...,
+    chunk_size: int | tuple[int, int] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[True],
+    return_accuracy: Literal[False] = ...,
+) -> tuple[Float, NDArray[Float], NDArray[Float], NDArray[Float], NDArray[Float]]: ...
+
+
+@overload
+def linear_cross_entropy_with_grad(
+    hidden: NDArray[Float],
+    linear_weight: NDArray[Float],
+    target: ArrayLike,
+    *,
+    linear_bias: None = ...,
+    weight: ArrayLike | None = ...,
+    ignore_index: int | None = ...,
+    reduction: Literal["none"],
+    label_smoothing: float = ...,
+    chunk_size: int | tuple[int, int] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[True],
+    return_accuracy: Literal[False] = ...,
+) -> tuple[NDArray[Float], NDArray[Float], NDArray[Float], NDArray[Float]]: ...
+
+
+@overload
+def linear_cross_entropy_with_grad(
+    hidden: NDArray[Float],
+    linear_weight: NDArray[Float],
+    target: ArrayLike,
+    *,
+    linear_bias: ArrayLike,
+    weight: ArrayLike | None = ...,
+    ignore_index: int | None = ...,
+    reduction: Literal["none"],
+    label_smoothing: float = ...,
+    chunk_size: int | tuple[int, int] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[True],
+    return_accuracy: Literal[False] = ...,
+) -> tuple[NDArray[Float], NDArray[Float], NDArray[Float], NDArray[Float], NDArray[Float]]: ...
+
+
+@overload
+def linear_cross_entropy_with_grad(
+    hidden: ArrayLike,
+    linear_weight: ArrayLike,
+    target: ArrayLike,
+    *,
+    linear_bias: None = ...,
+    weight: ArrayLike | None = ...,
+    ignore_index: int | None = ...,
+    reduction: Reduced = ...,
+    label_smoothing: float = ...,
+    chunk_size: int | tuple[int, int] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[True],
+    return_accuracy: Literal[False] = ...,
+) -> tuple[FloatScalar, FloatArray, FloatArray, FloatArray]: ...
+
+
+@overload
+def linear_cross_entropy_with_grad(
+    hidden: ArrayLike,
+    linear_weight: ArrayLike,
+    target: ArrayLike,
+    *,
+    linear_bias: ArrayLike,
+    weight: ArrayLike | None = ...,
+    ignore_index: int | None = ...,
+    reduction: Reduced = ...,
+    label_smoothing: float = ...,
+    chunk_size: int | tuple[int, int] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[True],
+    return_accuracy: Literal[False] = ...,
+) -> tuple[FloatScalar, FloatArray, FloatArray, FloatArray, FloatArray]: ...
+
+
+@overload
+def linear_cross_entropy_with_grad(
+    hidden: ArrayLike,
+    linear_weight: ArrayLike,
+    target: ArrayLike,
+    *,
+    linear_bias: None = ...,
+    weight: ArrayLike | None = ...,
+    ignore_index: int | None = ...,
+    reduction: Literal["none"],
+    label_smoothing: float = ...,
+    chunk_size: int | tuple[int, int] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[True],
+    return_accuracy: Literal[False] = ...,
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]: ...
+
+
+@overload
+def linear_cross_entropy_with_grad(
+    hidden: ArrayLike,
+    linear_weight: ArrayLike,
+    target: ArrayLike,
+    *,
+    linear_bias: ArrayLike,
+    weight: ArrayLike | None = ...,
+    ignore_index: int | None = ...,
+    reduction: Literal["none"],
+    label_smoothing: float = ...,
+    chunk_size: int | tuple[int, int] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[True],
+    return_accuracy: Literal[False] = ...,
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]: ...
+
+
+@overload
+def linear_cross_entropy_with_grad(
+    hidden: NDArray[Float],
+    linear_weight: NDArray[Float],
+    target: ArrayLike,
+    *,
+    linear_bias: None = ...,
+    weight: ArrayLike | None = ...,
+    ignore_index: int | None = ...,
+    reduction: Reduced = ...,
+    label_smoothing: float = ...,
+    chunk_size: int | tuple[int, int] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[True],
+    return_accuracy: Literal[True],
+) -> tuple[Float, NDArray[Float], NDArray[Float], NDArray[Float], Float]: ...
+
+
+@overload
+def linear_cross_entropy_with_grad(
+    hidden: NDArray[Float],
+    linear_weight: NDArray[Float],
+    target: ArrayLike,
+    *,
+    linear_bias: ArrayLike,
+    weight: ArrayLike | None = ...,
+    ignore_index: int | None = ...,
+    reduction: Reduced = ...,
+    label_smoothing: float = ...,
+    chunk_size: int | tuple[int, int] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[True],
+    return_accuracy: Literal[True],
+) -> tuple[Float, NDArray[Float], NDArray[Float], NDArray[Float], NDArray[Float], Float]: ...
+
+
+@overload
+def linear_cross_entropy_with_grad(
+    hidden: NDArray[Float],
+    linear_weight: NDArray[Float],
+    target: ArrayLike,
+    *,
+    linear_bias: None = ...,
+    weight: ArrayLike | None = ...,
+    ignore_index: int | None = ...,
+    reduction: Literal["none"],
+    label_smoothing: float = ...,
+    chunk_size: int | tuple[int, int] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[True],
+    return_accuracy: Literal[True],
+) -> tuple[NDArray[Float], NDArray[Float], NDArray[Float], NDArray[Float], Float]: ...
+
+
+@overload
+def linear_cross_entropy_with_grad(
+    hidden: NDArray[Float],
+    linear_weight: NDArray[Float],
+    target: ArrayLike,
+    *,
+    linear_bias: ArrayLike,
+    weight: ArrayLike | None = ...,
+    ignore_index: int | None = ...,
+    reduction: Literal["none"],
+    label_smoothing: float = ...,
+    chunk_size: int | tuple[int, int] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[True],
+    return_accuracy: Literal[True],
+) -> tuple[NDArray[Float], NDArray[Float], NDArray[Float], NDArray[Float], NDArray[Float], Float]: ...
+
+
+@overload
+def linear_cross_entropy_with_grad(
+    hidden: ArrayLike,
+    linear_weight: ArrayLike,
+    target: ArrayLike,
+    *,
+    linear_bias: None = ...,
+    weight: ArrayLike | None = ...,
+    ignore_index: int | None = ...,
+    reduction: Reduced = ...,
+    label_smoothing: float = ...,
+    chunk_size: int | tuple[int, int] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[True],
+    return_accuracy: Literal[True],
+) -> tuple[FloatScalar, FloatArray, FloatArray, FloatArray, FloatScalar]: ...
+
+
+@overload
+def linear_cross_entropy_with_grad(
+    hidden: ArrayLike,
+    linear_weight: ArrayLike,
+    target: ArrayLike,
+    *,
+    linear_bias: ArrayLike,
+    weight: ArrayLike | None = ...,
+    ignore_index: int | None = ...,
+    reduction: Reduced = ...,
+    label_smoothing: float = ...,
+    chunk_size: int | tuple[int, int] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[True],
+    return_accuracy: Literal[True],
+) -> tuple[FloatScalar, FloatArray, FloatArray, FloatArray, FloatArray, FloatScalar]: ...
+
+
+@overload
+def linear_cross_entropy_with_grad(
+    hidden: ArrayLike,
+    linear_weight: ArrayLike,
+    target: ArrayLike,
+    *,
+    linear_bias: None = ...,
+    weight: ArrayLike | None = ...,
+    ignore_index: int | None = ...,
+    reduction: Literal["none"],
+    label_smoothing: float = ...,
+    chunk_size: int | tuple[int, int] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[True],
+    return_accuracy: Literal[True],
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatScalar]: ...
+
+
+@overload
+def linear_cross_entropy_with_grad(
+    hidden: ArrayLike,
+    linear_weight: ArrayLike,
+    target: ArrayLike,
+    *,
+    linear_bias: ArrayLike,
+    weight: ArrayLike | None = ...,
+    ignore_index: int | None = ...,
+    reduction: Literal["none"],
+    label_smoothing: float = ...,
+    chunk_size: int | tuple[int, int] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[True],
+    return_accuracy: Literal[True],
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray, FloatScalar]: ...
 
 
 @overload
@@ -870,7 +1651,7 @@ def linear_cross_entropy_with_grad(
     softcap: float | None = ...,
     return_lse: bool = ...,
     return_accuracy: bool = ...,
-) -> Any: ...
+) -> tuple[ScalarOrArray, ...]: ...
 
 
 def linear_cross_entropy_with_grad(

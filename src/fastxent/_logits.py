@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal, overload
 
 from ._typing import (ArrayLike, Float, FloatArray, FloatScalar, Loss, LossAndGrad, NDArray,
-                      Reduced, Reduction)
+                      Reduced, Reduction, ScalarOrArray)
 from ._losses import BinaryInput, Scores, binary_loss, class_loss
 from ._validate import IGNORE_INDEX_DEFAULT, signature_hints
 
@@ -20,6 +20,11 @@ def cross_entropy(
     reduction: Reduced = ...,
     label_smoothing: float = ...,
     axis: int | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[False] = ...,
+    return_accuracy: Literal[False] = ...,
 ) -> Float: ...
 
 
@@ -33,6 +38,11 @@ def cross_entropy(
     reduction: Literal["none"],
     label_smoothing: float = ...,
     axis: int | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[False] = ...,
+    return_accuracy: Literal[False] = ...,
 ) -> NDArray[Float]: ...
 
 
@@ -46,6 +56,11 @@ def cross_entropy(
     reduction: Reduced = ...,
     label_smoothing: float = ...,
     axis: int | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[False] = ...,
+    return_accuracy: Literal[False] = ...,
 ) -> FloatScalar: ...
 
 
@@ -59,7 +74,228 @@ def cross_entropy(
     reduction: Literal["none"],
     label_smoothing: float = ...,
     axis: int | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[False] = ...,
+    return_accuracy: Literal[False] = ...,
 ) -> FloatArray: ...
+
+
+@overload
+def cross_entropy(
+    logits: NDArray[Float],
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    ignore_index: int = ...,
+    reduction: Reduced = ...,
+    label_smoothing: float = ...,
+    axis: int | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[False] = ...,
+    return_accuracy: Literal[True],
+) -> tuple[Float, Float]: ...
+
+
+@overload
+def cross_entropy(
+    logits: NDArray[Float],
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    ignore_index: int = ...,
+    reduction: Literal["none"],
+    label_smoothing: float = ...,
+    axis: int | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[False] = ...,
+    return_accuracy: Literal[True],
+) -> tuple[NDArray[Float], Float]: ...
+
+
+@overload
+def cross_entropy(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    ignore_index: int = ...,
+    reduction: Reduced = ...,
+    label_smoothing: float = ...,
+    axis: int | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[False] = ...,
+    return_accuracy: Literal[True],
+) -> tuple[FloatScalar, FloatScalar]: ...
+
+
+@overload
+def cross_entropy(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    ignore_index: int = ...,
+    reduction: Literal["none"],
+    label_smoothing: float = ...,
+    axis: int | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[False] = ...,
+    return_accuracy: Literal[True],
+) -> tuple[FloatArray, FloatScalar]: ...
+
+
+@overload
+def cross_entropy(
+    logits: NDArray[Float],
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    ignore_index: int = ...,
+    reduction: Reduced = ...,
+    label_smoothing: float = ...,
+    axis: int | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[True],
+    return_accuracy: Literal[False] = ...,
+) -> tuple[Float, NDArray[Float]]: ...
+
+
+@overload
+def cross_entropy(
+    logits: NDArray[Float],
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    ignore_index: int = ...,
+    reduction: Literal["none"],
+    label_smoothing: float = ...,
+    axis: int | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[True],
+    return_accuracy: Literal[False] = ...,
+) -> tuple[NDArray[Float], NDArray[Float]]: ...
+
+
+@overload
+def cross_entropy(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    ignore_index: int = ...,
+    reduction: Reduced = ...,
+    label_smoothing: float = ...,
+    axis: int | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[True],
+    return_accuracy: Literal[False] = ...,
+) -> tuple[FloatScalar, FloatArray]: ...
+
+
+@overload
+def cross_entropy(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    ignore_index: int = ...,
+    reduction: Literal["none"],
+    label_smoothing: float = ...,
+    axis: int | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[True],
+    return_accuracy: Literal[False] = ...,
+) -> tuple[FloatArray, FloatArray]: ...
+
+
+@overload
+def cross_entropy(
+    logits: NDArray[Float],
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    ignore_index: int = ...,
+    reduction: Reduced = ...,
+    label_smoothing: float = ...,
+    axis: int | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[True],
+    return_accuracy: Literal[True],
+) -> tuple[Float, NDArray[Float], Float]: ...
+
+
+@overload
+def cross_entropy(
+    logits: NDArray[Float],
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    ignore_index: int = ...,
+    reduction: Literal["none"],
+    label_smoothing: float = ...,
+    axis: int | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[True],
+    return_accuracy: Literal[True],
+) -> tuple[NDArray[Float], NDArray[Float], Float]: ...
+
+
+@overload
+def cross_entropy(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    ignore_index: int = ...,
+    reduction: Reduced = ...,
+    label_smoothing: float = ...,
+    axis: int | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[True],
+    return_accuracy: Literal[True],
+) -> tuple[FloatScalar, FloatArray, FloatScalar]: ...
+
+
+@overload
+def cross_entropy(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    ignore_index: int = ...,
+    reduction: Literal["none"],
+    label_smoothing: float = ...,
+    axis: int | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[True],
+    return_accuracy: Literal[True],
+) -> tuple[FloatArray, FloatArray, FloatScalar]: ...
 
 
 @overload
@@ -77,7 +313,7 @@ def cross_entropy(
     softcap: float | None = ...,
     return_lse: bool = ...,
     return_accuracy: bool = ...,
-) -> Any: ...
+) -> ScalarOrArray | tuple[ScalarOrArray, ...]: ...
 
 
 @signature_hints
@@ -284,6 +520,11 @@ def cross_entropy_with_grad(
     label_smoothing: float = ...,
     axis: int | None = ...,
     out: NDArray[Float] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[False] = ...,
+    return_accuracy: Literal[False] = ...,
 ) -> tuple[Float, NDArray[Float]]: ...
 
 
@@ -298,6 +539,11 @@ def cross_entropy_with_grad(
     label_smoothing: float = ...,
     axis: int | None = ...,
     out: NDArray[Float] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[False] = ...,
+    return_accuracy: Literal[False] = ...,
 ) -> tuple[NDArray[Float], NDArray[Float]]: ...
 
 
@@ -312,6 +558,11 @@ def cross_entropy_with_grad(
     label_smoothing: float = ...,
     axis: int | None = ...,
     out: NDArray[Any] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[False] = ...,
+    return_accuracy: Literal[False] = ...,
 ) -> tuple[FloatScalar, FloatArray]: ...
 
 
@@ -326,7 +577,240 @@ def cross_entropy_with_grad(
     label_smoothing: float = ...,
     axis: int | None = ...,
     out: NDArray[Any] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[False] = ...,
+    return_accuracy: Literal[False] = ...,
 ) -> tuple[FloatArray, FloatArray]: ...
+
+
+@overload
+def cross_entropy_with_grad(
+    logits: NDArray[Float],
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    ignore_index: int = ...,
+    reduction: Reduced = ...,
+    label_smoothing: float = ...,
+    axis: int | None = ...,
+    out: NDArray[Float] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[False] = ...,
+    return_accuracy: Literal[True],
+) -> tuple[Float, NDArray[Float], Float]: ...
+
+
+@overload
+def cross_entropy_with_grad(
+    logits: NDArray[Float],
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    ignore_index: int = ...,
+    reduction: Literal["none"],
+    label_smoothing: float = ...,
+    axis: int | None = ...,
+    out: NDArray[Float] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[False] = ...,
+    return_accuracy: Literal[True],
+) -> tuple[NDArray[Float], NDArray[Float], Float]: ...
+
+
+@overload
+def cross_entropy_with_grad(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    ignore_index: int = ...,
+    reduction: Reduced = ...,
+    label_smoothing: float = ...,
+    axis: int | None = ...,
+    out: NDArray[Any] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[False] = ...,
+    return_accuracy: Literal[True],
+) -> tuple[FloatScalar, FloatArray, FloatScalar]: ...
+
+
+@overload
+def cross_entropy_with_grad(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    ignore_index: int = ...,
+    reduction: Literal["none"],
+    label_smoothing: float = ...,
+    axis: int | None = ...,
+    out: NDArray[Any] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[False] = ...,
+    return_accuracy: Literal[True],
+) -> tuple[FloatArray, FloatArray, FloatScalar]: ...
+
+
+@overload
+def cross_entropy_with_grad(
+    logits: NDArray[Float],
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    ignore_index: int = ...,
+    reduction: Reduced = ...,
+    label_smoothing: float = ...,
+    axis: int | None = ...,
+    out: NDArray[Float] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[True],
+    return_accuracy: Literal[False] = ...,
+) -> tuple[Float, NDArray[Float], NDArray[Float]]: ...
+
+
+@overload
+def cross_entropy_with_grad(
+    logits: NDArray[Float],
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    ignore_index: int = ...,
+    reduction: Literal["none"],
+    label_smoothing: float = ...,
+    axis: int | None = ...,
+    out: NDArray[Float] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[True],
+    return_accuracy: Literal[False] = ...,
+) -> tuple[NDArray[Float], NDArray[Float], NDArray[Float]]: ...
+
+
+@overload
+def cross_entropy_with_grad(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    ignore_index: int = ...,
+    reduction: Reduced = ...,
+    label_smoothing: float = ...,
+    axis: int | None = ...,
+    out: NDArray[Any] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[True],
+    return_accuracy: Literal[False] = ...,
+) -> tuple[FloatScalar, FloatArray, FloatArray]: ...
+
+
+@overload
+def cross_entropy_with_grad(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    ignore_index: int = ...,
+    reduction: Literal["none"],
+    label_smoothing: float = ...,
+    axis: int | None = ...,
+    out: NDArray[Any] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[True],
+    return_accuracy: Literal[False] = ...,
+) -> tuple[FloatArray, FloatArray, FloatArray]: ...
+
+
+@overload
+def cross_entropy_with_grad(
+    logits: NDArray[Float],
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    ignore_index: int = ...,
+    reduction: Reduced = ...,
+    label_smoothing: float = ...,
+    axis: int | None = ...,
+    out: NDArray[Float] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[True],
+    return_accuracy: Literal[True],
+) -> tuple[Float, NDArray[Float], NDArray[Float], Float]: ...
+
+
+@overload
+def cross_entropy_with_grad(
+    logits: NDArray[Float],
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    ignore_index: int = ...,
+    reduction: Literal["none"],
+    label_smoothing: float = ...,
+    axis: int | None = ...,
+    out: NDArray[Float] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[True],
+    return_accuracy: Literal[True],
+) -> tuple[NDArray[Float], NDArray[Float], NDArray[Float], Float]: ...
+
+
+@overload
+def cross_entropy_with_grad(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    ignore_index: int = ...,
+    reduction: Reduced = ...,
+    label_smoothing: float = ...,
+    axis: int | None = ...,
+    out: NDArray[Any] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[True],
+    return_accuracy: Literal[True],
+) -> tuple[FloatScalar, FloatArray, FloatArray, FloatScalar]: ...
+
+
+@overload
+def cross_entropy_with_grad(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    ignore_index: int = ...,
+    reduction: Literal["none"],
+    label_smoothing: float = ...,
+    axis: int | None = ...,
+    out: NDArray[Any] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_lse: Literal[True],
+    return_accuracy: Literal[True],
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatScalar]: ...
 
 
 @overload
@@ -345,7 +829,7 @@ def cross_entropy_with_grad(
     softcap: float | None = ...,
     return_lse: bool = ...,
     return_accuracy: bool = ...,
-) -> Any: ...
+) -> tuple[ScalarOrArray, ...]: ...
 
 
 @signature_hints

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal, overload
 
 from ._typing import (ArrayLike, Float, FloatArray, FloatScalar, Loss, LossAndGrad, NDArray,
-                      Reduced, Reduction)
+                      Reduced, Reduction, ScalarOrArray)
 from ._losses import BinaryInput, Scores, binary_loss, class_loss
 from ._validate import IGNORE_INDEX_DEFAULT, signature_hints
 
@@ -256,6 +256,8 @@ def nll_loss(
     ignore_index: int = ...,
     reduction: Reduced = ...,
     axis: int | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    return_accuracy: Literal[False] = ...,
 ) -> Float: ...
 
 
@@ -268,6 +270,8 @@ def nll_loss(
     ignore_index: int = ...,
     reduction: Literal["none"],
     axis: int | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    return_accuracy: Literal[False] = ...,
 ) -> NDArray[Float]: ...
 
 
@@ -280,6 +284,8 @@ def nll_loss(
     ignore_index: int = ...,
     reduction: Reduced = ...,
     axis: int | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    return_accuracy: Literal[False] = ...,
 ) -> FloatScalar: ...
 
 
@@ -292,7 +298,65 @@ def nll_loss(
     ignore_index: int = ...,
     reduction: Literal["none"],
     axis: int | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    return_accuracy: Literal[False] = ...,
 ) -> FloatArray: ...
+
+
+@overload
+def nll_loss(
+    log_probs: NDArray[Float],
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    ignore_index: int = ...,
+    reduction: Reduced = ...,
+    axis: int | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    return_accuracy: Literal[True],
+) -> tuple[Float, Float]: ...
+
+
+@overload
+def nll_loss(
+    log_probs: NDArray[Float],
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    ignore_index: int = ...,
+    reduction: Literal["none"],
+    axis: int | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    return_accuracy: Literal[True],
+) -> tuple[NDArray[Float], Float]: ...
+
+
+@overload
+def nll_loss(
+    log_probs: ArrayLike,
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    ignore_index: int = ...,
+    reduction: Reduced = ...,
+    axis: int | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    return_accuracy: Literal[True],
+) -> tuple[FloatScalar, FloatScalar]: ...
+
+
+@overload
+def nll_loss(
+    log_probs: ArrayLike,
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    ignore_index: int = ...,
+    reduction: Literal["none"],
+    axis: int | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    return_accuracy: Literal[True],
+) -> tuple[FloatArray, FloatScalar]: ...
 
 
 @overload
@@ -306,7 +370,7 @@ def nll_loss(
     axis: int | None = ...,
     sample_weight: ArrayLike | None = ...,
     return_accuracy: bool = ...,
-) -> Any: ...
+) -> ScalarOrArray | tuple[ScalarOrArray, ...]: ...
 
 
 @signature_hints
@@ -424,6 +488,8 @@ def nll_loss_with_grad(
     reduction: Reduced = ...,
     axis: int | None = ...,
     out: NDArray[Float] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    return_accuracy: Literal[False] = ...,
 ) -> tuple[Float, NDArray[Float]]: ...
 
 
@@ -437,6 +503,8 @@ def nll_loss_with_grad(
     reduction: Literal["none"],
     axis: int | None = ...,
     out: NDArray[Float] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    return_accuracy: Literal[False] = ...,
 ) -> tuple[NDArray[Float], NDArray[Float]]: ...
 
 
@@ -450,6 +518,8 @@ def nll_loss_with_grad(
     reduction: Reduced = ...,
     axis: int | None = ...,
     out: NDArray[Any] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    return_accuracy: Literal[False] = ...,
 ) -> tuple[FloatScalar, FloatArray]: ...
 
 
@@ -463,7 +533,69 @@ def nll_loss_with_grad(
     reduction: Literal["none"],
     axis: int | None = ...,
     out: NDArray[Any] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    return_accuracy: Literal[False] = ...,
 ) -> tuple[FloatArray, FloatArray]: ...
+
+
+@overload
+def nll_loss_with_grad(
+    log_probs: NDArray[Float],
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    ignore_index: int = ...,
+    reduction: Reduced = ...,
+    axis: int | None = ...,
+    out: NDArray[Float] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    return_accuracy: Literal[True],
+) -> tuple[Float, NDArray[Float], Float]: ...
+
+
+@overload
+def nll_loss_with_grad(
+    log_probs: NDArray[Float],
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    ignore_index: int = ...,
+    reduction: Literal["none"],
+    axis: int | None = ...,
+    out: NDArray[Float] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    return_accuracy: Literal[True],
+) -> tuple[NDArray[Float], NDArray[Float], Float]: ...
+
+
+@overload
+def nll_loss_with_grad(
+    log_probs: ArrayLike,
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    ignore_index: int = ...,
+    reduction: Reduced = ...,
+    axis: int | None = ...,
+    out: NDArray[Any] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    return_accuracy: Literal[True],
+) -> tuple[FloatScalar, FloatArray, FloatScalar]: ...
+
+
+@overload
+def nll_loss_with_grad(
+    log_probs: ArrayLike,
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    ignore_index: int = ...,
+    reduction: Literal["none"],
+    axis: int | None = ...,
+    out: NDArray[Any] | None = ...,
+    sample_weight: ArrayLike | None = ...,
+    return_accuracy: Literal[True],
+) -> tuple[FloatArray, FloatArray, FloatScalar]: ...
 
 
 @overload
@@ -478,7 +610,7 @@ def nll_loss_with_grad(
     out: NDArray[Any] | None = ...,
     sample_weight: ArrayLike | None = ...,
     return_accuracy: bool = ...,
-) -> Any: ...
+) -> tuple[ScalarOrArray, ...]: ...
 
 
 @signature_hints
