@@ -11,7 +11,7 @@ script (``python tests/typing/user_script.py``).
 from __future__ import annotations
 
 import sys
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -29,6 +29,7 @@ F32 = np.float32
 F64 = np.float64
 Scalar = np.float32 | np.float64
 Array = NDArray[np.float32] | NDArray[np.float64]
+ScalarOrArray = np.floating[Any] | NDArray[np.floating[Any]]
 
 rng = np.random.default_rng(0)
 logits = rng.standard_normal((8, 5), dtype=np.float32)
@@ -82,6 +83,51 @@ assert_type(d_weight, NDArray[F32])
                                                           linear_bias=np.zeros(5, np.float32))
 assert_type(d_bias, NDArray[F32])
 
+# ---- the class losses' options: the types stay precise; side outputs come in a tuple ----
+weights = np.ones(8)
+assert_type(fastxent.cross_entropy(logits, labels, sample_weight=weights, z_loss=1e-4,
+                                   softcap=30.0), F32)
+assert_type(fastxent.cross_entropy(logits64, labels, reduction="none", softcap=None), NDArray[F64])
+assert_type(fastxent.cross_entropy(logits, labels, return_lse=False, return_accuracy=False), F32)
+ce_loss, ce_lse = fastxent.cross_entropy(logits, labels, return_lse=True)
+assert_type(ce_loss, F32)
+assert_type(ce_lse, NDArray[F32])
+assert_type(fastxent.cross_entropy(logits64, labels, return_accuracy=True), tuple[F64, F64])
+assert_type(fastxent.cross_entropy(logits, labels, reduction="none", return_lse=True,
+                                   return_accuracy=True),
+            tuple[NDArray[F32], NDArray[F32], F32])
+assert_type(fastxent.cross_entropy([[2.0, 0.5]], [0], return_accuracy=True), tuple[Scalar, Scalar])
+assert_type(fastxent.cross_entropy_with_grad(logits, labels, z_loss=1e-4, return_lse=True,
+                                             return_accuracy=True),
+            tuple[F32, NDArray[F32], NDArray[F32], F32])
+assert_type(fastxent.cross_entropy_with_grad(logits64, labels, reduction="sum",
+                                             sample_weight=weights),
+            tuple[F64, NDArray[F64]])
+assert_type(fastxent.nll_loss(log_probs, labels, sample_weight=weights), F64)
+assert_type(fastxent.nll_loss(log_probs, labels, reduction="none", return_accuracy=True),
+            tuple[NDArray[F64], F64])
+assert_type(fastxent.nll_loss_with_grad(log_probs, labels, return_accuracy=True),
+            tuple[F64, NDArray[F64], F64])
+assert_type(fastxent.linear_cross_entropy(hidden, head, labels, softcap=30.0, return_lse=True),
+            tuple[F32, NDArray[F32]])
+assert_type(fastxent.linear_cross_entropy_with_grad(hidden, head, labels, return_accuracy=True),
+            tuple[F32, NDArray[F32], NDArray[F32], F32])
+assert_type(fastxent.linear_cross_entropy_with_grad(hidden, head, labels, reduction="none",
+                                                    linear_bias=np.zeros(5, np.float32),
+                                                    return_lse=True, return_accuracy=True),
+            tuple[NDArray[F32], NDArray[F32], NDArray[F32], NDArray[F32], NDArray[F32], F32])
+
+
+def side_outputs_known_at_run_time(want_lse: bool) -> None:
+    # a bool variable: the loss alone or a tuple, which the types cannot tell apart
+    assert_type(fastxent.cross_entropy(logits, labels, return_lse=want_lse),
+                ScalarOrArray | tuple[ScalarOrArray, ...])
+    assert_type(fastxent.cross_entropy_with_grad(logits, labels, return_lse=want_lse),
+                tuple[ScalarOrArray, ...])
+
+
+side_outputs_known_at_run_time(True)
+
 # ---- building blocks (scipy.special) ----
 assert_type(fastxent.softmax(logits, axis=None), NDArray[F32])
 assert_type(fastxent.log_softmax([1.0, 2.0]), Array)
@@ -120,3 +166,9 @@ def misuse(x: NDArray[np.float32]) -> None:
     _, grad = fastxent.cross_entropy_with_grad(x, labels)
     grad.append(0.0)  # type: ignore[attr-defined]  # an ndarray, not a list
     fastxent.linear_cross_entropy_with_grad(x, x, labels, chunk_size="auto")  # type: ignore[call-overload]
+    fastxent.cross_entropy(x, labels, z_loss="a")  # type: ignore[call-overload]
+    fastxent.cross_entropy(x, labels, softcap="30")  # type: ignore[call-overload]
+    fastxent.nll_loss(x, labels, return_lse=True)  # type: ignore[call-overload]  # no lse there
+    fastxent.cross_entropy_with_grad(x, labels, return_accuracy=1)  # type: ignore[call-overload]
+    loss_and_lse = fastxent.cross_entropy(x, labels, return_lse=True)
+    loss_and_lse.reshape(-1)  # type: ignore[attr-defined]  # a tuple, not the loss
