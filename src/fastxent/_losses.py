@@ -7,7 +7,16 @@ import numpy as np
 
 from . import _config
 from ._kinds import BinaryInput, Scores
-from ._validate import position, prepare_binary, prepare_classes
+from ._validate import (
+    ClassProblem,
+    check_ignore_index,
+    check_label_smoothing,
+    check_reduction,
+    kernel_array,
+    position,
+    prepare_binary,
+    prepare_classes,
+)
 
 
 def class_loss(
@@ -15,7 +24,9 @@ def class_loss(
 ):
     """cross_entropy (kind Scores.LOGITS) or nll_loss (Scores.LOG_PROBS), and
     its gradient when want_grad: (loss, gradient), else the loss."""
-    p = prepare_classes(
+    p = _laid_out_problem(
+        scores, target, kind, weight, ignore_index, reduction, label_smoothing, axis, want_grad, out
+    ) or prepare_classes(
         scores,
         target,
         kind=kind,
@@ -38,6 +49,53 @@ def class_loss(
             raise p.label_error(bad_row)
     loss = p.finish_loss(total, denom, row_loss)
     return (loss, p.finish_result()) if want_grad else loss
+
+
+_KERNEL_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _laid_out_problem(
+    scores, target, kind, weight, ignore_index, reduction, label_smoothing, axis, want_grad, out
+):
+    """The problem record of the commonest call, built without prepare_classes'
+    general layout work, or None for any other call: (N, C) C-contiguous
+    float32/float64 scores with the classes last, (N,) signed integer labels,
+    no weight, no out=. The bridges' per-call cost at small sizes is mostly
+    this Python work. The options are checked by the same functions, in the
+    same order; shapes and labels the kernel checks again."""
+    if not (
+        type(scores) is np.ndarray
+        and type(target) is np.ndarray
+        and weight is None
+        and out is None
+        and scores.ndim == 2
+        and target.ndim == 1
+        and axis in (None, -1, 1)
+        and scores.dtype in _KERNEL_FLOATS
+        and target.dtype.kind == "i"
+        and scores.flags.c_contiguous
+        and scores.flags.aligned
+        and 0 < target.shape[0] == scores.shape[0]
+        and scores.shape[1] > 0
+    ):
+        return None
+    reduction = check_reduction(reduction)
+    label_smoothing = check_label_smoothing(label_smoothing)
+    ignore_index = check_ignore_index(ignore_index)
+    return ClassProblem(
+        x=scores,
+        axis=1,
+        batch_shape=target.shape,
+        result=np.empty_like(scores) if want_grad else None,
+        out=None,
+        result_is_out=False,
+        target=kernel_array(target, np.int64),
+        is_index=True,
+        scores=kind,
+        ignore_index=ignore_index,
+        label_smoothing=label_smoothing,
+        reduction=reduction,
+    )
 
 
 def _no_classes(p, row_loss):

@@ -48,6 +48,10 @@ from ._losses import BinaryInput, Scores, binary_loss, class_loss
 from ._validate import IGNORE_INDEX_DEFAULT
 
 __all__ = [
+    "AUTO_MIN_ELEMENTS",
+    "AUTO_MIN_ELEMENTS_BINARY",
+    "AUTO_MIN_ROWS",
+    "FEW_CLASSES",
     "BCELoss",
     "BCEWithLogitsLoss",
     "CrossEntropyLoss",
@@ -59,6 +63,18 @@ __all__ = [
 ]
 
 BACKENDS = ("auto", "fastxent", "torch")
+# backend="auto" runs PyTorch's own implementation (unless inplace_backward=True)
+# where the fixed cost of a Python autograd.Function, some 15 us more per call
+# than PyTorch's own loss, outweighs the fused kernel's speed: class losses
+# of fewer than AUTO_MIN_ELEMENTS elements, except rows of at most
+# FEW_CLASSES classes, whose PyTorch loss costs more per row, where fewer
+# than AUTO_MIN_ROWS rows; binary losses of fewer than
+# AUTO_MIN_ELEMENTS_BINARY elements. docs/benchmarks.md has the measurement
+# that set them.
+AUTO_MIN_ELEMENTS = 65536
+AUTO_MIN_ROWS = 256
+FEW_CLASSES = 16
+AUTO_MIN_ELEMENTS_BINARY = 16384
 _KERNEL_DTYPES = (torch.float32, torch.float64)
 _warned = set()  # fallback reasons already reported under backend="fastxent"
 
@@ -70,6 +86,23 @@ def _check_backend(backend):
     if backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
     return backend
+
+
+def _torch_runs(input, inplace_backward, backend, classes):
+    """Whether PyTorch's own implementation runs by the caller's choice:
+    backend="torch", or "auto" on an input too small to gain from the kernels
+    (classes: a class loss, else a binary one)."""
+    if _check_backend(backend) == "torch":
+        return True
+    if backend != "auto" or inplace_backward or not isinstance(input, torch.Tensor):
+        return False
+    size = input.numel()
+    if not classes:
+        return size < AUTO_MIN_ELEMENTS_BINARY
+    n_classes = input.shape[_class_dim_of(input)] if input.dim() else 0
+    if 0 < n_classes <= FEW_CLASSES:
+        return size // n_classes < AUTO_MIN_ROWS
+    return size < AUTO_MIN_ELEMENTS
 
 
 def _fallback_warning(reason, backend):
@@ -328,7 +361,7 @@ def _class_loss(name, torch_fn, input, target, weight, ignore_index, reduction, 
     def reference(x):
         return torch_fn(x, target, **options)
 
-    if _check_backend(backend) == "torch":
+    if _torch_runs(input, inplace_backward, backend, classes=True):
         return reference(input)
     if torch.compiler.is_compiling():
         if _compilable(input, (target, weight)) and (
@@ -451,7 +484,7 @@ def _binary(input, target, weight, pos_weight, reduction, inplace_backward, back
         def reference(x):
             return F.binary_cross_entropy(x, target, weight, reduction=reduction)
 
-    if _check_backend(backend) == "torch":
+    if _torch_runs(input, inplace_backward, backend, classes=False):
         return reference(input)
     if torch.compiler.is_compiling():
         if _compilable(input, (target, weight, pos_weight)) and target.shape == input.shape \
