@@ -1,7 +1,7 @@
 """fastxent.jax against optax's loss: per-call overhead and jitted training steps.
 
     PYTHONPATH=src python benchmarks/bench_jax_training.py [--only overhead,large,mlp,lm]
-        [--repeats 30]
+        [--repeats 15]
 
 * overhead: microseconds per call at batch 64 x 10 classes, float32, of
   ``jax.jit(jax.value_and_grad(mean loss))``: fastxent.jax.cross_entropy (the
@@ -15,15 +15,15 @@
 * lm: a jitted training step of a language-model-style output layer: hidden
   512, vocabulary 32,000, 4,096 rows (logits = h @ W, the loss, W updated).
 
-Each row runs the candidates interleaved (one call of each per round, order
-rotated) and reports the median and the ratio to optax's loss. Compilation
-happens in the warm-up, untimed. Not a test: no assertions on time.
+Each row runs the candidates interleaved (fastxent.bench.timing: one sample
+of each per round, fast calls repeated within a sample) and reports the
+median and the ratio to optax's loss. Compilation happens in the warm-up,
+untimed. Not a test: no assertions on time.
 """
 
 import argparse
 import contextlib
 import statistics
-import time
 
 import jax
 import jax.numpy as jnp
@@ -32,21 +32,15 @@ import optax
 
 import fastxent
 import fastxent.jax as fxj
+from fastxent.bench.timing import time_round_robin
 
 
-def interleaved(candidates, repeats, warmup=2):
-    """name -> median seconds of fn(), the candidates run in rotating order."""
-    names = list(candidates)
-    for _ in range(warmup):
-        for name in names:
-            candidates[name]()
-    times = {name: [] for name in names}
-    for r in range(repeats):
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            start = time.perf_counter()
-            candidates[name]()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+def interleaved(candidates, repeats):
+    """name -> median seconds of fn(), the candidates timed round-robin
+    (fastxent.bench.timing: one sample of each per round, fast calls repeated
+    within a sample; the first call, which compiles, is its warm-up)."""
+    samples = time_round_robin(candidates, repeats)
+    return {name: statistics.median(t) for name, t in samples.items()}
 
 
 def report(title, medians, unit, reference="optax"):
@@ -135,20 +129,20 @@ def lm(repeats):
     h = jnp.asarray(rng.standard_normal((rows, hidden)).astype(np.float32))
     y = jnp.asarray(rng.integers(0, vocab, rows).astype(np.int32))
     training(f"LM output layer training step (hidden {hidden}, vocabulary {vocab}, {rows} rows),"
-             " jit", params, lambda p, h: h @ p["W"], h, y, max(3, repeats // 6), "ms")
+             " jit", params, lambda p, h: h @ p["W"], h, y, repeats, "ms")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", default="overhead,large,mlp,lm",
                         help="comma-separated: overhead, large, mlp, lm")
-    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=15, help="rounds (medians over them)")
     args = parser.parse_args(argv)
     print(f"jax {jax.__version__}, optax {optax.__version__}, fastxent {fastxent.__version__}, "
           f"{fastxent.get_num_threads()} threads")
-    runs = {"overhead": lambda: loss_call(64, 10, args.repeats * 20),
+    runs = {"overhead": lambda: loss_call(64, 10, args.repeats),
             "large": lambda: loss_call(8192, 1000, args.repeats),
-            "mlp": lambda: mlp(args.repeats * 5), "lm": lambda: lm(args.repeats)}
+            "mlp": lambda: mlp(args.repeats), "lm": lambda: lm(args.repeats)}
     for name in args.only.split(","):
         runs[name.strip()]()
 

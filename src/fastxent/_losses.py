@@ -70,7 +70,7 @@ def _laid_out_problem(
         and out is None
         and scores.ndim == 2
         and target.ndim == 1
-        and axis in (None, -1, 1)
+        and (axis is None or (type(axis) is int and axis in (-1, 1)))  # not 1.0, not True
         and scores.dtype in _KERNEL_FLOATS
         and target.dtype.kind == "i"
         and scores.flags.c_contiguous
