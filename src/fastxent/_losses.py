@@ -60,14 +60,14 @@ def _laid_out_problem(
     """The problem record of the commonest call, built without prepare_classes'
     general layout work, or None for any other call: (N, C) C-contiguous
     float32/float64 scores with the classes last, (N,) signed integer labels,
-    no weight, no out=. The bridges' per-call cost at small sizes is mostly
-    this Python work. The options are checked by the same functions, in the
-    same order; shapes and labels the kernel checks again."""
+    no weight, no out= or an out= of the scores' layout apart from the inputs
+    (the JAX bridge's: XLA's output buffer). The bridges' per-call cost at
+    small sizes is mostly Python work. The options are checked by the same
+    functions, in the same order; shapes and labels the kernel checks again."""
     if not (
         type(scores) is np.ndarray
         and type(target) is np.ndarray
         and weight is None
-        and out is None
         and scores.ndim == 2
         and target.ndim == 1
         and (axis is None or (type(axis) is int and axis in (-1, 1)))  # not 1.0, not True
@@ -77,6 +77,7 @@ def _laid_out_problem(
         and scores.flags.aligned
         and 0 < target.shape[0] == scores.shape[0]
         and scores.shape[1] > 0
+        and (out is None or (want_grad and _separate_result(out, scores, target)))
     ):
         return None
     reduction = check_reduction(reduction)
@@ -86,15 +87,30 @@ def _laid_out_problem(
         x=scores,
         axis=1,
         batch_shape=target.shape,
-        result=np.empty_like(scores) if want_grad else None,
-        out=None,
-        result_is_out=False,
+        result=np.empty_like(scores) if out is None and want_grad else out,
+        out=out,
+        result_is_out=out is not None,
         target=kernel_array(target, np.int64),
         is_index=True,
         scores=kind,
         ignore_index=ignore_index,
         label_smoothing=label_smoothing,
         reduction=reduction,
+    )
+
+
+def _separate_result(out, scores, target):
+    """Whether the kernel can write straight into out: a writable array of the
+    scores' shape, dtype and layout that shares no memory with the inputs."""
+    return (
+        type(out) is np.ndarray
+        and out.shape == scores.shape
+        and out.dtype == scores.dtype
+        and out.flags.c_contiguous
+        and out.flags.aligned
+        and out.flags.writeable
+        and not np.may_share_memory(out, scores)
+        and not np.may_share_memory(out, target)
     )
 
 
