@@ -10,10 +10,11 @@
   NumPy arrays (the kernel alone, the bridge's floor), an autograd.Function
   that does nothing (the framework's floor) and
   torch.nn.functional.cross_entropy;
-* crossover: the bridge (backend="fastxent") against F.cross_entropy, forward
-  + backward, over a grid of N x C, float32 and float64, reductions "mean"
-  and "none": the sizes where the kernel path starts to win, which set
-  fastxent.torch.AUTO_MIN_ELEMENTS;
+* crossover: the bridge (backend="fastxent"), backend="auto" and PyTorch's
+  loss (cross_entropy, nll_loss, binary_cross_entropy_with_logits; --losses
+  picks), forward + backward, over a grid of N x C, float32 and float64,
+  reductions "mean" and "none": the sizes where the kernel path starts to
+  win, which set fastxent.torch.AUTO_MIN_ELEMENTS and its kin;
 * mlp: a training step (forward, backward, SGD step) of a small MLP classifier
   (64 features, 256 hidden, 10 classes, batch 256);
 * lm: a training step of a language-model-style output layer: hidden 512,
@@ -87,6 +88,7 @@ CROSSOVER_SHAPES = [(n, c) for c in (10, 100, 1000) for n in (16, 64, 256, 1024,
                     if n * c <= 1 << 20]
 CROSSOVER_LOSSES = {  # name -> (the bridge's function, PyTorch's, the target for (x, labels))
     "cross_entropy": (ft.cross_entropy, F.cross_entropy, lambda x, labels: labels),
+    "nll_loss": (ft.nll_loss, F.nll_loss, lambda x, labels: labels),
     "binary_cross_entropy_with_logits": (
         ft.binary_cross_entropy_with_logits, F.binary_cross_entropy_with_logits,
         lambda x, labels: (torch.rand(x.shape, dtype=x.dtype) < 0.5).to(x.dtype)),
@@ -102,7 +104,8 @@ def crossover(repeats, losses=tuple(CROSSOVER_LOSSES)):
         for dtype in (torch.float32, torch.float64):
             for reduction in ("mean", "none"):
                 print(f"\ncrossover, {loss_name}, {dtype}, reduction={reduction!r}: "
-                      "forward + backward, the bridge's time / PyTorch's")
+                      "forward + backward; ratio: the bridge's time / PyTorch's; "
+                      "auto/torch: backend='auto''s / PyTorch's")
                 for n, c in CROSSOVER_SHAPES:
                     x = torch.randn(n, c, generator=gen, dtype=dtype, requires_grad=True)
                     target = make_target(x, torch.randint(0, c, (n,), generator=gen))
@@ -114,11 +117,12 @@ def crossover(repeats, losses=tuple(CROSSOVER_LOSSES)):
                         return call
 
                     medians = interleaved({"bridge": run(ours, backend="fastxent"),
-                                           "torch": run(theirs)}, repeats)
+                                           "auto": run(ours), "torch": run(theirs)}, repeats)
                     print(f"  {n:>6} x {c:<5} {n * c:>9} elements   bridge "
-                          f"{medians['bridge'] * 1e6:9.1f} us   torch "
-                          f"{medians['torch'] * 1e6:9.1f} us   ratio "
-                          f"{medians['bridge'] / medians['torch']:5.2f}")
+                          f"{medians['bridge'] * 1e6:8.1f} us   torch "
+                          f"{medians['torch'] * 1e6:8.1f} us   ratio "
+                          f"{medians['bridge'] / medians['torch']:5.2f}   auto/torch "
+                          f"{medians['auto'] / medians['torch']:5.2f}")
 
 
 def training_steps(title, model, inputs, labels, repeats, compile_too, lr=0.01):

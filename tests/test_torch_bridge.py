@@ -25,7 +25,8 @@ def gen(request):
 
 # The sizes below which backend="auto" runs PyTorch's own loss, as shipped.
 SHIPPED_AUTO_SIZES = {name: getattr(ft, name) for name in
-                      ("AUTO_MIN_ELEMENTS", "AUTO_MIN_ROWS", "AUTO_MIN_ELEMENTS_BINARY")}
+                      ("AUTO_MIN_ELEMENTS", "AUTO_MIN_ROWS", "AUTO_MIN_ELEMENTS_BINARY",
+                       "AUTO_MIN_ELEMENTS_NLL")}
 
 
 @pytest.fixture(autouse=True)
@@ -468,8 +469,7 @@ CROSSOVER_CASES = [
     (ft.cross_entropy, F.cross_entropy, (ft.AUTO_MIN_ROWS // 2, ft.FEW_CLASSES, 2), "fastxent"),
     (ft.cross_entropy, F.cross_entropy, (ft.AUTO_MIN_ELEMENTS // 256 - 1, 256), "torch"),
     (ft.cross_entropy, F.cross_entropy, (ft.AUTO_MIN_ELEMENTS // 256, 256), "fastxent"),
-    (ft.nll_loss, F.nll_loss, (ft.AUTO_MIN_ELEMENTS // 64 - 1, 64), "torch"),
-    (ft.nll_loss, F.nll_loss, (ft.AUTO_MIN_ELEMENTS // 64, 64), "fastxent"),
+    (ft.nll_loss, F.nll_loss, (ft.AUTO_MIN_ELEMENTS // 64, 64), "torch"),  # at every size
     (ft.binary_cross_entropy_with_logits, F.binary_cross_entropy_with_logits,
      (ft.AUTO_MIN_ELEMENTS_BINARY - 1,), "torch"),
     (ft.binary_cross_entropy_with_logits, F.binary_cross_entropy_with_logits,

@@ -35,6 +35,7 @@ adds to the kernel's own call is the autograd node and two NumPy views.
 This module imports torch; ``import fastxent`` does not import it.
 """
 
+import math
 import warnings
 
 import numpy as np
@@ -50,6 +51,7 @@ from ._validate import IGNORE_INDEX_DEFAULT
 __all__ = [
     "AUTO_MIN_ELEMENTS",
     "AUTO_MIN_ELEMENTS_BINARY",
+    "AUTO_MIN_ELEMENTS_NLL",
     "AUTO_MIN_ROWS",
     "FEW_CLASSES",
     "BCELoss",
@@ -65,16 +67,18 @@ __all__ = [
 BACKENDS = ("auto", "fastxent", "torch")
 # backend="auto" runs PyTorch's own implementation (unless inplace_backward=True)
 # where the fixed cost of a Python autograd.Function, some 15 us more per call
-# than PyTorch's own loss, outweighs the fused kernel's speed: class losses
-# of fewer than AUTO_MIN_ELEMENTS elements, except rows of at most
-# FEW_CLASSES classes, whose PyTorch loss costs more per row, where fewer
-# than AUTO_MIN_ROWS rows; binary losses of fewer than
-# AUTO_MIN_ELEMENTS_BINARY elements. docs/benchmarks.md has the measurement
-# that set them.
+# than PyTorch's own loss, outweighs the fused kernel's speed: cross_entropy
+# below AUTO_MIN_ELEMENTS elements, or, for rows of at most FEW_CLASSES
+# classes (where PyTorch's loss costs more per row), below AUTO_MIN_ROWS
+# rows; the binary losses below AUTO_MIN_ELEMENTS_BINARY elements; nll_loss
+# at every size (PyTorch's reads one value per row and scatters one per row:
+# the kernel's pass over all N x C was slower at every size measured).
+# docs/benchmarks.md has the measurement that set them.
 AUTO_MIN_ELEMENTS = 65536
 AUTO_MIN_ROWS = 256
 FEW_CLASSES = 16
 AUTO_MIN_ELEMENTS_BINARY = 16384
+AUTO_MIN_ELEMENTS_NLL = math.inf
 _KERNEL_DTYPES = (torch.float32, torch.float64)
 _warned = set()  # fallback reasons already reported under backend="fastxent"
 
@@ -88,17 +92,19 @@ def _check_backend(backend):
     return backend
 
 
-def _torch_runs(input, inplace_backward, backend, classes):
+def _torch_runs(input, inplace_backward, backend, loss):
     """Whether PyTorch's own implementation runs by the caller's choice:
     backend="torch", or "auto" on an input too small to gain from the kernels
-    (classes: a class loss, else a binary one)."""
+    (loss: "cross_entropy", "nll_loss" or "binary")."""
     if _check_backend(backend) == "torch":
         return True
     if backend != "auto" or inplace_backward or not isinstance(input, torch.Tensor):
         return False
     size = input.numel()
-    if not classes:
+    if loss == "binary":
         return size < AUTO_MIN_ELEMENTS_BINARY
+    if loss == "nll_loss":
+        return size < AUTO_MIN_ELEMENTS_NLL
     n_classes = input.shape[_class_dim_of(input)] if input.dim() else 0
     if 0 < n_classes <= FEW_CLASSES:
         return size // n_classes < AUTO_MIN_ROWS
@@ -361,7 +367,7 @@ def _class_loss(name, torch_fn, input, target, weight, ignore_index, reduction, 
     def reference(x):
         return torch_fn(x, target, **options)
 
-    if _torch_runs(input, inplace_backward, backend, classes=True):
+    if _torch_runs(input, inplace_backward, backend, name):
         return reference(input)
     if torch.compiler.is_compiling():
         if _compilable(input, (target, weight)) and (
@@ -484,7 +490,7 @@ def _binary(input, target, weight, pos_weight, reduction, inplace_backward, back
         def reference(x):
             return F.binary_cross_entropy(x, target, weight, reduction=reduction)
 
-    if _torch_runs(input, inplace_backward, backend, classes=False):
+    if _torch_runs(input, inplace_backward, backend, "binary"):
         return reference(input)
     if torch.compiler.is_compiling():
         if _compilable(input, (target, weight, pos_weight)) and target.shape == input.shape \
