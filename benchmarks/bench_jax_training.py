@@ -49,7 +49,7 @@ def report(title, medians, unit, reference="optax"):
     scale = {"us": 1e6, "ms": 1e3}[unit]
     for name, seconds in medians.items():
         ratio = medians[reference] / seconds
-        print(f"  {name:<34} {seconds * scale:10.1f} {unit}   {ratio:5.2f}x vs {reference}")
+        print(f"  {name:<34} {seconds * scale:10.3g} {unit}   {ratio:5.2f}x vs {reference}")
 
 
 @contextlib.contextmanager

@@ -16,8 +16,14 @@ tensors' memory (no copies); the backward only scales the saved gradient by
   transforms.
 
 Who is told: each function and module takes ``backend=``. ``"auto"`` (the
-default) uses the fused kernels where they apply and PyTorch elsewhere,
-silently: the result is the same either way. ``"fastxent"`` says the caller
+default) uses the fused kernels where they apply and are quicker, and
+PyTorch elsewhere, silently: the result is the same either way. Quicker:
+on small inputs the bridge's fixed cost per call outweighs the kernel's
+speed, so "auto" runs PyTorch's loss below AUTO_MIN_ELEMENTS elements
+(cross_entropy; below AUTO_MIN_ROWS rows of at most FEW_CLASSES classes),
+AUTO_MIN_ELEMENTS_BINARY (the binary losses) and AUTO_MIN_ELEMENTS_NLL
+(nll_loss: infinite, PyTorch's is a gather and a scatter), unless
+``inplace_backward=True``. ``"fastxent"`` says the caller
 wants the kernels, so a fallback warns once per reason (RuntimeWarning).
 ``"torch"`` always runs PyTorch's implementation.
 
