@@ -51,7 +51,7 @@ def report(title, medians, unit, reference):
     scale = {"us": 1e6, "ms": 1e3}[unit]
     for name, seconds in medians.items():
         ratio = medians[reference] / seconds
-        print(f"  {name:<38} {seconds * scale:10.3g} {unit}   {ratio:5.2f}x vs {reference}")
+        print(f"  {name:<50} {seconds * scale:10.3g} {unit}   {ratio:5.2f}x vs {reference}")
 
 
 class _Nothing(torch.autograd.Function):
@@ -138,18 +138,25 @@ def training_steps(title, model, inputs, labels, repeats, compile_too, lr=0.01):
         return step
 
     candidates = {"torch eager, F.cross_entropy": make_step(F.cross_entropy),
-                  "torch eager, fastxent.torch": make_step(ft.cross_entropy)}
+                  "torch eager, fastxent.torch": make_step(ft.cross_entropy),
+                  "torch eager, fastxent.torch, backend='fastxent'": make_step(
+                      lambda x, y: ft.cross_entropy(x, y, backend="fastxent"))}
     if compile_too:
         # Two functions with code of their own: one compiled code object
         # called with either loss would switch between guarded cache entries.
         def forward_torch(x, y):
             return F.cross_entropy(model(x), y)
 
-        def forward_fastxent(x, y):
+        def forward_auto(x, y):  # backend="auto": the compiler's loss (AUTO_KERNELS_UNDER_COMPILE)
             return ft.cross_entropy(model(x), y)
 
+        def forward_fastxent(x, y):  # the kernels, as a custom operator
+            return ft.cross_entropy(model(x), y, backend="fastxent")
+
         for name, forward in [("F.cross_entropy", torch.compile(forward_torch)),
-                              ("fastxent.torch", torch.compile(forward_fastxent))]:
+                              ("fastxent.torch", torch.compile(forward_auto)),
+                              ("fastxent.torch, backend='fastxent'",
+                               torch.compile(forward_fastxent))]:
             def step(forward=forward):
                 optimizer.zero_grad(set_to_none=True)
                 forward(inputs, labels).backward()

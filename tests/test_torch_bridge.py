@@ -36,6 +36,7 @@ def kernels_at_every_size(monkeypatch):
     tests of the crossover itself restore the shipped sizes."""
     for name in SHIPPED_AUTO_SIZES:
         monkeypatch.setattr(ft, name, 0)
+    monkeypatch.setattr(ft, "AUTO_KERNELS_UNDER_COMPILE", True)
 
 
 def layout(t, kind):
@@ -547,6 +548,25 @@ def test_torch_compile_of_a_model_using_the_bridge_trains(gen):
     eager = train(F.cross_entropy, False)
     np.testing.assert_allclose(compiled, eager, rtol=1e-4)
     assert compiled[-1] < compiled[0] / 2
+
+
+def test_under_torch_compile_auto_leaves_the_loss_to_the_compiler(monkeypatch, gen):
+    pytest.importorskip("torch._inductor", reason="torch.compile's default backend is missing")
+    monkeypatch.setattr(ft, "AUTO_KERNELS_UNDER_COMPILE", False)  # as shipped
+    calls = _kernel_calls(monkeypatch)
+    x = torch.randn(512, 200, generator=gen, requires_grad=True)  # above the eager crossover
+    labels = torch.randint(0, 200, (512,), generator=gen)
+    torch._dynamo.reset()
+    loss = torch.compile(ft.cross_entropy, fullgraph=True)(x, labels)
+    (grad,) = torch.autograd.grad(loss, x)
+    assert calls == []  # neither the custom operator nor the eager kernel path ran
+    want = F.cross_entropy(x, labels)
+    (want_grad,) = torch.autograd.grad(want, x)
+    assert_same(loss.detach(), want.detach(), TOL[torch.float32])
+    assert_same(grad, want_grad, TOL[torch.float32])
+    loss = torch.compile(lambda a, b: ft.cross_entropy(a, b, backend="fastxent"))(x, labels)
+    assert calls == ["class_loss"]  # asked for: the custom operator
+    assert_same(loss.detach(), want.detach(), TOL[torch.float32])
 
 
 def test_custom_operators_pass_torch_library_opcheck(gen):

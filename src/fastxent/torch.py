@@ -22,14 +22,15 @@ on small inputs the bridge's fixed cost per call outweighs the kernel's
 speed, so "auto" runs PyTorch's loss below AUTO_MIN_ELEMENTS elements
 (cross_entropy; below AUTO_MIN_ROWS rows of at most FEW_CLASSES classes),
 AUTO_MIN_ELEMENTS_BINARY (the binary losses) and AUTO_MIN_ELEMENTS_NLL
-(nll_loss: infinite, PyTorch's is a gather and a scatter), unless
-``inplace_backward=True``. ``"fastxent"`` says the caller
+(nll_loss: infinite, PyTorch's is a gather and a scatter), and under
+torch.compile (AUTO_KERNELS_UNDER_COMPILE), unless ``inplace_backward=True``. ``"fastxent"`` says the caller
 wants the kernels, so a fallback warns once per reason (RuntimeWarning).
 ``"torch"`` always runs PyTorch's implementation.
 
 Under ``torch.compile`` the losses are torch.library custom operators
 (``fastxent::class_loss``, ``fastxent::binary_loss``) that stay in the
-compiled graph; ``inplace_backward`` does not apply there.
+compiled graph, with ``backend="fastxent"`` (``"auto"`` leaves the loss to
+the compiler there); ``inplace_backward`` does not apply there.
 
 Mechanism and cost: in eager mode a ``torch.autograd.Function`` entered
 through its C ``apply`` (the Python ``Function.apply`` wrapper binds
@@ -58,6 +59,7 @@ __all__ = [
     "AUTO_MIN_ELEMENTS",
     "AUTO_MIN_ELEMENTS_BINARY",
     "AUTO_MIN_ELEMENTS_NLL",
+    "AUTO_KERNELS_UNDER_COMPILE",
     "AUTO_MIN_ROWS",
     "FEW_CLASSES",
     "BCELoss",
@@ -85,6 +87,10 @@ AUTO_MIN_ROWS = 256
 FEW_CLASSES = 16
 AUTO_MIN_ELEMENTS_BINARY = 16384
 AUTO_MIN_ELEMENTS_NLL = math.inf
+# Under torch.compile, "auto" leaves the loss to the compiler: its fused loss
+# beat the custom operators in the training steps measured (whose backward
+# is a further pass over N x C: it cannot skip the scaling by a cotangent of 1).
+AUTO_KERNELS_UNDER_COMPILE = False
 _KERNEL_DTYPES = (torch.float32, torch.float64)
 _warned = set()  # fallback reasons already reported under backend="fastxent"
 
@@ -106,6 +112,8 @@ def _torch_runs(input, inplace_backward, backend, loss):
         return True
     if backend != "auto" or inplace_backward or not isinstance(input, torch.Tensor):
         return False
+    if torch.compiler.is_compiling() and not AUTO_KERNELS_UNDER_COMPILE:
+        return True
     size = input.numel()
     if loss == "binary":
         return size < AUTO_MIN_ELEMENTS_BINARY
