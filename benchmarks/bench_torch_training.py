@@ -110,7 +110,7 @@ def crossover(repeats, losses=tuple(CROSSOVER_LOSSES)):
                     x = torch.randn(n, c, generator=gen, dtype=dtype, requires_grad=True)
                     target = make_target(x, torch.randint(0, c, (n,), generator=gen))
 
-                    def run(fn, **backend):
+                    def run(fn, x=x, target=target, reduction=reduction, **backend):
                         def call():
                             x.grad = None
                             fn(x, target, reduction=reduction, **backend).sum().backward()
