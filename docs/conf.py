@@ -9,6 +9,10 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..",
 
 import fastxent  # noqa: E402
 
+# fastxent.keras's loss classes import Keras, whose default backend
+# (TensorFlow) the documentation's environment does not install.
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
 project = "fastxent"
 author = "The fastxent developers"
 copyright = "the fastxent developers"  # noqa: A001 (Sphinx's name)
@@ -17,6 +21,7 @@ release = version = fastxent.__version__
 extensions = [
     "myst_parser",
     "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
     "sphinx.ext.napoleon",
     "sphinx.ext.doctest",
     "sphinx.ext.mathjax",
@@ -34,6 +39,11 @@ napoleon_use_rtype = False
 autodoc_typehints = "signature"
 autodoc_preserve_defaults = True
 autodoc_member_order = "bysource"
+# The signatures show fastxent's type names (fastxent._typing, described in
+# conventions.md), not their expansions.
+autodoc_type_aliases = {name: name for name in (
+    "ArrayLike", "NDArray", "Float", "FloatArray", "FloatScalar", "Reduced", "Reduction", "Axes")}
+autosummary_generate = False
 
 html_theme = "alabaster"
 html_static_path = []

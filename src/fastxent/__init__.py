@@ -26,16 +26,37 @@ from ._version import __version__
 from . import keras, reference, sklearn, stream  # noqa: E402  (submodules: fastxent.reference etc.)
 
 
-def test(*pytest_args):
-    """Runs the test-suite installed with fastxent against this installation
-    and returns pytest's exit code (0: all passed); arguments go to pytest.
-    Needs pytest and the test requirements: pip install "fastxent[test]"."""
+def test(*pytest_args: str) -> int:
+    """Runs the test-suite installed with fastxent against this installation.
+
+    Parameters
+    ----------
+    *pytest_args : str
+        Arguments for pytest, e.g. ``fastxent.test("-x", "-k", "softmax")``.
+
+    Returns
+    -------
+    int
+        pytest's exit code: 0 when every test passed.
+
+    Notes
+    -----
+    Needs pytest and the test requirements: ``pip install "fastxent[test]"``
+    (and the ``compare`` extra for the comparisons with PyTorch, scikit-learn,
+    Keras and JAX).
+
+    Examples
+    --------
+    >>> import fastxent
+    >>> fastxent.test("-q", "-x", "-k", "softmax")  # doctest: +SKIP
+    0
+    """
     from ._selftest import test as run_tests
 
     return run_tests(*pytest_args)
 
 
-test.__test__ = False  # not a test function, for pytest's collection
+test.__test__ = False  # type: ignore[attr-defined]  # not a test function, for pytest's collection
 
 __all__ = [
     "__version__",

@@ -2,9 +2,11 @@
 
 import argparse
 import sys
+from collections.abc import Sequence
+from typing import Any
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> Any:
     parser = argparse.ArgumentParser(prog="python -m fastxent", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("info", help="print the configuration (version, backend, OpenMP, SIMD, threads)")

@@ -13,14 +13,16 @@ from __future__ import annotations
 import ctypes
 import glob
 import os
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 _gemms = None  # dtype -> CBLAS ?gemm, {} when NumPy's OpenBLAS cannot be reached
 
 
-def _load():
+def _load() -> dict[np.dtype[Any], Any]:
     root = os.path.dirname(np.__file__)
     paths = (glob.glob(os.path.join(root, os.pardir, "numpy.libs", "*openblas*"))
              + glob.glob(os.path.join(root, ".dylibs", "*openblas*")))
@@ -33,7 +35,7 @@ def _load():
             continue
         for name, blas_int in symbols:
             try:
-                fns = {np.dtype(np.float32): getattr(lib, name.format("s")),
+                fns: dict[np.dtype[Any], Any] = {np.dtype(np.float32): getattr(lib, name.format("s")),
                        np.dtype(np.float64): getattr(lib, name.format("d"))}
             except AttributeError:
                 continue
@@ -47,7 +49,7 @@ def _load():
     return {}
 
 
-def _rows_layout(arr):
+def _rows_layout(arr: NDArray[Any]) -> int | None:
     """The leading dimension of a 2-D array whose rows are contiguous, or None."""
     if arr.ndim != 2 or arr.strides[1] != arr.itemsize or arr.strides[0] % arr.itemsize:
         return None
@@ -55,7 +57,7 @@ def _rows_layout(arr):
     return lead if lead >= max(1, arr.shape[1]) else None
 
 
-def add_product_t(c, a, b):
+def add_product_t(c: NDArray[Any], a: NDArray[Any], b: NDArray[Any]) -> bool:
     """c += a.T @ b with NumPy's BLAS and beta = 1; False (c untouched) when
     that BLAS cannot be reached or the layouts do not suit it.
 

@@ -1,16 +1,22 @@
 """Backend choice, thread count and the configuration report."""
 
+from __future__ import annotations
+
 import contextlib
 import os
 import platform
 import threading
 import warnings
+from collections.abc import Iterator
+from types import ModuleType
+from typing import Any, Literal, TypedDict
 
 import numpy as np
 
 from . import _numpy_kernels
 from ._version import __version__
 
+_compiled: ModuleType | None
 try:
     from . import _kernels as _compiled
 except ImportError as exc:  # no compiler at install time, or a broken build
@@ -49,7 +55,7 @@ def max_threads() -> int:
     return _MAX_THREADS
 
 
-def _available_cpus():
+def _available_cpus() -> int:
     if hasattr(os, "sched_getaffinity"):
         return max(len(os.sched_getaffinity(0)), 1)
     return os.cpu_count() or 1
@@ -59,7 +65,7 @@ def _available_cpus():
 _MAX_THREADS = 4 * _available_cpus()
 
 
-def _env_threads(name):
+def _env_threads(name: str) -> int | None:
     value = os.environ.get(name, "").strip()
     if not value:
         return None
@@ -74,7 +80,7 @@ def _env_threads(name):
     return None
 
 
-def _initial_backend():
+def _initial_backend() -> Literal["compiled", "numpy"]:
     wanted = os.environ.get("FASTXENT_BACKEND", "").strip().lower()
     if wanted and wanted not in BACKENDS:
         warnings.warn(f"fastxent: ignoring FASTXENT_BACKEND={wanted!r}: expected one of {BACKENDS}",
@@ -85,7 +91,7 @@ def _initial_backend():
     return "compiled"
 
 
-def _initial_isa():
+def _initial_isa() -> str:
     """FASTXENT_ISA=baseline|avx2|avx512 caps the instruction set the kernels use."""
     if _compiled is None:
         return "none"
@@ -94,10 +100,10 @@ def _initial_isa():
         warnings.warn(f"fastxent: ignoring FASTXENT_ISA={cap!r}: expected one of {ISA_CAPS}",
                       stacklevel=3)
         cap = "avx512"
-    return _compiled.select_isa(cap)
+    return str(_compiled.select_isa(cap))
 
 
-def _default_threads():
+def _default_threads() -> int:
     """Threads without a fastxent setting, fixed at import: OMP_NUM_THREADS
     (its first entry), else the CPUs this process may use; 1 without OpenMP.
     Not the OpenMP runtime's live setting, which torch.set_num_threads changes
@@ -110,7 +116,15 @@ def _default_threads():
     return _available_cpus()
 
 
-_state = {
+class _State(TypedDict):
+    backend: Literal["compiled", "numpy"]
+    threads: int | None
+    default_threads: int
+    limit: int | None
+    isa: str
+
+
+_state: _State = {
     "backend": _initial_backend(),
     "threads": _env_threads("FASTXENT_NUM_THREADS"),
     "default_threads": _default_threads(),
@@ -125,13 +139,65 @@ _local = threading.local()  # num_threads() and reference overrides, per Python 
 _forked = _compiled.forked if _compiled is not None else (lambda: False)
 
 
-def get_backend():
-    """"compiled" or "numpy": the implementation the public functions run."""
+def get_backend() -> Literal["compiled", "numpy"]:
+    """The implementation the public functions run on.
+
+    Returns
+    -------
+    {"compiled", "numpy"}
+        "compiled": the Cython + OpenMP kernels; "numpy": the pure-NumPy
+        kernels of :mod:`fastxent.reference` (selected by :func:`set_backend`,
+        by ``FASTXENT_BACKEND=numpy`` at import, or the fallback when the
+        compiled extension cannot be imported).
+
+    See Also
+    --------
+    set_backend : Selects the backend.
+    show_config : The whole configuration.
+
+    Examples
+    --------
+    >>> import fastxent
+    >>> fastxent.get_backend() in ("compiled", "numpy")
+    True
+    """
     return _state["backend"]
 
 
-def set_backend(name):
-    """Selects "compiled" (the Cython kernels) or "numpy" (fastxent.reference)."""
+def set_backend(name: Literal["compiled", "numpy"]) -> None:
+    """Selects the implementation the public functions run on, for the whole
+    process.
+
+    Both give the same numbers (to rounding); "numpy" is the fallback and the
+    tests' oracle, much slower.
+
+    Parameters
+    ----------
+    name : {"compiled", "numpy"}
+        "compiled" for the Cython + OpenMP kernels, "numpy" for the pure-NumPy
+        kernels of :mod:`fastxent.reference`.
+
+    Raises
+    ------
+    ValueError
+        A `name` other than "compiled" and "numpy".
+    RuntimeError
+        "compiled" where the compiled extension is not available in this
+        installation.
+
+    See Also
+    --------
+    get_backend : The backend in use.
+
+    Examples
+    --------
+    >>> import fastxent
+    >>> previous = fastxent.get_backend()
+    >>> fastxent.set_backend("numpy")
+    >>> fastxent.get_backend()
+    'numpy'
+    >>> fastxent.set_backend(previous)
+    """
     if name not in BACKENDS:
         raise ValueError(f"name: expected one of {BACKENDS}, got {name!r}")
     if name == "compiled" and _compiled is None:
@@ -139,14 +205,14 @@ def set_backend(name):
     _state["backend"] = name
 
 
-def kernels():
+def kernels() -> ModuleType:
     """The kernel module of the current backend."""
     backend = getattr(_local, "backend", None) or _state["backend"]
-    return _compiled if backend == "compiled" else _numpy_kernels
+    return _compiled if backend == "compiled" and _compiled is not None else _numpy_kernels
 
 
 @contextlib.contextmanager
-def backend_for_this_thread(name):
+def backend_for_this_thread(name: Literal["compiled", "numpy"]) -> Iterator[None]:
     """Runs the calls this Python thread makes inside the block on `name`."""
     previous = getattr(_local, "backend", None)
     _local.backend = name
@@ -156,7 +222,7 @@ def backend_for_this_thread(name):
         _local.backend = previous
 
 
-def _check_threads(n):
+def _check_threads(n: object) -> int:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n: expected a positive integer number of threads, got {n!r}")
     if n > max_threads():
@@ -165,8 +231,8 @@ def _check_threads(n):
     return int(n)
 
 
-def _requested_threads():
-    local = getattr(_local, "threads", None)
+def _requested_threads() -> int:
+    local: int | None = getattr(_local, "threads", None)
     if local is not None:
         return local
     if _state["threads"] is not None:
@@ -174,14 +240,38 @@ def _requested_threads():
     return _state["default_threads"]
 
 
-def get_num_threads():
-    """Threads the compiled kernels use: num_threads() / set_num_threads() /
-    FASTXENT_NUM_THREADS if set, else OMP_NUM_THREADS or the CPUs this process
-    may use (read at import), at most a threadpoolctl limit in force. The
-    OpenMP runtime's own setting (omp_set_num_threads, torch.set_num_threads)
-    does not change it, and fastxent never changes that setting. Always 1 in
-    a child made by fork() (from Python or from C), where OpenMP threads
-    could hang. At most max_threads()."""
+def get_num_threads() -> int:
+    """The number of threads the compiled kernels use.
+
+    Returns
+    -------
+    int
+        The count set by :func:`num_threads` (in this Python thread),
+        :func:`set_num_threads` or ``FASTXENT_NUM_THREADS``; else
+        ``OMP_NUM_THREADS`` or the CPUs this process may use (read at import);
+        at most a threadpoolctl limit in force, and at most ``max_threads()``
+        (4 x the CPUs this process may use). Always 1 in a child made by
+        ``fork()`` (from Python or from C), where OpenMP threads could hang, and
+        in a build without OpenMP.
+
+    Notes
+    -----
+    The OpenMP runtime's own setting (``omp_set_num_threads``,
+    ``torch.set_num_threads``) does not change it, and fastxent never changes
+    that setting: it passes its count to each parallel region. Small inputs use
+    fewer threads than this; results are the same bits for any count.
+
+    See Also
+    --------
+    set_num_threads : Sets the count for the process.
+    num_threads : Sets it for a block of code.
+
+    Examples
+    --------
+    >>> import fastxent
+    >>> fastxent.get_num_threads() >= 1
+    True
+    """
     if _forked():
         return 1
     n = _requested_threads()
@@ -189,7 +279,7 @@ def get_num_threads():
     return n if limit is None else min(n, limit)
 
 
-def _register_with_threadpoolctl():
+def _register_with_threadpoolctl() -> None:
     """Lets threadpoolctl.threadpool_limits(n) (user_api "openmp" or all) limit
     the kernels' threads, as it limits the OpenMP runtimes: it sees the
     extension as an OpenMP library of internal_api "fastxent"."""
@@ -197,27 +287,28 @@ def _register_with_threadpoolctl():
         import threadpoolctl
     except ImportError:
         return
-    if _compiled is None or not hasattr(threadpoolctl, "register"):
+    if _compiled is None or _compiled.__file__ is None or not hasattr(threadpoolctl, "register"):
         return
+    _compiled_file = _compiled.__file__
 
-    class _ThreadpoolctlController(threadpoolctl.LibController):
+    class _ThreadpoolctlController(threadpoolctl.LibController):  # type: ignore[misc]
         user_api = "openmp"
         internal_api = "fastxent"
-        filename_prefixes = (os.path.basename(_compiled.__file__).split(".")[0],)
+        filename_prefixes = (os.path.basename(_compiled_file).split(".")[0],)
 
-        def _is_ours(self):
-            return os.path.realpath(self.filepath) == os.path.realpath(_compiled.__file__)
+        def _is_ours(self) -> bool:
+            return bool(os.path.realpath(self.filepath) == os.path.realpath(_compiled_file))
 
-        def get_num_threads(self):
+        def get_num_threads(self) -> int | None:
             return get_num_threads() if self._is_ours() else None
 
-        def set_num_threads(self, num_threads):
+        def set_num_threads(self, num_threads: int) -> None:
             if self._is_ours():
                 # threadpool_limits restores the count it found on entry: one
                 # not below the unlimited count lifts the limit.
                 _state["limit"] = None if num_threads >= _requested_threads() else num_threads
 
-        def get_version(self):
+        def get_version(self) -> str:
             return __version__
 
     threadpoolctl.register(_ThreadpoolctlController)
@@ -230,23 +321,79 @@ _register_with_threadpoolctl()
 MIN_ELEMENTS_PER_THREAD = 32768
 
 
-def threads_for(n_elements):
+def threads_for(n_elements: int) -> int:
     """Threads for a call over n_elements: get_num_threads(), fewer for small
     inputs. Results do not depend on it."""
     return max(1, min(get_num_threads(), n_elements // MIN_ELEMENTS_PER_THREAD))
 
 
-def set_num_threads(n):
-    """Sets the threads the compiled kernels use, for the whole process: from
-    1 to max_threads() (4 x the CPUs this process may use); more raise
-    ValueError."""
+def set_num_threads(n: int) -> None:
+    """Sets the number of threads the compiled kernels use, for the whole
+    process.
+
+    Parameters
+    ----------
+    n : int
+        From 1 to ``max_threads()``, 4 x the CPUs this process may use.
+
+    Raises
+    ------
+    ValueError
+        `n` not a positive integer (a bool included), or more than
+        ``max_threads()``.
+
+    See Also
+    --------
+    num_threads : The same for a block of code, in one Python thread.
+    get_num_threads : The count in use.
+
+    Examples
+    --------
+    >>> import fastxent
+    >>> previous = fastxent.get_num_threads()
+    >>> fastxent.set_num_threads(1)
+    >>> fastxent.get_num_threads()
+    1
+    >>> fastxent.set_num_threads(previous)
+    """
     _state["threads"] = _check_threads(n)
 
 
 @contextlib.contextmanager
-def num_threads(n):
-    """Uses `n` threads (1 to max_threads()) for the calls made by this Python
-    thread inside the block."""
+def num_threads(n: int) -> Iterator[int]:
+    """A context manager: the calls this Python thread makes inside the block
+    use `n` threads.
+
+    Other Python threads keep their own count; the previous count comes back
+    when the block ends, also on an exception.
+
+    Parameters
+    ----------
+    n : int
+        From 1 to ``max_threads()``, 4 x the CPUs this process may use.
+
+    Yields
+    ------
+    int
+        `n`.
+
+    Raises
+    ------
+    ValueError
+        `n` not a positive integer, or more than ``max_threads()`` (raised when
+        the block is entered).
+
+    See Also
+    --------
+    set_num_threads : The count for the whole process.
+
+    Examples
+    --------
+    >>> import fastxent
+    >>> with fastxent.num_threads(1):
+    ...     fastxent.get_num_threads()
+    1
+    """
     n = _check_threads(n)
     previous = getattr(_local, "threads", None)
     _local.threads = n
@@ -256,18 +403,18 @@ def num_threads(n):
         _local.threads = previous
 
 
-def set_isa(cap):
+def set_isa(cap: str) -> str:
     """Caps the instruction set of the compiled kernels ("baseline", "avx2",
     "avx512"); returns the one now in use. For tests and comparisons."""
     if cap not in ISA_CAPS:
         raise ValueError(f"cap: expected one of {ISA_CAPS}, got {cap!r}")
     if _compiled is None:
         raise RuntimeError("cap: the compiled backend is not available in this installation")
-    _state["isa"] = _compiled.select_isa(cap)
+    _state["isa"] = str(_compiled.select_isa(cap))
     return _state["isa"]
 
 
-def config():
+def config() -> dict[str, Any]:
     """The facts show_config() prints, as a dict."""
     build = _compiled.build_info() if _compiled is not None else {}
     if build.get("openmp_version"):
@@ -289,7 +436,23 @@ def config():
     }
 
 
-def show_config():
-    """Prints the version, backend, compiler, OpenMP runtime, SIMD path and threads."""
+def show_config() -> None:
+    """Prints the configuration: fastxent's version, the backend, the compiler
+    and OpenMP runtime of the build, the SIMD path in use, the threads, and
+    the NumPy, Python and machine it runs on.
+
+    The same report as ``python -m fastxent info``; attach it to bug reports.
+
+    See Also
+    --------
+    get_backend, get_num_threads
+
+    Examples
+    --------
+    >>> import fastxent
+    >>> fastxent.show_config()  # doctest: +ELLIPSIS
+      version: ...
+      backend: ...
+    """
     for key, value in config().items():
         print(f"{key:>9}: {value}")

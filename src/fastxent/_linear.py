@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import math
 import operator
-from typing import NamedTuple
+from typing import Any, Literal, NamedTuple, Union, overload
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from . import _blas, _logits, _special
 from ._partials import class_loss_parts
+from ._typing import Float, FloatArray, FloatScalar, Loss, Reduced, Reduction
 from ._validate import (
     IGNORE_INDEX_DEFAULT,
     _index_target,
@@ -37,6 +39,11 @@ from ._validate import (
     result_dtype,
 )
 
+# What linear_cross_entropy_with_grad returns: (loss, d_hidden, d_weight), and
+# d_bias with linear_bias (the overloads say which, and in which dtype).
+_Grad = NDArray[np.floating[Any]]
+LossAndGrads = Union[tuple[Loss, _Grad, _Grad], tuple[Loss, _Grad, _Grad, _Grad]]
+
 # The chunk rule (documented in linear_cross_entropy's docstring).
 CHUNK_BYTES = 64 * 2**20  # one chunk's logits
 MIN_ROWS = 128  # fewer rows than this make the weight-gradient GEMM inefficient
@@ -48,7 +55,7 @@ class Chunking(NamedTuple):
     classes: int  # classes per block (all of them: row chunks only)
 
 
-def choose_chunking(chunk_size, n_rows, n_classes, itemsize) -> Chunking:
+def choose_chunking(chunk_size: Any, n_rows: Any, n_classes: Any, itemsize: Any) -> Chunking:
     """The chunk shape: the caller's `chunk_size` (rows, or (rows, classes)), or
     the automatic rule."""
     if chunk_size is None:
@@ -78,27 +85,29 @@ def choose_chunking(chunk_size, n_rows, n_classes, itemsize) -> Chunking:
 class Problem(NamedTuple):
     """The validated arguments, hidden and target flattened to rows."""
 
-    hidden: np.ndarray  # (N, H), C-contiguous, of dtype
-    linear_weight: np.ndarray  # (V, H), of dtype (C- or F-ordered: both suit BLAS)
-    linear_bias: np.ndarray | None  # (V,)
-    target: np.ndarray  # (N,) int64 or (N, V) probabilities (as given: converted per chunk)
+    hidden: NDArray[Any]  # (N, H), C-contiguous, of dtype
+    linear_weight: NDArray[Any]  # (V, H), of dtype (C- or F-ordered: both suit BLAS)
+    linear_bias: NDArray[Any] | None  # (V,)
+    target: NDArray[Any]  # (N,) int64 or (N, V) probabilities (as given: converted per chunk)
     is_index: bool
-    weight: np.ndarray | None  # (V,) class weights of dtype
-    options: dict  # ignore_index and label_smoothing, as the core takes them
+    weight: NDArray[Any] | None  # (V,) class weights of dtype
+    options: dict[str, Any]  # ignore_index and label_smoothing, as the core takes them
     reduction: str
-    dtype: np.dtype
-    batch_shape: tuple
-    grad_dtypes: tuple  # the dtypes d_hidden, d_weight, d_bias come back in
+    dtype: np.dtype[Any]
+    batch_shape: tuple[int, ...]
+    # the dtypes d_hidden, d_weight, d_bias come back in
+    grad_dtypes: tuple[np.dtype[Any], np.dtype[Any], np.dtype[Any] | None]
 
 
-def _blas_array(value, dtype):
+def _blas_array(value: Any, dtype: Any) -> Any:
     """value as an array of dtype whose layout BLAS takes without a copy."""
     arr = np.asarray(value, dtype=dtype)
     return arr if arr.flags.c_contiguous or arr.flags.f_contiguous else np.ascontiguousarray(arr)
 
 
-def prepare(hidden, linear_weight, target, linear_bias, weight, ignore_index, reduction,
-            label_smoothing) -> Problem:
+def prepare(hidden: ArrayLike, linear_weight: ArrayLike, target: ArrayLike,
+            linear_bias: ArrayLike | None, weight: ArrayLike | None, ignore_index: int | None,
+            reduction: object, label_smoothing: object) -> Problem:
     """Checks every argument once, before any GEMM runs."""
     reduction = check_reduction(reduction)
     label_smoothing = check_label_smoothing(label_smoothing)
@@ -163,7 +172,7 @@ def prepare(hidden, linear_weight, target, linear_bias, weight, ignore_index, re
         class_weight = np.ascontiguousarray(w_in, dtype=dtype)
     options = {"label_smoothing": label_smoothing, "ignore_index": given_ignore_index}
 
-    def grad_dtype(arr):
+    def grad_dtype(arr: Any) -> Any:
         return arr.dtype if arr.dtype.kind == "f" else dtype
 
     return Problem(
@@ -180,21 +189,27 @@ def prepare(hidden, linear_weight, target, linear_bias, weight, ignore_index, re
 class Gradients:
     """d_hidden, d_weight and d_bias, filled chunk by chunk."""
 
-    def __init__(self, p: Problem, chunking: Chunking):
+    def __init__(self, p: Problem, chunking: Chunking) -> None:
         n_rows, n_features = p.hidden.shape
         n_classes = p.linear_weight.shape[0]
         self.d_hidden = np.empty((n_rows, n_features), p.dtype)
         self.d_weight = np.zeros((n_classes, n_features), p.dtype) if n_rows == 0 else \
             np.empty((n_classes, n_features), p.dtype)
-        self.d_bias = None if p.linear_bias is None else np.zeros(n_classes, p.dtype)
+        self.d_bias: NDArray[Any] | None = (None if p.linear_bias is None
+                                             else np.zeros(n_classes, p.dtype))
         self.block_rows = max(1, min(n_classes,
                                      ACCUMULATE_BYTES // (n_features * p.dtype.itemsize or 1)))
-        self.block = None  # allocated where NumPy's BLAS cannot add into d_weight
-        self.row_part = (np.empty((chunking.rows, n_features), p.dtype)
+        # allocated where NumPy's BLAS cannot add into d_weight
+        self.block: NDArray[Any] | None = None
+        self.row_part: NDArray[Any] | None = (np.empty((chunking.rows, n_features), p.dtype)
                          if chunking.classes < n_classes else None)
-        self.bias_part = None if p.linear_bias is None else np.empty(chunking.classes, p.dtype)
+        self.bias_part: NDArray[Any] | None = (None if p.linear_bias is None
+                                                else np.empty(chunking.classes, p.dtype))
 
-    def add(self, grad, p: Problem, rows, classes, *, first_rows, first_classes):
+    def add(
+        self, grad: Any, p: Problem, rows: Any, classes: Any, *, first_rows: Any,
+        first_classes: Any,
+    ) -> Any:
         """Back-propagates grad = d loss_sum / d logits[rows, classes] through the
         GEMM; first_rows / first_classes: the first chunk of rows / block of classes
         (written, not added)."""
@@ -202,6 +217,7 @@ class Gradients:
         if first_classes:
             np.matmul(grad, weight, out=d_hidden)
         else:
+            assert self.row_part is not None  # allocated where the classes come in blocks
             part = self.row_part[:d_hidden.shape[0]]
             np.matmul(grad, weight, out=part)
             np.add(d_hidden, part, out=d_hidden)
@@ -219,12 +235,12 @@ class Gradients:
                 part = self.block[:block.stop - start]
                 np.matmul(grad_t[block], hidden_rows, out=part)
                 np.add(d_weight[block], part, out=d_weight[block])
-        if self.d_bias is not None:
+        if self.d_bias is not None and self.bias_part is not None:  # both, with linear_bias
             part = self.bias_part[:grad.shape[1]]
             np.sum(grad, axis=0, out=part)
             np.add(self.d_bias[classes], part, out=self.d_bias[classes])
 
-    def finish(self, p: Problem, scale):
+    def finish(self, p: Problem, scale: Any) -> Any:
         """The gradients times scale, in the caller's shapes and dtypes. A mean
         over a zero denominator gives what PyTorch gives: 0 for ignored samples,
         NaN for counted ones (of zero weight) and for what they reach."""
@@ -242,7 +258,7 @@ class Gradients:
         return tuple(arr.astype(dt, copy=False) for arr, dt in zip(results, p.grad_dtypes))
 
 
-def _logits_into(buf, p: Problem, rows, classes):
+def _logits_into(buf: Any, p: Problem, rows: Any, classes: Any) -> Any:
     """buf = hidden[rows] @ linear_weight[classes].T + linear_bias[classes]."""
     np.matmul(p.hidden[rows], p.linear_weight[classes].T, out=buf)
     if p.linear_bias is not None:
@@ -250,7 +266,7 @@ def _logits_into(buf, p: Problem, rows, classes):
     return buf
 
 
-def _whole_rows(buf, p: Problem, rows, want_grad, row_loss):
+def _whole_rows(buf: Any, p: Problem, rows: Any, want_grad: Any, row_loss: Any) -> Any:
     """One chunk of rows with all classes: the fused kernel in place on its logits.
     Returns (loss sum, mean denominator); buf then holds d loss_sum / d logits."""
     logits = _logits_into(buf, p, rows, slice(None))
@@ -266,7 +282,9 @@ def _whole_rows(buf, p: Problem, rows, want_grad, row_loss):
     return parts.loss_sum, parts.denominator
 
 
-def _blocked_rows(buf, p: Problem, rows, chunking, grads, first_rows, row_loss):
+def _blocked_rows(
+    buf: Any, p: Problem, rows: Any, chunking: Any, grads: Any, first_rows: Any, row_loss: Any,
+) -> Any:
     """One chunk of rows with the classes in blocks: the log-sum-exp merged over
     the blocks, then each block's gradient from its recomputed logits.
     Returns (loss sum, mean denominator); back-propagates when grads is given."""
@@ -286,9 +304,11 @@ def _blocked_rows(buf, p: Problem, rows, chunking, grads, first_rows, row_loss):
     weighted_sum = np.zeros(n)  # sum_c u_c z_c, u the weighted (smoothed) target
     mass = np.zeros(n)  # sum_c u_c (probabilities)
 
-    def target_weights(cls):  # u on a block: w * ((1 - eps) t + eps / C) (probabilities)
+    def target_weights(cls: slice) -> NDArray[np.float64]:
+        """u on a block: w * ((1 - eps) t + eps / C) (probabilities)."""
         t = np.asarray(target[:, cls], dtype=np.float64)
-        return (t * (1 - eps) + eps / n_classes) * w[cls]
+        u: NDArray[np.float64] = (t * (1 - eps) + eps / n_classes) * w[cls]
+        return u
 
     for cls in blocks:
         logits = _logits_into(buf[:n, :cls.stop - cls.start], p, rows, cls)
@@ -337,8 +357,9 @@ def _blocked_rows(buf, p: Problem, rows, chunking, grads, first_rows, row_loss):
     return float(loss.sum()), denominator
 
 
-def _run(hidden, linear_weight, target, linear_bias, weight, ignore_index, reduction,
-         label_smoothing, chunk_size, want_grad):
+def _run(hidden: ArrayLike, linear_weight: ArrayLike, target: ArrayLike,
+         linear_bias: ArrayLike | None, weight: ArrayLike | None, ignore_index: int | None,
+         reduction: object, label_smoothing: object, chunk_size: object, want_grad: bool) -> Any:
     p = prepare(hidden, linear_weight, target, linear_bias, weight, ignore_index, reduction,
                 label_smoothing)
     n_rows = p.hidden.shape[0]
@@ -361,7 +382,7 @@ def _run(hidden, linear_weight, target, linear_bias, weight, ignore_index, reduc
                                                            start == 0, row_loss)
         total += chunk_total
         denominator += chunk_denominator
-    if p.reduction == "none":
+    if row_loss is not None:  # reduction="none"
         loss, scale = row_loss.reshape(p.batch_shape), 1.0
     else:
         loss = reduce_loss(p.reduction, p.dtype, total, denominator)
@@ -369,14 +390,16 @@ def _run(hidden, linear_weight, target, linear_bias, weight, ignore_index, reduc
         if p.reduction == "mean":
             with np.errstate(divide="ignore", invalid="ignore"):
                 scale = float(np.float64(1.0) / np.float64(denominator))
-    if not want_grad:
+    if grads is None:
         return loss
     return (loss,) + grads.finish(p, scale)
 
 
-def unfused(hidden, linear_weight, target, *, linear_bias=None, weight=None,
-            ignore_index=IGNORE_INDEX_DEFAULT, reduction="mean", label_smoothing=0.0,
-            chunk_size=None, want_grad=True):
+def unfused(hidden: ArrayLike, linear_weight: ArrayLike, target: ArrayLike, *,
+            linear_bias: ArrayLike | None = None, weight: ArrayLike | None = None,
+            ignore_index: int | None = IGNORE_INDEX_DEFAULT, reduction: object = "mean",
+            label_smoothing: object = 0.0, chunk_size: object = None,
+            want_grad: bool = True) -> Any:
     """The route without chunks (fastxent.reference's twin): the N x V logits
     materialised, cross_entropy_with_grad on them, the gradients by three GEMMs.
     chunk_size is checked and otherwise ignored."""
@@ -399,9 +422,78 @@ def unfused(hidden, linear_weight, target, *, linear_bias=None, weight=None,
     return (loss,) + tuple(r.astype(dt, copy=False) for r, dt in zip(results, p.grad_dtypes))
 
 
-def linear_cross_entropy(hidden, linear_weight, target, *, linear_bias=None, weight=None,
-                         ignore_index=IGNORE_INDEX_DEFAULT, reduction="mean",
-                         label_smoothing=0.0, chunk_size=None):
+@overload
+def linear_cross_entropy(
+    hidden: NDArray[Float],
+    linear_weight: NDArray[Float],
+    target: ArrayLike,
+    *,
+    linear_bias: ArrayLike | None = ...,
+    weight: ArrayLike | None = ...,
+    ignore_index: int | None = ...,
+    reduction: Reduced = ...,
+    label_smoothing: float = ...,
+    chunk_size: int | tuple[int, int] | None = ...,
+) -> Float: ...
+
+
+@overload
+def linear_cross_entropy(
+    hidden: NDArray[Float],
+    linear_weight: NDArray[Float],
+    target: ArrayLike,
+    *,
+    linear_bias: ArrayLike | None = ...,
+    weight: ArrayLike | None = ...,
+    ignore_index: int | None = ...,
+    reduction: Literal["none"],
+    label_smoothing: float = ...,
+    chunk_size: int | tuple[int, int] | None = ...,
+) -> NDArray[Float]: ...
+
+
+@overload
+def linear_cross_entropy(
+    hidden: ArrayLike,
+    linear_weight: ArrayLike,
+    target: ArrayLike,
+    *,
+    linear_bias: ArrayLike | None = ...,
+    weight: ArrayLike | None = ...,
+    ignore_index: int | None = ...,
+    reduction: Reduced = ...,
+    label_smoothing: float = ...,
+    chunk_size: int | tuple[int, int] | None = ...,
+) -> FloatScalar: ...
+
+
+@overload
+def linear_cross_entropy(
+    hidden: ArrayLike,
+    linear_weight: ArrayLike,
+    target: ArrayLike,
+    *,
+    linear_bias: ArrayLike | None = ...,
+    weight: ArrayLike | None = ...,
+    ignore_index: int | None = ...,
+    reduction: Literal["none"],
+    label_smoothing: float = ...,
+    chunk_size: int | tuple[int, int] | None = ...,
+) -> FloatArray: ...
+
+
+def linear_cross_entropy(
+    hidden: ArrayLike,
+    linear_weight: ArrayLike,
+    target: ArrayLike,
+    *,
+    linear_bias: ArrayLike | None = None,
+    weight: ArrayLike | None = None,
+    ignore_index: int | None = IGNORE_INDEX_DEFAULT,
+    reduction: Reduction = "mean",
+    label_smoothing: float = 0.0,
+    chunk_size: int | tuple[int, int] | None = None,
+) -> Loss:
     """Cross-entropy of ``hidden @ linear_weight.T + linear_bias``, without the N x V logits.
 
     The same numbers as ``cross_entropy(hidden @ linear_weight.T + linear_bias,
@@ -454,8 +546,24 @@ def linear_cross_entropy(hidden, linear_weight, target, *, linear_bias=None, wei
         A target that is neither integer nor float; a chunk size that is not
         an integer.
 
+    See Also
+    --------
+    linear_cross_entropy_with_grad : The loss and the gradients of the three inputs.
+    cross_entropy : The loss of given logits.
+    fastxent.reference.linear_cross_entropy : The unfused twin, on NumPy alone.
+
     Notes
     -----
+    The loss is that of :func:`cross_entropy` (its formula and PyTorch's
+    weighted mean) on the logits
+
+    .. math::
+
+        z_n = W h_n + b,
+
+    :math:`h_n` a row of `hidden`, :math:`W` `linear_weight` (V, H) and
+    :math:`b` `linear_bias`, which are never held whole.
+
     Chunk rule: a chunk's logits take at most 64 MiB (``rows = 64 MiB /
     (V * itemsize)``, 524 rows at V = 32,000 in float32). That is far beyond the
     caches, so the rule is set by the GEMMs and by memory: each chunk re-reads
@@ -485,14 +593,144 @@ def linear_cross_entropy(hidden, linear_weight, target, *, linear_bias=None, wei
     >>> bool(np.isclose(loss, fastxent.cross_entropy(hidden @ head.T, labels)))
     True
     """
-    return _run(hidden, linear_weight, target, linear_bias, weight, ignore_index, reduction,
-                label_smoothing, chunk_size, want_grad=False)
+    loss: Loss = _run(hidden, linear_weight, target, linear_bias, weight, ignore_index,
+                      reduction, label_smoothing, chunk_size, want_grad=False)
+    return loss
 
 
-def linear_cross_entropy_with_grad(hidden, linear_weight, target, *, linear_bias=None,
-                                   weight=None, ignore_index=IGNORE_INDEX_DEFAULT,
-                                   reduction="mean", label_smoothing=0.0, chunk_size=None):
-    """(loss, d_hidden, d_weight[, d_bias]) of linear_cross_entropy, without N x V arrays.
+@overload
+def linear_cross_entropy_with_grad(
+    hidden: NDArray[Float],
+    linear_weight: NDArray[Float],
+    target: ArrayLike,
+    *,
+    linear_bias: None = ...,
+    weight: ArrayLike | None = ...,
+    ignore_index: int | None = ...,
+    reduction: Reduced = ...,
+    label_smoothing: float = ...,
+    chunk_size: int | tuple[int, int] | None = ...,
+) -> tuple[Float, NDArray[Float], NDArray[Float]]: ...
+
+
+@overload
+def linear_cross_entropy_with_grad(
+    hidden: NDArray[Float],
+    linear_weight: NDArray[Float],
+    target: ArrayLike,
+    *,
+    linear_bias: ArrayLike,
+    weight: ArrayLike | None = ...,
+    ignore_index: int | None = ...,
+    reduction: Reduced = ...,
+    label_smoothing: float = ...,
+    chunk_size: int | tuple[int, int] | None = ...,
+) -> tuple[Float, NDArray[Float], NDArray[Float], NDArray[Float]]: ...
+
+
+@overload
+def linear_cross_entropy_with_grad(
+    hidden: NDArray[Float],
+    linear_weight: NDArray[Float],
+    target: ArrayLike,
+    *,
+    linear_bias: None = ...,
+    weight: ArrayLike | None = ...,
+    ignore_index: int | None = ...,
+    reduction: Literal["none"],
+    label_smoothing: float = ...,
+    chunk_size: int | tuple[int, int] | None = ...,
+) -> tuple[NDArray[Float], NDArray[Float], NDArray[Float]]: ...
+
+
+@overload
+def linear_cross_entropy_with_grad(
+    hidden: NDArray[Float],
+    linear_weight: NDArray[Float],
+    target: ArrayLike,
+    *,
+    linear_bias: ArrayLike,
+    weight: ArrayLike | None = ...,
+    ignore_index: int | None = ...,
+    reduction: Literal["none"],
+    label_smoothing: float = ...,
+    chunk_size: int | tuple[int, int] | None = ...,
+) -> tuple[NDArray[Float], NDArray[Float], NDArray[Float], NDArray[Float]]: ...
+
+
+@overload
+def linear_cross_entropy_with_grad(
+    hidden: ArrayLike,
+    linear_weight: ArrayLike,
+    target: ArrayLike,
+    *,
+    linear_bias: None = ...,
+    weight: ArrayLike | None = ...,
+    ignore_index: int | None = ...,
+    reduction: Reduced = ...,
+    label_smoothing: float = ...,
+    chunk_size: int | tuple[int, int] | None = ...,
+) -> tuple[FloatScalar, FloatArray, FloatArray]: ...
+
+
+@overload
+def linear_cross_entropy_with_grad(
+    hidden: ArrayLike,
+    linear_weight: ArrayLike,
+    target: ArrayLike,
+    *,
+    linear_bias: ArrayLike,
+    weight: ArrayLike | None = ...,
+    ignore_index: int | None = ...,
+    reduction: Reduced = ...,
+    label_smoothing: float = ...,
+    chunk_size: int | tuple[int, int] | None = ...,
+) -> tuple[FloatScalar, FloatArray, FloatArray, FloatArray]: ...
+
+
+@overload
+def linear_cross_entropy_with_grad(
+    hidden: ArrayLike,
+    linear_weight: ArrayLike,
+    target: ArrayLike,
+    *,
+    linear_bias: None = ...,
+    weight: ArrayLike | None = ...,
+    ignore_index: int | None = ...,
+    reduction: Literal["none"],
+    label_smoothing: float = ...,
+    chunk_size: int | tuple[int, int] | None = ...,
+) -> tuple[FloatArray, FloatArray, FloatArray]: ...
+
+
+@overload
+def linear_cross_entropy_with_grad(
+    hidden: ArrayLike,
+    linear_weight: ArrayLike,
+    target: ArrayLike,
+    *,
+    linear_bias: ArrayLike,
+    weight: ArrayLike | None = ...,
+    ignore_index: int | None = ...,
+    reduction: Literal["none"],
+    label_smoothing: float = ...,
+    chunk_size: int | tuple[int, int] | None = ...,
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]: ...
+
+
+def linear_cross_entropy_with_grad(
+    hidden: ArrayLike,
+    linear_weight: ArrayLike,
+    target: ArrayLike,
+    *,
+    linear_bias: ArrayLike | None = None,
+    weight: ArrayLike | None = None,
+    ignore_index: int | None = IGNORE_INDEX_DEFAULT,
+    reduction: Reduction = "mean",
+    label_smoothing: float = 0.0,
+    chunk_size: int | tuple[int, int] | None = None,
+) -> LossAndGrads:
+    r"""(loss, d_hidden, d_weight[, d_bias]) of linear_cross_entropy, without N x V arrays.
 
     The gradients are those of the loss (of ``loss.sum()`` with
     ``reduction="none"``) with respect to `hidden`, `linear_weight` and, when it
@@ -527,8 +765,22 @@ def linear_cross_entropy_with_grad(hidden, linear_weight, target, *, linear_bias
     ValueError, IndexError, TypeError
         As linear_cross_entropy, before any computation.
 
+    See Also
+    --------
+    linear_cross_entropy : The loss alone.
+    cross_entropy_with_grad : The loss and gradient of given logits.
+
     Notes
     -----
+    With :math:`G` the gradient of the loss with respect to the logits (see
+    :func:`cross_entropy_with_grad`), computed chunk by chunk,
+
+    .. math::
+
+        \frac{\partial L}{\partial H} = G W, \qquad
+        \frac{\partial L}{\partial W} = G^\top H, \qquad
+        \frac{\partial L}{\partial b} = \sum_n G_n.
+
     Peak extra memory: the gradients themselves, plus one chunk's logits (64 MiB
     by default, see linear_cross_entropy), plus vectors of length N or V (and an
     8 MiB block where NumPy's BLAS cannot accumulate); never the N x V logits.
@@ -548,5 +800,7 @@ def linear_cross_entropy_with_grad(hidden, linear_weight, target, *, linear_bias
     >>> bool(np.allclose(d_hidden, d_logits @ head) and np.allclose(d_weight, d_logits.T @ hidden))
     True
     """
-    return _run(hidden, linear_weight, target, linear_bias, weight, ignore_index, reduction,
-                label_smoothing, chunk_size, want_grad=True)
+    results: LossAndGrads = _run(hidden, linear_weight, target, linear_bias, weight,
+                                 ignore_index, reduction, label_smoothing, chunk_size,
+                                 want_grad=True)
+    return results

@@ -3,10 +3,14 @@
 results back in the caller's shape and dtype. The public functions of
 _logits.py and _probs.py are thin calls of these."""
 
+from typing import Any, Literal, overload
+
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from . import _config
 from ._kinds import BinaryInput, Scores
+from ._typing import Loss, LossAndGrad
 from ._validate import (
     ClassProblem,
     check_ignore_index,
@@ -19,9 +23,67 @@ from ._validate import (
 )
 
 
+@overload
 def class_loss(
-    scores, target, *, kind, weight, ignore_index, reduction, label_smoothing, axis, want_grad, out
-):
+    scores: ArrayLike,
+    target: ArrayLike,
+    *,
+    kind: Scores,
+    weight: ArrayLike | None,
+    ignore_index: int,
+    reduction: str,
+    label_smoothing: float,
+    axis: int | None,
+    want_grad: Literal[False],
+    out: NDArray[Any] | None,
+) -> Loss: ...
+
+
+@overload
+def class_loss(
+    scores: ArrayLike,
+    target: ArrayLike,
+    *,
+    kind: Scores,
+    weight: ArrayLike | None,
+    ignore_index: int,
+    reduction: str,
+    label_smoothing: float,
+    axis: int | None,
+    want_grad: Literal[True],
+    out: NDArray[Any] | None,
+) -> LossAndGrad: ...
+
+
+@overload
+def class_loss(
+    scores: ArrayLike,
+    target: ArrayLike,
+    *,
+    kind: Scores,
+    weight: ArrayLike | None,
+    ignore_index: int,
+    reduction: str,
+    label_smoothing: float,
+    axis: int | None,
+    want_grad: bool,
+    out: NDArray[Any] | None,
+) -> Loss | LossAndGrad: ...
+
+
+def class_loss(
+    scores: ArrayLike,
+    target: ArrayLike,
+    *,
+    kind: Scores,
+    weight: ArrayLike | None,
+    ignore_index: int,
+    reduction: str,
+    label_smoothing: float,
+    axis: int | None,
+    want_grad: bool,
+    out: NDArray[Any] | None,
+) -> Loss | LossAndGrad:
     """cross_entropy (kind Scores.LOGITS) or nll_loss (Scores.LOG_PROBS), and
     its gradient when want_grad: (loss, gradient), else the loss."""
     p = _laid_out_problem(
@@ -47,7 +109,7 @@ def class_loss(
         )
         if bad_row >= 0:
             raise p.label_error(bad_row)
-    loss = p.finish_loss(total, denom, row_loss)
+    loss: Loss = p.finish_loss(total, denom, row_loss)
     return (loss, p.finish_result()) if want_grad else loss
 
 
@@ -55,8 +117,17 @@ _KERNEL_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _laid_out_problem(
-    scores, target, kind, weight, ignore_index, reduction, label_smoothing, axis, want_grad, out
-):
+    scores: ArrayLike,
+    target: ArrayLike,
+    kind: Scores,
+    weight: ArrayLike | None,
+    ignore_index: int,
+    reduction: str,
+    label_smoothing: float,
+    axis: int | None,
+    want_grad: bool,
+    out: NDArray[Any] | None,
+) -> ClassProblem | None:
     """The problem record of the commonest call, built without prepare_classes'
     general layout work, or None for any other call: (N, C) C-contiguous
     float32/float64 scores with the classes last, (N,) signed integer labels,
@@ -99,7 +170,7 @@ def _laid_out_problem(
     )
 
 
-def _separate_result(out, scores, target):
+def _separate_result(out: object, scores: NDArray[Any], target: NDArray[Any]) -> bool:
     """Whether the kernel can write straight into out: a writable array of the
     scores' shape, dtype and layout that shares no memory with the inputs."""
     return (
@@ -114,7 +185,7 @@ def _separate_result(out, scores, target):
     )
 
 
-def _no_classes(p, row_loss):
+def _no_classes(p: ClassProblem, row_loss: NDArray[Any] | None) -> tuple[float, float]:
     """(total, denominator) of a problem with zero classes, as PyTorch: a label
     that counts is out of range; each row's loss is an empty sum, 0, and a
     mean has nothing to count (NaN). The gradient is empty."""
@@ -127,9 +198,63 @@ def _no_classes(p, row_loss):
     return 0.0, 0.0
 
 
+@overload
 def binary_loss(
-    x, target, *, kind, weight, pos_weight, reduction, want_grad, out, target_in_unit=True
-):
+    x: ArrayLike,
+    target: ArrayLike,
+    *,
+    kind: BinaryInput,
+    weight: ArrayLike | None,
+    pos_weight: ArrayLike | None,
+    reduction: str,
+    want_grad: Literal[False],
+    out: NDArray[Any] | None,
+    target_in_unit: bool = ...,
+) -> Loss: ...
+
+
+@overload
+def binary_loss(
+    x: ArrayLike,
+    target: ArrayLike,
+    *,
+    kind: BinaryInput,
+    weight: ArrayLike | None,
+    pos_weight: ArrayLike | None,
+    reduction: str,
+    want_grad: Literal[True],
+    out: NDArray[Any] | None,
+    target_in_unit: bool = ...,
+) -> LossAndGrad: ...
+
+
+@overload
+def binary_loss(
+    x: ArrayLike,
+    target: ArrayLike,
+    *,
+    kind: BinaryInput,
+    weight: ArrayLike | None,
+    pos_weight: ArrayLike | None,
+    reduction: str,
+    want_grad: bool,
+    out: NDArray[Any] | None,
+    target_in_unit: bool = ...,
+) -> Loss | LossAndGrad: ...
+
+
+def binary_loss(
+    x: ArrayLike,
+    target: ArrayLike,
+    *,
+    kind: BinaryInput,
+    weight: ArrayLike | None,
+    pos_weight: ArrayLike | None,
+    reduction: str,
+    want_grad: bool,
+    out: NDArray[Any] | None,
+    target_in_unit: bool = True,
+) -> Loss | LossAndGrad:
     """binary_cross_entropy_with_logits (kind BinaryInput.LOGITS) or
     binary_cross_entropy (BinaryInput.PROBS), and its gradient when want_grad.
     target_in_unit: refuse probability targets outside [0, 1] (PyTorch does;
@@ -154,7 +279,7 @@ def binary_loss(
             f"{kind.value}: {p.x.reshape(-1)[bad]!r} at position "
             f"{position(bad, p.shape)} is outside [0, 1]"
         )
-    loss = p.finish_loss(total, count, elem_loss)
+    loss: Loss = p.finish_loss(total, count, elem_loss)
     return (loss, p.finish_grad()) if want_grad else loss
 
 

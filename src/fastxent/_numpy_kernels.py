@@ -4,6 +4,8 @@
 passed), written the way a careful NumPy user would: vectorised over the whole
 batch, in place where possible. fastxent.reference runs on these."""
 
+from typing import Any
+
 import numpy as np
 
 from ._kinds import BinaryInput, Scores, Transform
@@ -13,14 +15,14 @@ from ._kinds import BinaryInput, Scores, Transform
 TORCH_BCE_EPSILON = float(np.float32(1e-12))
 
 
-def _shifted_exps(x):
+def _shifted_exps(x: Any) -> Any:
     """x - rowmax, its exp, and the row sums of the exps (float64, keepdims)."""
     shifted = x - x.max(axis=1, keepdims=True)
     exps = np.exp(shifted)
     return shifted, exps, exps.sum(axis=1, keepdims=True, dtype=np.float64)
 
 
-def class_loss(problem, *, row_loss, n_threads=1):
+def class_loss(problem: Any, *, row_loss: Any, n_threads: Any = 1) -> Any:
     """The loss of a validated class problem (see fastxent._kernels.class_loss)."""
     p = problem
     mean = p.reduction == "mean"
@@ -31,7 +33,10 @@ def class_loss(problem, *, row_loss, n_threads=1):
     return total, denom, -1
 
 
-def _xent_index(x, target, grad, weight, ignore_index, label_smoothing, mean, row_loss, scores):
+def _xent_index(
+    x: Any, target: Any, grad: Any, weight: Any, ignore_index: Any, label_smoothing: Any,
+    mean: Any, row_loss: Any, scores: Any,
+) -> Any:
     """Softmax cross-entropy against class indices, or the negative
     log-likelihood of log-probabilities x (scores)."""
     n_rows, n_classes = x.shape
@@ -74,7 +79,9 @@ def _xent_index(x, target, grad, weight, ignore_index, label_smoothing, mean, ro
     return float(loss.sum()), float(denom), -1
 
 
-def _xent_prob(x, target, grad, weight, label_smoothing, mean, row_loss):
+def _xent_prob(
+    x: Any, target: Any, grad: Any, weight: Any, label_smoothing: Any, mean: Any, row_loss: Any,
+) -> Any:
     """Softmax cross-entropy against class probabilities."""
     n_rows, n_classes = x.shape
     if n_rows == 0:
@@ -98,7 +105,9 @@ def _xent_prob(x, target, grad, weight, label_smoothing, mean, row_loss):
     return float(loss.sum()), float(n_rows)
 
 
-def _nll(x, labels, rows, counted, w_y, grad, mean, row_loss):
+def _nll(
+    x: Any, labels: Any, rows: Any, counted: Any, w_y: Any, grad: Any, mean: Any, row_loss: Any,
+) -> Any:
     loss = np.where(counted, -w_y * x[rows, labels], 0.0)  # ignored rows count 0, even NaN ones
     denom = w_y.sum() if mean else 0.0
     if grad is not None:
@@ -111,7 +120,7 @@ def _nll(x, labels, rows, counted, w_y, grad, mean, row_loss):
     return float(loss.sum()), float(denom), -1
 
 
-def _log_sum_exps(x):
+def _log_sum_exps(x: Any) -> Any:
     """(shift, log(sum(exp(x - shift)))) of each row (keepdims; the log in
     float64). The shift is the row's maximum, or 0 where that is infinite
     (SciPy's shift for log_softmax and logsumexp). As scipy.special.logsumexp
@@ -131,7 +140,7 @@ def _log_sum_exps(x):
     return shift, np.where(k > 0, split, plain)
 
 
-def softmax_rows(rows, *, transform, n_threads=1):
+def softmax_rows(rows: Any, *, transform: Any, n_threads: Any = 1) -> Any:
     """softmax or log_softmax (transform) of each row of rows.x into rows.result."""
     x, out = rows.x, rows.result
     if x.size == 0:  # no rows, or rows of no classes: nothing to write
@@ -144,7 +153,7 @@ def softmax_rows(rows, *, transform, n_threads=1):
         np.divide(exps, sums.astype(x.dtype), out=out)
 
 
-def logsumexp_rows(rows, *, out, n_threads=1):
+def logsumexp_rows(rows: Any, *, out: Any, n_threads: Any = 1) -> Any:
     """log(sum(exp(row))) of each row of rows.x into out."""
     x = rows.x
     if x.shape[0] == 0:
@@ -156,7 +165,7 @@ def logsumexp_rows(rows, *, out, n_threads=1):
     out[...] = log_sums[:, 0] + shift[:, 0]
 
 
-def entropy_rows(rows, *, q, out, n_threads=1):
+def entropy_rows(rows: Any, *, q: Any, out: Any, n_threads: Any = 1) -> Any:
     """Row sums of entr(p), or of rel_entr(p, q) when q is given, into out;
     p is rows.x."""
     p = rows.x
@@ -182,7 +191,7 @@ def entropy_rows(rows, *, q, out, n_threads=1):
     out[...] = terms.sum(axis=1)
 
 
-def binary_loss(problem, *, elem_loss, n_threads=1):
+def binary_loss(problem: Any, *, elem_loss: Any, n_threads: Any = 1) -> Any:
     """Binary cross-entropy, elementwise (see fastxent._kernels.binary_loss)."""
     p = problem
     x, target, weight, pos_weight, grad = p.x, p.target, p.weight, p.pos_weight, p.grad
@@ -203,9 +212,9 @@ def binary_loss(problem, *, elem_loss, n_threads=1):
             # A loss beyond float's range (or a NaN): the sum again, in double,
             # so that a mean of such losses stays finite (as the compiled
             # kernels); before grad, which may be x, is written.
-            as64 = [None if a is None else np.asarray(a, np.float64)
-                    for a in (x, target, w, pw, log_weight)]
-            total = float(_bce_logits_loss(*as64, np.exp(-np.abs(as64[0]))).sum())
+            x64, t64, w64, pw64, lw64 = (np.asarray(a, np.float64)
+                                         for a in (x, target, w, pw, log_weight))
+            total = float(_bce_logits_loss(x64, t64, w64, pw64, lw64, np.exp(-np.abs(x64))).sum())
         if grad is not None:
             sigmoid_x = np.where(x >= 0, 1 / (1 + e), e / (1 + e))
             pos = target if pos_weight is None else pos_weight * target
@@ -227,7 +236,7 @@ def binary_loss(problem, *, elem_loss, n_threads=1):
     return total, float(n), -1
 
 
-def _bce_logits_loss(x, target, w, pw, log_weight, e):
+def _bce_logits_loss(x: Any, target: Any, w: Any, pw: Any, log_weight: Any, e: Any) -> Any:
     """PyTorch's (1 - t) x + l (log1p(e) + max(-x, 0)), e = exp(-|x|), which
     for x < 0 is pw t |x| + l log1p(e): nothing cancels or overflows.
     Coefficients first: w (1 - t) x cannot overflow where the loss does not."""

@@ -13,10 +13,12 @@ once at the end; the gradient of the mean is the gradient of the sum times
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from . import _logits, _probs
 from ._validate import (
@@ -31,7 +33,7 @@ _POSITION = re.compile(r"at position \(([0-9, ]*)\)")
 
 
 @contextmanager
-def located(origin):
+def located(origin: tuple[int, ...] | None) -> Iterator[None]:
     """Errors raised inside name the position in the whole array: `origin` is
     the index of the chunk's first element there (None: the chunk is the whole).
 
@@ -45,7 +47,7 @@ def located(origin):
         if not origin or not _POSITION.search(str(exc)):
             raise
 
-        def shifted(match):
+        def shifted(match: re.Match[str]) -> str:
             local = [int(i) for i in match.group(1).replace(" ", "").split(",") if i]
             whole = tuple(int(o) + i for o, i in zip(origin[-len(local):], local))
             return f"at position {whole}"
@@ -58,12 +60,14 @@ class Parts(NamedTuple):
 
     loss_sum: float  # the loss with reduction="sum", in float64
     denominator: float  # what reduction="mean" divides the whole problem's sum by
-    grad: np.ndarray | None  # d loss_sum / d input, or None
+    grad: NDArray[Any] | None  # d loss_sum / d input, or None
 
 
-def class_loss_parts(scores, target, *, weight=None, ignore_index=IGNORE_INDEX_DEFAULT,
-                     label_smoothing=0.0, axis=-1, want_grad=False, out=None,
-                     log_probs=False, origin=None) -> Parts:
+def class_loss_parts(scores: ArrayLike, target: ArrayLike, *, weight: ArrayLike | None = None,
+                     ignore_index: int = IGNORE_INDEX_DEFAULT, label_smoothing: float = 0.0,
+                     axis: int = -1, want_grad: bool = False,
+                     out: NDArray[Any] | None = None, log_probs: bool = False,
+                     origin: tuple[int, ...] | None = None) -> Parts:
     """(loss sum, mean denominator, gradient of the sum) of cross_entropy, or of
     nll_loss when ``log_probs``, with their options and checks. origin: see
     `located` (the chunk's place in the whole, for error messages)."""
@@ -72,14 +76,17 @@ def class_loss_parts(scores, target, *, weight=None, ignore_index=IGNORE_INDEX_D
                                  want_grad, out, log_probs)
 
 
-def _class_loss_parts(scores, target, weight, ignore_index, label_smoothing, axis, want_grad,
-                      out, log_probs):
-    options = dict(weight=weight, ignore_index=ignore_index, reduction="sum", axis=axis)
+def _class_loss_parts(scores: ArrayLike, target: ArrayLike, weight: ArrayLike | None,
+                      ignore_index: int, label_smoothing: float, axis: int,
+                      want_grad: bool, out: NDArray[Any] | None, log_probs: bool) -> Parts:
+    options: dict[str, Any] = dict(weight=weight, ignore_index=ignore_index, reduction="sum",
+                                   axis=axis)
     if log_probs:
-        fn = _probs.nll_loss_with_grad if want_grad else _probs.nll_loss
+        fn = cast(Callable[..., Any], _probs.nll_loss_with_grad if want_grad else _probs.nll_loss)
     else:
         options["label_smoothing"] = label_smoothing
-        fn = _logits.cross_entropy_with_grad if want_grad else _logits.cross_entropy
+        fn = cast(Callable[..., Any],
+                  _logits.cross_entropy_with_grad if want_grad else _logits.cross_entropy)
     if want_grad:
         loss_sum, grad = fn(scores, target, out=out, **options)
     else:
@@ -95,18 +102,20 @@ def _class_loss_parts(scores, target, weight, ignore_index, label_smoothing, axi
     return Parts(float(loss_sum), denominator, grad)
 
 
-def _counted_weight(labels, weight, ignore_index):
+def _counted_weight(labels: ArrayLike, weight: ArrayLike | None, ignore_index: int) -> float:
     """PyTorch's mean denominator of valid class labels: the number of samples
     not ignored, or the sum of their classes' weights."""
-    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
-    counted = labels[labels != ignore_index]
+    flat = np.asarray(labels, dtype=np.int64).reshape(-1)
+    counted = flat[flat != ignore_index]
     if weight is None:
         return float(counted.size)
     w = np.asarray(as_array(weight, "weight"), dtype=np.float64)
     return float(np.sum(w[counted], dtype=np.float64))
 
 
-def class_denominator(target, n_classes, *, weight=None, ignore_index=-100, origin=None) -> float:
+def class_denominator(target: ArrayLike, n_classes: int, *, weight: ArrayLike | None = None,
+                      ignore_index: int = -100,
+                      origin: tuple[int, ...] | None = None) -> float:
     """The mean denominator of class labels `target` alone (no scores needed),
     after checking them: a label outside [0, n_classes) that is not
     ignore_index raises the IndexError cross_entropy raises, naming its
@@ -127,8 +136,10 @@ def class_denominator(target, n_classes, *, weight=None, ignore_index=-100, orig
     return _counted_weight(labels, weight, ignore_index)
 
 
-def binary_loss_parts(x, target, *, weight=None, pos_weight=None, want_grad=False, out=None,
-                      from_logits=True, origin=None) -> Parts:
+def binary_loss_parts(x: ArrayLike, target: ArrayLike, *, weight: ArrayLike | None = None,
+                      pos_weight: ArrayLike | None = None, want_grad: bool = False,
+                      out: NDArray[Any] | None = None, from_logits: bool = True,
+                      origin: tuple[int, ...] | None = None) -> Parts:
     """(loss sum, number of elements, gradient of the sum) of
     binary_cross_entropy_with_logits (``from_logits``) or binary_cross_entropy.
     origin: see `located`."""
@@ -136,14 +147,17 @@ def binary_loss_parts(x, target, *, weight=None, pos_weight=None, want_grad=Fals
         return _binary_loss_parts(x, target, weight, pos_weight, want_grad, out, from_logits)
 
 
-def _binary_loss_parts(x, target, weight, pos_weight, want_grad, out, from_logits):
-    options = dict(weight=weight, reduction="sum")
+def _binary_loss_parts(x: ArrayLike, target: ArrayLike, weight: ArrayLike | None,
+                       pos_weight: ArrayLike | None, want_grad: bool,
+                       out: NDArray[Any] | None, from_logits: bool) -> Parts:
+    options: dict[str, Any] = dict(weight=weight, reduction="sum")
     if from_logits:
         options["pos_weight"] = pos_weight
-        fn = (_logits.binary_cross_entropy_with_logits_with_grad if want_grad
-              else _logits.binary_cross_entropy_with_logits)
+        fn = cast(Callable[..., Any], _logits.binary_cross_entropy_with_logits_with_grad
+                  if want_grad else _logits.binary_cross_entropy_with_logits)
     else:
-        fn = _probs.binary_cross_entropy_with_grad if want_grad else _probs.binary_cross_entropy
+        fn = cast(Callable[..., Any], _probs.binary_cross_entropy_with_grad
+                  if want_grad else _probs.binary_cross_entropy)
     if want_grad:
         loss_sum, grad = fn(x, target, out=out, **options)
     else:

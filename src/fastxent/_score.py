@@ -11,18 +11,23 @@ accuracy; --json prints them as one JSON object.
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
 import sys
 import time
+from typing import IO, Any, TypeAlias
 
 import numpy as np
+from numpy.typing import NDArray
 
 from . import stream
 from ._validate import IGNORE_INDEX_DEFAULT
 
 _CHUNK_BYTES = 16 << 20  # default chunk: about 16 MB of predictions
+
+Source: TypeAlias = "NpySource | ArraySource"
 
 
 # --------------------------------------------------------------------------- sources
@@ -33,13 +38,14 @@ class NpySource:
     never mapped whole, so its size is bounded by the disk, not by memory or
     address space. Pickles as its path (Dask workers open it themselves)."""
 
-    def __init__(self, path):
+    def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
         with open(self.path, "rb") as f:
             version = np.lib.format.read_magic(f)
             reader = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                       else np.lib.format.read_array_header_2_0)
-            self.shape, self.fortran_order, self.dtype = reader(f)
+            header: tuple[tuple[int, ...], bool, np.dtype[Any]] = reader(f)
+            self.shape, self.fortran_order, self.dtype = header
             self.offset = f.tell()
         if self.dtype.hasobject:
             raise TypeError(f"{self.path}: holds Python objects, not numbers")
@@ -48,7 +54,7 @@ class NpySource:
         self.ndim = len(self.shape)
         self.row_bytes = math.prod(self.shape[1:]) * self.dtype.itemsize
 
-    def rows(self, start, stop, buffer=None):
+    def rows(self, start: int, stop: int, buffer: NDArray[np.uint8] | None = None) -> NDArray[Any]:
         """Rows [start, stop) as an array (in `buffer` when it is big enough)."""
         n = stop - start
         if self.fortran_order:  # rows are not contiguous in the file: map it
@@ -61,13 +67,13 @@ class NpySource:
             out = np.empty(shape, self.dtype)
         with open(self.path, "rb") as f:  # per chunk: nothing left open, picklable
             f.seek(self.offset + start * self.row_bytes)
-            got = f.readinto(memoryview(out.reshape(-1)).cast("B"))
+            got = f.readinto(out.reshape(-1).data.cast("B"))
         if got != n * self.row_bytes:
             raise ValueError(f"{self.path}: truncated ({got} of {n * self.row_bytes} bytes "
                              f"at row {start})")
         return out
 
-    def __getitem__(self, key):  # for dask.array.from_array
+    def __getitem__(self, key: Any) -> NDArray[Any]:  # for dask.array.from_array
         key = key if isinstance(key, tuple) else (key,)
         first = key[0] if key else slice(None)
         start, stop, step = first.indices(self.shape[0])
@@ -78,20 +84,20 @@ class NpySource:
 class ArraySource:
     """An array already in memory (or a Zarr array), rows by slicing."""
 
-    def __init__(self, array, name):
+    def __init__(self, array: Any, name: str) -> None:
         self.array, self.path = array, name
         self.shape, self.dtype, self.ndim = tuple(array.shape), np.dtype(array.dtype), array.ndim
         if not self.shape:
             raise ValueError(f"{name}: holds a 0-d array; expected rows")
 
-    def rows(self, start, stop, buffer=None):
+    def rows(self, start: int, stop: int, buffer: NDArray[np.uint8] | None = None) -> NDArray[Any]:
         return np.asarray(self.array[start:stop])
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: Any) -> NDArray[Any]:
         return np.asarray(self.array[key])
 
 
-def open_source(spec):
+def open_source(spec: str) -> Source:
     """A source of rows for a file name (see the module's docstring)."""
     path, _, member = spec.partition(".npz:")
     if member:
@@ -122,7 +128,7 @@ def open_source(spec):
 # --------------------------------------------------------------------------- scoring
 
 
-def _looks_like_probabilities(block, axis):
+def _looks_like_probabilities(block: NDArray[Any], axis: int) -> bool:
     """Non-negative rows summing to one."""
     if block.size == 0 or block.dtype.kind != "f":
         return False
@@ -134,12 +140,12 @@ def _looks_like_probabilities(block, axis):
 class Progress:
     """A progress bar on stderr, redrawn at most ten times a second."""
 
-    def __init__(self, total, enabled, stream_=None):
+    def __init__(self, total: int, enabled: bool, stream_: IO[str] | None = None) -> None:
         self.total, self.enabled = total, enabled
         self.out = stream_ or sys.stderr
         self.started = self.last = time.perf_counter()
 
-    def update(self, done, force=False):
+    def update(self, done: int, force: bool = False) -> None:
         if not self.enabled:
             return
         now = time.perf_counter()
@@ -152,18 +158,19 @@ class Progress:
                        f"{now - self.started:6.1f} s")
         self.out.flush()
 
-    def close(self):
+    def close(self) -> None:
         if self.enabled:
             self.update(self.total, force=True)
             self.out.write("\n")
             self.out.flush()
 
 
-def _ranges(n_rows, chunk_rows):
+def _ranges(n_rows: int, chunk_rows: int) -> list[tuple[int, int]]:
     return [(start, min(n_rows, start + chunk_rows)) for start in range(0, n_rows, chunk_rows)]
 
 
-def _score_local(pred, target, options, chunk_rows, progress):
+def _score_local(pred: Source, target: Source, options: dict[str, Any], chunk_rows: int,
+                 progress: Progress) -> stream.Accumulator:
     acc = stream.Accumulator(**options)
     # One buffer per file, reused for every chunk: no fresh pages to fault in.
     buffers = [np.empty(chunk_rows * s.row_bytes, np.uint8) if isinstance(s, NpySource) else None
@@ -174,13 +181,15 @@ def _score_local(pred, target, options, chunk_rows, progress):
     return acc
 
 
-def _chunk_parts_block(pred, target, start, stop, options):
+def _chunk_parts_block(pred: Source, target: Source, start: int, stop: int,
+                       options: dict[str, Any]) -> stream.ChunkParts:
     origin = (start,) + (0,) * (len(target.shape) - 1)
     return stream.chunk_parts(pred.rows(start, stop), target.rows(start, stop), origin=origin,
                               **options)
 
 
-def _score_dask(pred, target, options, chunk_rows, progress, address):
+def _score_dask(pred: Source, target: Source, options: dict[str, Any], chunk_rows: int,
+                progress: Progress, address: str) -> stream.Accumulator:
     """The chunks' parts computed on a Dask cluster, added here in the chunks'
     order: the same result, to the bit, as the local run."""
     from dask.distributed import Client, as_completed
@@ -191,7 +200,7 @@ def _score_dask(pred, target, options, chunk_rows, progress, address):
         futures = [client.submit(_chunk_parts_block, pred, target, start, stop, options,
                                  pure=False) for start, stop in ranges]
         index = {f.key: i for i, f in enumerate(futures)}
-        parts = [None] * len(futures)
+        parts: list[Any] = [None] * len(futures)  # ChunkParts, in the chunks' order
         done_rows = 0
         for future in as_completed(futures):
             i = index[future.key]
@@ -203,9 +212,66 @@ def _score_dask(pred, target, options, chunk_rows, progress, address):
     return acc
 
 
-def score(pred_spec, target_spec, *, from_logits=None, axis=-1, ignore_index=None,
-          chunk_rows=None, scheduler=None, progress=False, accuracy=True):
-    """The scores of a predictions file against a targets file, as a dict."""
+def score(pred_spec: str, target_spec: str, *, from_logits: bool | None = None, axis: int = -1,
+          ignore_index: int | None = None, chunk_rows: int | None = None,
+          scheduler: str | None = None, progress: bool = False,
+          accuracy: bool = True) -> dict[str, Any]:
+    """The scores of a predictions file against a targets file: what
+    ``python -m fastxent score`` computes and prints.
+
+    Parameters
+    ----------
+    pred_spec : str
+        The predictions: ``PATH.npy`` (read in chunks of rows, never whole),
+        ``PATH.npz`` or ``PATH.npz:NAME`` (loaded whole), or a Zarr directory
+        (``PATH.zarr``, where zarr is installed).
+    target_spec : str
+        The targets, one per row of the predictions: class labels, or (for
+        logits) class probabilities shaped like the predictions.
+    from_logits : bool, optional
+        True: logits (the loss is the cross-entropy); False: probabilities
+        (scikit-learn's log loss); None: detected from the first 1,024 rows
+        (probabilities if they are non-negative and each row sums to 1).
+    axis : int, default -1
+        The class axis of the predictions; not the first axis (the rows).
+    ignore_index : int, optional
+        A label whose rows count for nothing (default -100).
+    chunk_rows : int, optional
+        Rows read at a time (default: about 16 MB of predictions).
+    scheduler : str, optional
+        The address of a Dask scheduler (``tcp://host:8786``): the chunks are
+        scored on its workers, which must be able to read the files, and
+        added here in order (the local run's bits).
+    progress : bool, default False
+        Draw a progress bar on stderr.
+    accuracy : bool, default True
+        Also compute the accuracy (an argmax of every row).
+
+    Returns
+    -------
+    dict
+        ``predictions``, ``targets`` (the paths), ``shape``, ``dtype``,
+        ``kind`` ("logits" or "probs", "(detected)" when not given), ``loss``
+        (the mean), ``sum``, ``count`` (the mean's denominator), ``rows``,
+        ``accuracy`` (None when not computed), ``perplexity`` (``exp(loss)``),
+        ``chunk_rows`` and ``seconds``: what ``--json`` prints.
+
+    Raises
+    ------
+    OSError
+        A file that cannot be read.
+    ValueError
+        Files of different numbers of rows, a class axis 0, a bad
+        `chunk_rows`, an unknown file type or a truncated file; the loss's
+        errors (a probability outside [0, 1]).
+    TypeError, IndexError
+        The loss's errors: non-numeric data, a label out of range (positions
+        counted over the whole file).
+
+    See Also
+    --------
+    fastxent.stream.Accumulator : The chunked scoring it runs.
+    """
     started = time.perf_counter()
     pred, target = open_source(pred_spec), open_source(target_spec)
     if pred.shape[0] != target.shape[0]:
@@ -252,7 +318,7 @@ def score(pred_spec, target_spec, *, from_logits=None, axis=-1, ignore_index=Non
     }
 
 
-def add_arguments(parser):
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("pred", metavar="PRED", help="predictions: .npy, .npz[:NAME] or .zarr")
     parser.add_argument("target", metavar="TARGET", help="class labels (or probabilities), "
                         "one per row of PRED")
@@ -279,7 +345,7 @@ def add_arguments(parser):
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     try:
         r = score(args.pred, args.target, from_logits=args.from_logits, axis=args.axis,

@@ -14,14 +14,18 @@ From a shell::
                                        [--expect-openmp none|present|bundled]
 """
 
+from __future__ import annotations
+
 import argparse
 import os
 import sys
+from collections.abc import Sequence
+from typing import Any
 
 TESTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tests")
 
 
-def test(*pytest_args):
+def test(*pytest_args: str) -> int:
     """Runs the installed test-suite (``fastxent/tests``) with pytest, against
     this installation of fastxent, and returns pytest's exit code (0: all
     passed). Extra arguments go to pytest, for instance
@@ -39,13 +43,13 @@ def test(*pytest_args):
     return int(pytest.main([TESTS_DIR, "-ra", "-p", "no:cacheprovider", *pytest_args]))
 
 
-test.__test__ = False  # not a test function, for pytest's collection
+test.__test__ = False  # type: ignore[attr-defined]  # not a test function, for pytest's collection
 
 
 # --------------------------------------------------------------------------- smoke
 
 
-def _log_softmax_numpy(x):
+def _log_softmax_numpy(x: Any) -> Any:
     """log_softmax over the last axis in float64, with NumPy only."""
     import numpy as np
 
@@ -54,12 +58,12 @@ def _log_softmax_numpy(x):
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
-def _check(condition, message):
+def _check(condition: object, message: str) -> None:
     if not condition:
         raise AssertionError(message)
 
 
-def _site_packages():
+def _site_packages() -> list[str]:
     import site
     import sysconfig
 
@@ -69,12 +73,13 @@ def _site_packages():
     return [os.path.realpath(d) for d in dirs]
 
 
-def _inside(path, directory):
+def _inside(path: str, directory: str) -> bool:
     path, directory = os.path.realpath(path), os.path.realpath(directory)
     return os.path.commonpath([path, directory]) == directory
 
 
-def smoke(*, expect_simd=None, expect_openmp=None, expect_installed=False, verbose=True):
+def smoke(*, expect_simd: str | None = None, expect_openmp: str | None = None,
+          expect_installed: bool = False, verbose: bool = True) -> Any:
     """Runs the compiled kernels on a few problems and checks them against
     NumPy. Raises AssertionError on any disagreement; returns the config dict.
 
@@ -102,8 +107,8 @@ def smoke(*, expect_simd=None, expect_openmp=None, expect_installed=False, verbo
     if expect_installed:
         where = [d for d in _site_packages() if _inside(fastxent.__file__, d)]
         _check(where, f"fastxent was imported from {fastxent.__file__}, not from site-packages")
-        _check(_inside(_config._compiled.__file__, where[0]),
-               f"the extension {_config._compiled.__file__} is not in {where[0]}")
+        extension = str(getattr(_config._compiled, "__file__", ""))
+        _check(_inside(extension, where[0]), f"the extension {extension} is not in {where[0]}")
         say(f"fastxent {fastxent.__version__} is installed in {where[0]}")
     if expect_simd is not None:
         _check(cfg["simd"].startswith(expect_simd),
@@ -113,7 +118,9 @@ def smoke(*, expect_simd=None, expect_openmp=None, expect_installed=False, verbo
     elif expect_openmp in ("present", "bundled"):
         _check(cfg["openmp"] != "none", f"a serial build, expected an OpenMP runtime ({expect_openmp})")
     if expect_openmp == "bundled":
-        library = _config._compiled.build_info()["openmp_library"]
+        from fastxent import _kernels
+
+        library = _kernels.build_info()["openmp_library"]
         if library:  # known where dladdr exists (not on Windows)
             package_root = os.path.dirname(os.path.dirname(os.path.realpath(fastxent.__file__)))
             relative = os.path.relpath(os.path.realpath(library), package_root)
@@ -185,7 +192,7 @@ def smoke(*, expect_simd=None, expect_openmp=None, expect_installed=False, verbo
     return cfg
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fastxent._selftest", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)

@@ -7,13 +7,18 @@ to (rows, classes), together with everything needed to give results back in
 the caller's shape. Kernels of both backends take it from there.
 """
 
+from __future__ import annotations
+
 import functools
 import inspect
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from operator import index as _as_index
+from typing import Any, TypeVar, cast
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from ._kinds import BinaryInput, Scores
 
@@ -27,7 +32,10 @@ _FOREIGN_KEYWORDS = {"dim": "axis", "input": None, "size_average": "reduction",
                      "reduce": "reduction"}
 
 
-def signature_hints(fn):
+_Function = TypeVar("_Function", bound=Callable[..., Any])
+
+
+def signature_hints(fn: _Function) -> _Function:
     """Wraps a public function so that a call that does not fit its signature
     says what fastxent expects: options are keyword-only (PyTorch passes
     `weight` positionally), the class axis is `axis=` (PyTorch's `dim=`).
@@ -37,7 +45,7 @@ def signature_hints(fn):
                   if p.kind is p.POSITIONAL_OR_KEYWORD]
 
     @functools.wraps(fn)
-    def checked(*args, **kwargs):
+    def checked(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except TypeError:
@@ -48,10 +56,11 @@ def signature_hints(fn):
                     from None
             raise
 
-    return checked
+    return cast(_Function, checked)
 
 
-def _signature_hint(name, positional, args, kwargs, exc):
+def _signature_hint(name: str, positional: list[str], args: tuple[Any, ...],
+                    kwargs: dict[str, Any], exc: TypeError) -> str:
     if len(args) > len(positional):
         return (f"{name}: takes {len(positional)} positional arguments "
                 f"({', '.join(positional)}) but {len(args)} were given; options are "
@@ -66,7 +75,7 @@ def _signature_hint(name, positional, args, kwargs, exc):
 
 # ---- single arguments ----
 
-def result_dtype(arr, name):
+def result_dtype(arr: NDArray[Any], name: str) -> np.dtype[Any]:
     """The float dtype computations on `arr` run in (API.md's dtype rules)."""
     dt = arr.dtype
     if dt.kind == "f" and dt.itemsize <= 4:  # float16 and float32, either byte order
@@ -76,14 +85,14 @@ def result_dtype(arr, name):
     raise TypeError(f"{name}: expected an array of real numbers, got dtype {dt}")
 
 
-def base_view(arr):
+def base_view(arr: NDArray[Any]) -> NDArray[Any]:
     """arr as a plain ndarray over the same memory. Subclasses are worked on
     through this view only: their own methods and properties (reshape,
     shape, __array_function__...) may say anything, the view's cannot."""
     return arr if type(arr) is np.ndarray else np.ndarray.view(arr, np.ndarray)
 
 
-def as_array(value, name):
+def as_array(value: ArrayLike, name: str) -> NDArray[Any]:
     """np.asarray with a clear TypeError for what NumPy cannot make numeric.
     Subclasses (np.matrix, MaskedArray, ...) become plain base-class views of
     their data (base_view): no subclass method runs, results are plain
@@ -98,33 +107,33 @@ def as_array(value, name):
         raise TypeError(f"{name}: cannot be converted to an array ({exc})") from None
 
 
-def check_reduction(reduction):
+def check_reduction(reduction: object) -> str:
     if not isinstance(reduction, str) or reduction not in REDUCTIONS:
         raise ValueError(f"reduction: expected one of 'none', 'sum', 'mean', got {reduction!r}")
     return reduction
 
 
-def _is_bool(value):
+def _is_bool(value: object) -> bool:
     return isinstance(value, (bool, np.bool_))
 
 
-def _is_text(value):
+def _is_text(value: object) -> bool:
     return isinstance(value, (str, bytes))  # np.str_ and np.bytes_ included
 
 
-def check_axis(axis, ndim, name):
+def check_axis(axis: Any, ndim: int, name: str) -> int:
     try:
         if _is_bool(axis):  # not an integer here, as for NumPy and PyTorch
             raise TypeError
-        axis = _as_index(axis)
+        index = _as_index(axis)
     except TypeError:
         raise TypeError(f"axis: expected an integer, got {axis!r}") from None
-    if not -ndim <= axis < ndim:
-        raise ValueError(f"axis: {axis} is out of range for {name} with {ndim} dimension(s)")
-    return axis % ndim
+    if not -ndim <= index < ndim:
+        raise ValueError(f"axis: {index} is out of range for {name} with {ndim} dimension(s)")
+    return index % ndim
 
 
-def check_label_smoothing(value):
+def check_label_smoothing(value: Any) -> float:
     try:
         if _is_text(value):  # float("0.1") would accept it; PyTorch does not
             raise TypeError
@@ -142,7 +151,7 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1  # np.iinfo costs microseconds a ca
 class _DefaultIgnoreIndex(int):
     """The type of IGNORE_INDEX_DEFAULT."""
 
-    def __reduce__(self):  # unpickled as the one default (options sent to Dask workers)
+    def __reduce__(self) -> str:  # unpickled as the one default (options sent to Dask workers)
         return "IGNORE_INDEX_DEFAULT"
 
 
@@ -152,19 +161,19 @@ class _DefaultIgnoreIndex(int):
 IGNORE_INDEX_DEFAULT = _DefaultIgnoreIndex(-100)
 
 
-def check_ignore_index(value):
+def check_ignore_index(value: Any) -> int:
     try:
         if _is_bool(value):  # not an integer here, as for PyTorch
             raise TypeError
-        value = _as_index(value)
+        index = _as_index(value)
     except TypeError:
         raise TypeError(f"ignore_index: expected an integer, got {value!r}") from None
-    if not _INT64_MIN <= value <= _INT64_MAX:
-        raise ValueError(f"ignore_index: {value} is outside the 64-bit integer range of labels")
-    return value
+    if not _INT64_MIN <= index <= _INT64_MAX:
+        raise ValueError(f"ignore_index: {index} is outside the 64-bit integer range of labels")
+    return index
 
 
-def check_base(base):
+def check_base(base: Any) -> float | None:
     """The log(base) that divides an entropy, or None for nats."""
     if base is None:
         return None
@@ -176,10 +185,10 @@ def check_base(base):
         raise TypeError(f"base: expected a number, got {base!r}") from None
     if not base > 0 or base == 1:
         raise ValueError(f"base: must be positive and not 1, got {base!r}")
-    return np.log(base)
+    return float(np.log(base))
 
 
-def kernel_array(arr, dtype):
+def kernel_array(arr: NDArray[Any], dtype: Any) -> NDArray[Any]:
     """arr as the kernels need it: C-contiguous, aligned, of dtype (a copy
     only where arr is not already so)."""
     if arr.dtype == dtype and arr.flags.c_contiguous and arr.flags.aligned:
@@ -187,17 +196,17 @@ def kernel_array(arr, dtype):
     return np.require(arr, dtype, ("C_CONTIGUOUS", "ALIGNED"))
 
 
-def kernel_writable(out):
+def kernel_writable(out: NDArray[Any]) -> bool:
     """Whether the kernels can write straight into out."""
     return out.flags.c_contiguous and out.flags.aligned
 
 
-def position(flat_index, shape):
+def position(flat_index: Any, shape: tuple[int, ...]) -> tuple[int, ...]:
     """The multi-index, as a tuple of ints, of a flat C-order index into shape."""
     return tuple(int(i) for i in np.unravel_index(flat_index, shape)) if shape else ()
 
 
-def _same_memory(a, b):
+def _same_memory(a: NDArray[Any], b: NDArray[Any]) -> bool:
     """True when a and b are views of the very same elements in the same layout."""
     return (
         a.shape == b.shape
@@ -207,7 +216,9 @@ def _same_memory(a, b):
     )
 
 
-def check_out(out, like, dtype, inputs):
+def check_out(
+    out: object, like: NDArray[Any], dtype: np.dtype[Any], inputs: dict[str, Any],
+) -> NDArray[Any]:
     """Validates out= for a result shaped like `like`: it may be `like` itself
     but must not overlap any other input. Returns out's base_view, the array
     to write into."""
@@ -240,21 +251,22 @@ class Rows:
     """An array with its class axis moved last, as (rows, classes), and a
     buffer of that shape for an N x C result (a gradient, a softmax)."""
 
-    x: np.ndarray  # (rows, classes), C-contiguous, float32 or float64
+    x: NDArray[Any]  # (rows, classes), C-contiguous, float32 or float64
     axis: int  # the class axis of the caller's array, non-negative
-    batch_shape: tuple  # the caller's shape without the class axis
-    result: np.ndarray | None  # (rows, classes) buffer for the N x C result
-    out: np.ndarray | None  # the caller's out=
+    batch_shape: tuple[int, ...]  # the caller's shape without the class axis
+    result: NDArray[Any] | None  # (rows, classes) buffer for the N x C result
+    out: NDArray[Any] | None  # the caller's out=
     result_is_out: bool  # result is a view of out: nothing to copy back
 
     @property
-    def dtype(self):
+    def dtype(self) -> np.dtype[Any]:
         return self.x.dtype
 
-    def finish_result(self):
+    def finish_result(self) -> NDArray[Any]:
         """The N x C result in the caller's layout: `out` when given, else new."""
         if self.result_is_out:
-            return self.out
+            return self.out  # type: ignore[return-value]  # result_is_out: out was given
+        assert self.result is not None  # finish_result follows prepare_rows(want_result=True)
         moved_shape = self.batch_shape + (self.x.shape[1],)
         result = moveaxis(self.result.reshape(moved_shape), -1, self.axis)
         if self.out is None:
@@ -262,13 +274,15 @@ class Rows:
         np.copyto(base_view(self.out), result)
         return self.out
 
-    def per_row(self, values):
+    def per_row(self, values: NDArray[Any]) -> np.floating[Any] | NDArray[np.floating[Any]]:
         """Per-row values in the caller's shape without the class axis (a NumPy
         scalar when that shape is ())."""
-        return values.reshape(self.batch_shape)[()]
+        restored: np.floating[Any] | NDArray[np.floating[Any]]
+        restored = values.reshape(self.batch_shape)[()]
+        return restored
 
 
-def moveaxis(arr, source, destination):
+def moveaxis(arr: NDArray[Any], source: int, destination: int) -> NDArray[Any]:
     """np.moveaxis, skipped when the axis is already in place: it costs
     microseconds even when it has nothing to do, and small inputs notice."""
     if source % arr.ndim == destination % arr.ndim:
@@ -276,7 +290,7 @@ def moveaxis(arr, source, destination):
     return np.moveaxis(arr, source, destination)
 
 
-def classes_last(arr, axis, dtype):
+def classes_last(arr: NDArray[Any], axis: int, dtype: Any) -> tuple[NDArray[Any], bool]:
     """(rows, classes) C-contiguous array of `dtype`, and whether it is a copy."""
     moved = moveaxis(arr, axis, -1)
     rows = math.prod(moved.shape[:-1])  # explicit: reshape(-1, 0) is ambiguous
@@ -284,14 +298,16 @@ def classes_last(arr, axis, dtype):
     return flat, is_private_copy(flat, arr)
 
 
-def is_private_copy(flat, arr):
+def is_private_copy(flat: NDArray[Any], arr: NDArray[Any]) -> bool:
     """Whether flat is a new array the kernels may write into. An empty one
     may still be a view of arr (read-only, perhaps): NumPy says zero-size
     arrays share no memory."""
     return flat.size > 0 and not np.may_share_memory(flat, arr)
 
 
-def prepare_rows(x, axis, name, *, want_result=False, out=None, others=None):
+def prepare_rows(x: ArrayLike, axis: Any, name: str, *, want_result: bool = False,
+                 out: NDArray[Any] | None = None,
+                 others: dict[str, Any] | None = None) -> tuple[Rows, NDArray[Any]]:
     """Checks an array with a class axis and lays it out as Rows.
 
     want_result: allocate (or take from out=) a buffer for an N x C result;
@@ -321,7 +337,7 @@ def prepare_rows(x, axis, name, *, want_result=False, out=None, others=None):
                 result=result, out=out, result_is_out=result_is_out), x_in
 
 
-def prepare_pair(p, q, axis):
+def prepare_pair(p: ArrayLike, q: ArrayLike, axis: int) -> tuple[Rows, NDArray[Any]]:
     """p as Rows and q as the matching (rows, classes) array, after broadcasting
     them to one shape and one dtype (kl_divergence)."""
     p_in, q_in = as_array(p, "p"), as_array(q, "q")
@@ -341,15 +357,16 @@ def prepare_pair(p, q, axis):
 class ClassProblem(Rows):
     """Rows of scores (logits or log-probabilities) with their targets."""
 
-    target: np.ndarray = None  # (rows,) int64 indices, or (rows, classes) probabilities
+    # (rows,) int64 indices, or (rows, classes) probabilities (always given)
+    target: NDArray[Any] = None  # type: ignore[assignment]
     is_index: bool = True
     scores: Scores = Scores.LOGITS  # what the rows x hold
-    weight: np.ndarray | None = None  # (classes,) of x's dtype
+    weight: NDArray[Any] | None = None  # (classes,) of x's dtype
     ignore_index: int = -100
     label_smoothing: float = 0.0
     reduction: str = "mean"
 
-    def label_error(self, row):
+    def label_error(self, row: int) -> IndexError:
         """IndexError for the out-of-range label at flat row `row`."""
         return IndexError(
             f"target: class label {int(self.target[row])} at position "
@@ -357,9 +374,10 @@ class ClassProblem(Rows):
             f"and is not ignore_index ({self.ignore_index})"
         )
 
-    def finish_loss(self, total, denom, row_loss):
+    def finish_loss(self, total: float, denom: float, row_loss: NDArray[Any] | None) -> Any:
         """The loss in the caller's shape and dtype, from what a kernel returned."""
         if self.reduction == "none":
+            assert row_loss is not None  # the kernels fill it for "none"
             return row_loss.reshape(self.batch_shape)  # an array, even 0-d (as PyTorch)
         if self.reduction == "mean" and denom == 0 and self.label_smoothing:
             # Rows of weight 0 still add their smoothing term to the sum, but
@@ -369,7 +387,7 @@ class ClassProblem(Rows):
         return reduce_loss(self.reduction, self.dtype, total, denom)
 
 
-def reduce_loss(reduction, dtype, total, denom):
+def reduce_loss(reduction: str, dtype: np.dtype[Any], total: float, denom: float) -> Any:
     """A "sum" or "mean" loss as a NumPy scalar of dtype (a mean over nothing is NaN)."""
     if reduction == "sum":
         return dtype.type(total)
@@ -379,23 +397,23 @@ def reduce_loss(reduction, dtype, total, denom):
         return dtype.type(np.float64(total) / np.float64(denom))
 
 
-def _without(shape, axis):
+def _without(shape: tuple[int, ...], axis: int) -> tuple[int, ...]:
     return shape[:axis] + shape[axis + 1:]
 
 
-def fitting_axes(scores_shape, target_shape):
+def fitting_axes(scores_shape: tuple[int, ...], target_shape: tuple[int, ...]) -> list[int]:
     """The class axes of scores_shape that a target of class indices shaped
     target_shape would fit."""
     return [a for a in range(len(scores_shape)) if _without(scores_shape, a) == target_shape]
 
 
-def _axis_hint(scores_shape, target_shape):
+def _axis_hint(scores_shape: tuple[int, ...], target_shape: tuple[int, ...]) -> str:
     fits = fitting_axes(scores_shape, target_shape)
     return f"; axis={fits[0]} would fit" if len(fits) == 1 else (
         f"; axis={' or axis='.join(map(str, fits))} would fit" if fits else "")
 
 
-def class_axis(axis, scores_shape, target_in, name):
+def class_axis(axis: Any, scores_shape: tuple[int, ...], target_in: NDArray[Any], name: str) -> Any:
     """The class axis: `axis` when given; when it is None, the last axis for
     inputs of rank <= 2, and for rank >= 3 the axis the target's shape fits
     among PyTorch's (1) and the last (Keras's, JAX's, NumPy's); where both
@@ -418,7 +436,8 @@ def class_axis(axis, scores_shape, target_in, name):
     return fits[0] if fits else -1  # where neither fits, the shape check explains
 
 
-def _index_target(target_in, batch_shape, n_classes, axis, shape):
+def _index_target(target_in: NDArray[Any], batch_shape: tuple[int, ...], n_classes: int, axis: int,
+                  shape: tuple[int, ...]) -> NDArray[Any]:
     if target_in.shape != batch_shape:
         hint = _axis_hint(shape, target_in.shape)
         if not hint and len(shape) == 1 and target_in.shape == shape:
@@ -439,8 +458,10 @@ def _index_target(target_in, batch_shape, n_classes, axis, shape):
     return kernel_array(target_in, np.int64).reshape(-1)
 
 
-def prepare_classes(scores, target, *, kind, weight, ignore_index, reduction, label_smoothing,
-                    axis, want_grad, out):
+def prepare_classes(scores: ArrayLike, target: ArrayLike, *, kind: Scores,
+                    weight: ArrayLike | None, ignore_index: Any, reduction: Any,
+                    label_smoothing: Any, axis: Any, want_grad: bool,
+                    out: NDArray[Any] | None) -> ClassProblem:
     """Checks the arguments of cross_entropy / nll_loss [_with_grad]; kind
     (a Scores) says which, and names the scores' argument."""
     name = kind.value
@@ -506,29 +527,31 @@ def prepare_classes(scores, target, *, kind, weight, ignore_index, reduction, la
 class BinaryProblem:
     """Elementwise inputs of a binary cross-entropy, as (rows, last axis) arrays."""
 
-    x: np.ndarray  # C-contiguous, float32 or float64
+    x: NDArray[Any]  # C-contiguous, float32 or float64
     input: BinaryInput  # what x holds
-    target: np.ndarray  # like x
-    weight: np.ndarray | None  # (1, cols) repeated for every row, or like x
-    pos_weight: np.ndarray | None  # as weight
+    target: NDArray[Any]  # like x
+    weight: NDArray[Any] | None  # (1, cols) repeated for every row, or like x
+    pos_weight: NDArray[Any] | None  # as weight
     reduction: str
-    shape: tuple  # the caller's shape
-    grad: np.ndarray | None  # like x: the kernel's gradient buffer
-    out: np.ndarray | None
+    shape: tuple[int, ...]  # the caller's shape
+    grad: NDArray[Any] | None  # like x: the kernel's gradient buffer
+    out: NDArray[Any] | None
     grad_is_out: bool
 
     @property
-    def dtype(self):
+    def dtype(self) -> Any:
         return self.x.dtype
 
-    def finish_loss(self, total, count, elem_loss):
+    def finish_loss(self, total: float, count: float, elem_loss: NDArray[Any] | None) -> Any:
         if self.reduction == "none":
+            assert elem_loss is not None  # the kernels fill it for "none"
             return elem_loss.reshape(self.shape)
         return reduce_loss(self.reduction, self.dtype, total, count)
 
-    def finish_grad(self):
+    def finish_grad(self) -> NDArray[Any]:
         if self.grad_is_out:
-            return self.out
+            return self.out  # type: ignore[return-value]  # grad_is_out: out was given
+        assert self.grad is not None  # finish_grad follows prepare_binary(want_grad=True)
         grad = self.grad.reshape(self.shape)
         if self.out is None:
             return grad
@@ -536,7 +559,7 @@ class BinaryProblem:
         return self.out
 
 
-def _flat2d(arr, dtype):
+def _flat2d(arr: NDArray[Any], dtype: Any) -> tuple[NDArray[Any], bool]:
     """C-contiguous (rows, last axis) of arr; a 0-d array is one row of one."""
     flat = kernel_array(arr, dtype)
     cols = flat.shape[-1] if flat.ndim else 1
@@ -544,7 +567,8 @@ def _flat2d(arr, dtype):
     return flat.reshape(rows, cols), is_private_copy(flat, arr)
 
 
-def _broadcast_weight(weight, name, shape, dtype):
+def _broadcast_weight(weight: ArrayLike | None, name: str, shape: tuple[int, ...],
+                      dtype: Any) -> NDArray[Any] | None:
     """weight broadcast to shape: (1, cols) when it varies along the last axis
     only (no copy of the whole shape), else (rows, cols)."""
     if weight is None:
@@ -565,8 +589,10 @@ def _broadcast_weight(weight, name, shape, dtype):
     return _flat2d(np.broadcast_to(w, shape), dtype)[0]
 
 
-def prepare_binary(x, target, *, kind, weight, pos_weight, reduction, want_grad, out,
-                   target_in_unit=True):
+def prepare_binary(x: ArrayLike, target: ArrayLike, *, kind: BinaryInput,
+                   weight: ArrayLike | None, pos_weight: ArrayLike | None, reduction: Any,
+                   want_grad: bool, out: NDArray[Any] | None,
+                   target_in_unit: bool = True) -> BinaryProblem:
     """Checks the arguments of binary_cross_entropy[_with_logits][_with_grad];
     kind (a BinaryInput) says which, and names x's argument. Targets of
     probabilities must lie in [0, 1], as PyTorch's, unless not target_in_unit

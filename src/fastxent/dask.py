@@ -35,14 +35,18 @@ for class labels is one light pass over the labels alone.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import partial
+from typing import Any, TypeAlias, cast
 
 import dask
 import dask.array as da
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from . import _logits, _partials, _probs, _special
 from . import sklearn as _sklearn
+from ._bridges import Reduction, fill
 from ._validate import (
     IGNORE_INDEX_DEFAULT,
     as_array,
@@ -54,6 +58,13 @@ from ._validate import (
     reduce_loss,
     result_dtype,
 )
+
+# Types of the annotations: dask ships annotations too incomplete for mypy's
+# strict mode, so pyproject.toml has mypy take dask.array.Array as Any.
+Block: TypeAlias = NDArray[Any]  # one block of a dask array, in a task
+BlockInfo: TypeAlias = Any  # map_blocks's block_info: a dict of the block's place
+Options: TypeAlias = dict[str, Any]  # the class losses' options, per block
+DaskArrayLike: TypeAlias = "da.Array | ArrayLike"  # in-memory arrays are wrapped
 
 __all__ = [
     "binary_cross_entropy",
@@ -76,7 +87,7 @@ __all__ = [
 # --------------------------------------------------------------------------- inputs
 
 
-def _as_dask(value, name, chunks=None):
+def _as_dask(value: DaskArrayLike, name: str, chunks: Any = None) -> da.Array:
     """value as a dask array; an in-memory array is wrapped with `chunks`."""
     if isinstance(value, da.Array):
         if any(math.isnan(n) for c in value.chunks for n in c):
@@ -87,25 +98,26 @@ def _as_dask(value, name, chunks=None):
     return da.from_array(arr, chunks=chunks if chunks is not None else "auto")
 
 
-def _check_dtype(arr, name):
+def _check_dtype(arr: Any, name: str) -> np.dtype[Any]:
     """result_dtype for an array or a dask array (both have .dtype)."""
     return result_dtype(arr, name)
 
 
-def _origin(block_info, i=0):
+def _origin(block_info: BlockInfo, i: int = 0) -> tuple[int, ...]:
     """Index of the block's first element in the whole array."""
     return tuple(start for start, _ in block_info[i]["array-location"])
 
 
-def _first(packed):
+def _first(packed: tuple[Block, Block]) -> Block:
     return packed[0]
 
 
-def _second(packed):
+def _second(packed: tuple[Block, Block]) -> Block:
     return packed[1]
 
 
-def _unpack(packed, dtype, loss_chunks):
+def _unpack(packed: da.Array, dtype: np.dtype[Any],
+            loss_chunks: tuple[tuple[int, ...], ...]) -> tuple[da.Array, da.Array]:
     """(loss pieces, grad) of a map whose blocks are (loss piece, grad) pairs:
     one task computes both, from one read of the block. (The pieces keep every
     axis: a dropped axis would make dask concatenate the pairs.)"""
@@ -114,24 +126,24 @@ def _unpack(packed, dtype, loss_chunks):
     return pieces, grad
 
 
-def _ones(chunks):
+def _ones(chunks: tuple[tuple[int, ...], ...]) -> tuple[tuple[int, ...], ...]:
     """Chunks of one element per block, for per-block partial results."""
     return tuple((1,) * len(c) for c in chunks)
 
 
-def _finish(total, *, reduction, dtype):
+def _finish(total: Block, *, reduction: str, dtype: np.dtype[Any]) -> Block:
     """A reduced loss from its [sum, denominator] in float64, as in memory."""
     return np.asarray(reduce_loss(reduction, dtype, total[0], total[1]))
 
 
-def _reduce(parts, reduction, dtype):
+def _reduce(parts: da.Array, reduction: str, dtype: np.dtype[Any]) -> da.Array:
     """The 0-d loss from per-block [sum, denominator] parts (the last axis):
     a tree reduction over the blocks, fixed by the chunking."""
     return _finalize(parts.sum(axis=tuple(range(parts.ndim - 1)), dtype=np.float64),
                      reduction, dtype)
 
 
-def _finalize(total, reduction, dtype):
+def _finalize(total: da.Array, reduction: str, dtype: np.dtype[Any]) -> da.Array:
     """The 0-d loss from a (2,) dask array [sum, denominator]."""
     return da.blockwise(partial(_finish, reduction=reduction, dtype=dtype), "", total, "i",
                         dtype=dtype, concatenate=True)
@@ -140,16 +152,64 @@ def _finalize(total, reduction, dtype):
 _ONE = da.from_array(np.float64(1.0))  # the denominator of a "sum"
 
 
-def _sum_over_blocks(parts):
+def _sum_over_blocks(parts: da.Array) -> da.Array:
     """0-d float64 sum of per-block values, by a tree reduction fixed by the chunking."""
     return parts.sum(dtype=np.float64)
+
+
+# The documentation the functions share (numpydoc sections, put in place by fill).
+_fill = fill(
+    lazy="""
+        Nothing is computed until the result is: ``.compute()``, or
+        ``dask.compute(loss, grad)``, which reads each block once for both.""",
+    class_options="""
+        weight : array_like of shape (C,), optional
+            A weight per class (an in-memory array).
+        ignore_index : int, default -100
+            A class index whose samples count for nothing (class indices only).
+        reduction : {"mean", "sum", "none"}, default "mean"
+            ``"none"``: the per-sample losses, chunked like the rows;
+            ``"sum"``; ``"mean"``: divided by the summed weights of the counted
+            samples.""",
+    axis="""
+        axis : int, optional
+            The class axis; by default the last for rank <= 2, and for higher
+            ranks the one the target's shape tells (an ambiguous shape raises:
+            pass ``axis=1``, PyTorch's layout, or ``axis=-1``), as in memory.""",
+    class_raises="""
+        ValueError, TypeError
+            At once, for bad shapes, dtypes and options, and for chunks of
+            unknown size.
+        IndexError
+            When computed, for a class label outside [0, C) that is not
+            `ignore_index` (its position in the whole array named).""",
+    binary_weight="""
+        weight : dask.array.Array or array_like, optional
+            Broadcast to the input: a weight per element.""",
+    binary_reduction="""
+        reduction : {"mean", "sum", "none"}, default "mean"
+            ``"none"``: the elementwise losses, chunked like the input.""",
+    binary_raises="""
+        ValueError, TypeError
+            At once, for bad shapes, dtypes and options; when computed, for a
+            target (or probability) outside [0, 1], its position named.""",
+    exactness="""
+        Each block goes through the fused kernel, which returns its (loss sum,
+        mean denominator) in float64; a tree reduction fixed by the chunking
+        adds them, and the mean divides once: the in-memory call's value within
+        float64 rounding, the same bits for the same chunking on any scheduler.
+        Blocks split along the class axis are merged by the log-sum-exp rule:
+        no task holds a whole row.""",
+)
 
 
 # --------------------------------------------------------------------------- class losses
 
 
-def _class_inputs(scores, target, weight, ignore_index, reduction, label_smoothing, axis, name,
-                  allow_probabilities):
+def _class_inputs(scores: DaskArrayLike, target: DaskArrayLike, weight: Any,
+                  ignore_index: int, reduction: str, label_smoothing: float, axis: int | None,
+                  name: str, allow_probabilities: bool
+                  ) -> tuple[da.Array, da.Array, bool, np.dtype[Any], str, int, Options]:
     """Checks the arguments as the in-memory call does; returns the scores and
     the target as dask arrays with the classes last, chunked alike."""
     reduction = check_reduction(reduction)
@@ -203,19 +263,20 @@ def _class_inputs(scores, target, weight, ignore_index, reduction, label_smoothi
     return x, t, is_index, dtype, reduction, axis, options
 
 
-def _row_target(t, is_index):
+def _row_target(t: da.Array, is_index: bool) -> da.Array:
     """The target as a block argument beside the scores: labels get a class
     axis of length 1, which broadcasts over the class blocks."""
     return t[..., None] if is_index else t
 
 
-def _denominator_block(t, *, n_classes, weight, ignore_index, block_info=None):
+def _denominator_block(t: Block, *, n_classes: int, weight: Block | None, ignore_index: int,
+                       block_info: BlockInfo = None) -> Block:
     value = _partials.class_denominator(t, n_classes, weight=weight, ignore_index=ignore_index,
                                         origin=_origin(block_info))
     return np.full((1,) * t.ndim, value)
 
 
-def _denominator(t, is_index, n_classes, options):
+def _denominator(t: da.Array, is_index: bool, n_classes: int, options: Options) -> da.Array:
     """The 0-d mean denominator of the whole problem, from the target alone
     (the class labels checked on the way)."""
     if not is_index:  # probabilities: the mean is over the samples
@@ -227,12 +288,13 @@ def _denominator(t, is_index, n_classes, options):
     return _sum_over_blocks(parts)
 
 
-def _fused_block(x, t, *, is_index, log_probs, reduction, options, block_info=None):
+def _fused_block(x: Block, t: Block, *, is_index: bool, log_probs: bool, reduction: str,
+                 options: Options, block_info: BlockInfo = None) -> Block:
     """A block's [loss sum, denominator], or its per-row losses ("none")."""
     target = t[..., 0] if is_index else t
     origin = _origin(block_info)[:-1]
     if reduction == "none":
-        fn = _probs.nll_loss if log_probs else _logits.cross_entropy
+        fn: Callable[..., Block] = _probs.nll_loss if log_probs else _logits.cross_entropy
         kwargs = dict(options, reduction="none")
         if log_probs:
             kwargs.pop("label_smoothing")
@@ -242,8 +304,9 @@ def _fused_block(x, t, *, is_index, log_probs, reduction, options, block_info=No
     return np.array([parts.loss_sum, parts.denominator]).reshape((1,) * (x.ndim - 1) + (2,))
 
 
-def _fused_block_with_grad(x, t, scale, *, is_index, log_probs, reduction, options,
-                           block_info=None):
+def _fused_block_with_grad(x: Block, t: Block, scale: Any, *, is_index: bool, log_probs: bool,
+                           reduction: str, options: Options,
+                           block_info: BlockInfo = None) -> tuple[Block, Block]:
     """(loss piece, gradient) of a block in one kernel call; the gradient of the
     sum is scaled by the whole problem's 1 / denominator for a mean."""
     target = t[..., 0] if is_index else t
@@ -258,13 +321,14 @@ def _fused_block_with_grad(x, t, scale, *, is_index, log_probs, reduction, optio
         return loss[..., None], grad
     parts = _partials.class_loss_parts(x, target, log_probs=log_probs, origin=origin,
                                        want_grad=True, **options)
-    grad = parts.grad
+    grad = cast(Block, parts.grad)  # asked for (want_grad)
     if reduction == "mean":
         grad *= grad.dtype.type(scale)
     return np.array([parts.loss_sum]).reshape((1,) * (x.ndim - 1) + (1,)), grad
 
 
-def _stats_block(x, t, *, is_index, n_classes, options, block_info=None):
+def _stats_block(x: Block, t: Block, *, is_index: bool, n_classes: int, options: Options,
+                 block_info: BlockInfo = None) -> Block:
     """Per row of a class block: (max, sum of exp(x - max), A, B) in float64,
     where the row's loss is A * logsumexp - B over the whole row (A, B: the
     block's share of sum_c w_c q_c and sum_c w_c q_c x_c, q the smoothed
@@ -282,7 +346,8 @@ def _stats_block(x, t, *, is_index, n_classes, options, block_info=None):
     return np.stack([m, s, a, b], axis=-1)[..., None, :]
 
 
-def _target_coefficients(t, c0, c1, is_index, n_classes, options, origin):
+def _target_coefficients(t: Block, c0: int, c1: int, is_index: bool, n_classes: int,
+                         options: Options, origin: tuple[int, ...]) -> Block:
     """w_c q_c for the classes [c0, c1) of each row (q: the smoothed target)."""
     eps = options["label_smoothing"]
     w = options["weight"]
@@ -307,7 +372,7 @@ def _target_coefficients(t, c0, c1, is_index, n_classes, options, origin):
     return q * w_block
 
 
-def _merge_stats_block(stats, log_probs=False):
+def _merge_stats_block(stats: Block, log_probs: bool = False) -> Block:
     """[row loss, logsumexp, A] per row from the class blocks' stats, merged in
     class order by the log-sum-exp rule (nll_loss: the loss is -B alone)."""
     m, s, a, b = (stats[..., k] for k in range(4))
@@ -326,8 +391,9 @@ def _merge_stats_block(stats, log_probs=False):
     return np.stack([loss, lse, a_row], axis=-1)
 
 
-def _split_grad_block(x, t, lse, a_row, scale, *, is_index, n_classes, options, dtype,
-                      log_probs, block_info=None):
+def _split_grad_block(x: Block, t: Block, lse: Block, a_row: Block, scale: Block | float, *,
+                      is_index: bool, n_classes: int, options: Options, dtype: np.dtype[Any],
+                      log_probs: bool, block_info: BlockInfo = None) -> Block:
     """The gradient of a class block: scale * (A softmax - w q), or
     -scale * w q for nll_loss."""
     c0, c1 = block_info[0]["array-location"][-1]
@@ -341,7 +407,8 @@ def _split_grad_block(x, t, lse, a_row, scale, *, is_index, n_classes, options, 
     return grad.astype(dtype)
 
 
-def _row_stats(x, t, is_index, n_classes, options, log_probs):
+def _row_stats(x: da.Array, t: da.Array, is_index: bool, n_classes: int, options: Options,
+               log_probs: bool) -> da.Array:
     """Per row [loss, logsumexp, A] (float64) of class-chunked scores."""
     n_blocks = x.numblocks[-1]
     stats = da.map_blocks(
@@ -354,8 +421,10 @@ def _row_stats(x, t, is_index, n_classes, options, log_probs):
                             chunks=x.chunks[:-1] + ((3,),))
 
 
-def _class_loss(scores, target, weight, ignore_index, reduction, label_smoothing, axis,
-                want_grad, log_probs=False):
+def _class_loss(scores: DaskArrayLike, target: DaskArrayLike, weight: ArrayLike | None,
+                ignore_index: int, reduction: str, label_smoothing: float, axis: int | None,
+                want_grad: bool, log_probs: bool = False
+                ) -> da.Array | tuple[da.Array, da.Array]:
     name = "log_probs" if log_probs else "logits"
     x, t, is_index, dtype, reduction, axis, options = _class_inputs(
         scores, target, weight, ignore_index, reduction, label_smoothing, axis, name,
@@ -366,7 +435,8 @@ def _class_loss(scores, target, weight, ignore_index, reduction, label_smoothing
     batch_chunks = x.chunks[:-1]
 
     if x.numblocks[-1] == 1:  # whole rows in each block: the fused kernel
-        kw = dict(is_index=is_index, log_probs=log_probs, reduction=reduction, options=options)
+        kw: dict[str, Any] = dict(is_index=is_index, log_probs=log_probs, reduction=reduction,
+                                  options=options)
         if not want_grad:
             if reduction == "none":
                 return da.map_blocks(partial(_fused_block, **kw), x, _row_target(t, is_index),
@@ -409,64 +479,211 @@ def _class_loss(scores, target, weight, ignore_index, reduction, label_smoothing
     return loss, da.moveaxis(grad, -1, axis)
 
 
-def cross_entropy(logits, target, *, weight=None, ignore_index=IGNORE_INDEX_DEFAULT,
-                  reduction="mean", label_smoothing=0.0, axis=None):
-    """fastxent.cross_entropy on dask arrays, as a lazy dask array.
+@_fill
+def cross_entropy(logits: DaskArrayLike, target: DaskArrayLike, *,
+                  weight: ArrayLike | None = None, ignore_index: int = IGNORE_INDEX_DEFAULT,
+                  reduction: Reduction = "mean", label_smoothing: float = 0.0,
+                  axis: int | None = None) -> da.Array:
+    """`fastxent.cross_entropy` of dask arrays: a lazy dask array.
 
     Parameters
     ----------
-    logits : dask.array.Array
-        Scores, classes on `axis`; chunked along the rows, the class axis or both.
+    logits : dask.array.Array or array_like
+        Scores, classes on `axis`; chunked along the rows, the class axis or
+        both (an in-memory array is wrapped with dask's automatic chunks).
     target : dask.array.Array or array_like
-        Integer class indices (the shape of logits without `axis`) or float
-        class probabilities (the shape of logits); rechunked like `logits`.
-    weight, ignore_index, reduction, label_smoothing, axis
-        As for fastxent.cross_entropy (weight: an in-memory array).
+        Integer class indices (the shape of `logits` without `axis`) or float
+        class probabilities (the shape of `logits`); rechunked like `logits`.
+    {class_options}
+    label_smoothing : float, default 0.0
+        In [0, 1]: the target becomes ``(1 - label_smoothing) * target +
+        label_smoothing / C``.
+    {axis}
 
     Returns
     -------
     dask.array.Array
-        0-d for "sum" and "mean", else the per-sample losses.
+        In `logits`' floating dtype: 0-d for ``"sum"`` and ``"mean"``, else
+        the per-sample losses (the shape of `logits` without `axis`).
 
     Raises
     ------
-    ValueError, TypeError
-        At once, for bad shapes, dtypes and options.
-    IndexError
-        When computed, for a class label outside [0, C) (its position in the
-        whole array in the message).
+    {class_raises}
+
+    See Also
+    --------
+    cross_entropy_with_grad : The loss and its gradient.
+    fastxent.cross_entropy : The in-memory function.
+
+    Notes
+    -----
+    {exactness}
+
+    {lazy}
 
     Examples
     --------
     >>> import dask.array as da, numpy as np, fastxent.dask
     >>> logits = da.zeros((1000, 4), chunks=(250, 4), dtype=np.float32)
     >>> labels = da.zeros(1000, chunks=250, dtype=np.int64)
-    >>> float(fastxent.dask.cross_entropy(logits, labels).compute())  # log(4)
-    1.3862943649291992
+    >>> loss = fastxent.dask.cross_entropy(logits, labels)
+    >>> loss.dtype, loss.shape
+    (dtype('float32'), ())
+    >>> round(float(loss.compute()), 6)  # log(4)
+    1.386294
     """
     return _class_loss(logits, target, weight, ignore_index, reduction, label_smoothing, axis,
                        False)
 
 
-def cross_entropy_with_grad(logits, target, *, weight=None, ignore_index=IGNORE_INDEX_DEFAULT,
-                            reduction="mean", label_smoothing=0.0, axis=None):
-    """(loss, d loss / d logits) of cross_entropy as lazy dask arrays; the
-    gradient has the chunks of `logits`. ``dask.compute(loss, grad)`` runs the
-    fused kernel once per block for both. See cross_entropy."""
+@_fill
+def cross_entropy_with_grad(logits: DaskArrayLike, target: DaskArrayLike, *,
+                            weight: ArrayLike | None = None,
+                            ignore_index: int = IGNORE_INDEX_DEFAULT,
+                            reduction: Reduction = "mean", label_smoothing: float = 0.0,
+                            axis: int | None = None) -> tuple[da.Array, da.Array]:
+    """The loss of `cross_entropy` and its gradient with respect to `logits`,
+    as lazy dask arrays.
+
+    Parameters
+    ----------
+    logits : dask.array.Array or array_like
+        Scores, classes on `axis`, chunked along the rows, the classes or both.
+    target : dask.array.Array or array_like
+        Integer class indices or float class probabilities, as for
+        `cross_entropy`.
+    {class_options}
+    label_smoothing : float, default 0.0
+        In [0, 1].
+    {axis}
+
+    Returns
+    -------
+    loss : dask.array.Array
+        As `cross_entropy` returns it.
+    grad : dask.array.Array
+        The gradient d loss / d logits: the shape, dtype and chunks of `logits` (for
+        ``"none"``, the gradient of the sum of the per-sample losses).
+
+    Raises
+    ------
+    {class_raises}
+
+    See Also
+    --------
+    fastxent.cross_entropy_with_grad : The in-memory function.
+
+    Notes
+    -----
+    {lazy} The gradient of a ``"mean"`` needs the mean's denominator
+    first: for class labels, one light pass over the labels alone.
+
+    Examples
+    --------
+    >>> import dask, dask.array as da, numpy as np, fastxent.dask
+    >>> logits = da.zeros((6, 3), chunks=(2, 3))
+    >>> loss, grad = fastxent.dask.cross_entropy_with_grad(logits, np.array([0, 1, 2, 0, 1, 2]))
+    >>> grad.chunks
+    ((2, 2, 2), (3,))
+    >>> loss, grad = dask.compute(loss, grad)
+    >>> round(float(loss), 6), grad[0].round(6).tolist()
+    (1.098612, [-0.111111, 0.055556, 0.055556])
+    """
     return _class_loss(logits, target, weight, ignore_index, reduction, label_smoothing, axis,
                        True)
 
 
-def nll_loss(log_probs, target, *, weight=None, ignore_index=IGNORE_INDEX_DEFAULT,
-             reduction="mean", axis=None):
-    """fastxent.nll_loss on dask arrays (lazy). See cross_entropy."""
+@_fill
+def nll_loss(log_probs: DaskArrayLike, target: DaskArrayLike, *,
+             weight: ArrayLike | None = None, ignore_index: int = IGNORE_INDEX_DEFAULT,
+             reduction: Reduction = "mean", axis: int | None = None) -> da.Array:
+    """`fastxent.nll_loss` of dask arrays: a lazy dask array.
+
+    Parameters
+    ----------
+    log_probs : dask.array.Array or array_like
+        Log-probabilities, classes on `axis`, chunked along the rows, the
+        classes or both.
+    target : dask.array.Array or array_like
+        Integer class indices, the shape of `log_probs` without `axis`.
+    {class_options}
+    {axis}
+
+    Returns
+    -------
+    dask.array.Array
+        In `log_probs`' floating dtype: 0-d, or the per-sample losses.
+
+    Raises
+    ------
+    {class_raises}
+
+    See Also
+    --------
+    nll_loss_with_grad : The loss and its gradient.
+    fastxent.nll_loss : The in-memory function.
+
+    Notes
+    -----
+    The loss of a sample of class ``y`` is ``-weight[y] * log_probs[y]``.
+
+    {lazy}
+
+    Examples
+    --------
+    >>> import dask.array as da, numpy as np, fastxent.dask
+    >>> log_probs = da.log(da.from_array(np.array([[0.7, 0.3], [0.2, 0.8]]), chunks=1))
+    >>> round(float(fastxent.dask.nll_loss(log_probs, np.array([0, 1])).compute()), 6)
+    0.289909
+    """
     return _class_loss(log_probs, target, weight, ignore_index, reduction, 0.0, axis, False,
                        log_probs=True)
 
 
-def nll_loss_with_grad(log_probs, target, *, weight=None, ignore_index=IGNORE_INDEX_DEFAULT,
-                       reduction="mean", axis=None):
-    """(loss, d loss / d log_probs) of nll_loss as lazy dask arrays."""
+@_fill
+def nll_loss_with_grad(log_probs: DaskArrayLike, target: DaskArrayLike, *,
+                       weight: ArrayLike | None = None,
+                       ignore_index: int = IGNORE_INDEX_DEFAULT, reduction: Reduction = "mean",
+                       axis: int | None = None) -> tuple[da.Array, da.Array]:
+    """The loss of `nll_loss` and its gradient with respect to `log_probs`, as
+    lazy dask arrays.
+
+    Parameters
+    ----------
+    log_probs : dask.array.Array or array_like
+        Log-probabilities, classes on `axis`.
+    target : dask.array.Array or array_like
+        Integer class indices, the shape of `log_probs` without `axis`.
+    {class_options}
+    {axis}
+
+    Returns
+    -------
+    loss : dask.array.Array
+        As `nll_loss` returns it.
+    grad : dask.array.Array
+        The gradient d loss / d log_probs: the shape, dtype and chunks of `log_probs`.
+
+    Raises
+    ------
+    {class_raises}
+
+    See Also
+    --------
+    fastxent.nll_loss_with_grad : The in-memory function.
+
+    Notes
+    -----
+    {lazy}
+
+    Examples
+    --------
+    >>> import dask.array as da, numpy as np, fastxent.dask
+    >>> log_probs = da.log(da.from_array(np.array([[0.7, 0.3], [0.2, 0.8]]), chunks=1))
+    >>> loss, grad = fastxent.dask.nll_loss_with_grad(log_probs, np.array([0, 1]))
+    >>> grad.compute().tolist()  # -1/2 at each label: the mean's 1/N
+    [[-0.5, -0.0], [-0.0, -0.5]]
+    """
     return _class_loss(log_probs, target, weight, ignore_index, reduction, 0.0, axis, True,
                        log_probs=True)
 
@@ -474,7 +691,7 @@ def nll_loss_with_grad(log_probs, target, *, weight=None, ignore_index=IGNORE_IN
 # --------------------------------------------------------------------------- binary losses
 
 
-def _binary_weight(weight, name, x):
+def _binary_weight(weight: DaskArrayLike | None, name: str, x: da.Array) -> da.Array | None:
     """weight as a dask array whose blocks line up with x's (axes of length 1
     broadcast), after the in-memory call's shape checks."""
     if weight is None:
@@ -492,8 +709,10 @@ def _binary_weight(weight, name, x):
     return w.rechunk(tuple(x.chunks[lead + k] if n > 1 else (1,) for k, n in enumerate(w.shape)))
 
 
-def _binary_block(x, t, w, pw, *, from_logits, reduction, scale, want_grad, block_info=None):
-    options = dict(weight=w, from_logits=from_logits, origin=_origin(block_info))
+def _binary_block(x: Block, t: Block, w: Block | None, pw: Block | None, *, from_logits: bool,
+                  reduction: str, scale: float, want_grad: bool,
+                  block_info: BlockInfo = None) -> Any:
+    options: dict[str, Any] = dict(weight=w, from_logits=from_logits, origin=_origin(block_info))
     if from_logits:
         options["pos_weight"] = pw
     if reduction == "none":
@@ -507,13 +726,15 @@ def _binary_block(x, t, w, pw, *, from_logits, reduction, scale, want_grad, bloc
     piece = np.full((1,) * x.ndim, parts.loss_sum)
     if not want_grad:
         return piece
-    grad = parts.grad
+    grad = cast(Block, parts.grad)  # asked for (want_grad)
     if reduction == "mean":
         grad *= grad.dtype.type(scale)
     return piece, grad
 
 
-def _binary_loss(x, target, weight, pos_weight, reduction, want_grad, from_logits):
+def _binary_loss(x: DaskArrayLike, target: DaskArrayLike, weight: DaskArrayLike | None,
+                 pos_weight: DaskArrayLike | None, reduction: str, want_grad: bool,
+                 from_logits: bool) -> da.Array | tuple[da.Array, da.Array]:
     name = "logits" if from_logits else "probs"
     reduction = check_reduction(reduction)
     x = _as_dask(x, name)
@@ -549,34 +770,189 @@ def _binary_loss(x, target, weight, pos_weight, reduction, want_grad, from_logit
     return (loss, grad) if want_grad else loss
 
 
-def binary_cross_entropy_with_logits(logits, target, *, weight=None, pos_weight=None,
-                                     reduction="mean"):
-    """fastxent.binary_cross_entropy_with_logits on dask arrays (lazy); weight
-    and pos_weight may be dask or in-memory arrays that broadcast to logits."""
+@_fill
+def binary_cross_entropy_with_logits(logits: DaskArrayLike, target: DaskArrayLike, *,
+                                     weight: DaskArrayLike | None = None,
+                                     pos_weight: DaskArrayLike | None = None,
+                                     reduction: Reduction = "mean") -> da.Array:
+    """`fastxent.binary_cross_entropy_with_logits` of dask arrays: a lazy dask array.
+
+    Parameters
+    ----------
+    logits : dask.array.Array or array_like
+        Logits, any shape and chunks.
+    target : dask.array.Array or array_like
+        Targets in [0, 1], the shape of `logits` (rechunked like it).
+    {binary_weight}
+    pos_weight : dask.array.Array or array_like, optional
+        Broadcast to `logits`: the weight of the positive term.
+    {binary_reduction}
+
+    Returns
+    -------
+    dask.array.Array
+        In `logits`' floating dtype: 0-d, or the shape of `logits` for ``"none"``.
+
+    Raises
+    ------
+    {binary_raises}
+
+    See Also
+    --------
+    binary_cross_entropy_with_logits_with_grad : The loss and its gradient.
+    fastxent.binary_cross_entropy_with_logits : The in-memory function.
+
+    Notes
+    -----
+    {lazy}
+
+    Examples
+    --------
+    >>> import dask.array as da, numpy as np, fastxent.dask
+    >>> x = da.from_array(np.array([2.0, -1.0, 0.0, 0.0]), chunks=2)
+    >>> loss = fastxent.dask.binary_cross_entropy_with_logits(x, np.array([1.0, 0.0, 1.0, 0.0]))
+    >>> round(float(loss.compute()), 6)
+    0.456621
+    """
     return _binary_loss(logits, target, weight, pos_weight, reduction, False, True)
 
 
-def binary_cross_entropy_with_logits_with_grad(logits, target, *, weight=None, pos_weight=None,
-                                               reduction="mean"):
-    """(loss, d loss / d logits) of binary_cross_entropy_with_logits (lazy)."""
+@_fill
+def binary_cross_entropy_with_logits_with_grad(logits: DaskArrayLike, target: DaskArrayLike, *,
+                                               weight: DaskArrayLike | None = None,
+                                               pos_weight: DaskArrayLike | None = None,
+                                               reduction: Reduction = "mean"
+                                               ) -> tuple[da.Array, da.Array]:
+    """The loss of `binary_cross_entropy_with_logits` and its gradient with
+    respect to `logits`, as lazy dask arrays.
+
+    Parameters
+    ----------
+    logits : dask.array.Array or array_like
+        Logits, any shape and chunks.
+    target : dask.array.Array or array_like
+        Targets in [0, 1], the shape of `logits`.
+    {binary_weight}
+    pos_weight : dask.array.Array or array_like, optional
+        Broadcast to `logits`: the weight of the positive term.
+    {binary_reduction}
+
+    Returns
+    -------
+    loss : dask.array.Array
+        As `binary_cross_entropy_with_logits` returns it.
+    grad : dask.array.Array
+        The gradient d loss / d logits: the shape, dtype and chunks of `logits`.
+
+    Raises
+    ------
+    {binary_raises}
+
+    See Also
+    --------
+    fastxent.binary_cross_entropy_with_logits_with_grad : The in-memory function.
+
+    Examples
+    --------
+    >>> import dask.array as da, numpy as np, fastxent.dask
+    >>> x = da.zeros(4, chunks=2)
+    >>> loss, grad = fastxent.dask.binary_cross_entropy_with_logits_with_grad(x, np.ones(4))
+    >>> grad.compute().tolist()  # (sigmoid(0) - 1) / 4
+    [-0.125, -0.125, -0.125, -0.125]
+    """
     return _binary_loss(logits, target, weight, pos_weight, reduction, True, True)
 
 
-def binary_cross_entropy(probs, target, *, weight=None, reduction="mean"):
-    """fastxent.binary_cross_entropy on dask arrays (lazy); a probability
-    outside [0, 1] raises ValueError, naming its position, when computed."""
+@_fill
+def binary_cross_entropy(probs: DaskArrayLike, target: DaskArrayLike, *,
+                         weight: DaskArrayLike | None = None,
+                         reduction: Reduction = "mean") -> da.Array:
+    """`fastxent.binary_cross_entropy` of dask arrays: a lazy dask array.
+
+    Parameters
+    ----------
+    probs : dask.array.Array or array_like
+        Probabilities in [0, 1], any shape and chunks.
+    target : dask.array.Array or array_like
+        Targets in [0, 1], the shape of `probs`.
+    {binary_weight}
+    {binary_reduction}
+
+    Returns
+    -------
+    dask.array.Array
+        In `probs`' floating dtype: 0-d, or the shape of `probs` for ``"none"``.
+
+    Raises
+    ------
+    {binary_raises}
+
+    See Also
+    --------
+    binary_cross_entropy_with_grad : The loss and its gradient.
+    fastxent.binary_cross_entropy : The in-memory function (log terms clamped at -100).
+
+    Notes
+    -----
+    {lazy}
+
+    Examples
+    --------
+    >>> import dask.array as da, numpy as np, fastxent.dask
+    >>> p = da.from_array(np.array([0.9, 0.2]), chunks=1)
+    >>> round(float(fastxent.dask.binary_cross_entropy(p, np.array([1.0, 0.0])).compute()), 6)
+    0.164252
+    """
     return _binary_loss(probs, target, weight, None, reduction, False, False)
 
 
-def binary_cross_entropy_with_grad(probs, target, *, weight=None, reduction="mean"):
-    """(loss, d loss / d probs) of binary_cross_entropy (lazy)."""
+@_fill
+def binary_cross_entropy_with_grad(probs: DaskArrayLike, target: DaskArrayLike, *,
+                                   weight: DaskArrayLike | None = None,
+                                   reduction: Reduction = "mean") -> tuple[da.Array, da.Array]:
+    """The loss of `binary_cross_entropy` and its gradient with respect to
+    `probs`, as lazy dask arrays.
+
+    Parameters
+    ----------
+    probs : dask.array.Array or array_like
+        Probabilities in [0, 1], any shape and chunks.
+    target : dask.array.Array or array_like
+        Targets in [0, 1], the shape of `probs`.
+    {binary_weight}
+    {binary_reduction}
+
+    Returns
+    -------
+    loss : dask.array.Array
+        As `binary_cross_entropy` returns it.
+    grad : dask.array.Array
+        The gradient d loss / d probs: the shape, dtype and chunks of `probs`.
+
+    Raises
+    ------
+    {binary_raises}
+
+    See Also
+    --------
+    fastxent.binary_cross_entropy_with_grad : The in-memory function.
+
+    Examples
+    --------
+    >>> import dask.array as da, numpy as np, fastxent.dask
+    >>> p = da.from_array(np.array([0.5, 0.25]), chunks=1)
+    >>> loss, grad = fastxent.dask.binary_cross_entropy_with_grad(p, np.array([1.0, 0.0]),
+    ...                                                           reduction="sum")
+    >>> grad.compute().round(6).tolist()  # -1/p, 1/(1 - p)
+    [-2.0, 1.333333]
+    """
     return _binary_loss(probs, target, weight, None, reduction, True, False)
 
 
 # --------------------------------------------------------------------------- building blocks
 
 
-def _classes_last(x, axis, name):
+def _classes_last(x: DaskArrayLike, axis: int, name: str) -> tuple[da.Array, int]:
     x = _as_dask(x, name)
     _check_dtype(x, name)
     if x.ndim == 0:
@@ -585,11 +961,11 @@ def _classes_last(x, axis, name):
     return da.moveaxis(x, axis, -1), axis
 
 
-def _lse_block(stats):
+def _lse_block(stats: Block) -> Block:
     return _merge_stats_block(stats)[..., 1]
 
 
-def _row_logsumexp(x):
+def _row_logsumexp(x: da.Array) -> da.Array:
     """float64 logsumexp per row of class-chunked x (a whole-row reduction by
     merged (max, sum) pairs)."""
     n_blocks = x.numblocks[-1]
@@ -602,7 +978,8 @@ def _row_logsumexp(x):
     return stats.map_blocks(_lse_block, drop_axis=[x.ndim - 1, x.ndim], dtype=np.float64)
 
 
-def _softmax_block(x, lse=None, *, log_space, dtype):
+def _softmax_block(x: Block, lse: Block | None = None, *, log_space: bool,
+                   dtype: np.dtype[Any]) -> Block:
     if lse is None:  # whole rows: the kernel
         fn = _special.log_softmax if log_space else _special.softmax
         return fn(x)
@@ -611,7 +988,7 @@ def _softmax_block(x, lse=None, *, log_space, dtype):
         return (shifted if log_space else np.exp(shifted)).astype(dtype)
 
 
-def _softmax(x, axis, log_space):
+def _softmax(x: DaskArrayLike, axis: int, log_space: bool) -> da.Array:
     x, axis = _classes_last(x, axis, "x")
     dtype = result_dtype(x, "x")
     fn = partial(_softmax_block, log_space=log_space, dtype=dtype)
@@ -622,19 +999,121 @@ def _softmax(x, axis, log_space):
     return da.moveaxis(y, -1, axis)
 
 
-def softmax(x, *, axis=-1):
-    """scipy.special.softmax along axis on a dask array (lazy), the class axis
-    chunked or not."""
+@_fill
+def softmax(x: DaskArrayLike, *, axis: int = -1) -> da.Array:
+    """`scipy.special.softmax` along `axis` of a dask array: a lazy dask array.
+
+    Parameters
+    ----------
+    x : dask.array.Array or array_like
+        Any shape; the class axis may be chunked (merged by log-sum-exp).
+    axis : int, default -1
+        The axis normalised over (SciPy's default is None: the whole array).
+
+    Returns
+    -------
+    dask.array.Array
+        The shape and chunks of `x`, its floating dtype.
+
+    Raises
+    ------
+    ValueError, TypeError
+        At once, for a 0-d `x`, a bad `axis` or a non-numeric dtype.
+
+    See Also
+    --------
+    log_softmax, logsumexp, fastxent.softmax
+
+    Notes
+    -----
+    ``exp(x - logsumexp(x))`` along `axis`. {lazy}
+
+    Examples
+    --------
+    >>> import dask.array as da, numpy as np, fastxent.dask
+    >>> x = da.from_array(np.log(np.array([[1.0, 3.0], [2.0, 2.0]])), chunks=1)
+    >>> fastxent.dask.softmax(x).compute().round(6).tolist()
+    [[0.25, 0.75], [0.5, 0.5]]
+    """
     return _softmax(x, axis, False)
 
 
-def log_softmax(x, *, axis=-1):
-    """scipy.special.log_softmax along axis on a dask array (lazy)."""
+@_fill
+def log_softmax(x: DaskArrayLike, *, axis: int = -1) -> da.Array:
+    """`scipy.special.log_softmax` along `axis` of a dask array: a lazy dask array.
+
+    Parameters
+    ----------
+    x : dask.array.Array or array_like
+        Any shape; the class axis may be chunked.
+    axis : int, default -1
+        The axis normalised over.
+
+    Returns
+    -------
+    dask.array.Array
+        The shape and chunks of `x`, its floating dtype.
+
+    Raises
+    ------
+    ValueError, TypeError
+        At once, for a 0-d `x`, a bad `axis` or a non-numeric dtype.
+
+    See Also
+    --------
+    softmax, logsumexp, fastxent.log_softmax
+
+    Notes
+    -----
+    ``x - logsumexp(x)`` along `axis`. {lazy}
+
+    Examples
+    --------
+    >>> import dask.array as da, numpy as np, fastxent.dask
+    >>> x = da.zeros((2, 4), chunks=(1, 2))
+    >>> fastxent.dask.log_softmax(x).compute().round(6).tolist()[0]  # -log(4)
+    [-1.386294, -1.386294, -1.386294, -1.386294]
+    """
     return _softmax(x, axis, True)
 
 
-def logsumexp(x, *, axis=-1):
-    """scipy.special.logsumexp along axis on a dask array (lazy; the axis removed)."""
+@_fill
+def logsumexp(x: DaskArrayLike, *, axis: int = -1) -> da.Array:
+    """`scipy.special.logsumexp` along `axis` of a dask array: a lazy dask array.
+
+    Parameters
+    ----------
+    x : dask.array.Array or array_like
+        Any shape; the class axis may be chunked.
+    axis : int, default -1
+        The axis reduced (removed from the result).
+
+    Returns
+    -------
+    dask.array.Array
+        The shape of `x` without `axis`, its floating dtype.
+
+    Raises
+    ------
+    ValueError, TypeError
+        At once, for a 0-d `x`, a bad `axis` or a non-numeric dtype.
+
+    See Also
+    --------
+    softmax, fastxent.logsumexp
+
+    Notes
+    -----
+    ``max + log(sum(exp(x - max)))``; blocks of the axis are merged by their
+    (max, sum) pairs in float64. {lazy}
+
+    Examples
+    --------
+    >>> import dask.array as da, numpy as np, fastxent.dask
+    >>> x = da.zeros((3, 8), chunks=(3, 2))
+    >>> fastxent.dask.logsumexp(x).compute().round(6).tolist()  # log(8)
+    [2.079442, 2.079442, 2.079442]
+    """
     x, _ = _classes_last(x, axis, "x")
     dtype = result_dtype(x, "x")
     if x.numblocks[-1] == 1:
@@ -642,13 +1121,14 @@ def logsumexp(x, *, axis=-1):
     return _row_logsumexp(x).astype(dtype)
 
 
-def _entropy_block(p, q=None, *, base):
+def _entropy_block(p: Block, q: Block | None = None, *, base: float | None) -> Block:
     result = (_special.entropy(p, base=base) if q is None
               else _special.kl_divergence(p, q, base=base))
     return np.asarray(result, np.float64)[..., None]
 
 
-def _entropy_sum(p, q, base, dtype):
+def _entropy_sum(p: da.Array, q: da.Array | None, base: float | None,
+                 dtype: np.dtype[Any]) -> da.Array:
     """Per-block sums of the entropy terms, added across the class blocks."""
     from ._validate import check_base
 
@@ -659,15 +1139,91 @@ def _entropy_sum(p, q, base, dtype):
     return parts.sum(axis=-1).astype(dtype)
 
 
-def entropy(p, *, axis=-1, base=None):
-    """fastxent.entropy (sum of scipy.special.entr) along axis on a dask array (lazy)."""
+@_fill
+def entropy(p: DaskArrayLike, *, axis: int = -1, base: float | None = None) -> da.Array:
+    """`fastxent.entropy` (the sum of ``scipy.special.entr``) along `axis` of a
+    dask array: a lazy dask array.
+
+    Parameters
+    ----------
+    p : dask.array.Array or array_like
+        Probabilities (not renormalised), any chunks.
+    axis : int, default -1
+        The axis summed over.
+    base : float, optional
+        The logarithm's base (default e).
+
+    Returns
+    -------
+    dask.array.Array
+        The shape of `p` without `axis`, its floating dtype.
+
+    Raises
+    ------
+    ValueError, TypeError
+        At once, for a 0-d `p`, a bad `axis` or `base`, a non-numeric dtype.
+
+    See Also
+    --------
+    kl_divergence, fastxent.entropy
+
+    Notes
+    -----
+    ``-sum(p log p)``, with ``0 log 0 = 0``. {lazy}
+
+    Examples
+    --------
+    >>> import dask.array as da, numpy as np, fastxent.dask
+    >>> p = da.from_array(np.array([[0.5, 0.5], [1.0, 0.0]]), chunks=1)
+    >>> fastxent.dask.entropy(p, base=2).compute().tolist()
+    [1.0, 0.0]
+    """
     p, _ = _classes_last(p, axis, "p")
     return _entropy_sum(p, None, base, result_dtype(p, "p"))
 
 
-def kl_divergence(p, q, *, axis=-1, base=None):
-    """fastxent.kl_divergence (sum of scipy.special.rel_entr) along axis on dask
-    arrays (lazy); p and q broadcast to one shape."""
+@_fill
+def kl_divergence(p: DaskArrayLike, q: DaskArrayLike, *, axis: int = -1,
+                  base: float | None = None) -> da.Array:
+    """`fastxent.kl_divergence` (the sum of ``scipy.special.rel_entr``) along
+    `axis` of dask arrays: a lazy dask array.
+
+    Parameters
+    ----------
+    p, q : dask.array.Array or array_like
+        Probabilities (not renormalised), broadcast to one shape.
+    axis : int, default -1
+        The axis summed over.
+    base : float, optional
+        The logarithm's base (default e).
+
+    Returns
+    -------
+    dask.array.Array
+        The broadcast shape without `axis`, the promoted floating dtype.
+
+    Raises
+    ------
+    ValueError, TypeError
+        At once, for shapes that do not broadcast, a bad `axis` or `base`, a
+        non-numeric dtype.
+
+    See Also
+    --------
+    entropy, fastxent.kl_divergence
+
+    Notes
+    -----
+    ``sum(p log(p / q))``, with ``0 log(0 / q) = 0`` and ``inf`` where
+    ``q = 0 < p``. {lazy}
+
+    Examples
+    --------
+    >>> import dask.array as da, numpy as np, fastxent.dask
+    >>> p = da.from_array(np.array([[0.5, 0.5]]), chunks=1)
+    >>> fastxent.dask.kl_divergence(p, np.array([0.25, 0.75]), base=2).compute().round(6).tolist()
+    [0.207519]
+    """
     p, q = _as_dask(p, "p"), _as_dask(q, "q")
     dtype = np.promote_types(result_dtype(p, "p"), result_dtype(q, "q"))
     try:
@@ -684,7 +1240,8 @@ def kl_divergence(p, q, *, axis=-1, base=None):
 # --------------------------------------------------------------------------- scikit-learn
 
 
-def _log_loss_block(y, p, w, classes, *, labels_given):
+def _log_loss_block(y: Block, p: Block, w: Block | None, classes: Block | None, *,
+                    labels_given: Block | None) -> Block:
     """[weighted loss sum, weight sum, any non-zero weight] of a block, with
     fastxent.sklearn.log_loss's checks and clipping."""
     labels = classes if labels_given is None else labels_given
@@ -699,7 +1256,7 @@ def _log_loss_block(y, p, w, classes, *, labels_given):
     return np.array([[total, float(np.sum(w)), 1.0]])
 
 
-def _log_loss_finish(total, *, normalize):
+def _log_loss_finish(total: Block, *, normalize: bool) -> Block:
     loss_sum, weight_sum, any_weight = total
     if not any_weight:
         raise ValueError("sample_weight: must contain at least one non-zero number")
@@ -710,23 +1267,30 @@ def _log_loss_finish(total, *, normalize):
     return np.asarray(loss_sum / weight_sum)
 
 
-def _sorted_classes(y):
+def _sorted_classes(y: Block) -> Block:
     return np.unique(y)
 
 
-def log_loss(y_true, y_pred, *, normalize=True, sample_weight=None, labels=None):
-    """sklearn.metrics.log_loss of dask arrays, as a lazy 0-d float64 dask array.
+def log_loss(y_true: DaskArrayLike, y_pred: DaskArrayLike, *, normalize: bool = True,
+             sample_weight: DaskArrayLike | None = None,
+             labels: ArrayLike | None = None) -> da.Array:
+    """`sklearn.metrics.log_loss` of dask arrays: a lazy 0-d float64 dask array.
 
     Parameters
     ----------
     y_true : dask.array.Array or array_like, shape (n_samples,)
         Class labels; the classes are their sorted distinct values (one light
         pass over the labels), or `labels`.
-    y_pred : dask.array.Array, shape (n_samples, n_classes) or (n_samples,)
+    y_pred : dask.array.Array or array_like, shape (n_samples, n_classes) or (n_samples,)
         Probabilities, chunked along the samples (the class axis is gathered
-        per block: a block of y_pred is (rows, n_classes)).
-    normalize, sample_weight, labels
-        As for sklearn.metrics.log_loss.
+        per block: a block of y_pred is (rows, n_classes)); 1-D: the
+        probability of the positive class.
+    normalize : bool, default True
+        The (weighted) mean; False: the sum.
+    sample_weight : dask.array.Array or array_like, shape (n_samples,), optional
+        A weight per sample.
+    labels : array_like, optional
+        The classes, when `y_true` does not hold all of them.
 
     Returns
     -------
@@ -737,7 +1301,20 @@ def log_loss(y_true, y_pred, *, normalize=True, sample_weight=None, labels=None)
     ------
     ValueError
         When computed, where scikit-learn raises (probabilities outside [0, 1],
-        labels missing from `labels`, ...); at once for mismatched lengths.
+        labels missing from `labels`, all weights zero, ...); at once for
+        mismatched lengths and shapes.
+    TypeError
+        At once, for a `normalize` that is not a bool.
+
+    See Also
+    --------
+    fastxent.sklearn.log_loss : The in-memory function.
+    fastxent.stream.log_loss : Blocks from any iterable, without Dask.
+
+    Notes
+    -----
+    ``-sum(w_i log p_i[y_i]) / sum(w_i)``, p clipped to ``[eps, 1 - eps]`` of
+    its dtype as scikit-learn clips it. Nothing is computed until the result is.
 
     Examples
     --------
@@ -773,7 +1350,7 @@ def log_loss(y_true, y_pred, *, normalize=True, sample_weight=None, labels=None)
     if labels_given is not None:
         _sklearn._label_array(labels_given, "labels")
 
-    def block(yb, pb, wb, cl):
+    def block(yb: Block, pb: Block, wb: Block | None, cl: Block | None) -> Block:
         return _log_loss_block(yb[:, 0], pb[:, 0] if p.ndim == 1 else pb,
                                None if wb is None else wb[:, 0], cl, labels_given=labels_given)
 

@@ -54,13 +54,19 @@ from __future__ import annotations
 
 import functools
 import operator
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import numpy as np
 
 from . import _losses
+from ._bridges import Reduction, fill
 from ._kinds import BinaryInput, Scores
 from ._validate import IGNORE_INDEX_DEFAULT
+
+if TYPE_CHECKING:  # jax is imported at the first call, not with fastxent
+    import jax
+    from jax.typing import ArrayLike
 
 __all__ = [
     "binary_cross_entropy_with_logits",
@@ -85,40 +91,87 @@ class _Spec(NamedTuple):
 
 # --------------------------------------------------------------------------- public losses
 
+# The documentation the losses share (see the module's docstring for more).
+_SHARED_DOCS = dict(
+    kernel_notes="""
+        The forward pass computes the loss and its gradient in one call of
+        the fused kernel (a host callback); the backward pass scales the saved
+        gradient by the cotangent. It works eagerly and under ``jax.jit``,
+        ``jax.grad``, ``jax.value_and_grad`` and ``jax.vmap``. Arrays not on
+        the CPU, float16 and bfloat16 are computed in plain JAX instead (same
+        values, JAX's autodiff); the kernel's gradient is not itself
+        differentiable (``jax.hessian`` raises).""",
+    label_errors="""
+        ValueError, IndexError
+            For bad shapes or class labels, from the kernel when the
+            computation runs (under ``jax.jit``, inside JAX's own error): a
+            label outside [0, C) is an error where optax returns NaN.""",
+    where="""
+        where : jax.Array of bool, optional
+            Which examples count, the shape of the result: the others give 0
+            and no gradient. With the shape of `logits` it masks classes
+            instead (as optax), computed in plain JAX.""",
+    reduction="""
+        reduction : {"mean", "sum", "none"}, default "mean"
+            ``"none"``: one loss per sample; ``"sum"``: their sum; ``"mean"``:
+            their (weighted) mean.""",
+)
+_fill = fill(**_SHARED_DOCS)
 
-def cross_entropy(logits: Any, target: Any, *, weight: Any = None, ignore_index: int = IGNORE_INDEX_DEFAULT,
-                  reduction: str = "mean", label_smoothing: float = 0.0, axis: int = -1) -> Any:
+
+@_fill
+def cross_entropy(logits: ArrayLike, target: ArrayLike, *, weight: ArrayLike | None = None,
+                  ignore_index: int = IGNORE_INDEX_DEFAULT, reduction: Reduction = "mean",
+                  label_smoothing: float = 0.0, axis: int = -1) -> jax.Array:
     """Softmax cross-entropy of `logits`, as ``torch.nn.functional.cross_entropy``
     with the classes on `axis`, differentiable in JAX.
 
     Parameters
     ----------
-    logits : jax.Array
+    logits : jax.Array or array_like
         Unnormalised scores, classes on `axis`.
-    target : jax.Array
-        Integer class indices (the shape of `logits` without `axis`) or float
-        class probabilities (the shape of `logits`).
-    weight : jax.Array, optional
-        One weight per class.
+    target : jax.Array or array_like
+        Integer class indices in [0, C) or `ignore_index` (the shape of
+        `logits` without `axis`), or float class probabilities (the shape of
+        `logits`).
+    weight : jax.Array of shape (C,), optional
+        A weight per class.
     ignore_index : int, default -100
-        A class index whose samples count for nothing.
-    reduction : {"mean", "sum", "none"}
-        "none" gives one loss per sample.
+        A class index whose samples count for nothing (class indices only).
+    {reduction}
     label_smoothing : float, default 0.0
-        In [0, 1].
+        In [0, 1]: the target becomes ``(1 - label_smoothing) * target +
+        label_smoothing / C``.
     axis : int, default -1
-        The class axis.
+        The class axis (JAX's and NumPy's convention; PyTorch's is 1).
 
     Returns
     -------
     jax.Array
-        The loss: a scalar, or the shape of `logits` without `axis`.
+        In `logits`' dtype: 0-d for ``"mean"`` and ``"sum"``, the shape of
+        `logits` without `axis` for ``"none"``.
 
     Raises
     ------
-    ValueError, TypeError
-        For bad options, at once; for bad shapes or labels, from the kernel
-        when the computation runs (under ``jax.jit`` wrapped in JAX's error).
+    ValueError
+        At once, for a bad `reduction`, `label_smoothing` or `axis`.
+    TypeError
+        At once, for an `axis` or `ignore_index` that is not an integer.
+    {label_errors}
+
+    See Also
+    --------
+    softmax_cross_entropy_with_integer_labels : The per-example form of optax.
+    fastxent.torch.cross_entropy : The PyTorch bridge.
+    fastxent.cross_entropy : The same loss on NumPy arrays.
+
+    Notes
+    -----
+    With ``p = softmax(logits)`` along `axis`, the loss of a sample of class
+    ``y`` is ``-weight[y] * log p[y]``; ``"mean"`` divides the sum by the
+    summed weights of the counted samples (PyTorch's weighted mean).
+
+    {kernel_notes}
 
     Examples
     --------
@@ -128,83 +181,118 @@ def cross_entropy(logits: Any, target: Any, *, weight: Any = None, ignore_index:
     >>> loss, grad = jax.value_and_grad(fxj.cross_entropy)(logits, jnp.array([0, 2]))
     >>> round(float(loss), 4)
     0.6216
+    >>> grad.dtype, grad.shape
+    (dtype('float32'), (2, 3))
+    >>> [[round(float(g), 4) for g in row] for row in grad]
+    [[-0.1072, 0.0876, 0.0196], [0.1503, 0.1661, -0.3164]]
     """
     jnp = _jnp()
-    logits = jnp.asarray(logits)
-    axis = _canonical_axis(axis, logits.ndim)
+    x = jnp.asarray(logits)
+    axis = _canonical_axis(axis, x.ndim)
     spec = _Spec("softmax", _reduction(reduction), _logits_ignore_index(ignore_index),
                  _smoothing(label_smoothing), axis)
-    return _loss(spec, logits, jnp.asarray(target), _optional(weight), None)
+    return _loss(spec, x, jnp.asarray(target), _optional(weight), None)
 
 
-def binary_cross_entropy_with_logits(logits: Any, target: Any, *, weight: Any = None,
-                                     pos_weight: Any = None, reduction: str = "mean") -> Any:
+@_fill
+def binary_cross_entropy_with_logits(logits: ArrayLike, target: ArrayLike, *,
+                                     weight: ArrayLike | None = None,
+                                     pos_weight: ArrayLike | None = None,
+                                     reduction: Reduction = "mean") -> jax.Array:
     """Binary cross-entropy of ``sigmoid(logits)`` against `target` in [0, 1],
     as ``torch.nn.functional.binary_cross_entropy_with_logits``, differentiable
     in JAX.
 
     Parameters
     ----------
-    logits : jax.Array
+    logits : jax.Array or array_like
         Any shape.
-    target : jax.Array
+    target : jax.Array or array_like
         Targets in [0, 1], the shape of `logits`.
-    weight, pos_weight : jax.Array, optional
-        Broadcast to `logits`; `pos_weight` weighs the positive term.
-    reduction : {"mean", "sum", "none"}
+    weight : jax.Array, optional
+        Broadcast to `logits`: a weight per element.
+    pos_weight : jax.Array, optional
+        Broadcast to `logits`: the weight of the positive term.
+    {reduction}
 
     Returns
     -------
     jax.Array
-        A scalar, or the shape of `logits` with ``reduction="none"``.
+        In `logits`' dtype: 0-d, or the shape of `logits` for ``"none"``.
 
     Raises
     ------
     ValueError
-        For a bad `reduction`; shape errors come from the kernel.
+        At once, for a bad `reduction`; bad shapes from the kernel when the
+        computation runs.
+
+    See Also
+    --------
+    sigmoid_binary_cross_entropy : The elementwise form of optax.
+    fastxent.binary_cross_entropy_with_logits : The same loss on NumPy arrays.
+
+    Notes
+    -----
+    Elementwise ``weight * ((1 - t) x + (1 + (pos_weight - 1) t) softplus(-x))``
+    for logit ``x`` and target ``t``: exact for any logit.
+
+    {kernel_notes}
 
     Examples
     --------
     >>> import jax.numpy as jnp
     >>> import fastxent.jax as fxj
-    >>> round(float(fxj.binary_cross_entropy_with_logits(jnp.zeros(4), jnp.ones(4))), 4)
-    0.6931
+    >>> loss = fxj.binary_cross_entropy_with_logits(jnp.array([2.0, -1.0]), jnp.array([1.0, 0.0]))
+    >>> round(float(loss), 4)
+    0.2201
     """
     jnp = _jnp()
-    logits = jnp.asarray(logits)
+    x = jnp.asarray(logits)
     spec = _Spec("sigmoid", _reduction(reduction), -100, 0.0, -1)
-    return _loss(spec, logits, jnp.asarray(target, dtype=logits.dtype), _optional(weight),
+    return _loss(spec, x, jnp.asarray(target, dtype=x.dtype), _optional(weight),
                  _optional(pos_weight))
 
 
-def softmax_cross_entropy_with_integer_labels(logits: Any, labels: Any, axis: int | tuple = -1,
-                                              where: Any = None) -> Any:
+@_fill
+def softmax_cross_entropy_with_integer_labels(logits: ArrayLike, labels: ArrayLike,
+                                              axis: int | tuple[int, ...] = -1,
+                                              where: ArrayLike | None = None) -> jax.Array:
     """Per-example softmax cross-entropy of integer labels, as
     ``optax.softmax_cross_entropy_with_integer_labels``.
 
     Parameters
     ----------
-    logits : jax.Array
+    logits : jax.Array or array_like
         Unnormalised scores, classes on `axis`.
-    labels : jax.Array
+    labels : jax.Array or array_like
         Integer labels in ``[0, C)``, the shape of `logits` without `axis`.
     axis : int or tuple of int, default -1
         The class axis; with a tuple, the classes are those axes flattened
         and a label is a flat index into them (as optax).
-    where : jax.Array of bool, optional
-        Which examples count (the shape of the result): the others give 0.
-        With the shape of `logits` it masks classes; that case runs in plain
-        JAX.
+    {where}
 
     Returns
     -------
     jax.Array
-        One loss per example: the shape of `logits` without `axis`.
+        One loss per example in `logits`' dtype: the shape of `logits`
+        without `axis`.
 
     Raises
     ------
     TypeError
-        If `logits` is not floating point or `labels` not integer.
+        At once, if `logits` is not floating point or `labels` not integer.
+    {label_errors}
+
+    See Also
+    --------
+    cross_entropy : With class weights, ignore_index, smoothing, reductions.
+    softmax_cross_entropy : Class probabilities instead of labels.
+
+    Notes
+    -----
+    ``logsumexp(logits) - logits[label]`` along `axis`.
+
+    {kernel_notes}
 
     Examples
     --------
@@ -212,44 +300,59 @@ def softmax_cross_entropy_with_integer_labels(logits: Any, labels: Any, axis: in
     >>> import fastxent.jax as fxj
     >>> logits = jnp.array([[1.2, -0.8, -0.5], [0.9, -1.2, 1.1]])
     >>> loss = fxj.softmax_cross_entropy_with_integer_labels(logits, jnp.array([0, 1]))
-    >>> [round(float(v), 4) for v in loss]
-    [0.2761, 2.9518]
+    >>> loss.shape, [round(float(v), 4) for v in loss]
+    ((2,), [0.2761, 2.9518])
     """
     jnp = _jnp()
-    logits, labels = jnp.asarray(logits), jnp.asarray(labels)
-    _check_floating(logits, "logits")
-    if not jnp.issubdtype(labels.dtype, jnp.integer):
-        raise TypeError(f"labels: expected an integer dtype, got {labels.dtype}")
-    logits, where, axis = _flatten_class_axes(logits, where, axis)
-    return _per_example(logits, labels, where, axis, _optax_integer_labels)
+    x, labels_ = jnp.asarray(logits), jnp.asarray(labels)
+    _check_floating(x, "logits")
+    if not jnp.issubdtype(labels_.dtype, jnp.integer):
+        raise TypeError(f"labels: expected an integer dtype, got {labels_.dtype}")
+    x, mask, class_axis = _flatten_class_axes(x, where, axis)
+    return _per_example(x, labels_, mask, class_axis, _optax_integer_labels)
 
 
-def softmax_cross_entropy(logits: Any, labels: Any, axis: int | tuple | None = -1,
-                          where: Any = None) -> Any:
+@_fill
+def softmax_cross_entropy(logits: ArrayLike, labels: ArrayLike,
+                          axis: int | tuple[int, ...] | None = -1,
+                          where: ArrayLike | None = None) -> jax.Array:
     """Per-example softmax cross-entropy of class probabilities, as
     ``optax.softmax_cross_entropy``.
 
     Parameters
     ----------
-    logits : jax.Array
+    logits : jax.Array or array_like
         Unnormalised scores, classes on `axis`.
-    labels : jax.Array
+    labels : jax.Array or array_like
         Class probabilities (one-hot or soft), the shape of `logits`.
     axis : int, tuple of int or None, default -1
         The class axis, or axes flattened together (None: all).
-    where : jax.Array of bool, optional
-        Which examples count (the shape of the result); with the shape of
-        `logits` it masks classes, in plain JAX.
+    {where}
 
     Returns
     -------
     jax.Array
-        One loss per example: the shape of `logits` without `axis`.
+        One loss per example in `logits`' dtype: the shape of `logits`
+        without `axis`.
 
     Raises
     ------
     TypeError
-        If `logits` is not floating point.
+        At once, if `logits` is not floating point.
+    ValueError
+        At once, if `labels` has another shape than `logits`.
+
+    See Also
+    --------
+    softmax_cross_entropy_with_integer_labels : Integer labels.
+    cross_entropy : With class weights, smoothing, reductions.
+
+    Notes
+    -----
+    ``-sum(labels * log_softmax(logits))`` along `axis`; the gradient with
+    respect to `labels`, when asked for, is computed in plain JAX.
+
+    {kernel_notes}
 
     Examples
     --------
@@ -261,40 +364,54 @@ def softmax_cross_entropy(logits: Any, labels: Any, axis: int | tuple | None = -
     [0.2761, 2.9518]
     """
     jnp = _jnp()
-    logits, labels = jnp.asarray(logits), jnp.asarray(labels)
-    _check_floating(logits, "logits")
-    if labels.shape != logits.shape:
-        raise ValueError(f"labels: expected the shape of logits {logits.shape}, "
-                         f"got {labels.shape}")
+    x, labels_ = jnp.asarray(logits), jnp.asarray(labels)
+    _check_floating(x, "logits")
+    if labels_.shape != x.shape:
+        raise ValueError(f"labels: expected the shape of logits {x.shape}, "
+                         f"got {labels_.shape}")
     if axis is None:
-        axis = tuple(range(logits.ndim))
-    if where is not None and jnp.ndim(where) == logits.ndim:
-        return _optax_soft_labels(logits, labels, axis, where)
+        axis = tuple(range(x.ndim))
+    if where is not None and jnp.ndim(where) == x.ndim:
+        return _optax_soft_labels(x, labels_, axis, where)
     # The class axes flattened at the end, for labels as for logits.
-    stacked, where, axis = _flatten_class_axes(jnp.stack([logits, labels.astype(logits.dtype)]),
-                                               where, axis, leading=1)
-    return _per_example(stacked[0], stacked[1], where, axis, _optax_soft_labels)
+    stacked, mask, class_axis = _flatten_class_axes(
+        jnp.stack([x, labels_.astype(x.dtype)]), where, axis, leading=1)
+    return _per_example(stacked[0], stacked[1], mask, class_axis, _optax_soft_labels)
 
 
-def sigmoid_binary_cross_entropy(logits: Any, labels: Any) -> Any:
+@_fill
+def sigmoid_binary_cross_entropy(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
     """Elementwise sigmoid cross-entropy, as ``optax.sigmoid_binary_cross_entropy``.
 
     Parameters
     ----------
-    logits : jax.Array
+    logits : jax.Array or array_like
         Any shape.
-    labels : jax.Array
+    labels : jax.Array or array_like
         Targets in [0, 1], broadcastable to `logits`.
 
     Returns
     -------
     jax.Array
-        The loss of each element, the shape of `logits`.
+        The loss of each element in `logits`' dtype, the shape of `logits`.
 
     Raises
     ------
     TypeError
         If `logits` is not floating point.
+    ValueError
+        If `labels` does not broadcast to `logits`.
+
+    See Also
+    --------
+    binary_cross_entropy_with_logits : With weights and reductions.
+
+    Notes
+    -----
+    ``softplus(x) - t x`` for logit ``x`` and label ``t``, written in the
+    stable form ``(1 - t) x + softplus(-x)``.
+
+    {kernel_notes}
 
     Examples
     --------
@@ -305,23 +422,24 @@ def sigmoid_binary_cross_entropy(logits: Any, labels: Any) -> Any:
     [0.6931, 2.1269]
     """
     jnp = _jnp()
-    logits = jnp.asarray(logits)
-    _check_floating(logits, "logits")
-    labels = jnp.broadcast_to(jnp.asarray(labels, dtype=logits.dtype), logits.shape)
-    return binary_cross_entropy_with_logits(logits, labels, reduction="none")
+    x = jnp.asarray(logits)
+    _check_floating(x, "logits")
+    target = jnp.broadcast_to(jnp.asarray(labels, dtype=x.dtype), x.shape)
+    return binary_cross_entropy_with_logits(x, target, reduction="none")
 
 
 # --------------------------------------------------------------------------- the bridge
 
 
-def _loss(spec, x, target, weight, pos_weight):
+def _loss(spec: _Spec, x: jax.Array, target: jax.Array, weight: jax.Array | None,
+          pos_weight: jax.Array | None) -> jax.Array:
     """The loss on the kernel where it applies, else in plain JAX."""
     if _kernel_applies(x):
         return _fused()(spec, x, target, weight, pos_weight)
     return _plain(spec, x, target, weight, pos_weight)
 
 
-def _kernel_applies(x):
+def _kernel_applies(x: jax.Array) -> bool:
     import jax
 
     if x.dtype not in _KERNEL_DTYPES or jax.default_backend() != "cpu":
@@ -333,24 +451,27 @@ def _kernel_applies(x):
 
 
 @functools.cache
-def _fused():
+def _fused() -> Callable[..., jax.Array]:
     """The custom_vjp function (built at first use, so that jax loads lazily)."""
     import jax
 
     @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-    def fused(spec, x, target, weight, pos_weight):
-        return _call_kernel(spec, x, target, weight, pos_weight, want_grad=False)
+    def fused(spec: _Spec, x: jax.Array, target: jax.Array, weight: jax.Array | None,
+              pos_weight: jax.Array | None) -> jax.Array:
+        loss: jax.Array = _call_kernel(spec, x, target, weight, pos_weight, want_grad=False)
+        return loss
 
-    def forward(spec, *primals):
+    def forward(spec: _Spec, *primals: Any) -> tuple[jax.Array, Any]:
         # symbolic_zeros: each array says whether it needs a cotangent
         # (None, an absent weight, has no leaf and stays None).
-        args = [None if p is None else p.value for p in primals]
+        args: list[Any] = [None if p is None else p.value for p in primals]
         perturbed = [p is not None and p.perturbed and _is_float(p.value) for p in primals]
-        loss, grad = _call_kernel(spec, *args, want_grad=True)
+        x, target, weight, pos_weight = args
+        loss, grad = _call_kernel(spec, x, target, weight, pos_weight, want_grad=True)
         # The gradient of the logits, and what the others' need, only if asked for.
         return loss, (grad if perturbed[0] else None, args, perturbed[1:])
 
-    def backward(spec, saved, g):
+    def backward(spec: _Spec, saved: Any, g: Any) -> tuple[jax.Array | None, ...]:
         grad, args, perturbed = saved
         if isinstance(g, jax.custom_derivatives.SymbolicZero):
             g = jax.numpy.zeros(g.shape, g.dtype)
@@ -361,7 +482,7 @@ def _fused():
         d_others = [None, None, None]
         wanted = [i for i, p in enumerate(perturbed) if p]
         if wanted:  # soft targets, weights: JAX's autodiff of the plain loss
-            def of_others(*chosen):
+            def of_others(*chosen: jax.Array) -> jax.Array:
                 full = list(args)
                 for i, a in zip(wanted, chosen):
                     full[1 + i] = a
@@ -376,16 +497,18 @@ def _fused():
     return fused
 
 
-def _call_kernel(spec, x, target, weight, pos_weight, want_grad):
+def _call_kernel(spec: _Spec, x: jax.Array, target: jax.Array, weight: jax.Array | None,
+                 pos_weight: jax.Array | None, want_grad: bool) -> Any:
     """A host callback into the kernel: the loss (and the gradient)."""
     import jax
 
     loss_shape = () if spec.reduction != "none" else (
         x.shape[:spec.axis % x.ndim] + x.shape[spec.axis % x.ndim + 1:]
         if spec.op == "softmax" else x.shape)
-    shapes = [jax.ShapeDtypeStruct(loss_shape, x.dtype)]
+    struct: Callable[..., Any] = jax.ShapeDtypeStruct  # (its __init__ is not annotated)
+    shapes = [struct(loss_shape, x.dtype)]
     if want_grad:
-        shapes.append(jax.ShapeDtypeStruct(x.shape, x.dtype))
+        shapes.append(struct(x.shape, x.dtype))
     # Per-example losses of a vmapped batch are one kernel call over all of
     # it; a reduction (or weights) must see each mapped element alone.
     per_example = spec.reduction == "none" and weight is None and pos_weight is None
@@ -402,7 +525,7 @@ def _call_kernel(spec, x, target, weight, pos_weight, want_grad):
 
 
 @functools.cache
-def _buffer_callback():
+def _buffer_callback() -> Callable[..., Any] | None:
     """jax.experimental.buffer_callback where this JAX has it (0.7 and later):
     the kernel reads XLA's input buffers and writes the gradient into XLA's
     output buffer, where jax.pure_callback copies the inputs to NumPy and the
@@ -414,7 +537,8 @@ def _buffer_callback():
     return buffer_callback
 
 
-def _host_into(spec, want_grad, ctx, out, x, target, weight, pos_weight):
+def _host_into(spec: _Spec, want_grad: bool, ctx: Any, out: Any, x: Any, target: Any,
+               weight: Any, pos_weight: Any) -> None:
     """buffer_callback's host side: the kernel on XLA's buffers, the gradient
     written straight into the output buffer."""
     grad_out = np.asarray(out[1]) if want_grad else None
@@ -423,7 +547,8 @@ def _host_into(spec, want_grad, ctx, out, x, target, weight, pos_weight):
     np.asarray(out[0])[...] = loss[0] if want_grad else loss
 
 
-def _host(spec, want_grad, x, target, weight, pos_weight):
+def _host(spec: _Spec, want_grad: bool, x: Any, target: Any, weight: Any,
+          pos_weight: Any) -> tuple[Any, ...]:
     """jax.pure_callback's host side, with NumPy copies in and out."""
     x = np.asarray(x)
     out = _kernel(spec, want_grad, x, np.asarray(target), _host_array(weight),
@@ -433,7 +558,9 @@ def _host(spec, want_grad, x, target, weight, pos_weight):
     return (loss, grad) if want_grad else (loss,)
 
 
-def _kernel(spec, want_grad, x, target, weight, pos_weight, grad_out):
+def _kernel(spec: _Spec, want_grad: bool, x: np.ndarray[Any, Any], target: np.ndarray[Any, Any],
+            weight: np.ndarray[Any, Any] | None, pos_weight: np.ndarray[Any, Any] | None,
+            grad_out: np.ndarray[Any, Any] | None) -> Any:
     if spec.op == "softmax":
         return _losses.class_loss(x, target, kind=Scores.LOGITS, weight=weight,
                                   ignore_index=spec.ignore_index, reduction=spec.reduction,
@@ -444,14 +571,15 @@ def _kernel(spec, want_grad, x, target, weight, pos_weight, grad_out):
                                want_grad=want_grad, out=grad_out)
 
 
-def _host_array(a):
+def _host_array(a: Any) -> np.ndarray[Any, Any] | None:
     return None if a is None else np.asarray(a)
 
 
 # --------------------------------------------------------------------------- plain JAX
 
 
-def _plain(spec, x, target, weight, pos_weight):
+def _plain(spec: _Spec, x: jax.Array, target: jax.Array, weight: jax.Array | None,
+           pos_weight: jax.Array | None) -> jax.Array:
     """The same loss written in jax.numpy: the fallback, and the autodiff of
     the arguments other than the logits."""
     import jax
@@ -484,7 +612,7 @@ def _plain(spec, x, target, weight, pos_weight):
     return _reduce(spec.reduction, per.astype(x.dtype), None)
 
 
-def _reduce(reduction, per, denominator):
+def _reduce(reduction: str, per: jax.Array, denominator: jax.Array | None) -> jax.Array:
     import jax.numpy as jnp
 
     if reduction == "none":
@@ -496,12 +624,13 @@ def _reduce(reduction, per, denominator):
     return (total / count).astype(per.dtype)
 
 
-def _compute_dtype(x):
+def _compute_dtype(x: jax.Array) -> np.dtype[Any]:
     """float16 and bfloat16 accumulate in float32, as the kernels' contract."""
     return np.promote_types(x.dtype, np.float32)
 
 
-def _optax_integer_labels(logits, labels, axis, where=None):
+def _optax_integer_labels(logits: jax.Array, labels: jax.Array, axis: int,
+                          where: Any = None) -> jax.Array:
     """optax's formula, for the paths the kernel does not take."""
     import jax
     import jax.numpy as jnp
@@ -513,7 +642,8 @@ def _optax_integer_labels(logits, labels, axis, where=None):
     return loss.astype(logits.dtype)
 
 
-def _optax_soft_labels(logits, labels, axis, where=None):
+def _optax_soft_labels(logits: jax.Array, labels: jax.Array, axis: Any,
+                       where: Any = None) -> jax.Array:
     import jax
 
     if where is not None and where.ndim != logits.ndim:
@@ -522,7 +652,8 @@ def _optax_soft_labels(logits, labels, axis, where=None):
     return -(labels * log_p).sum(axis, where=where)
 
 
-def _per_example(logits, target, where, axis, plain):
+def _per_example(logits: jax.Array, target: jax.Array, where: Any, axis: int,
+                 plain: Callable[..., jax.Array]) -> jax.Array:
     """optax's per-example loss through the kernel, `where` masking examples."""
     import jax.numpy as jnp
 
@@ -541,7 +672,8 @@ def _per_example(logits, target, where, axis, plain):
     return loss if where is None else jnp.where(where, loss, 0).astype(loss.dtype)
 
 
-def _flatten_class_axes(x, where, axis, leading=0):
+def _flatten_class_axes(x: jax.Array, where: Any, axis: int | tuple[int, ...] | list[int],
+                        leading: int = 0) -> tuple[jax.Array, Any, int]:
     """optax's tuple `axis`: the class axes moved to the end and flattened.
     Returns (x, where, axis) with a single non-negative int axis."""
     import jax.numpy as jnp
@@ -559,7 +691,7 @@ def _flatten_class_axes(x, where, axis, leading=0):
     return x, where, _canonical_axis(axis, ndim) + ndim
 
 
-def _unused_ignore_index(target):
+def _unused_ignore_index(target: jax.Array) -> int:
     """optax has no ignore_index: one no label of target's dtype can equal
     (every negative label is refused by the kernel anyway)."""
     if np.issubdtype(target.dtype, np.integer):
@@ -572,51 +704,51 @@ def _unused_ignore_index(target):
 # --------------------------------------------------------------------------- arguments
 
 
-def _jnp():
+def _jnp() -> Any:
     import jax.numpy as jnp
 
     return jnp
 
 
-def _optional(a):
+def _optional(a: ArrayLike | None) -> jax.Array | None:
     return None if a is None else _jnp().asarray(a)
 
 
-def _is_float(a):
-    return _jnp().issubdtype(a.dtype, _jnp().floating)
+def _is_float(a: jax.Array) -> bool:
+    return bool(_jnp().issubdtype(a.dtype, _jnp().floating))
 
 
-def _check_floating(x, name):
+def _check_floating(x: jax.Array, name: str) -> None:
     if not _jnp().issubdtype(x.dtype, _jnp().floating):
         raise TypeError(f"{name}: expected a floating-point dtype, got {x.dtype}")
 
 
-def _canonical_axis(axis, ndim):
+def _canonical_axis(axis: Any, ndim: int) -> int:
     """`axis` as a negative int (counting from the end)."""
     if isinstance(axis, (bool, np.bool_)):
         raise TypeError(f"axis: expected an integer, got {axis!r}")
     try:
-        axis = operator.index(axis)
+        index = operator.index(axis)
     except TypeError:
         raise TypeError(f"axis: expected an integer, got {axis!r}") from None
-    if not -ndim <= axis < ndim:
-        raise ValueError(f"axis: {axis} is out of range for logits of {ndim} dimensions")
-    return axis - ndim if axis >= 0 else axis
+    if not -ndim <= index < ndim:
+        raise ValueError(f"axis: {index} is out of range for logits of {ndim} dimensions")
+    return index - ndim if index >= 0 else index
 
 
-def _reduction(reduction):
+def _reduction(reduction: str) -> Reduction:
     if reduction not in ("none", "sum", "mean"):
         raise ValueError(f"reduction: expected 'none', 'sum' or 'mean', got {reduction!r}")
-    return reduction
+    return cast(Reduction, reduction)
 
 
-def _smoothing(label_smoothing):
+def _smoothing(label_smoothing: float) -> float:
     from ._validate import check_label_smoothing
 
     return float(check_label_smoothing(label_smoothing))
 
 
-def _logits_ignore_index(ignore_index):
+def _logits_ignore_index(ignore_index: int) -> int:
     from ._validate import IGNORE_INDEX_DEFAULT, check_ignore_index
 
     if ignore_index is IGNORE_INDEX_DEFAULT:

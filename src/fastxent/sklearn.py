@@ -25,8 +25,10 @@ to zero raise ZeroDivisionError for the mean.
 """
 
 import warnings
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from ._validate import as_array
 
@@ -35,18 +37,99 @@ __all__ = ["log_loss"]
 _PROBABILITY_DTYPES = (np.float64, np.float32, np.float16)
 
 
-def log_loss(y_true, y_proba=None, *, normalize=True, sample_weight=None, labels=None,
-             y_pred="deprecated"):
-    """Log loss (cross-entropy) of predicted probabilities, as
-    sklearn.metrics.log_loss.
+def log_loss(
+    y_true: ArrayLike,
+    y_proba: ArrayLike | None = None,
+    *,
+    normalize: bool = True,
+    sample_weight: ArrayLike | None = None,
+    labels: ArrayLike | None = None,
+    y_pred: ArrayLike | str = "deprecated",
+) -> float:
+    r"""Log loss (cross-entropy) of predicted probabilities, as
+    ``sklearn.metrics.log_loss`` (scikit-learn 1.9).
 
-    y_true: class labels (n_samples,) or (n_samples, 1), or a 0/1 label
-    indicator matrix (n_samples, n_classes). y_proba: probabilities
-    (n_samples, n_classes), or (n_samples,) of the positive (second) class.
-    normalize: the mean per sample if True, else the sum. sample_weight:
-    (n_samples,). labels: all the classes, when y_true does not show each of
-    them. y_pred: the old name of y_proba (scikit-learn 1.9 renamed it): it
-    still works, with a FutureWarning.
+    scikit-learn's argument order and semantics (not PyTorch's): truth first,
+    the mean per sample by default, a Python float back. scikit-learn itself is
+    not needed.
+
+    Parameters
+    ----------
+    y_true : array_like
+        Class labels, shape (n_samples,) or (n_samples, 1) (numbers, strings,
+        booleans: any labels that sort), or a 0/1 label indicator matrix
+        (n_samples, n_classes), one-hot or multilabel.
+    y_proba : array_like
+        Predicted probabilities, shape (n_samples, n_classes), the columns in
+        the sorted order of the classes; or (n_samples,) (or one column), the
+        probability of the second class. float64, float32 or float16 (other
+        dtypes are converted to float64).
+    normalize : bool, default True
+        True: the mean per sample (weighted by `sample_weight`); False: the sum.
+    sample_weight : array_like, shape (n_samples,), optional
+        A weight per sample.
+    labels : array_like, optional
+        All the classes, when `y_true` does not show each of them.
+    y_pred : array_like, optional
+        The old name of `y_proba` (scikit-learn 1.9 renamed it): it still
+        works, with a ``FutureWarning``.
+
+    Returns
+    -------
+    float
+        The loss, accumulated in float64, as a Python float.
+
+    Raises
+    ------
+    ValueError
+        Probabilities outside [0, 1] or not finite; inconsistent numbers of
+        samples; a single class without `labels` (or fewer than two `labels`);
+        labels of `y_true` missing from `labels`; a number of classes unlike
+        `y_proba`'s; non-integral float labels; a 2-D `y_true` that is not 0/1;
+        sample weights that are not finite or all zero; both `y_pred` and
+        `y_proba`.
+    TypeError
+        A `normalize` that is not a bool; arrays of the wrong kind; no
+        `y_proba`.
+    ZeroDivisionError
+        Weights that sum to zero, for the mean (as NumPy, and so scikit-learn).
+
+    Warns
+    -----
+    UserWarning
+        Rows of `y_proba` that do not sum to 1 (not an error), and `labels` not
+        in sorted order.
+
+    See Also
+    --------
+    fastxent.nll_loss : The loss from log-probabilities and class indices.
+    fastxent.cross_entropy : The loss from logits.
+
+    Notes
+    -----
+    With :math:`p_{nk}` clipped to :math:`[\epsilon, 1 - \epsilon]`,
+    :math:`\epsilon` the machine epsilon of `y_proba`'s dtype,
+
+    .. math::
+
+        L = -\frac{1}{\sum_n s_n} \sum_n s_n \sum_k y_{nk} \log p_{nk},
+
+    :math:`y_{nk}` 1 where sample :math:`n` is of class :math:`k` (several
+    classes for a multilabel row) and :math:`s_n` the sample weights (1 by
+    default); ``normalize=False`` drops the division.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastxent.sklearn import log_loss
+    >>> y_true = ["spam", "ham", "ham", "spam"]
+    >>> y_proba = np.array([[0.1, 0.9], [0.9, 0.1], [0.8, 0.2], [0.35, 0.65]])
+    >>> round(log_loss(y_true, y_proba), 4)
+    0.2162
+    >>> bool(np.isclose(log_loss(y_true, y_proba), -np.log([0.9, 0.9, 0.8, 0.65]).mean()))
+    True
+    >>> round(log_loss([0, 1, 1], [0.2, 0.7, 0.9], sample_weight=[1, 2, 1]), 4)
+    0.2605
     """
     if not (isinstance(y_pred, str) and y_pred == "deprecated"):
         if y_proba is not None:  # scikit-learn's words
@@ -93,15 +176,17 @@ def log_loss(y_true, y_proba=None, *, normalize=True, sample_weight=None, labels
     return _average(loss, weight, normalize)
 
 
-def _clipped_log(probs, eps):
+def _clipped_log(probs: NDArray[Any], eps: Any) -> NDArray[Any]:
     """log of probs clipped at the epsilon of y_proba's dtype, as scikit-learn;
     float16 then computes in float32 (fastxent's dtype rule, and a more
     accurate log)."""
     clipped = np.clip(probs, eps, 1 - eps)
-    return np.log(clipped.astype(np.float32) if clipped.dtype == np.float16 else clipped)
+    logs: NDArray[Any] = np.log(clipped.astype(np.float32) if clipped.dtype == np.float16
+                                else clipped)
+    return logs
 
 
-def _probabilities(y_proba):
+def _probabilities(y_proba: ArrayLike) -> NDArray[Any]:
     """y_proba as a finite 1-D or 2-D float array of values in [0, 1]."""
     probs = as_array(y_proba, "y_proba")
     if probs.dtype.kind not in "biuf":
@@ -123,7 +208,7 @@ def _probabilities(y_proba):
     return probs
 
 
-def _label_array(values, name):
+def _label_array(values: ArrayLike, name: str) -> NDArray[Any]:
     """values as an array; a list that mixes strings and other labels is refused
     (NumPy would quietly turn the numbers into strings)."""
     arr = as_array(values, name)
@@ -135,7 +220,7 @@ def _label_array(values, name):
     return arr
 
 
-def _encode(target, labels):
+def _encode(target: NDArray[Any], labels: ArrayLike | None) -> tuple[NDArray[Any], NDArray[Any]]:
     """(classes, target): target as class indices (n_samples,) or, for a label
     indicator matrix, a bool matrix (n_samples, n_classes)."""
     if target.ndim == 2 and target.shape[1] == 1:  # a column of labels, as scikit-learn
@@ -184,7 +269,7 @@ def _encode(target, labels):
 _TABLE_SPAN = 1 << 20
 
 
-def _unique_inverse(values, name):
+def _unique_inverse(values: NDArray[Any], name: str) -> tuple[NDArray[Any], NDArray[Any]]:
     """np.unique(values, return_inverse=True), without sorting the samples when
     they are integers in a short range (classes 0..C-1: the labels themselves)."""
     if values.dtype.kind in "iu" and values.size:
@@ -198,10 +283,11 @@ def _unique_inverse(values, name):
                 return classes, values.astype(np.intp, copy=False)
             table = np.cumsum(present) - 1
             return classes, table[shifted]
-    return _unique(values, name, return_inverse=True)
+    classes, inverse = _unique(values, name, return_inverse=True)
+    return classes, inverse
 
 
-def _check_labels(values, name):
+def _check_labels(values: NDArray[Any], name: str) -> None:
     """Float labels must be whole numbers, as for scikit-learn."""
     if values.dtype.kind == "f":
         if np.isnan(values).any():
@@ -214,14 +300,14 @@ def _check_labels(values, name):
         raise TypeError(f"{name}: expected class labels, got dtype {values.dtype}")
 
 
-def _unique(values, name, **kwargs):
+def _unique(values: NDArray[Any], name: str, **kwargs: Any) -> Any:
     try:
         return np.unique(values, **kwargs)
     except TypeError:  # objects that cannot be sorted together
         raise ValueError(f"{name}: labels of mixed or unsortable types") from None
 
 
-def _sample_weight(sample_weight):
+def _sample_weight(sample_weight: ArrayLike) -> NDArray[Any]:
     weight = as_array(sample_weight, "sample_weight")
     if weight.dtype.kind not in "biuf":
         raise TypeError(f"sample_weight: expected real numbers, got dtype {weight.dtype}")
@@ -234,7 +320,7 @@ def _sample_weight(sample_weight):
     return weight.astype(np.float64)
 
 
-def _average(loss, weight, normalize):
+def _average(loss: NDArray[Any], weight: NDArray[Any] | None, normalize: bool) -> float:
     """The (weighted) mean or sum of the per-sample losses, accumulated in float64."""
     loss = loss.astype(np.float64)
     if weight is None:

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import NamedTuple
+from typing import Any, NamedTuple, TypeAlias
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from . import _partials
 from ._validate import (
@@ -34,9 +35,30 @@ from ._validate import (
 
 __all__ = ["Accumulator", "ChunkParts", "Result", "cross_entropy", "log_loss"]
 
+# One block of an iterable of blocks: (predictions, targets)
+Block: TypeAlias = tuple[ArrayLike, ArrayLike]
+
 
 class ChunkParts(NamedTuple):
-    """One block's share of the scores (float64 sums)."""
+    """One block's share of the scores: float64 sums that add up across blocks.
+
+    What `chunk_parts` returns and `Accumulator.add` takes, so that blocks
+    can be scored elsewhere (another process, a Dask worker) and added here.
+
+    Attributes
+    ----------
+    loss_sum : float
+        The block's loss with ``reduction="sum"``.
+    denominator : float
+        What the mean divides by: the summed class weights of the counted rows
+        (their number without `weight`).
+    correct : float
+        Counted rows whose top prediction is the target class.
+    counted : float
+        Rows that count for the accuracy (not `ignore_index`).
+    rows : int
+        Rows in the block, ignored or not.
+    """
 
     loss_sum: float  # the loss with reduction="sum"
     denominator: float  # what the mean divides by (summed class weights of counted rows)
@@ -46,11 +68,28 @@ class ChunkParts(NamedTuple):
 
 
 class Result(NamedTuple):
-    """Scores of everything an Accumulator has seen."""
+    """The scores of everything an `Accumulator` has seen.
+
+    Attributes
+    ----------
+    mean : float
+        The loss's (weighted) mean, ``sum / count``: NaN when nothing counted.
+    sum : float
+        The loss with ``reduction="sum"``, accumulated in float64.
+    count : float
+        The mean's denominator: the counted rows, or their summed class weights.
+    accuracy : float or None
+        The fraction of counted rows whose top prediction is the target
+        (NaN when nothing counted); None unless asked for.
+    rows : int
+        All rows seen, ignored or not.
+    perplexity : float
+        ``exp(mean)`` (inf beyond float range): a language model's perplexity.
+    """
 
     mean: float  # the loss's (weighted) mean: sum / count
     sum: float
-    count: float  # the mean's denominator: counted rows, or their summed class weights
+    count: float  # type: ignore[assignment]  # (shadows tuple.count) the mean's denominator
     accuracy: float | None  # None unless asked for
     rows: int
 
@@ -60,31 +99,63 @@ class Result(NamedTuple):
         return math.exp(self.mean) if self.mean < 709.0 else math.inf
 
 
-def chunk_parts(predictions, target, *, from_logits=True, weight=None,
-                ignore_index=IGNORE_INDEX_DEFAULT, label_smoothing=0.0, axis=None, accuracy=False,
-                origin=None) -> ChunkParts:
-    """The ChunkParts of one block (see Accumulator for the arguments; origin:
-    the index of the block's first row in the whole, for error messages)."""
+def chunk_parts(predictions: ArrayLike, target: ArrayLike, *, from_logits: bool = True,
+                weight: ArrayLike | None = None, ignore_index: int = IGNORE_INDEX_DEFAULT,
+                label_smoothing: float = 0.0, axis: int | None = None, accuracy: bool = False,
+                origin: tuple[int, ...] | None = None) -> ChunkParts:
+    """The `ChunkParts` of one block of (predictions, target).
+
+    Parameters
+    ----------
+    predictions, target : array_like
+        One block, as `Accumulator.update` takes it.
+    from_logits, weight, ignore_index, label_smoothing, axis, accuracy
+        As for `Accumulator`.
+    origin : tuple of int, optional
+        The index of the block's first element in the whole, so that error
+        messages name positions in the whole.
+
+    Returns
+    -------
+    ChunkParts
+        The block's float64 sums.
+
+    Raises
+    ------
+    ValueError, TypeError, IndexError
+        As `cross_entropy` (or `log_loss` with ``from_logits=False``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastxent.stream import chunk_parts
+    >>> parts = chunk_parts(np.zeros((2, 2)), np.array([0, 1]), accuracy=True)
+    >>> round(parts.loss_sum, 6), parts.denominator, parts.correct, parts.rows  # 2 log 2
+    (1.386294, 2.0, 1.0, 2)
+    """
     scores = as_array(predictions, "predictions")
-    target = as_array(target, "target")
-    axis = class_axis(axis, scores.shape, target, "predictions")
+    targets = as_array(target, "target")
+    axis = class_axis(axis, scores.shape, targets, "predictions")
     if from_logits:
-        parts = _partials.class_loss_parts(scores, target, weight=weight,
+        parts = _partials.class_loss_parts(scores, targets, weight=weight,
                                            ignore_index=ignore_index,
                                            label_smoothing=label_smoothing, axis=axis,
                                            origin=origin)
         loss_sum, denominator = parts.loss_sum, parts.denominator
     else:
-        loss_sum, denominator = _log_loss_parts(scores, target, weight, ignore_index, axis,
+        loss_sum, denominator = _log_loss_parts(scores, targets, weight, ignore_index, axis,
                                                 origin)
     correct = counted = 0.0
     if accuracy:
-        correct, counted = _hits(scores, target, ignore_index, axis)
-    rows = target.size if target.dtype.kind in "iu" else target.size // max(1, scores.shape[axis])
+        correct, counted = _hits(scores, targets, ignore_index, axis)
+    rows = (targets.size if targets.dtype.kind in "iu"
+            else targets.size // max(1, scores.shape[axis]))
     return ChunkParts(loss_sum, denominator, correct, counted, int(rows))
 
 
-def _log_loss_parts(probs, target, weight, ignore_index, axis, origin):
+def _log_loss_parts(probs: NDArray[Any], target: NDArray[Any], weight: ArrayLike | None,
+                    ignore_index: int, axis: int,
+                    origin: tuple[int, ...] | None) -> tuple[float, float]:
     """(sum, denominator) of -log(p[target]), p clipped to [eps, 1 - eps] as
     scikit-learn's log_loss: only the targets' probabilities are read."""
     if probs.dtype.kind != "f":
@@ -119,7 +190,8 @@ def _log_loss_parts(probs, target, weight, ignore_index, axis, origin):
     return float(np.sum(loss)), denominator
 
 
-def _hits(scores, target, ignore_index, axis):
+def _hits(scores: NDArray[Any], target: NDArray[Any], ignore_index: int,
+          axis: int) -> tuple[float, float]:
     """(rows whose top score is the target class, rows counted)."""
     top = np.argmax(scores, axis=axis)
     if target.dtype.kind in "iu":
@@ -149,6 +221,24 @@ class Accumulator:
     accuracy : bool, default False
         Also count the rows whose top prediction is the target.
 
+    Raises
+    ------
+    ValueError
+        `label_smoothing` with probabilities (``from_logits=False``) or outside
+        [0, 1]; a bad `ignore_index`.
+
+    See Also
+    --------
+    cross_entropy, log_loss : An iterable of blocks at once.
+    fastxent.dask : The same on a Dask cluster.
+
+    Notes
+    -----
+    Only float64 running sums are kept: memory does not grow with the blocks.
+    The result equals the in-memory call on all the rows at once within
+    float64 rounding, and has the same bits for the same blocks in the same
+    order.
+
     Examples
     --------
     >>> import numpy as np
@@ -161,31 +251,49 @@ class Accumulator:
     (3, 0.6666666666666666)
     """
 
-    def __init__(self, *, from_logits: bool = True, weight=None,
+    def __init__(self, *, from_logits: bool = True, weight: ArrayLike | None = None,
                  ignore_index: int = IGNORE_INDEX_DEFAULT, label_smoothing: float = 0.0,
-                 axis: int | None = None, accuracy: bool = False):
+                 axis: int | None = None, accuracy: bool = False) -> None:
         if not from_logits and label_smoothing:
             raise ValueError("label_smoothing: applies to logits only (from_logits=True)")
         check_ignore_index(ignore_index)  # kept as given: the default is told apart (`is`)
-        self.options = dict(from_logits=bool(from_logits), weight=weight,
+        self.options: dict[str, Any] = dict(from_logits=bool(from_logits), weight=weight,
                             ignore_index=ignore_index,
                             label_smoothing=check_label_smoothing(label_smoothing), axis=axis,
                             accuracy=bool(accuracy))
         self.loss_sum = self.denominator = self.correct = self.counted = 0.0
         self.rows = 0
 
-    def update(self, predictions, target) -> None:
-        """Adds a block: predictions (rows, ..., classes on `axis`) and their
-        targets (class indices, or probabilities for logits). Errors name the
-        position in the whole sequence of blocks (blocks follow each other
-        along the first axis of the targets)."""
-        target = as_array(target, "target")
-        origin = (self.rows,) + (0,) * max(0, target.ndim - 1) if target.ndim else None
-        self.add(chunk_parts(predictions, target, origin=origin, **self.options))
+    def update(self, predictions: ArrayLike, target: ArrayLike) -> None:
+        """Adds a block of predictions and their targets.
+
+        Parameters
+        ----------
+        predictions : array_like
+            Rows (..., classes on `axis`): logits or probabilities.
+        target : array_like
+            Integer class indices (the shape of `predictions` without the class
+            axis) or, for logits, class probabilities (its shape).
+
+        Raises
+        ------
+        ValueError, TypeError, IndexError
+            As `chunk_parts`; positions are counted in the whole sequence of
+            blocks (blocks follow each other along the targets' first axis).
+        """
+        targets = as_array(target, "target")
+        origin = (self.rows,) + (0,) * max(0, targets.ndim - 1) if targets.ndim else None
+        self.add(chunk_parts(predictions, targets, origin=origin, **self.options))
 
     def add(self, parts: ChunkParts) -> None:
-        """Adds a block's ChunkParts computed elsewhere (another process, a Dask
-        worker): in the blocks' order, the same bits as update()."""
+        """Adds a block's `ChunkParts` computed elsewhere (another process, a
+        Dask worker): added in the blocks' order, the same bits as `update`.
+
+        Parameters
+        ----------
+        parts : ChunkParts
+            What `chunk_parts` returned for the block.
+        """
         self.loss_sum += parts.loss_sum
         self.denominator += parts.denominator
         self.correct += parts.correct
@@ -193,7 +301,13 @@ class Accumulator:
         self.rows += parts.rows
 
     def result(self) -> Result:
-        """The scores so far; the mean of nothing counted is NaN."""
+        """The scores so far.
+
+        Returns
+        -------
+        Result
+            The mean (NaN when nothing counted), sum, count, accuracy and rows.
+        """
         mean = self.loss_sum / self.denominator if self.denominator else math.nan
         accuracy = None
         if self.options["accuracy"]:
@@ -201,14 +315,15 @@ class Accumulator:
         return Result(mean, self.loss_sum, self.denominator, accuracy, self.rows)
 
 
-def _run(blocks: Iterable, **options) -> Result:
+def _run(blocks: Iterable[Block], **options: Any) -> Result:
     acc = Accumulator(**options)
     for predictions, target in blocks:
         acc.update(predictions, target)
     return acc.result()
 
 
-def cross_entropy(blocks: Iterable, *, weight=None, ignore_index: int = IGNORE_INDEX_DEFAULT,
+def cross_entropy(blocks: Iterable[Block], *, weight: ArrayLike | None = None,
+                  ignore_index: int = IGNORE_INDEX_DEFAULT,
                   label_smoothing: float = 0.0, axis: int | None = None,
                   accuracy: bool = False) -> Result:
     """The cross-entropy of logits over an iterable of (logits, target) blocks.
@@ -216,19 +331,25 @@ def cross_entropy(blocks: Iterable, *, weight=None, ignore_index: int = IGNORE_I
     Parameters
     ----------
     blocks : iterable of (logits, target)
-        Consumed once, one block at a time.
+        Consumed once, one block at a time (a generator reading a file, a
+        data loader): only one block is in memory at a time.
     weight, ignore_index, label_smoothing, axis, accuracy
-        See Accumulator.
+        See `Accumulator`.
 
     Returns
     -------
     Result
-        mean, sum, count (the mean's denominator), accuracy, rows.
+        The mean, sum, count (the mean's denominator), accuracy and rows.
 
     Raises
     ------
     ValueError, TypeError, IndexError
-        As fastxent.cross_entropy, positions counted over all blocks.
+        As `fastxent.cross_entropy`, positions counted over all blocks.
+
+    See Also
+    --------
+    Accumulator : The same, one block at a time.
+    fastxent.cross_entropy : All the rows at once.
 
     Examples
     --------
@@ -241,7 +362,8 @@ def cross_entropy(blocks: Iterable, *, weight=None, ignore_index: int = IGNORE_I
                 label_smoothing=label_smoothing, axis=axis, accuracy=accuracy)
 
 
-def log_loss(blocks: Iterable, *, weight=None, ignore_index: int = IGNORE_INDEX_DEFAULT,
+def log_loss(blocks: Iterable[Block], *, weight: ArrayLike | None = None,
+             ignore_index: int = IGNORE_INDEX_DEFAULT,
              axis: int | None = None, accuracy: bool = False) -> Result:
     """The log loss of probabilities over an iterable of (probs, labels) blocks:
     -log p[label], p clipped to [eps, 1 - eps] as sklearn.metrics.log_loss
@@ -250,19 +372,32 @@ def log_loss(blocks: Iterable, *, weight=None, ignore_index: int = IGNORE_INDEX_
     Parameters
     ----------
     blocks : iterable of (probs, labels)
+        Consumed once, one block at a time.
     weight, ignore_index, axis, accuracy
-        See Accumulator.
+        See `Accumulator`.
 
     Returns
     -------
     Result
+        The mean, sum, count (the mean's denominator), accuracy and rows.
 
     Raises
     ------
     IndexError
-        A label outside [0, C) that is not ignore_index.
+        A label outside [0, C) that is not `ignore_index`.
     ValueError
         A target class's probability outside [0, 1].
+    TypeError
+        Predictions that are not floating point, labels that are not integers.
+
+    See Also
+    --------
+    fastxent.sklearn.log_loss : All the rows at once.
+
+    Notes
+    -----
+    Only the probability of each row's target class is read and clipped: no
+    full-size clipped copy, no sort of the labels.
 
     Examples
     --------

@@ -23,8 +23,9 @@ speed, so "auto" runs PyTorch's loss below AUTO_MIN_ELEMENTS elements
 (cross_entropy; below AUTO_MIN_ROWS rows of at most FEW_CLASSES classes),
 AUTO_MIN_ELEMENTS_BINARY (the binary losses) and AUTO_MIN_ELEMENTS_NLL
 (nll_loss: infinite, PyTorch's is a gather and a scatter), and under
-torch.compile (AUTO_KERNELS_UNDER_COMPILE), unless ``inplace_backward=True``. ``"fastxent"`` says the caller
-wants the kernels, so a fallback warns once per reason (RuntimeWarning).
+torch.compile (AUTO_KERNELS_UNDER_COMPILE), unless ``inplace_backward=True``.
+``"fastxent"`` says the caller wants the kernels, so a fallback warns once
+per reason (RuntimeWarning).
 ``"torch"`` always runs PyTorch's implementation.
 
 Under ``torch.compile`` the losses are torch.library custom operators
@@ -44,6 +45,8 @@ This module imports torch; ``import fastxent`` does not import it.
 
 import math
 import warnings
+from collections.abc import Callable
+from typing import Any, Literal, TypeAlias, cast
 
 import numpy as np
 import torch
@@ -52,6 +55,7 @@ import torch.nn.functional as F
 from torch.nn import _reduction
 from torch.overrides import has_torch_function_variadic
 
+from ._bridges import Reduction, fill
 from ._losses import BinaryInput, Scores, binary_loss, class_loss
 from ._validate import IGNORE_INDEX_DEFAULT
 
@@ -71,6 +75,10 @@ __all__ = [
     "cross_entropy",
     "nll_loss",
 ]
+
+Backend: TypeAlias = Literal["auto", "fastxent", "torch"]
+# kernel(x, out, want_grad=True): the loss (and gradient) of the NumPy view x
+Kernel: TypeAlias = Callable[..., Any]
 
 BACKENDS = ("auto", "fastxent", "torch")
 # backend="auto" runs PyTorch's own implementation (unless inplace_backward=True)
@@ -92,19 +100,19 @@ AUTO_MIN_ELEMENTS_NLL = math.inf
 # is a further pass over N x C: it cannot skip the scaling by a cotangent of 1).
 AUTO_KERNELS_UNDER_COMPILE = False
 _KERNEL_DTYPES = (torch.float32, torch.float64)
-_warned = set()  # fallback reasons already reported under backend="fastxent"
+_warned: set[str] = set()  # fallback reasons already reported under backend="fastxent"
 
 
 # ---------------------------------------------------------------- the choice
 
 
-def _check_backend(backend):
+def _check_backend(backend: str) -> Backend:
     if backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
-    return backend
+    return cast(Backend, backend)
 
 
-def _torch_runs(input, inplace_backward, backend, loss):
+def _torch_runs(input: object, inplace_backward: bool, backend: str, loss: str) -> bool:
     """Whether PyTorch's own implementation runs by the caller's choice:
     backend="torch", or "auto" on an input too small to gain from the kernels
     (loss: "cross_entropy", "nll_loss" or "binary")."""
@@ -125,7 +133,7 @@ def _torch_runs(input, inplace_backward, backend, loss):
     return size < AUTO_MIN_ELEMENTS
 
 
-def _fallback_warning(reason, backend):
+def _fallback_warning(reason: str, backend: str) -> None:
     """Warns once per reason, and only when the caller asked for fastxent."""
     if backend == "fastxent" and reason not in _warned:
         _warned.add(reason)
@@ -133,7 +141,8 @@ def _fallback_warning(reason, backend):
                       RuntimeWarning, stacklevel=4)
 
 
-def _unsupported(input, others, same_dtype):
+def _unsupported(input: Any, others: tuple[Any, ...],
+                 same_dtype: tuple[torch.Tensor | None, ...]) -> str | None:
     """Why the fused kernels cannot take this call, or None when they can.
 
     input: the prediction; others: the other tensors (None allowed), which
@@ -169,7 +178,7 @@ def _unsupported(input, others, same_dtype):
     return None
 
 
-def _numpy(t):
+def _numpy(t: torch.Tensor | None) -> Any:
     """The tensor's memory as a NumPy array (a view, never a copy)."""
     return None if t is None else t.detach().numpy()
 
@@ -189,7 +198,10 @@ class _FusedLoss(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, input, kernel, reference, grad_shape, inplace, backend):
+    def forward(ctx: Any, input: torch.Tensor, kernel: Kernel,
+                reference: Callable[[torch.Tensor], torch.Tensor],
+                grad_shape: Callable[[torch.Tensor], torch.Tensor] | None, inplace: bool,
+                backend: str) -> torch.Tensor:
         x = input.detach().numpy()
         loss, grad = kernel(x, x if inplace else None)
         if inplace:
@@ -205,13 +217,14 @@ class _FusedLoss(torch.autograd.Function):
         return torch.from_numpy(np.asarray(loss))
 
     @staticmethod
-    def backward(ctx, grad_output):
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         if torch.is_grad_enabled():  # create_graph=True: a differentiable gradient
             return (_double_backward(ctx, grad_output),) + (None,) * 5
         return _scaled(ctx.grad, grad_output, ctx.grad_shape), None, None, None, None, None
 
 
-def _scaled(grad, grad_output, grad_shape):
+def _scaled(grad: torch.Tensor, grad_output: torch.Tensor,
+            grad_shape: Callable[[torch.Tensor], torch.Tensor] | None) -> torch.Tensor:
     """grad (of the loss, or of its sum) times grad_output, never in place: a
     second backward (retain_graph=True) reads the saved gradient again."""
     if grad_shape is not None:
@@ -224,11 +237,11 @@ def _scaled(grad, grad_output, grad_shape):
 # Function.apply without what only torch.func needs (bound default arguments,
 # functorch's custom_function_call): _unsupported() has already sent calls
 # under a torch.func transform to PyTorch's implementation.
-_apply_fused = super(torch.autograd.Function, _FusedLoss).apply
+_apply_fused: Callable[..., torch.Tensor] = super(torch.autograd.Function, _FusedLoss).apply
 _unwrap_if_dead = torch._C._functorch.unwrap_if_dead
 
 
-def _double_backward(ctx, grad_output):
+def _double_backward(ctx: Any, grad_output: torch.Tensor) -> torch.Tensor:
     _fallback_warning("double backward", ctx.backend)
     if ctx.inplace:
         raise RuntimeError("fastxent.torch: double backward (create_graph=True) needs the "
@@ -237,10 +250,12 @@ def _double_backward(ctx, grad_output):
     with torch.enable_grad():
         loss = ctx.reference(input)
         (grad,) = torch.autograd.grad(loss, input, grad_output, create_graph=True)
-    return grad
+    return cast(torch.Tensor, grad)
 
 
-def _run(input, kernel, reference, grad_shape, inplace, backend):
+def _run(input: torch.Tensor, kernel: Kernel, reference: Callable[[torch.Tensor], torch.Tensor],
+         grad_shape: Callable[[torch.Tensor], torch.Tensor] | None, inplace: bool,
+         backend: str) -> torch.Tensor:
     """The loss of the kernel path, with autograd when input needs a gradient."""
     if not (input.requires_grad and torch.is_grad_enabled()):
         if inplace:
@@ -267,21 +282,21 @@ def _run(input, kernel, reference, grad_shape, inplace, backend):
 # apply under torch.compile.
 
 
-def _class_dim_of(input):
+def _class_dim_of(input: torch.Tensor) -> int:
     return 1 if input.dim() >= 2 else 0
 
 
-def _scores(log_probs):
+def _scores(log_probs: bool) -> Scores:
     """The kind of a class loss's scores, from the operators' PyTorch-style flag."""
     return Scores.LOG_PROBS if log_probs else Scores.LOGITS
 
 
-def _binary_input(from_logits):
+def _binary_input(from_logits: bool) -> BinaryInput:
     """The kind of a binary loss's input, from the operators' PyTorch-style flag."""
     return BinaryInput.LOGITS if from_logits else BinaryInput.PROBS
 
 
-def _core_ignore_index(target, ignore_index):
+def _core_ignore_index(target: torch.Tensor, ignore_index: int) -> int:
     """PyTorch refuses only a class index (>= 0) as ignore_index with
     probability targets; fastxent's core refuses any it is given."""
     if target.is_floating_point() and ignore_index < 0:
@@ -301,18 +316,21 @@ def _class_loss_op(input: torch.Tensor, target: torch.Tensor, weight: torch.Tens
 
 
 @_class_loss_op.register_fake
-def _class_loss_fake(input, target, weight, ignore_index, reduction, label_smoothing, log_probs):
+def _class_loss_fake(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None,
+                     ignore_index: int, reduction: str, label_smoothing: float,
+                     log_probs: bool) -> tuple[torch.Tensor, torch.Tensor]:
     d = _class_dim_of(input)
     shape = input.shape[:d] + input.shape[d + 1:] if reduction == "none" else ()
     return input.new_empty(shape), torch.empty_like(input, memory_format=torch.contiguous_format)
 
 
-def _class_loss_setup(ctx, inputs, output):
+def _class_loss_setup(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
     ctx.save_for_backward(output[1])
     ctx.class_dim = _class_dim_of(inputs[0]) if inputs[4] == "none" else None
 
 
-def _class_loss_backward(ctx, grad_loss, _):
+def _class_loss_backward(ctx: Any, grad_loss: torch.Tensor,
+                         _: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
     (grad,) = ctx.saved_tensors
     if ctx.class_dim is not None:
         grad_loss = grad_loss.unsqueeze(ctx.class_dim)
@@ -333,16 +351,19 @@ def _binary_loss_op(input: torch.Tensor, target: torch.Tensor, weight: torch.Ten
 
 
 @_binary_loss_op.register_fake
-def _binary_loss_fake(input, target, weight, pos_weight, reduction, from_logits):
+def _binary_loss_fake(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None,
+                      pos_weight: torch.Tensor | None, reduction: str,
+                      from_logits: bool) -> tuple[torch.Tensor, torch.Tensor]:
     shape = input.shape if reduction == "none" else ()
     return input.new_empty(shape), torch.empty_like(input, memory_format=torch.contiguous_format)
 
 
-def _binary_loss_setup(ctx, inputs, output):
+def _binary_loss_setup(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
     ctx.save_for_backward(output[1])
 
 
-def _binary_loss_backward(ctx, grad_loss, _):
+def _binary_loss_backward(ctx: Any, grad_loss: torch.Tensor,
+                          _: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
     (grad,) = ctx.saved_tensors
     return grad * grad_loss, None, None, None, None, None
 
@@ -350,35 +371,39 @@ def _binary_loss_backward(ctx, grad_loss, _):
 _binary_loss_op.register_autograd(_binary_loss_backward, setup_context=_binary_loss_setup)
 
 
-def _compilable(input, others):
+def _compilable(input: torch.Tensor, others: tuple[torch.Tensor | None, ...]) -> bool:
     """Whether the custom operators take this call while torch.compile traces."""
     return (input.dtype in _KERNEL_DTYPES and input.device.type == "cpu" and input.dim() > 0
             and all(o is None or (o.device.type == "cpu" and not o.requires_grad)
                     for o in others))
 
 
-def _reduction_of(size_average, reduce, reduction):
+def _reduction_of(size_average: bool | None, reduce: bool | None,
+                  reduction: Reduction) -> Reduction:
     """PyTorch's handling of the deprecated size_average and reduce."""
     if size_average is not None or reduce is not None:
-        return _reduction.legacy_get_string(size_average, reduce)
+        return cast(Reduction, _reduction.legacy_get_string(size_average, reduce))
     return reduction
 
 
 # ---------------------------------------------------------------- functions
 
 
-def _unsqueeze_class_dim(class_dim):
+def _unsqueeze_class_dim(class_dim: int) -> Callable[[torch.Tensor], torch.Tensor]:
     return lambda grad_output: grad_output.unsqueeze(class_dim)
 
 
-def _class_loss(name, torch_fn, input, target, weight, ignore_index, reduction, label_smoothing,
-                inplace_backward, backend, log_probs):
+def _class_loss(name: str, torch_fn: Callable[..., torch.Tensor], input: torch.Tensor,
+                target: torch.Tensor, weight: torch.Tensor | None, ignore_index: int,
+                reduction: str, label_smoothing: float, inplace_backward: bool, backend: str,
+                log_probs: bool) -> torch.Tensor:
     """cross_entropy and nll_loss: the kernel path, or PyTorch's function."""
-    options = {"weight": weight, "ignore_index": ignore_index, "reduction": reduction}
+    options: dict[str, Any] = {"weight": weight, "ignore_index": ignore_index,
+                               "reduction": reduction}
     if not log_probs:
         options["label_smoothing"] = label_smoothing
 
-    def reference(x):
+    def reference(x: torch.Tensor) -> torch.Tensor:
         return torch_fn(x, target, **options)
 
     if _torch_runs(input, inplace_backward, backend, name):
@@ -386,8 +411,9 @@ def _class_loss(name, torch_fn, input, target, weight, ignore_index, reduction, 
     if torch.compiler.is_compiling():
         if _compilable(input, (target, weight)) and (
                 target.dtype == torch.int64 or (not log_probs and target.dtype == input.dtype)):
-            return _class_loss_op(input, target, weight, ignore_index, reduction,
-                                  label_smoothing, log_probs)[0]
+            loss: torch.Tensor = _class_loss_op(input, target, weight, ignore_index, reduction,
+                                                label_smoothing, log_probs)[0]
+            return loss
         return reference(input)
     reason = _unsupported(input, (target, weight), (weight,))
     if reason is None and target.dtype != torch.int64 and (
@@ -400,7 +426,7 @@ def _class_loss(name, torch_fn, input, target, weight, ignore_index, reduction, 
     t, w = _numpy(target), _numpy(weight)
     ignore_index = _core_ignore_index(target, ignore_index)
 
-    def kernel(x, out, want_grad=True):
+    def kernel(x: Any, out: Any, want_grad: bool = True) -> Any:
         return class_loss(x, t, kind=_scores(log_probs), weight=w, ignore_index=ignore_index,
                           reduction=reduction, label_smoothing=label_smoothing, axis=class_dim,
                           want_grad=want_grad, out=out)
@@ -409,99 +435,204 @@ def _class_loss(name, torch_fn, input, target, weight, ignore_index, reduction, 
     return _run(input, kernel, reference, grad_shape, inplace_backward, backend)
 
 
-def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
-                  reduction="mean", label_smoothing=0.0, *, inplace_backward=False,
-                  backend="auto"):
-    """torch.nn.functional.cross_entropy on the fused kernels.
+# The documentation every function and module of this bridge shares.
+_SHARED_DOCS = dict(
+    size_average="""
+        size_average : bool or None, default None
+            Deprecated in PyTorch, kept for its signature: when it or `reduce`
+            is given, they decide the reduction as ``torch.nn.functional``
+            decides it (and `reduction` is ignored).""",
+    reduce="""
+        reduce : bool or None, default None
+            Deprecated in PyTorch, kept for its signature: see `size_average`.""",
+    reduction="""
+        reduction : {"mean", "sum", "none"}, default "mean"
+            ``"none"``: one loss per element of the result's shape; ``"sum"``:
+            their sum; ``"mean"``: their (weighted) mean.""",
+    bridge_options="""
+        inplace_backward : bool, default False, keyword-only
+            Let the gradient overwrite `input`'s memory (no N x C buffer of its
+            own). Only for intermediate logits that nothing else needs again:
+            `input`'s version counter is bumped, so that autograd raises if
+            anything saved them for its own backward. ValueError for a leaf
+            tensor, an expanded view, or an input that does not require grad.
+        backend : {"auto", "fastxent", "torch"}, default "auto", keyword-only
+            ``"auto"``: the fused kernels where they apply, PyTorch's own
+            implementation elsewhere (see Notes), silently; ``"fastxent"``: the
+            same, but each reason for a fallback warns once (RuntimeWarning);
+            ``"torch"``: always PyTorch's implementation.""",
+    fallback_notes="""
+        The fused kernels take CPU float32/float64 strided tensors: one pass
+        computes the loss and its gradient straight from the tensors' memory,
+        and the backward only scales the saved gradient by ``grad_output``.
+        PyTorch's own implementation runs instead (same values) for other
+        devices, dtypes or layouts, tensor subclasses overriding
+        ``__torch_function__``, a target, `weight` or `pos_weight` that
+        requires grad, double backward (``create_graph=True``), forward-mode
+        AD and ``torch.func`` transforms. Under ``torch.compile`` the loss is
+        the custom operator ``fastxent::class_loss`` or ``fastxent::binary_loss``
+        (`inplace_backward` does not apply there).""",
+)
+_fill = fill(**_SHARED_DOCS)
+
+
+@_fill
+def cross_entropy(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
+                  size_average: bool | None = None, ignore_index: int = -100,
+                  reduce: bool | None = None, reduction: Reduction = "mean",
+                  label_smoothing: float = 0.0, *, inplace_backward: bool = False,
+                  backend: Backend = "auto") -> torch.Tensor:
+    """Softmax cross-entropy of logits, as ``torch.nn.functional.cross_entropy``,
+    on the fused kernels.
+
+    Same signature, defaults and results as PyTorch's function, plus two
+    keyword-only options; the result is differentiable with respect to `input`.
 
     Parameters
     ----------
     input : torch.Tensor
-        Logits, shape (C,), (N, C) or (N, C, d1, ...): classes on dim 1
-        (dim 0 when unbatched).
+        Logits of shape (C,), (N, C) or (N, C, d1, ...): the classes on dim 1,
+        or dim 0 when unbatched.
     target : torch.Tensor
-        int64 class indices (input's shape without the class dim), or class
-        probabilities of input's shape and dtype.
-    weight, size_average, ignore_index, reduce, reduction, label_smoothing
-        As torch.nn.functional.cross_entropy (size_average and reduce are
-        deprecated there too).
-    inplace_backward : bool, keyword-only
-        Let the gradient overwrite input's memory. Only for logits nothing
-        else needs again: input's version counter is bumped, so autograd
-        raises if anything saved them for its backward.
-    backend : {"auto", "fastxent", "torch"}, keyword-only
-        See the module's docstring.
+        int64 class indices in [0, C) or `ignore_index`, of `input`'s shape
+        without the class dim; or class probabilities of `input`'s shape and
+        dtype.
+    weight : torch.Tensor of shape (C,), optional
+        A weight per class, in `input`'s dtype.
+    {size_average}
+    ignore_index : int, default -100
+        A class index whose samples count for nothing (class indices only).
+    {reduce}
+    {reduction}
+    label_smoothing : float, default 0.0
+        In [0, 1]: the target becomes ``(1 - label_smoothing) * target +
+        label_smoothing / C``.
+    {bridge_options}
 
     Returns
     -------
     torch.Tensor
-        The loss, differentiable with respect to input.
+        `input`'s dtype and device: 0-d for ``"mean"`` and ``"sum"``, the
+        target's shape without the class dim (N, d1, ...) for ``"none"``.
 
     Raises
     ------
-    ValueError, IndexError, TypeError
-        Bad arguments, as the core's fastxent.cross_entropy (PyTorch's own
-        errors where PyTorch's implementation runs).
+    ValueError
+        Bad shapes or options (a `backend` not listed, `label_smoothing`
+        outside [0, 1], a misused `inplace_backward`).
+    IndexError
+        A class index outside [0, C) that is not `ignore_index`.
+    TypeError
+        A target of another dtype than int64 or `input`'s.
+    RuntimeError
+        Where PyTorch's implementation runs, PyTorch's own errors.
+
+    See Also
+    --------
+    fastxent.cross_entropy_with_grad : The same loss on NumPy arrays.
+    CrossEntropyLoss : The module.
+    torch.nn.functional.cross_entropy : PyTorch's implementation.
+
+    Notes
+    -----
+    With ``p = softmax(input)`` along the class dim, the loss of a sample of
+    class ``y`` is ``-weight[y] * log p[y]``; ``"mean"`` divides the sum by the
+    summed weights of the counted samples (PyTorch's weighted mean).
+
+    {fallback_notes}
 
     Examples
     --------
     >>> import torch, fastxent.torch
-    >>> logits = torch.randn(4, 3, requires_grad=True)
-    >>> loss = fastxent.torch.cross_entropy(logits, torch.tensor([0, 2, 1, 0]))
+    >>> logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]], requires_grad=True)
+    >>> loss = fastxent.torch.cross_entropy(logits, torch.tensor([0, 2]))
+    >>> loss
+    tensor(0.6216, grad_fn=<_FusedLossBackward>)
     >>> loss.backward()
-    >>> logits.grad.shape
-    torch.Size([4, 3])
+    >>> logits.grad
+    tensor([[-0.1072,  0.0876,  0.0196],
+            [ 0.1503,  0.1661, -0.3164]])
     """
     reduction = _reduction_of(size_average, reduce, reduction)
     return _class_loss("cross_entropy", F.cross_entropy, input, target, weight, ignore_index,
                        reduction, label_smoothing, inplace_backward, backend, log_probs=False)
 
 
-def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
-             reduction="mean", *, inplace_backward=False, backend="auto"):
-    """torch.nn.functional.nll_loss on the fused kernels.
+@_fill
+def nll_loss(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
+             size_average: bool | None = None, ignore_index: int = -100,
+             reduce: bool | None = None, reduction: Reduction = "mean", *,
+             inplace_backward: bool = False, backend: Backend = "auto") -> torch.Tensor:
+    """Negative log-likelihood of log-probabilities, as
+    ``torch.nn.functional.nll_loss``, on the fused kernels.
 
     Parameters
     ----------
     input : torch.Tensor
-        Log-probabilities, classes on dim 1 (dim 0 when unbatched).
+        Log-probabilities of shape (C,), (N, C) or (N, C, d1, ...): the classes
+        on dim 1, or dim 0 when unbatched.
     target : torch.Tensor
-        int64 class indices, input's shape without the class dim.
-    weight, size_average, ignore_index, reduce, reduction
-        As torch.nn.functional.nll_loss.
-    inplace_backward, backend : keyword-only
-        As in cross_entropy.
+        int64 class indices in [0, C) or `ignore_index`, of `input`'s shape
+        without the class dim.
+    weight : torch.Tensor of shape (C,), optional
+        A weight per class, in `input`'s dtype.
+    {size_average}
+    ignore_index : int, default -100
+        A class index whose samples count for nothing.
+    {reduce}
+    {reduction}
+    {bridge_options}
 
     Returns
     -------
     torch.Tensor
-        The loss.
+        `input`'s dtype: 0-d for ``"mean"`` and ``"sum"``, the target's shape
+        for ``"none"``.
 
     Raises
     ------
-    ValueError, IndexError, TypeError
-        Bad arguments.
+    ValueError
+        Bad shapes or options.
+    IndexError
+        A class index outside [0, C) that is not `ignore_index`.
+    RuntimeError
+        Where PyTorch's implementation runs, PyTorch's own errors.
+
+    See Also
+    --------
+    cross_entropy : The same loss from logits.
+    NLLLoss : The module.
+    torch.nn.functional.nll_loss : PyTorch's implementation.
+
+    Notes
+    -----
+    The loss of a sample of class ``y`` is ``-weight[y] * input[y]``;
+    ``"mean"`` divides by the summed weights of the counted samples.
+
+    {fallback_notes}
 
     Examples
     --------
     >>> import torch, fastxent.torch
-    >>> log_probs = torch.log_softmax(torch.randn(4, 3), dim=1)
-    >>> float(fastxent.torch.nll_loss(log_probs, torch.tensor([0, 2, 1, 0]))) > 0
-    True
+    >>> log_probs = torch.log(torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]]))
+    >>> fastxent.torch.nll_loss(log_probs, torch.tensor([0, 2]))
+    tensor(0.2899)
     """
     reduction = _reduction_of(size_average, reduce, reduction)
     return _class_loss("nll_loss", F.nll_loss, input, target, weight, ignore_index, reduction,
                        0.0, inplace_backward, backend, log_probs=True)
 
 
-def _binary(input, target, weight, pos_weight, reduction, inplace_backward, backend,
-            from_logits):
+def _binary(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None,
+            pos_weight: torch.Tensor | None, reduction: str, inplace_backward: bool,
+            backend: str, from_logits: bool) -> torch.Tensor:
+    reference: Callable[[torch.Tensor], torch.Tensor]
     if from_logits:
-        def reference(x):
+        def reference(x: torch.Tensor) -> torch.Tensor:
             return F.binary_cross_entropy_with_logits(x, target, weight, reduction=reduction,
                                                       pos_weight=pos_weight)
     else:
-        def reference(x):
+        def reference(x: torch.Tensor) -> torch.Tensor:
             return F.binary_cross_entropy(x, target, weight, reduction=reduction)
 
     if _torch_runs(input, inplace_backward, backend, "binary"):
@@ -509,7 +640,9 @@ def _binary(input, target, weight, pos_weight, reduction, inplace_backward, back
     if torch.compiler.is_compiling():
         if _compilable(input, (target, weight, pos_weight)) and target.shape == input.shape \
                 and all(o is None or o.dtype == input.dtype for o in (target, weight, pos_weight)):
-            return _binary_loss_op(input, target, weight, pos_weight, reduction, from_logits)[0]
+            loss: torch.Tensor = _binary_loss_op(input, target, weight, pos_weight, reduction,
+                                                 from_logits)[0]
+            return loss
         return reference(input)
     reason = _unsupported(input, (target, weight, pos_weight), (target, weight, pos_weight))
     if reason is None and target.shape != input.shape:
@@ -519,7 +652,7 @@ def _binary(input, target, weight, pos_weight, reduction, inplace_backward, back
         return reference(input)
     t, w, pw = _numpy(target), _numpy(weight), _numpy(pos_weight)
 
-    def kernel(x, out, want_grad=True):
+    def kernel(x: Any, out: Any, want_grad: bool = True) -> Any:
         return binary_loss(x, t, kind=_binary_input(from_logits), weight=w, pos_weight=pw,
                            reduction=reduction, want_grad=want_grad, out=out)
 
@@ -527,75 +660,127 @@ def _binary(input, target, weight, pos_weight, reduction, inplace_backward, back
     return _run(input, kernel, reference, grad_shape, inplace_backward, backend)
 
 
-def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None,
-                         reduction="mean", *, inplace_backward=False, backend="auto"):
-    """torch.nn.functional.binary_cross_entropy on the fused kernels.
+@_fill
+def binary_cross_entropy(input: torch.Tensor, target: torch.Tensor,
+                         weight: torch.Tensor | None = None, size_average: bool | None = None,
+                         reduce: bool | None = None, reduction: Reduction = "mean", *,
+                         inplace_backward: bool = False, backend: Backend = "auto"
+                         ) -> torch.Tensor:
+    """Binary cross-entropy of probabilities, as
+    ``torch.nn.functional.binary_cross_entropy``, on the fused kernels.
 
     Parameters
     ----------
     input : torch.Tensor
-        Probabilities in [0, 1].
+        Probabilities in [0, 1], any shape.
     target : torch.Tensor
-        Targets in [0, 1], input's shape and dtype.
-    weight, size_average, reduce, reduction
-        As torch.nn.functional.binary_cross_entropy (log terms clamped at -100).
-    inplace_backward, backend : keyword-only
-        As in cross_entropy.
+        Targets in [0, 1], `input`'s shape and dtype.
+    weight : torch.Tensor, optional
+        Broadcast to `input`: a weight per element.
+    {size_average}
+    {reduce}
+    {reduction}
+    {bridge_options}
 
     Returns
     -------
     torch.Tensor
-        The loss.
+        `input`'s dtype: 0-d for ``"mean"`` and ``"sum"``, `input`'s shape for
+        ``"none"``.
 
     Raises
     ------
     ValueError
-        A probability or target outside [0, 1], bad options.
+        A probability or target outside [0, 1] (its position named), bad
+        shapes or options.
+    RuntimeError
+        Where PyTorch's implementation runs, PyTorch's own errors.
+
+    See Also
+    --------
+    binary_cross_entropy_with_logits : The same loss from logits, stable.
+    BCELoss : The module.
+    torch.nn.functional.binary_cross_entropy : PyTorch's implementation.
+
+    Notes
+    -----
+    Elementwise ``-weight * (t log p + (1 - t) log(1 - p))``, each log clamped
+    at -100 as PyTorch clamps it.
+
+    {fallback_notes}
 
     Examples
     --------
     >>> import torch, fastxent.torch
     >>> p = torch.tensor([0.9, 0.2])
-    >>> round(float(fastxent.torch.binary_cross_entropy(p, torch.tensor([1.0, 0.0]))), 4)
-    0.1643
+    >>> fastxent.torch.binary_cross_entropy(p, torch.tensor([1.0, 0.0]))
+    tensor(0.1643)
     """
     reduction = _reduction_of(size_average, reduce, reduction)
     return _binary(input, target, weight, None, reduction, inplace_backward, backend,
                    from_logits=False)
 
 
-def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None,
-                                     reduction="mean", pos_weight=None, *,
-                                     inplace_backward=False, backend="auto"):
-    """torch.nn.functional.binary_cross_entropy_with_logits on the fused kernels.
+@_fill
+def binary_cross_entropy_with_logits(input: torch.Tensor, target: torch.Tensor,
+                                     weight: torch.Tensor | None = None,
+                                     size_average: bool | None = None,
+                                     reduce: bool | None = None, reduction: Reduction = "mean",
+                                     pos_weight: torch.Tensor | None = None, *,
+                                     inplace_backward: bool = False, backend: Backend = "auto"
+                                     ) -> torch.Tensor:
+    """Binary cross-entropy of ``sigmoid(input)``, as
+    ``torch.nn.functional.binary_cross_entropy_with_logits``, on the fused
+    kernels.
 
     Parameters
     ----------
     input : torch.Tensor
-        Logits.
+        Logits, any shape.
     target : torch.Tensor
-        Targets in [0, 1], input's shape and dtype.
-    weight, size_average, reduce, reduction, pos_weight
-        As torch.nn.functional.binary_cross_entropy_with_logits.
-    inplace_backward, backend : keyword-only
-        As in cross_entropy.
+        Targets in [0, 1], `input`'s shape and dtype.
+    weight : torch.Tensor, optional
+        Broadcast to `input`: a weight per element.
+    {size_average}
+    {reduce}
+    {reduction}
+    pos_weight : torch.Tensor, optional
+        Broadcast to `input` (usually one per class, on the last dim): the
+        weight of the positive term.
+    {bridge_options}
 
     Returns
     -------
     torch.Tensor
-        The loss.
+        `input`'s dtype: 0-d for ``"mean"`` and ``"sum"``, `input`'s shape for
+        ``"none"``.
 
     Raises
     ------
     ValueError
         Bad shapes or options.
+    RuntimeError
+        Where PyTorch's implementation runs, PyTorch's own errors.
+
+    See Also
+    --------
+    binary_cross_entropy : The same loss from probabilities.
+    BCEWithLogitsLoss : The module.
+    torch.nn.functional.binary_cross_entropy_with_logits : PyTorch's implementation.
+
+    Notes
+    -----
+    Elementwise ``weight * ((1 - t) x + (1 + (pos_weight - 1) t) softplus(-x))``
+    for logit ``x`` and target ``t``: exact for any logit.
+
+    {fallback_notes}
 
     Examples
     --------
     >>> import torch, fastxent.torch
     >>> x = torch.tensor([2.0, -1.0])
-    >>> round(float(fastxent.torch.binary_cross_entropy_with_logits(x, torch.tensor([1.0, 0.0]))), 4)
-    0.2201
+    >>> fastxent.torch.binary_cross_entropy_with_logits(x, torch.tensor([1.0, 0.0]))
+    tensor(0.2201)
     """
     reduction = _reduction_of(size_average, reduce, reduction)
     return _binary(input, target, weight, pos_weight, reduction, inplace_backward, backend,
@@ -608,79 +793,219 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
 class _BridgeOptions:
     """The keyword-only options the modules add to torch.nn's."""
 
-    def _set_bridge_options(self, inplace_backward, backend):
+    inplace_backward: bool
+    backend: Backend
+    reduction: str  # torch.nn's modules keep it as a plain str
+
+    def _set_bridge_options(self, inplace_backward: bool, backend: Backend) -> None:
         self.inplace_backward = bool(inplace_backward)
         self.backend = _check_backend(backend)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"backend={self.backend!r}, inplace_backward={self.inplace_backward}"
 
+    def _reduction(self) -> Reduction:
+        return cast(Reduction, self.reduction)
 
+
+@_fill
 class CrossEntropyLoss(_BridgeOptions, torch.nn.CrossEntropyLoss):
-    """torch.nn.CrossEntropyLoss computed by fastxent.torch.cross_entropy.
+    """``torch.nn.CrossEntropyLoss`` computed by `cross_entropy` on the fused kernels.
 
-    Same constructor (weight is a registered buffer), plus the keyword-only
-    ``inplace_backward`` and ``backend`` of cross_entropy.
+    A subclass of PyTorch's module: same constructor (`weight` a registered
+    buffer), attributes, ``state_dict`` and results, plus two keyword-only
+    options.
+
+    Parameters
+    ----------
+    weight : torch.Tensor of shape (C,), optional
+        A weight per class.
+    {size_average}
+    ignore_index : int, default -100
+        A class index whose samples count for nothing.
+    {reduce}
+    {reduction}
+    label_smoothing : float, default 0.0
+        In [0, 1].
+    {bridge_options}
+
+    Raises
+    ------
+    ValueError
+        A `backend` not listed (at construction); the errors of
+        `cross_entropy` when called.
+
+    See Also
+    --------
+    cross_entropy : The function, for the shapes and the computation.
 
     Examples
     --------
     >>> import torch, fastxent.torch
     >>> loss_fn = fastxent.torch.CrossEntropyLoss(label_smoothing=0.1)
-    >>> float(loss_fn(torch.zeros(2, 4), torch.tensor([1, 3]))) > 0
-    True
+    >>> loss_fn
+    CrossEntropyLoss(backend='auto', inplace_backward=False)
+    >>> loss_fn(torch.zeros(2, 4), torch.tensor([1, 3]))
+    tensor(1.3863)
     """
 
-    def __init__(self, weight=None, size_average=None, ignore_index=-100, reduce=None,
-                 reduction="mean", label_smoothing=0.0, *, inplace_backward=False,
-                 backend="auto"):
+    def __init__(self, weight: torch.Tensor | None = None, size_average: bool | None = None,
+                 ignore_index: int = -100, reduce: bool | None = None,
+                 reduction: Reduction = "mean", label_smoothing: float = 0.0, *,
+                 inplace_backward: bool = False, backend: Backend = "auto") -> None:
         super().__init__(weight, size_average, ignore_index, reduce, reduction, label_smoothing)
         self._set_bridge_options(inplace_backward, backend)
 
-    def forward(self, input, target):
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The loss of `input` against `target` (see `cross_entropy`)."""
         return cross_entropy(input, target, weight=self.weight, ignore_index=self.ignore_index,
-                             reduction=self.reduction, label_smoothing=self.label_smoothing,
+                             reduction=self._reduction(), label_smoothing=self.label_smoothing,
                              inplace_backward=self.inplace_backward, backend=self.backend)
 
 
+@_fill
 class NLLLoss(_BridgeOptions, torch.nn.NLLLoss):
-    """torch.nn.NLLLoss computed by fastxent.torch.nll_loss."""
+    """``torch.nn.NLLLoss`` computed by `nll_loss` on the fused kernels.
 
-    def __init__(self, weight=None, size_average=None, ignore_index=-100, reduce=None,
-                 reduction="mean", *, inplace_backward=False, backend="auto"):
+    A subclass of PyTorch's module (same constructor, `weight` a registered
+    buffer), plus two keyword-only options.
+
+    Parameters
+    ----------
+    weight : torch.Tensor of shape (C,), optional
+        A weight per class.
+    {size_average}
+    ignore_index : int, default -100
+        A class index whose samples count for nothing.
+    {reduce}
+    {reduction}
+    {bridge_options}
+
+    Raises
+    ------
+    ValueError
+        A `backend` not listed (at construction); the errors of `nll_loss`
+        when called.
+
+    See Also
+    --------
+    nll_loss : The function.
+
+    Examples
+    --------
+    >>> import torch, fastxent.torch
+    >>> loss_fn = fastxent.torch.NLLLoss(reduction="sum")
+    >>> loss_fn(torch.log(torch.tensor([[0.5, 0.5], [0.25, 0.75]])), torch.tensor([0, 1]))
+    tensor(0.9808)
+    """
+
+    def __init__(self, weight: torch.Tensor | None = None, size_average: bool | None = None,
+                 ignore_index: int = -100, reduce: bool | None = None,
+                 reduction: Reduction = "mean", *, inplace_backward: bool = False,
+                 backend: Backend = "auto") -> None:
         super().__init__(weight, size_average, ignore_index, reduce, reduction)
         self._set_bridge_options(inplace_backward, backend)
 
-    def forward(self, input, target):
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The loss of `input` against `target` (see `nll_loss`)."""
         return nll_loss(input, target, weight=self.weight, ignore_index=self.ignore_index,
-                        reduction=self.reduction, inplace_backward=self.inplace_backward,
+                        reduction=self._reduction(), inplace_backward=self.inplace_backward,
                         backend=self.backend)
 
 
+@_fill
 class BCELoss(_BridgeOptions, torch.nn.BCELoss):
-    """torch.nn.BCELoss computed by fastxent.torch.binary_cross_entropy."""
+    """``torch.nn.BCELoss`` computed by `binary_cross_entropy` on the fused kernels.
 
-    def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean", *,
-                 inplace_backward=False, backend="auto"):
+    A subclass of PyTorch's module (same constructor, `weight` a registered
+    buffer), plus two keyword-only options.
+
+    Parameters
+    ----------
+    weight : torch.Tensor, optional
+        Broadcast to the input: a weight per element.
+    {size_average}
+    {reduce}
+    {reduction}
+    {bridge_options}
+
+    Raises
+    ------
+    ValueError
+        A `backend` not listed (at construction); the errors of
+        `binary_cross_entropy` when called.
+
+    See Also
+    --------
+    binary_cross_entropy : The function.
+
+    Examples
+    --------
+    >>> import torch, fastxent.torch
+    >>> fastxent.torch.BCELoss()(torch.tensor([0.9, 0.2]), torch.tensor([1.0, 0.0]))
+    tensor(0.1643)
+    """
+
+    def __init__(self, weight: torch.Tensor | None = None, size_average: bool | None = None,
+                 reduce: bool | None = None, reduction: Reduction = "mean", *,
+                 inplace_backward: bool = False, backend: Backend = "auto") -> None:
         super().__init__(weight, size_average, reduce, reduction)
         self._set_bridge_options(inplace_backward, backend)
 
-    def forward(self, input, target):
-        return binary_cross_entropy(input, target, weight=self.weight, reduction=self.reduction,
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The loss of `input` against `target` (see `binary_cross_entropy`)."""
+        return binary_cross_entropy(input, target, weight=self.weight,
+                                    reduction=self._reduction(),
                                     inplace_backward=self.inplace_backward, backend=self.backend)
 
 
+@_fill
 class BCEWithLogitsLoss(_BridgeOptions, torch.nn.BCEWithLogitsLoss):
-    """torch.nn.BCEWithLogitsLoss computed by
-    fastxent.torch.binary_cross_entropy_with_logits (weight and pos_weight
-    are registered buffers)."""
+    """``torch.nn.BCEWithLogitsLoss`` computed by `binary_cross_entropy_with_logits`
+    on the fused kernels.
 
-    def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean",
-                 pos_weight=None, *, inplace_backward=False, backend="auto"):
+    A subclass of PyTorch's module (same constructor; `weight` and
+    `pos_weight` registered buffers), plus two keyword-only options.
+
+    Parameters
+    ----------
+    weight : torch.Tensor, optional
+        Broadcast to the input: a weight per element.
+    {size_average}
+    {reduce}
+    {reduction}
+    pos_weight : torch.Tensor, optional
+        Broadcast to the input: the weight of the positive term.
+    {bridge_options}
+
+    Raises
+    ------
+    ValueError
+        A `backend` not listed (at construction); the errors of
+        `binary_cross_entropy_with_logits` when called.
+
+    See Also
+    --------
+    binary_cross_entropy_with_logits : The function.
+
+    Examples
+    --------
+    >>> import torch, fastxent.torch
+    >>> loss_fn = fastxent.torch.BCEWithLogitsLoss(pos_weight=torch.tensor([2.0]))
+    >>> loss_fn(torch.tensor([[2.0], [-1.0]]), torch.tensor([[1.0], [0.0]]))
+    tensor(0.2836)
+    """
+
+    def __init__(self, weight: torch.Tensor | None = None, size_average: bool | None = None,
+                 reduce: bool | None = None, reduction: Reduction = "mean",
+                 pos_weight: torch.Tensor | None = None, *, inplace_backward: bool = False,
+                 backend: Backend = "auto") -> None:
         super().__init__(weight, size_average, reduce, reduction, pos_weight)
         self._set_bridge_options(inplace_backward, backend)
 
-    def forward(self, input, target):
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The loss of `input` against `target` (see `binary_cross_entropy_with_logits`)."""
         return binary_cross_entropy_with_logits(
-            input, target, weight=self.weight, reduction=self.reduction,
+            input, target, weight=self.weight, reduction=self._reduction(),
             pos_weight=self.pos_weight, inplace_backward=self.inplace_backward,
             backend=self.backend)
