@@ -60,12 +60,6 @@ from ._losses import BinaryInput, Scores, binary_loss, class_loss
 from ._validate import IGNORE_INDEX_DEFAULT
 
 __all__ = [
-    "AUTO_MIN_ELEMENTS",
-    "AUTO_MIN_ELEMENTS_BINARY",
-    "AUTO_MIN_ELEMENTS_NLL",
-    "AUTO_KERNELS_UNDER_COMPILE",
-    "AUTO_MIN_ROWS",
-    "FEW_CLASSES",
     "BCELoss",
     "BCEWithLogitsLoss",
     "CrossEntropyLoss",
