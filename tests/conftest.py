@@ -106,3 +106,15 @@ def pytest_collection_modifyitems(items):
 def rng(request):
     """A generator seeded from the test's id: every run sees the same data."""
     return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _threads_as_asked():
+    """The kernels' contention check off (tests/test_contention.py turns it on):
+    on a busy or oversubscribed machine it would send calls to one thread,
+    and the thread-count tests would compare one thread with itself."""
+    compiled = fastxent._config._compiled
+    previous = compiled._set_busy_check(False) if compiled is not None else None
+    yield
+    if compiled is not None:
+        compiled._set_busy_check(previous)

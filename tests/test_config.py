@@ -130,13 +130,25 @@ def test_set_num_threads_process_wide():
         _config._state["threads"] = previous
 
 
-@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True, None])
-def test_bad_thread_counts_are_rejected(bad):
+@pytest.mark.parametrize("bad", [0, -1, np.int64(0)])
+def test_thread_counts_below_one_are_rejected(bad):
     with pytest.raises(ValueError, match="n: expected a positive integer"):
         fastxent.set_num_threads(bad)
     with pytest.raises(ValueError, match="n: expected a positive integer"):
         with fastxent.num_threads(bad):
             pass
+
+
+@pytest.mark.parametrize("bad", [True, False, np.True_, 1.5, 2.0, "2", None])
+def test_thread_counts_that_are_not_integers_are_type_errors(bad):
+    # A bool is not a thread count, as for the integer options (True == 1).
+    previous = _config._state["threads"]
+    with pytest.raises(TypeError, match="n: expected an integer number of threads"):
+        fastxent.set_num_threads(bad)
+    with pytest.raises(TypeError, match="n: expected an integer number of threads"):
+        with fastxent.num_threads(bad):
+            pass
+    assert _config._state["threads"] == previous
 
 
 def test_context_manager_is_per_python_thread():

@@ -562,3 +562,34 @@ def test_compiled_matches_reference(compiled_isa, rng, dtype, kind):
         assert_close(loss_only, want_loss, dtype, rtol=rtol, err_msg=case)
         assert_close(grad, want_grad, dtype, rtol=rtol, err_msg=case,
                      floor=gradient_floor(logits, options))
+
+
+@pytest.mark.parametrize("bad_label", [-1, 10, -(2**63), 2**63 - 1, -99, -101])
+@pytest.mark.parametrize("in_place", [False, True])
+def test_mean_pass_over_labels_finds_the_first_bad_one(backend, bad_label, in_place):
+    """The mean's pass over the labels (and the in-place gradient's) counts
+    the rows that are not ignored and stops at the first label outside
+    [0, C) that is not ignore_index, wherever it is and however far out."""
+    rng = np.random.default_rng(17)
+    x = rng.standard_normal((5000, 10)).astype(np.float32)
+    y = rng.integers(0, 10, 5000)
+    y[::3] = -100
+    y[4321] = bad_label
+    y[4999] = -1  # a later bad label is not the one named
+    before = x.copy()
+    with pytest.raises(IndexError, match=rf"class label {bad_label} at position \(4321,\)"):
+        fastxent.cross_entropy_with_grad(x, y, out=x if in_place else None)
+    np.testing.assert_array_equal(x, before)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_mean_over_many_ignored_rows_matches_torch(torch, backend, weighted):
+    rng = np.random.default_rng(18)
+    x = rng.standard_normal((65536, 10)).astype(np.float32)
+    y = rng.integers(0, 10, 65536)
+    y[rng.random(65536) < 0.4] = -100
+    w = rng.random(10).astype(np.float32) if weighted else None
+    loss, grad = fastxent.cross_entropy_with_grad(x, y, weight=w)
+    ref_loss, ref_grad = torch_xent(torch, x, y, weight=w)
+    assert_close(loss, ref_loss, np.float32)
+    assert_close(grad, ref_grad, np.float32)

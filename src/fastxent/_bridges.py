@@ -1,6 +1,6 @@
 """What the framework bridges (fastxent.torch, fastxent.jax, fastxent.keras,
-fastxent.dask) share: their option types, and `fill`, which writes the
-documentation of options many functions take once.
+fastxent.dask) share: the core's `Reduction` type, and `fill`, which writes
+the documentation of options many functions take once.
 
 A bridge's functions take several identical options; their documentation is
 written once and put into each function's docstring by `fill`, so that
@@ -12,9 +12,11 @@ from __future__ import annotations
 import inspect
 import textwrap
 from collections.abc import Callable
-from typing import Literal, TypeAlias, TypeVar
+from typing import TypeVar
 
-Reduction: TypeAlias = Literal["none", "mean", "sum"]
+from ._typing import Reduction  # the reductions of every loss, core and bridges
+
+__all__ = ["Reduction", "fill"]
 
 _Documented = TypeVar("_Documented", bound=Callable[..., object])
 

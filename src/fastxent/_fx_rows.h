@@ -46,6 +46,9 @@ typedef struct {
                          void *loss, ptrdiff_t n, double scale);
     /* the end of a thread's run: see fx_run_begin */
     void (*run_end)(fx_carry *c, ptrdiff_t n);
+    /* out = exp(x - max x) into out (may be x), the max into *max; returns the
+     * sum: a part of a row split across threads */
+    double (*exp_sum_part)(const void *x, void *out, ptrdiff_t n, double *max);
     /* test-only: the elementwise functions over arrays */
     void (*test_exp)(const void *d, void *out, ptrdiff_t n);
     void (*test_log_sum)(const double *v, double *out, ptrdiff_t n);

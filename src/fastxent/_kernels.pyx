@@ -53,7 +53,11 @@ cdef extern from "_rows.h" nogil:
         double bce_logits(const void *x, const void *t, const void *w, const void *pw, void *g,
                           void *loss, Py_ssize_t n, double scale) noexcept nogil
         void run_end(fx_carry *c, Py_ssize_t n) noexcept nogil
+        double exp_sum_part(const void *x, void *out, Py_ssize_t n, double *max) noexcept nogil
     enum: FX_SHORT_ROW
+    # Whether the class-loss options leave the index loss plain (no option
+    # that the plain paths skip is on); the same rule for every instance.
+    int fx_index_plain "fx_index_plain_f32_base"(const fx_class_params *p)
     const fx_rows *fx_f32
     const fx_rows *fx_f64
     const char *fx_select_isa(int level)
@@ -94,6 +98,107 @@ cdef extern from *:
 
 if fx_watch_forks() != 0:
     raise ImportError("fastxent._kernels: cannot register its fork handler (pthread_atfork)")
+
+# A busy machine: where other processes hold the CPUs, a parallel region
+# waits for its descheduled threads, and OpenMP's waiting threads spin,
+# taking CPU time from the ones with work: 2 threads took up to 12x the
+# 1-thread time beside two busy loops (docs/benchmarks.md). The wait policy
+# cannot be changed for fastxent's regions alone (libgomp reads it once, for
+# every library of the process), so each region of several threads measures
+# itself instead: the CPU time its threads got against its wall time. Where
+# they got much less than their share, the next calls run on one thread, for
+# a while that doubles while the machine stays busy (0.1 s, up to 2 s), and
+# then try again. Results do not depend on it (the same bits for any thread
+# count).
+cdef extern from *:
+    """
+    #include <time.h>
+    /* Seconds of a monotonic clock, and of this thread's CPU time; 0 where
+     * the system has no such clocks (the measuring is then off). */
+    static double fx_now(void)
+    {
+    #if defined(CLOCK_MONOTONIC) && !defined(_WIN32)
+        struct timespec ts;
+        if (clock_gettime(CLOCK_MONOTONIC, &ts) == 0) return (double)ts.tv_sec + 1e-9 * ts.tv_nsec;
+    #endif
+        return 0.0;
+    }
+    static double fx_thread_cpu(void)
+    {
+    #if defined(CLOCK_THREAD_CPUTIME_ID) && !defined(_WIN32)
+        struct timespec ts;
+        if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0)
+            return (double)ts.tv_sec + 1e-9 * ts.tv_nsec;
+    #endif
+        return 0.0;
+    }
+    #define FX_BUSY_FIRST 0.1    /* seconds on one thread after a starved region */
+    #define FX_BUSY_LONGEST 2.0
+    #define FX_BUSY_SHARE 0.7    /* a region's threads got less of their CPUs: starved */
+    /* and lost more than waking sleeping threads takes (a region can lose that much on an idle machine) */
+    #define FX_BUSY_MIN_LOST 200e-6
+    static double fx_busy_until = 0.0, fx_busy_for = FX_BUSY_FIRST;
+    static int fx_busy_check = 1; /* the test-suite turns it off (_set_busy_check) */
+    /* Plain statics: a race between two calls costs at most one call's choice. */
+    static int fx_machine_busy(void)
+    {
+        return fx_busy_check && fx_busy_until > 0.0 && fx_now() < fx_busy_until;
+    }
+    /* A region of n_threads took `wall` seconds, in which its threads got
+     * `cpu` seconds of CPU time between them. */
+    static void fx_region_report(double wall, double cpu, int n_threads)
+    {
+        const double lost = n_threads * wall - cpu; /* thread-seconds without a CPU */
+    #if !defined(_OPENMP)
+        return; /* the threads of a serial build run one after the other */
+    #endif
+        if (!fx_busy_check || n_threads < 2 || cpu <= 0.0) return;
+        if (lost > (1 - FX_BUSY_SHARE) * n_threads * wall && lost > n_threads * FX_BUSY_MIN_LOST) {
+            fx_busy_until = fx_now() + fx_busy_for;
+            fx_busy_for = fx_busy_for * 2 < FX_BUSY_LONGEST ? fx_busy_for * 2 : FX_BUSY_LONGEST;
+        } else if (fx_busy_for > FX_BUSY_FIRST) {
+            /* halved, not reset: one lucky region on a busy machine is not the end of it */
+            fx_busy_for = fx_busy_for / 2;
+        }
+    }
+    """
+    double fx_now() nogil
+    double fx_thread_cpu() nogil
+    int fx_machine_busy() nogil
+    void fx_region_report(double wall, double cpu, int n_threads) nogil
+    double fx_busy_until
+    double fx_busy_for
+    int fx_busy_check
+    double FX_BUSY_FIRST
+
+
+def _busy_seconds_left():
+    """Test-only: how much longer the calls run on one thread (0: not busy)."""
+    return max(0.0, fx_busy_until - fx_now()) if fx_busy_until > 0 else 0.0
+
+
+def _report_region(double wall, double cpu, int n_threads):
+    """Test-only: tells the contention check of a region of n_threads that
+    took `wall` seconds, of which its threads got `cpu` (fx_region_report)."""
+    fx_region_report(wall, cpu, n_threads)
+
+
+def _set_busy_check(bint on):
+    """Test-only: turns the contention check on or off; returns whether it was
+    on. The test-suite runs with it off, so that a call's thread count is the
+    one it asks for (an oversubscribed test would otherwise send the next
+    tests' calls to one thread), except where it tests the check itself."""
+    global fx_busy_check
+    previous = bool(fx_busy_check)
+    fx_busy_check = on
+    return previous
+
+
+def _reset_busy():
+    """Test-only: forgets what the regions measured."""
+    global fx_busy_until, fx_busy_for
+    fx_busy_until = 0.0
+    fx_busy_for = FX_BUSY_FIRST
 
 
 def forked():
@@ -142,10 +247,10 @@ cdef int _check_shape(str kernel, str name, Py_ssize_t rows, Py_ssize_t cols,
 cdef int _threads(str kernel, int n_threads, Py_ssize_t n_parts) except -1:
     """The threads to run n_parts parts (blocks, rows) of work on: never more
     threads than parts (OpenMP would start them for nothing), one in a forked
-    child (see fx_forked)."""
+    child (see fx_forked) and while the machine is busy (fx_machine_busy)."""
     if n_threads < 1:
         raise ValueError(f"{kernel}: n_threads must be at least 1, got {n_threads}")
-    if fx_forked:
+    if fx_forked or (n_threads > 1 and n_parts > 1 and fx_machine_busy()):
         return 1
     return <int>max(1, min(<Py_ssize_t>n_threads, n_parts))
 
@@ -223,6 +328,10 @@ cdef class _Carries:
     cdef inline fx_carry *of(self, Py_ssize_t t) noexcept nogil:
         return <fx_carry *>(self.base + t * CARRY_STRIDE)
 
+    cdef inline void *scratch(self, Py_ssize_t t) noexcept nogil:
+        """Thread t's scratch memory (stream_bytes of it, line-aligned, twice)."""
+        return self.base + self.n_threads * CARRY_STRIDE + t * self.scratch_stride
+
     cdef inline fx_carry *start(self, Py_ssize_t t) noexcept nogil:
         """Thread t's carry, at the start of its run."""
         cdef char *scratch = NULL
@@ -230,6 +339,26 @@ cdef class _Carries:
             scratch = self.base + self.n_threads * CARRY_STRIDE + t * self.scratch_stride
         fx_run_begin(self.of(t), scratch, self.stream_bytes)
         return self.of(t)
+
+
+cdef class _BlockSums:
+    """Per block of rows: the sum of its losses (0 to start with) and its
+    first bad label's row (-1), in memory this object owns."""
+    cdef double *loss
+    cdef int64_t *bad
+
+    def __cinit__(self, Py_ssize_t n_blocks):
+        cdef Py_ssize_t b
+        self.loss = <double *>malloc(max(n_blocks, 1) * (sizeof(double) + sizeof(int64_t)))
+        if self.loss == NULL:
+            raise MemoryError()
+        self.bad = <int64_t *>(self.loss + max(n_blocks, 1))
+        for b in range(n_blocks):
+            self.loss[b] = 0.0
+            self.bad[b] = -1
+
+    def __dealloc__(self):
+        free(self.loss)
 
 
 # ---- one driver for every operation on rows ----
@@ -323,6 +452,111 @@ cdef inline void _block_rows(const RowJob *job, const fx_rows *R, const floating
         block_loss[0] = total
 
 
+# Rows split across threads: a call with fewer rows than SPLIT_ROWS_BELOW, each
+# of at least 2 * SPLIT_ELEMENTS classes, computes each row in chunks of
+# SPLIT_ELEMENTS: whatever the thread count (the shape alone decides it), so
+# that the results are the same bits on any number of threads.
+cdef enum:
+    SPLIT_ROWS_BELOW = 4
+    SPLIT_ELEMENTS = 65536
+
+
+cdef inline bint _splits_rows(const RowJob *job) noexcept nogil:
+    """Whether job's rows go in chunks (_run_split_rows): few long rows of
+    softmax cross-entropy against class indices, without options."""
+    return (job.op == ROWS_XENT_INDEX and job.n_rows < SPLIT_ROWS_BELOW
+            and job.n_classes >= 2 * SPLIT_ELEMENTS and fx_index_plain(&job.params))
+
+
+cdef tuple _run_split_rows(str kernel, const RowJob *job, const floating *x, int n_threads):
+    """_run_rows for few long rows (_splits_rows): each row in chunks of
+    SPLIT_ELEMENTS, over all the threads. A pass writes each chunk's exps
+    (of x minus the chunk's maximum) and finds their sum; the chunks' sums
+    are combined in chunk order into the row's (the loss); a second pass
+    scales each chunk by exp(chunk's max - row's max) * scale / row's sum,
+    and the label's element gets -scale. Without a gradient to write, the
+    first pass writes the exps into a scratch chunk per thread."""
+    cdef Py_ssize_t n_rows = job.n_rows, n = job.n_classes, t, item, i, c, lo, hi, k
+    cdef Py_ssize_t per_row = (n + SPLIT_ELEMENTS - 1) // SPLIT_ELEMENTS
+    cdef Py_ssize_t n_items = n_rows * per_row
+    n_threads = _threads(kernel, n_threads, n_items)
+    cdef Py_ssize_t per_thread = (n_items + n_threads - 1) // n_threads
+    cdef _BlockSums chunks = _BlockSums(2 * n_items)  # .loss: each chunk's max and sum
+    cdef double *chunk_max = chunks.loss
+    cdef double *chunk_sum = chunks.loss + n_items
+    cdef _BlockSums rows = _BlockSums(n_rows)  # .loss: each row's x at its label
+    cdef double *x_label = rows.loss
+    cdef const fx_rows *R = _rows_of(x)
+    cdef floating *out = <floating *>job.out
+    cdef floating *per_row_loss = <floating *>job.per_row
+    cdef const int64_t *labels = <const int64_t *>job.target
+    cdef double scale = job.params.scale, total = 0.0, m, sum_exp, loss
+    cdef int64_t y
+    cdef Py_ssize_t first_bad = -1
+    cdef floating factor
+    # Without an output, the exps go to a scratch chunk per thread.
+    cdef _Carries scratch = _Carries(n_threads, SPLIT_ELEMENTS * sizeof(floating)
+                                     if out == NULL else 0)
+    cdef floating *into
+    cdef double started = fx_now() if n_threads > 1 else 0.0, cpu = 0.0, cpu_start
+    for i in range(n_rows):  # read before the first pass writes (out may be x)
+        y = labels[i]
+        x_label[i] = <double>x[i * n + y] if 0 <= y < n else 0.0
+    with nogil:
+        for t in prange(n_threads, schedule="static", num_threads=n_threads):
+            cpu_start = fx_thread_cpu()
+            for item in range(t * per_thread, min(n_items, (t + 1) * per_thread)):
+                i = item // per_row
+                lo = (item % per_row) * SPLIT_ELEMENTS
+                hi = min(n, lo + SPLIT_ELEMENTS)
+                into = out + i * n + lo if out != NULL else <floating *>scratch.scratch(t)
+                chunk_sum[item] = R.exp_sum_part(x + i * n + lo, into, hi - lo, &chunk_max[item])
+            cpu += fx_thread_cpu() - cpu_start
+    for i in range(n_rows):  # the rows' losses, in order; the chunks' factors
+        y = labels[i]
+        if y == job.params.ignore_index or y < 0 or y >= n:
+            if y != job.params.ignore_index and first_bad < 0:
+                first_bad = i
+            loss = 0.0
+            for c in range(per_row):
+                chunk_sum[i * per_row + c] = -1.0  # a zero gradient (factors are >= 0)
+        else:
+            m = chunk_max[i * per_row]
+            for c in range(1, per_row):
+                m = max(m, chunk_max[i * per_row + c])
+            sum_exp = 0.0
+            for c in range(per_row):
+                sum_exp += chunk_sum[i * per_row + c] * exp(chunk_max[i * per_row + c] - m)
+            loss = m + log(sum_exp) - x_label[i]
+            for c in range(per_row):
+                chunk_sum[i * per_row + c] = exp(chunk_max[i * per_row + c] - m) * scale / sum_exp
+        if per_row_loss != NULL:
+            per_row_loss[i] = <floating>loss
+        total += loss
+    if out != NULL:
+        with nogil:
+            for t in prange(n_threads, schedule="static", num_threads=n_threads):
+                cpu_start = fx_thread_cpu()
+                for item in range(t * per_thread, min(n_items, (t + 1) * per_thread)):
+                    i = item // per_row
+                    lo = (item % per_row) * SPLIT_ELEMENTS
+                    hi = min(n, lo + SPLIT_ELEMENTS)
+                    if chunk_sum[item] < 0:
+                        memset(out + i * n + lo, 0, (hi - lo) * sizeof(floating))
+                        continue
+                    factor = <floating>chunk_sum[item]
+                    for k in range(i * n + lo, i * n + hi):
+                        out[k] = out[k] * factor
+                cpu += fx_thread_cpu() - cpu_start
+        for i in range(n_rows):
+            y = labels[i]
+            if y != job.params.ignore_index and 0 <= y < n:
+                out[i * n + y] -= <floating>scale
+    if n_threads > 1:
+        fx_region_report(fx_now() - started, cpu, n_threads)
+    return total, first_bad
+
+
 cdef tuple _run_rows(str kernel, const RowJob *job, const floating *x, int n_threads):
     """Runs job over its rows, x (job.x, typed) on n_threads threads; returns
     (sum of the row losses, first row of a bad label or -1).
@@ -333,24 +567,28 @@ cdef tuple _run_rows(str kernel, const RowJob *job, const floating *x, int n_thr
     row pipeline, _fx_pipeline.h) that hands the next row's maximum on and streams
     the output where that pays. Operations without a loss take blocks of one
     row: runs of rows split evenly."""
+    if _splits_rows(job):
+        return _run_split_rows(kernel, job, x, n_threads)
     cdef Py_ssize_t n_rows = job.n_rows, n = job.n_classes, t, b, b_first, b_last
     cdef bint sums = _sums_losses(job.op)
     cdef Py_ssize_t per_block = _rows_per_block(n) if sums else 1
     cdef Py_ssize_t n_blocks = (n_rows + per_block - 1) // per_block
     n_threads = _threads(kernel, n_threads, n_blocks)
     cdef Py_ssize_t per_thread = (n_blocks + n_threads - 1) // n_threads
-    cdef double[::1] block_loss = np.zeros(n_blocks) if sums else None
-    cdef int64_t[::1] block_bad = np.full(n_blocks, -1, dtype=np.int64) if sums else None
-    cdef double *loss_p = &block_loss[0] if sums else NULL
-    cdef int64_t *bad_p = &block_bad[0] if sums else NULL
+    # malloc, not np.zeros / np.full: small inputs notice their microsecond
+    cdef _BlockSums block_sums = _BlockSums(n_blocks if sums else 0)
+    cdef double *loss_p = block_sums.loss if sums else NULL
+    cdef int64_t *bad_p = block_sums.bad if sums else NULL
     cdef const fx_rows *R = _rows_of(x)
     cdef double total = 0.0
     cdef size_t stream_bytes = 0
     if _sweeps_rows(job):
         stream_bytes = _stream_row_bytes(x, job.out, n_rows, n * sizeof(floating))
     cdef _Carries carries = _Carries(n_threads, stream_bytes)
+    cdef double started = fx_now() if n_threads > 1 else 0.0, cpu = 0.0, cpu_start
     with nogil:
         for t in prange(n_threads, schedule="static", num_threads=n_threads):
+            cpu_start = fx_thread_cpu()
             b_first = t * per_thread
             b_last = min(n_blocks, b_first + per_thread)
             carries.start(t)
@@ -359,6 +597,9 @@ cdef tuple _run_rows(str kernel, const RowJob *job, const floating *x, int n_thr
                             min(n_rows, b_last * per_block), carries.of(t),
                             loss_p + b if sums else NULL, bad_p + b if sums else NULL)
             R.run_end(carries.of(t), n)
+            cpu += fx_thread_cpu() - cpu_start
+    if n_threads > 1:
+        fx_region_report(fx_now() - started, cpu, n_threads)
     if not sums:
         return 0.0, -1
     for b in range(n_blocks):
@@ -374,16 +615,29 @@ cdef Py_ssize_t _index_denominator(const int64_t *labels, Py_ssize_t n_rows, Py_
                                    double *denom) noexcept nogil:
     """The mean's denominator (the summed weights of the counted rows) into
     *denom; returns the first row of a bad label, or -1."""
-    cdef Py_ssize_t i
+    cdef Py_ssize_t i, counted = 0
+    cdef uint64_t any_bad = 0
     cdef int64_t y
-    denom[0] = 0.0
-    for i in range(n_rows):
+    cdef double total = 0.0
+    if w == NULL:
+        # Without weights the denominator is a count (the same double as a sum
+        # of ones), and the pass has no branch: it vectorises. A sum in
+        # *denom, a double in memory, cost 1.25x the whole call at 65536 x 10.
+        for i in range(n_rows):
+            y = labels[i]
+            counted += y != ignore_index
+            any_bad |= (y != ignore_index) & (<uint64_t>y >= <uint64_t>n_classes)
+        if not any_bad:
+            denom[0] = <double>counted
+            return -1
+    for i in range(n_rows):  # with weights, or to find the first bad label
         y = labels[i]
         if y == ignore_index:
             continue
         if y < 0 or y >= n_classes:
             return i
-        denom[0] += w[y] if w != NULL else 1.0
+        total += w[y] if w != NULL else 1.0
+    denom[0] = total
     return -1
 
 
@@ -663,8 +917,9 @@ def _binary_xent(const floating[:, ::1] x not None, const floating[:, ::1] targe
     n_threads = _threads("binary_loss", n_threads, n_blocks)
     if n == 0:
         return 0.0, 0.0, -1
-    cdef double[::1] block_loss = np.zeros(n_blocks)
-    cdef int64_t[::1] block_bad = np.full(n_blocks, -1, dtype=np.int64)
+    cdef _BlockSums block_sums = _BlockSums(n_blocks)
+    cdef double *block_loss = block_sums.loss
+    cdef int64_t *block_bad = block_sums.bad
     cdef double scale = 1.0 / n if mean else 1.0
     cdef double total = 0.0
     # Where one weight of the two is given, the span functions read ones for
@@ -693,25 +948,34 @@ def _binary_xent(const floating[:, ::1] x not None, const floating[:, ::1] targe
     if not from_logits or wp != NULL or pwp != NULL:
         ones = np.ones(min(n, BLOCK_ELEMENTS), dtype=np.asarray(x).dtype)
         onesp = &ones[0]
+    # One run of consecutive blocks per thread (as prange's static schedule
+    # made them), timed for the contention check (fx_region_report).
+    cdef Py_ssize_t t, per_thread = (n_blocks + n_threads - 1) // n_threads
+    cdef double started = fx_now() if n_threads > 1 else 0.0, cpu = 0.0, cpu_start
     with nogil:
-        for b in prange(n_blocks, schedule="static", num_threads=n_threads):
-            block_loss[b] = 0.0
-            k0 = b * BLOCK_ELEMENTS
-            k1 = min(n, k0 + BLOCK_ELEMENTS)
-            k = k0
-            while k < k1:
-                # A row-vector weight repeats every n_cols elements: pieces
-                # that do not cross a row's end see it as a plain array.
-                piece = k1 - k
-                if w_row or pw_row:
-                    piece = min(piece, n_cols - k % n_cols)
-                block_loss[b] += _bce_span(
-                    xp + k, tp + k,
-                    onesp if wp == NULL else (wp + k % n_cols if w_row else wp + k),
-                    onesp if pwp == NULL else (pwp + k % n_cols if pw_row else pwp + k),
-                    gp + k if gp != NULL else NULL, lp + k if lp != NULL else NULL,
-                    piece, scale, from_logits, k, &block_bad[b])
-                k = k + piece
+        for t in prange(n_threads, schedule="static", num_threads=n_threads):
+            cpu_start = fx_thread_cpu()
+            for b in range(t * per_thread, min(n_blocks, (t + 1) * per_thread)):
+                block_loss[b] = 0.0
+                k0 = b * BLOCK_ELEMENTS
+                k1 = min(n, k0 + BLOCK_ELEMENTS)
+                k = k0
+                while k < k1:
+                    # A row-vector weight repeats every n_cols elements: pieces
+                    # that do not cross a row's end see it as a plain array.
+                    piece = k1 - k
+                    if w_row or pw_row:
+                        piece = min(piece, n_cols - k % n_cols)
+                    block_loss[b] += _bce_span(
+                        xp + k, tp + k,
+                        onesp if wp == NULL else (wp + k % n_cols if w_row else wp + k),
+                        onesp if pwp == NULL else (pwp + k % n_cols if pw_row else pwp + k),
+                        gp + k if gp != NULL else NULL, lp + k if lp != NULL else NULL,
+                        piece, scale, from_logits, k, &block_bad[b])
+                    k = k + piece
+            cpu += fx_thread_cpu() - cpu_start
+    if n_threads > 1:
+        fx_region_report(fx_now() - started, cpu, n_threads)
     for b in range(n_blocks):
         total += block_loss[b]
     for b in range(n_blocks):

@@ -689,6 +689,20 @@ FX_ATTR static double FX_FN(fx_bce_logits_span)(const void *xv, const void *tv, 
     return total;
 }
 
+/* out = exp(x - m) over n elements, m their maximum (into *max); returns
+ * the sum of the exps, in double: a part of a row split across threads
+ * (_kernels.pyx's _run_split_rows), scaled afterwards. out may be x. */
+FX_ATTR static double FX_FN(fx_exp_sum_part)(const void *xv, void *out_v, ptrdiff_t n, double *max)
+{
+    const FX_T *x = (const FX_T *)xv;
+    FX_T *out = (FX_T *)out_v;
+    const FX_T m = FX_FN(fx_row_max)(x, n);
+    fx_carry alone; /* a run of its own: no row around it, nothing pending */
+    memset(&alone, 0, sizeof alone);
+    *max = (double)m;
+    return FX_FN(fx_exp_sums)(x, out, n, m, &alone, 0, NULL);
+}
+
 /* Test-only (fastxent._kernels' _exp and friends): the elementwise functions
  * of this instance over arrays, in loops vectorised as the kernels' are. */
 FX_ATTR static void FX_FN(fx_test_exp)(const void *dv, void *out_v, ptrdiff_t n)
@@ -744,6 +758,7 @@ static const fx_rows FX_FN(fx_rows) = {
     .logsumexp = FX_FN(fx_logsumexp_row),
     .bce_logits = FX_FN(fx_bce_logits_span),
     .run_end = FX_FN(fx_run_end),
+    .exp_sum_part = FX_FN(fx_exp_sum_part),
     .test_exp = FX_FN(fx_test_exp),
     .test_log_sum = FX_FN(fx_test_log_sum),
     .test_log1p = FX_FN(fx_test_log1p),
