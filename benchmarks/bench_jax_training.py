@@ -1,29 +1,30 @@
 """fastxent.jax against optax's loss: per-call overhead and jitted training steps.
 
     PYTHONPATH=src python benchmarks/bench_jax_training.py [--only overhead,large,mlp,lm]
-        [--repeats 30]
+        [--repeats 15]
 
 * overhead: microseconds per call at batch 64 x 10 classes, float32, of
   ``jax.jit(jax.value_and_grad(mean loss))``: fastxent.jax.cross_entropy (the
   bridge, through buffer_callback, and forced through pure_callback),
   fastxent.cross_entropy_with_grad on NumPy arrays (the kernel alone),
-  a jitted ``jax.pure_callback`` that returns its argument (the callback's own
-  floor) and optax.softmax_cross_entropy_with_integer_labels(...).mean();
+  a jitted ``jax.pure_callback`` that returns its argument and a jitted
+  buffer_callback that does nothing (the callbacks' own floors) and
+  optax.softmax_cross_entropy_with_integer_labels(...).mean();
 * large: the same at 8,192 x 1,000;
 * mlp: a jitted training step (forward, backward, SGD update) of a small MLP
   classifier (64 features, 256 hidden, 10 classes, batch 256);
 * lm: a jitted training step of a language-model-style output layer: hidden
   512, vocabulary 32,000, 4,096 rows (logits = h @ W, the loss, W updated).
 
-Each row runs the candidates interleaved (one call of each per round, order
-rotated) and reports the median and the ratio to optax's loss. Compilation
-happens in the warm-up, untimed. Not a test: no assertions on time.
+Each row runs the candidates interleaved (fastxent.bench.timing: one sample
+of each per round, fast calls repeated within a sample) and reports the
+median and the ratio to optax's loss. Compilation happens in the warm-up,
+untimed. Not a test: no assertions on time.
 """
 
 import argparse
 import contextlib
 import statistics
-import time
 
 import jax
 import jax.numpy as jnp
@@ -32,21 +33,15 @@ import optax
 
 import fastxent
 import fastxent.jax as fxj
+from fastxent.bench.timing import time_round_robin
 
 
-def interleaved(candidates, repeats, warmup=2):
-    """name -> median seconds of fn(), the candidates run in rotating order."""
-    names = list(candidates)
-    for _ in range(warmup):
-        for name in names:
-            candidates[name]()
-    times = {name: [] for name in names}
-    for r in range(repeats):
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            start = time.perf_counter()
-            candidates[name]()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+def interleaved(candidates, repeats):
+    """name -> median seconds of fn(), the candidates timed round-robin
+    (fastxent.bench.timing: one sample of each per round, fast calls repeated
+    within a sample; the first call, which compiles, is its warm-up)."""
+    samples = time_round_robin(candidates, repeats)
+    return {name: statistics.median(t) for name, t in samples.items()}
 
 
 def report(title, medians, unit, reference="optax"):
@@ -54,7 +49,7 @@ def report(title, medians, unit, reference="optax"):
     scale = {"us": 1e6, "ms": 1e3}[unit]
     for name, seconds in medians.items():
         ratio = medians[reference] / seconds
-        print(f"  {name:<34} {seconds * scale:10.1f} {unit}   {ratio:5.2f}x vs {reference}")
+        print(f"  {name:<34} {seconds * scale:10.3g} {unit}   {ratio:5.2f}x vs {reference}")
 
 
 @contextlib.contextmanager
@@ -84,7 +79,15 @@ def loss_call(rows, classes, repeats):
     reference = jax.jit(jax.value_and_grad(lambda x: optax_mean(x, y)))
     echo = jax.jit(lambda x: jax.pure_callback(lambda a: a, jax.ShapeDtypeStruct(
         x.shape, x.dtype), x))
-    medians = interleaved({
+    candidates = {}
+    if fxj._buffer_callback() is not None:
+        def nothing(ctx, out, x):
+            pass
+
+        empty = fxj._buffer_callback()(nothing, jax.ShapeDtypeStruct((), jnp.float32))
+        empty_jit = jax.jit(lambda x: empty(x))
+        candidates["empty buffer_callback"] = lambda: jax.block_until_ready(empty_jit(x))
+    medians = interleaved(candidates | {
         "fastxent.jax (bridge)": lambda: jax.block_until_ready(bridge(x)),
         "bridge through pure_callback": lambda: jax.block_until_ready(bridge_pure(x)),
         "kernel alone (NumPy)": lambda: fastxent.cross_entropy_with_grad(xn, yn),
@@ -135,20 +138,20 @@ def lm(repeats):
     h = jnp.asarray(rng.standard_normal((rows, hidden)).astype(np.float32))
     y = jnp.asarray(rng.integers(0, vocab, rows).astype(np.int32))
     training(f"LM output layer training step (hidden {hidden}, vocabulary {vocab}, {rows} rows),"
-             " jit", params, lambda p, h: h @ p["W"], h, y, max(3, repeats // 6), "ms")
+             " jit", params, lambda p, h: h @ p["W"], h, y, repeats, "ms")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", default="overhead,large,mlp,lm",
                         help="comma-separated: overhead, large, mlp, lm")
-    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=15, help="rounds (medians over them)")
     args = parser.parse_args(argv)
     print(f"jax {jax.__version__}, optax {optax.__version__}, fastxent {fastxent.__version__}, "
           f"{fastxent.get_num_threads()} threads")
-    runs = {"overhead": lambda: loss_call(64, 10, args.repeats * 20),
+    runs = {"overhead": lambda: loss_call(64, 10, args.repeats),
             "large": lambda: loss_call(8192, 1000, args.repeats),
-            "mlp": lambda: mlp(args.repeats * 5), "lm": lambda: lm(args.repeats)}
+            "mlp": lambda: mlp(args.repeats), "lm": lambda: lm(args.repeats)}
     for name in args.only.split(","):
         runs[name.strip()]()
 

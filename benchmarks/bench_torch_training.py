@@ -1,27 +1,35 @@
 """fastxent.torch against PyTorch's own losses: per-call overhead and training steps.
 
-    PYTHONPATH=src python benchmarks/bench_torch_training.py [--only overhead,mlp,lm,lm-loss]
-        [--compile] [--repeats 30] [--threads N]
+    PYTHONPATH=src python benchmarks/bench_torch_training.py
+        [--only overhead,crossover,mlp,lm,lm-loss] [--compile] [--repeats 15] [--threads N]
 
 * overhead: microseconds per call at batch 64 x 10 classes, float32, of the
-  loss's forward + backward: fastxent.torch.cross_entropy (the bridge),
-  fastxent.cross_entropy_with_grad on NumPy arrays (the kernel alone, the
-  bridge's floor) and torch.nn.functional.cross_entropy;
+  loss's forward + backward: fastxent.torch.cross_entropy with
+  backend="auto" (PyTorch's own below fastxent.torch.AUTO_MIN_ELEMENTS) and
+  with backend="fastxent" (the bridge), fastxent.cross_entropy_with_grad on
+  NumPy arrays (the kernel alone, the bridge's floor), an autograd.Function
+  that does nothing (the framework's floor) and
+  torch.nn.functional.cross_entropy;
+* crossover: the bridge (backend="fastxent"), backend="auto" and PyTorch's
+  loss (cross_entropy, nll_loss, binary_cross_entropy_with_logits; --losses
+  picks), forward + backward, over a grid of N x C, float32 and float64,
+  reductions "mean" and "none": the sizes where the kernel path starts to
+  win, which set fastxent.torch.AUTO_MIN_ELEMENTS and its kin;
 * mlp: a training step (forward, backward, SGD step) of a small MLP classifier
   (64 features, 256 hidden, 10 classes, batch 256);
 * lm: a training step of a language-model-style output layer: hidden 512,
   vocabulary 32,000, 4,096 rows (a Linear layer without bias and the loss);
 * lm-loss: the loss alone (forward + backward) on that layer's logits.
 
-Each row runs the candidates interleaved (one call of each per round, order
-rotated) and reports the median and the ratio to PyTorch's loss. With
---compile the steps also run under torch.compile (the first calls, which
-compile, are not timed). Not a test: no assertions on time.
+Each row runs the candidates interleaved (fastxent.bench.timing: one sample
+of each per round, fast calls repeated within a sample) and reports the
+median and the ratio to PyTorch's loss. With --compile the steps also run
+under torch.compile (the first calls, which compile, are not timed). Not a
+test: no assertions on time.
 """
 
 import argparse
 import statistics
-import time
 
 import numpy as np
 import torch
@@ -29,21 +37,13 @@ import torch.nn.functional as F
 
 import fastxent
 import fastxent.torch as ft
+from fastxent.bench.timing import time_round_robin
 
 
-def interleaved(candidates, repeats, warmup=3):
-    """name -> median seconds of fn(), the candidates run in rotating order."""
-    names = list(candidates)
-    for _ in range(warmup):
-        for name in names:
-            candidates[name]()
-    times = {name: [] for name in names}
-    for r in range(repeats):
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            start = time.perf_counter()
-            candidates[name]()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+def interleaved(candidates, repeats):
+    """name -> median seconds of fn(), the candidates timed round-robin."""
+    samples = time_round_robin(candidates, repeats)
+    return {name: statistics.median(t) for name, t in samples.items()}
 
 
 def report(title, medians, unit, reference):
@@ -51,7 +51,20 @@ def report(title, medians, unit, reference):
     scale = {"us": 1e6, "ms": 1e3}[unit]
     for name, seconds in medians.items():
         ratio = medians[reference] / seconds
-        print(f"  {name:<34} {seconds * scale:10.1f} {unit}   {ratio:5.2f}x vs {reference}")
+        print(f"  {name:<50} {seconds * scale:10.3g} {unit}   {ratio:5.2f}x vs {reference}")
+
+
+class _Nothing(torch.autograd.Function):
+    """An autograd.Function that computes nothing: the framework's own floor."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.grad = torch.zeros_like(x)
+        return x.new_zeros(())
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return ctx.grad
 
 
 def overhead(repeats):
@@ -59,20 +72,57 @@ def overhead(repeats):
     x = torch.randn(64, 10, generator=gen, requires_grad=True)
     y = torch.randint(0, 10, (64,), generator=gen)
     xn, yn = x.detach().numpy().copy(), y.numpy().copy()
-
-    def bridge():
-        ft.cross_entropy(x, y).backward()
-
-    def torch_loss():
-        F.cross_entropy(x, y).backward()
-
-    def kernel():
-        fastxent.cross_entropy_with_grad(xn, yn)
-
-    medians = interleaved({"fastxent.torch.cross_entropy": bridge,
-                           "fastxent.cross_entropy_with_grad": kernel,
-                           "F.cross_entropy": torch_loss}, repeats * 100)
+    medians = interleaved({
+        "fastxent.torch, backend='auto'": lambda: ft.cross_entropy(x, y).backward(),
+        "fastxent.torch, backend='fastxent'":
+            lambda: ft.cross_entropy(x, y, backend="fastxent").backward(),
+        "kernel alone (cross_entropy_with_grad)":
+            lambda: fastxent.cross_entropy_with_grad(xn, yn),
+        "empty autograd.Function": lambda: _Nothing.apply(x).backward(),
+        "F.cross_entropy": lambda: F.cross_entropy(x, y).backward(),
+    }, repeats)
     report("per call, 64 x 10 float32, forward + backward", medians, "us", "F.cross_entropy")
+
+
+CROSSOVER_SHAPES = [(n, c) for c in (10, 100, 1000) for n in (16, 64, 256, 1024, 4096)
+                    if n * c <= 1 << 20]
+CROSSOVER_LOSSES = {  # name -> (the bridge's function, PyTorch's, the target for (x, labels))
+    "cross_entropy": (ft.cross_entropy, F.cross_entropy, lambda x, labels: labels),
+    "nll_loss": (ft.nll_loss, F.nll_loss, lambda x, labels: labels),
+    "binary_cross_entropy_with_logits": (
+        ft.binary_cross_entropy_with_logits, F.binary_cross_entropy_with_logits,
+        lambda x, labels: (torch.rand(x.shape, dtype=x.dtype) < 0.5).to(x.dtype)),
+}
+
+
+def crossover(repeats, losses=tuple(CROSSOVER_LOSSES)):
+    """The bridge (backend="fastxent") against PyTorch's loss over N x C: the
+    sizes where it wins, which set fastxent.torch.AUTO_MIN_ELEMENTS."""
+    gen = torch.Generator().manual_seed(0)
+    for loss_name in losses:
+        ours, theirs, make_target = CROSSOVER_LOSSES[loss_name]
+        for dtype in (torch.float32, torch.float64):
+            for reduction in ("mean", "none"):
+                print(f"\ncrossover, {loss_name}, {dtype}, reduction={reduction!r}: "
+                      "forward + backward; ratio: the bridge's time / PyTorch's; "
+                      "auto/torch: backend='auto''s / PyTorch's")
+                for n, c in CROSSOVER_SHAPES:
+                    x = torch.randn(n, c, generator=gen, dtype=dtype, requires_grad=True)
+                    target = make_target(x, torch.randint(0, c, (n,), generator=gen))
+
+                    def run(fn, x=x, target=target, reduction=reduction, **backend):
+                        def call():
+                            x.grad = None
+                            fn(x, target, reduction=reduction, **backend).sum().backward()
+                        return call
+
+                    medians = interleaved({"bridge": run(ours, backend="fastxent"),
+                                           "auto": run(ours), "torch": run(theirs)}, repeats)
+                    print(f"  {n:>6} x {c:<5} {n * c:>9} elements   bridge "
+                          f"{medians['bridge'] * 1e6:8.1f} us   torch "
+                          f"{medians['torch'] * 1e6:8.1f} us   ratio "
+                          f"{medians['bridge'] / medians['torch']:5.2f}   auto/torch "
+                          f"{medians['auto'] / medians['torch']:5.2f}")
 
 
 def training_steps(title, model, inputs, labels, repeats, compile_too, lr=0.01):
@@ -88,18 +138,25 @@ def training_steps(title, model, inputs, labels, repeats, compile_too, lr=0.01):
         return step
 
     candidates = {"torch eager, F.cross_entropy": make_step(F.cross_entropy),
-                  "torch eager, fastxent.torch": make_step(ft.cross_entropy)}
+                  "torch eager, fastxent.torch": make_step(ft.cross_entropy),
+                  "torch eager, fastxent.torch, backend='fastxent'": make_step(
+                      lambda x, y: ft.cross_entropy(x, y, backend="fastxent"))}
     if compile_too:
         # Two functions with code of their own: one compiled code object
         # called with either loss would switch between guarded cache entries.
         def forward_torch(x, y):
             return F.cross_entropy(model(x), y)
 
-        def forward_fastxent(x, y):
+        def forward_auto(x, y):  # backend="auto": the compiler's loss (AUTO_KERNELS_UNDER_COMPILE)
             return ft.cross_entropy(model(x), y)
 
+        def forward_fastxent(x, y):  # the kernels, as a custom operator
+            return ft.cross_entropy(model(x), y, backend="fastxent")
+
         for name, forward in [("F.cross_entropy", torch.compile(forward_torch)),
-                              ("fastxent.torch", torch.compile(forward_fastxent))]:
+                              ("fastxent.torch", torch.compile(forward_auto)),
+                              ("fastxent.torch, backend='fastxent'",
+                               torch.compile(forward_fastxent))]:
             def step(forward=forward):
                 optimizer.zero_grad(set_to_none=True)
                 forward(inputs, labels).backward()
@@ -116,7 +173,7 @@ def mlp(repeats, compile_too):
     inputs = torch.randn(256, 64)
     labels = torch.randint(0, 10, (256,))
     training_steps("training step, MLP 64-256-10, batch 256, float32", model, inputs, labels,
-                   repeats * 10, compile_too)
+                   repeats, compile_too)
 
 
 def lm(repeats, compile_too):
@@ -148,9 +205,11 @@ def lm_loss(repeats):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", default="overhead,mlp,lm,lm-loss")
+    parser.add_argument("--only", default="overhead,crossover,mlp,lm,lm-loss")
     parser.add_argument("--compile", action="store_true", help="also under torch.compile")
-    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=15, help="rounds (medians over them)")
+    parser.add_argument("--losses", default=",".join(CROSSOVER_LOSSES),
+                        help="the losses of the crossover section")
     parser.add_argument("--threads", type=int, default=None,
                         help="threads for PyTorch and fastxent (default: their defaults)")
     args = parser.parse_args(argv)
@@ -161,6 +220,7 @@ def main(argv=None):
           f"{fastxent.__version__} ({fastxent.get_num_threads()} threads, "
           f"{fastxent.get_backend()} backend), numpy {np.__version__}")
     sections = {"overhead": lambda: overhead(args.repeats),
+                "crossover": lambda: crossover(args.repeats, args.losses.split(",")),
                 "mlp": lambda: mlp(args.repeats, args.compile),
                 "lm": lambda: lm(args.repeats, args.compile),
                 "lm-loss": lambda: lm_loss(args.repeats)}

@@ -50,6 +50,10 @@ if BACKEND == "torch":
 
     fastxent.torch.class_loss = fastxent._logits.class_loss
     fastxent.torch.binary_loss = fastxent._logits.binary_loss
+    # The kernels at every size: backend="auto" leaves small inputs to PyTorch.
+    fastxent.torch.AUTO_MIN_ELEMENTS = fastxent.torch.AUTO_MIN_ROWS = 0
+    fastxent.torch.AUTO_MIN_ELEMENTS_BINARY = 0
+    fastxent.torch.AUTO_KERNELS_UNDER_COMPILE = True
 
 
 def value_and_grad(loss_fn, y_pred):

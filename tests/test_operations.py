@@ -519,7 +519,9 @@ def bad_outs(op, args, options):
         yield case(f"{names[0]} {what}", ValueError, ["overlaps", names[0]], out, (inside,) + rest)
     n = shape[1]  # the first n rows: a square problem, out= its input transposed
     square = x[:n].copy()
-    square_options = {k: v[:n] if np.ndim(v) > 1 else v for k, v in options.items()}
+    # the options of one value per row (per-row arrays, sample_weight) cut to those rows
+    square_options = {k: v[:n] if np.ndim(v) >= 1 and np.shape(v)[0] == shape[0] else v
+                      for k, v in options.items()}
     yield (
         f"{names[0]} transposed",
         ValueError,
@@ -537,9 +539,12 @@ def bad_outs(op, args, options):
         out = buffer[..., : shape[-1]]
         if a.shape == shape:  # the argument itself, then shifted by a column
             views = [("itself", out), ("shifted", buffer[..., 1:])]
-        else:  # a row of out, or a column for a row weight
+        else:  # a row of out for a class weight, a column for a row weight
             out[...] = 1.0
-            views = [("in out", out[0] if a.ndim == 1 else out[:, :1])]
+            if a.ndim == 1 and a.shape[0] == shape[0] and a.shape[0] != shape[-1]:
+                views = [("in out", out[:, 0])]  # one per row (sample_weight)
+            else:
+                views = [("in out", out[0] if a.ndim == 1 else out[:, :1])]
         for what, view in views:
             view[...] = a
             call_args, call_options = replaced(args, options, {key: view})

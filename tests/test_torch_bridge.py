@@ -23,6 +23,22 @@ def gen(request):
     return torch.Generator().manual_seed(zlib.crc32(request.node.nodeid.encode()))
 
 
+# The sizes below which backend="auto" runs PyTorch's own loss, as shipped.
+SHIPPED_AUTO_SIZES = {name: getattr(ft, name) for name in
+                      ("AUTO_MIN_ELEMENTS", "AUTO_MIN_ROWS", "AUTO_MIN_ELEMENTS_BINARY",
+                       "AUTO_MIN_ELEMENTS_NLL")}
+
+
+@pytest.fixture(autouse=True)
+def kernels_at_every_size(monkeypatch):
+    """backend="auto" (the default) takes the fused kernels whatever the size:
+    the inputs here are small, and these tests are of the kernel path. The
+    tests of the crossover itself restore the shipped sizes."""
+    for name in SHIPPED_AUTO_SIZES:
+        monkeypatch.setattr(ft, name, 0)
+    monkeypatch.setattr(ft, "AUTO_KERNELS_UNDER_COMPILE", True)
+
+
 def layout(t, kind):
     """t as a contiguous tensor, or as a non-contiguous view of the same values."""
     if kind == "contiguous":
@@ -430,6 +446,76 @@ def test_threadpoolctl_limits_fastxent_and_lifts_the_limit_on_exit():
         assert _config._state["limit"] is None
 
 
+# ---------------------------------------------------------------- auto's crossover
+
+
+def _kernel_calls(monkeypatch):
+    """A list that records each call of the fused kernels from fastxent.torch."""
+    calls = []
+    for name in ("class_loss", "binary_loss"):
+        kernel = getattr(ft, name)
+
+        def counted(*args, kernel=kernel, **kwargs):
+            calls.append(kernel.__name__)
+            return kernel(*args, **kwargs)
+        monkeypatch.setattr(ft, name, counted)
+    return calls
+
+
+# (function, PyTorch's, input shape (classes on dim 1), the side of the crossover)
+CROSSOVER_CASES = [
+    (ft.cross_entropy, F.cross_entropy, (ft.AUTO_MIN_ROWS - 1, 10), "torch"),
+    (ft.cross_entropy, F.cross_entropy, (ft.AUTO_MIN_ROWS, 10), "fastxent"),
+    (ft.cross_entropy, F.cross_entropy, (ft.AUTO_MIN_ROWS // 2 - 1, ft.FEW_CLASSES, 2), "torch"),
+    (ft.cross_entropy, F.cross_entropy, (ft.AUTO_MIN_ROWS // 2, ft.FEW_CLASSES, 2), "fastxent"),
+    (ft.cross_entropy, F.cross_entropy, (ft.AUTO_MIN_ELEMENTS // 256 - 1, 256), "torch"),
+    (ft.cross_entropy, F.cross_entropy, (ft.AUTO_MIN_ELEMENTS // 256, 256), "fastxent"),
+    (ft.nll_loss, F.nll_loss, (ft.AUTO_MIN_ELEMENTS // 64, 64), "torch"),  # at every size
+    (ft.binary_cross_entropy_with_logits, F.binary_cross_entropy_with_logits,
+     (ft.AUTO_MIN_ELEMENTS_BINARY - 1,), "torch"),
+    (ft.binary_cross_entropy_with_logits, F.binary_cross_entropy_with_logits,
+     (ft.AUTO_MIN_ELEMENTS_BINARY // 8, 8), "fastxent"),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+@pytest.mark.parametrize("fn, torch_fn, shape, side", CROSSOVER_CASES,
+                         ids=lambda v: getattr(v, "__name__", str(v)))
+def test_auto_equals_torch_on_both_sides_of_the_crossover(monkeypatch, gen, fn, torch_fn,
+                                                          shape, side, dtype, reduction):
+    for name, size in SHIPPED_AUTO_SIZES.items():
+        monkeypatch.setattr(ft, name, size)
+    calls = _kernel_calls(monkeypatch)
+    x = torch.randn(shape, generator=gen, dtype=dtype) * 3
+    if fn is ft.binary_cross_entropy_with_logits:
+        target = torch.rand(shape, generator=gen, dtype=dtype)
+    else:
+        target = torch.randint(0, shape[1], shape[:1] + shape[2:], generator=gen)
+        if fn is ft.nll_loss:
+            x = torch.log_softmax(x, 1)
+    compare(fn, torch_fn, x, target, gen=gen, reduction=reduction)
+    assert calls == ([] if side == "torch" else [fn is ft.binary_cross_entropy_with_logits
+                                                 and "binary_loss" or "class_loss"])
+
+
+def test_auto_leaves_small_inputs_to_torch_but_not_inplace_backward(monkeypatch, gen):
+    for name, size in SHIPPED_AUTO_SIZES.items():
+        monkeypatch.setattr(ft, name, size)
+    calls = _kernel_calls(monkeypatch)
+    h = torch.randn(4, 3, generator=gen, requires_grad=True)
+    labels = torch.tensor([0, 2, 1, 2])
+    ft.cross_entropy(h, labels).backward()
+    ft.cross_entropy(h, labels, backend="fastxent").backward()
+    assert calls == ["class_loss"]  # auto: PyTorch's; fastxent: the kernel
+    logits = h * 2.0
+    loss = ft.cross_entropy(logits, labels, inplace_backward=True)  # asked for: the kernel
+    assert calls == ["class_loss"] * 2
+    (grad,) = torch.autograd.grad(loss, h)
+    (expected,) = torch.autograd.grad(F.cross_entropy(h * 2.0, labels), h)
+    torch.testing.assert_close(grad, expected, **TOL[torch.float32])
+
+
 # ---------------------------------------------------------------- torch.compile
 
 
@@ -462,6 +548,25 @@ def test_torch_compile_of_a_model_using_the_bridge_trains(gen):
     eager = train(F.cross_entropy, False)
     np.testing.assert_allclose(compiled, eager, rtol=1e-4)
     assert compiled[-1] < compiled[0] / 2
+
+
+def test_under_torch_compile_auto_leaves_the_loss_to_the_compiler(monkeypatch, gen):
+    pytest.importorskip("torch._inductor", reason="torch.compile's default backend is missing")
+    monkeypatch.setattr(ft, "AUTO_KERNELS_UNDER_COMPILE", False)  # as shipped
+    calls = _kernel_calls(monkeypatch)
+    x = torch.randn(512, 200, generator=gen, requires_grad=True)  # above the eager crossover
+    labels = torch.randint(0, 200, (512,), generator=gen)
+    torch._dynamo.reset()
+    loss = torch.compile(ft.cross_entropy, fullgraph=True)(x, labels)
+    (grad,) = torch.autograd.grad(loss, x)
+    assert calls == []  # neither the custom operator nor the eager kernel path ran
+    want = F.cross_entropy(x, labels)
+    (want_grad,) = torch.autograd.grad(want, x)
+    assert_same(loss.detach(), want.detach(), TOL[torch.float32])
+    assert_same(grad, want_grad, TOL[torch.float32])
+    loss = torch.compile(lambda a, b: ft.cross_entropy(a, b, backend="fastxent"))(x, labels)
+    assert calls == ["class_loss"]  # asked for: the custom operator
+    assert_same(loss.detach(), want.detach(), TOL[torch.float32])
 
 
 def test_custom_operators_pass_torch_library_opcheck(gen):

@@ -11,7 +11,16 @@ from numpy.typing import ArrayLike, NDArray
 from . import _config
 from ._kinds import BinaryInput, Scores
 from ._typing import Loss, LossAndGrad
-from ._validate import ClassProblem, position, prepare_binary, prepare_classes
+from ._validate import (
+    ClassProblem,
+    check_ignore_index,
+    check_label_smoothing,
+    check_reduction,
+    kernel_array,
+    position,
+    prepare_binary,
+    prepare_classes,
+)
 
 
 @overload
@@ -98,7 +107,14 @@ def solve_classes(
     """The checked problem (a ClassProblem, its gradient and side outputs
     computed into its buffers) and the loss, for callers that need more than
     class_loss gives back (fastxent._partials: the accuracy's counts)."""
-    p = prepare_classes(
+    # The quick path only without the options (exactly their defaults: any
+    # other value, 0 for False included, is checked by prepare_classes).
+    plain = (sample_weight is None and type(z_loss) is float and z_loss == 0.0
+             and softcap is None and return_lse is False and return_accuracy is False)
+    quick = plain and _laid_out_problem(
+        scores, target, kind, weight, ignore_index, reduction, label_smoothing, axis, want_grad, out
+    )
+    p = quick or prepare_classes(
         scores,
         target,
         kind=kind,
@@ -151,6 +167,78 @@ def _chain_through_cap(p: ClassProblem, capped: NDArray[Any]) -> None:
     np.square(factor, out=factor)
     np.subtract(1, factor, out=factor)
     np.multiply(p.result, factor, out=p.result)
+
+
+_KERNEL_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _laid_out_problem(
+    scores: ArrayLike,
+    target: ArrayLike,
+    kind: Scores,
+    weight: ArrayLike | None,
+    ignore_index: int,
+    reduction: str,
+    label_smoothing: float,
+    axis: int | None,
+    want_grad: bool,
+    out: NDArray[Any] | None,
+) -> ClassProblem | None:
+    """The problem record of the commonest call, built without prepare_classes'
+    general layout work, or None for any other call: (N, C) C-contiguous
+    float32/float64 scores with the classes last, (N,) signed integer labels,
+    no weight, no out= or an out= of the scores' layout apart from the inputs
+    (the JAX bridge's: XLA's output buffer). The bridges' per-call cost at
+    small sizes is mostly Python work. The options are checked by the same
+    functions, in the same order; shapes and labels the kernel checks again."""
+    if not (
+        type(scores) is np.ndarray
+        and type(target) is np.ndarray
+        and weight is None
+        and scores.ndim == 2
+        and target.ndim == 1
+        and (axis is None or (type(axis) is int and axis in (-1, 1)))  # not 1.0, not True
+        and scores.dtype in _KERNEL_FLOATS
+        and target.dtype.kind == "i"
+        and scores.flags.c_contiguous
+        and scores.flags.aligned
+        and 0 < target.shape[0] == scores.shape[0]
+        and scores.shape[1] > 0
+        and (out is None or (want_grad and _separate_result(out, scores, target)))
+    ):
+        return None
+    reduction = check_reduction(reduction)
+    label_smoothing = check_label_smoothing(label_smoothing)
+    ignore_index = check_ignore_index(ignore_index)
+    return ClassProblem(
+        x=scores,
+        axis=1,
+        batch_shape=target.shape,
+        result=np.empty_like(scores) if out is None and want_grad else out,
+        out=out,
+        result_is_out=out is not None,
+        target=kernel_array(target, np.int64),
+        is_index=True,
+        scores=kind,
+        ignore_index=ignore_index,
+        label_smoothing=label_smoothing,
+        reduction=reduction,
+    )
+
+
+def _separate_result(out: object, scores: NDArray[Any], target: NDArray[Any]) -> bool:
+    """Whether the kernel can write straight into out: a writable array of the
+    scores' shape, dtype and layout that shares no memory with the inputs."""
+    return (
+        type(out) is np.ndarray
+        and out.shape == scores.shape
+        and out.dtype == scores.dtype
+        and out.flags.c_contiguous
+        and out.flags.aligned
+        and out.flags.writeable
+        and not np.may_share_memory(out, scores)
+        and not np.may_share_memory(out, target)
+    )
 
 
 def _no_classes(p: ClassProblem, row_loss: NDArray[Any] | None) -> tuple[float, float]:

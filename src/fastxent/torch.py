@@ -16,14 +16,22 @@ tensors' memory (no copies); the backward only scales the saved gradient by
   transforms.
 
 Who is told: each function and module takes ``backend=``. ``"auto"`` (the
-default) uses the fused kernels where they apply and PyTorch elsewhere,
-silently: the result is the same either way. ``"fastxent"`` says the caller
-wants the kernels, so a fallback warns once per reason (RuntimeWarning).
+default) uses the fused kernels where they apply and are quicker, and
+PyTorch elsewhere, silently: the result is the same either way. Quicker:
+on small inputs the bridge's fixed cost per call outweighs the kernel's
+speed, so "auto" runs PyTorch's loss below AUTO_MIN_ELEMENTS elements
+(cross_entropy; below AUTO_MIN_ROWS rows of at most FEW_CLASSES classes),
+AUTO_MIN_ELEMENTS_BINARY (the binary losses) and AUTO_MIN_ELEMENTS_NLL
+(nll_loss: infinite, PyTorch's is a gather and a scatter), and under
+torch.compile (AUTO_KERNELS_UNDER_COMPILE), unless ``inplace_backward=True``.
+``"fastxent"`` says the caller wants the kernels, so a fallback warns once
+per reason (RuntimeWarning).
 ``"torch"`` always runs PyTorch's implementation.
 
 Under ``torch.compile`` the losses are torch.library custom operators
 (``fastxent::class_loss``, ``fastxent::binary_loss``) that stay in the
-compiled graph; ``inplace_backward`` does not apply there.
+compiled graph, with ``backend="fastxent"`` (``"auto"`` leaves the loss to
+the compiler there); ``inplace_backward`` does not apply there.
 
 Mechanism and cost: in eager mode a ``torch.autograd.Function`` entered
 through its C ``apply`` (the Python ``Function.apply`` wrapper binds
@@ -35,6 +43,7 @@ adds to the kernel's own call is the autograd node and two NumPy views.
 This module imports torch; ``import fastxent`` does not import it.
 """
 
+import math
 import warnings
 from collections.abc import Callable
 from typing import Any, Literal, TypeAlias, cast
@@ -66,6 +75,24 @@ Backend: TypeAlias = Literal["auto", "fastxent", "torch"]
 Kernel: TypeAlias = Callable[..., Any]
 
 BACKENDS = ("auto", "fastxent", "torch")
+# backend="auto" runs PyTorch's own implementation (unless inplace_backward=True)
+# where the fixed cost of a Python autograd.Function, some 15 us more per call
+# than PyTorch's own loss, outweighs the fused kernel's speed: cross_entropy
+# below AUTO_MIN_ELEMENTS elements, or, for rows of at most FEW_CLASSES
+# classes (where PyTorch's loss costs more per row), below AUTO_MIN_ROWS
+# rows; the binary losses below AUTO_MIN_ELEMENTS_BINARY elements; nll_loss
+# at every size (PyTorch's reads one value per row and scatters one per row:
+# the kernel's pass over all N x C was slower at every size measured).
+# docs/benchmarks.md has the measurement that set them.
+AUTO_MIN_ELEMENTS = 65536
+AUTO_MIN_ROWS = 256
+FEW_CLASSES = 16
+AUTO_MIN_ELEMENTS_BINARY = 16384
+AUTO_MIN_ELEMENTS_NLL = math.inf
+# Under torch.compile, "auto" leaves the loss to the compiler: its fused loss
+# beat the custom operators in the training steps measured (whose backward
+# is a further pass over N x C: it cannot skip the scaling by a cotangent of 1).
+AUTO_KERNELS_UNDER_COMPILE = False
 _KERNEL_DTYPES = (torch.float32, torch.float64)
 _warned: set[str] = set()  # fallback reasons already reported under backend="fastxent"
 
@@ -77,6 +104,27 @@ def _check_backend(backend: str) -> Backend:
     if backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
     return cast(Backend, backend)
+
+
+def _torch_runs(input: object, inplace_backward: bool, backend: str, loss: str) -> bool:
+    """Whether PyTorch's own implementation runs by the caller's choice:
+    backend="torch", or "auto" on an input too small to gain from the kernels
+    (loss: "cross_entropy", "nll_loss" or "binary")."""
+    if _check_backend(backend) == "torch":
+        return True
+    if backend != "auto" or inplace_backward or not isinstance(input, torch.Tensor):
+        return False
+    if torch.compiler.is_compiling() and not AUTO_KERNELS_UNDER_COMPILE:
+        return True
+    size = input.numel()
+    if loss == "binary":
+        return size < AUTO_MIN_ELEMENTS_BINARY
+    if loss == "nll_loss":
+        return size < AUTO_MIN_ELEMENTS_NLL
+    n_classes = input.shape[_class_dim_of(input)] if input.dim() else 0
+    if 0 < n_classes <= FEW_CLASSES:
+        return size // n_classes < AUTO_MIN_ROWS
+    return size < AUTO_MIN_ELEMENTS
 
 
 def _fallback_warning(reason: str, backend: str) -> None:
@@ -352,7 +400,7 @@ def _class_loss(name: str, torch_fn: Callable[..., torch.Tensor], input: torch.T
     def reference(x: torch.Tensor) -> torch.Tensor:
         return torch_fn(x, target, **options)
 
-    if _check_backend(backend) == "torch":
+    if _torch_runs(input, inplace_backward, backend, name):
         return reference(input)
     if torch.compiler.is_compiling():
         if _compilable(input, (target, weight)) and (
@@ -581,7 +629,7 @@ def _binary(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | No
         def reference(x: torch.Tensor) -> torch.Tensor:
             return F.binary_cross_entropy(x, target, weight, reduction=reduction)
 
-    if _check_backend(backend) == "torch":
+    if _torch_runs(input, inplace_backward, backend, "binary"):
         return reference(input)
     if torch.compiler.is_compiling():
         if _compilable(input, (target, weight, pos_weight)) and target.shape == input.shape \
