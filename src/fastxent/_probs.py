@@ -305,58 +305,16 @@ def nll_loss(
 
 @overload
 def nll_loss(
-    log_probs: NDArray[Float],
-    target: ArrayLike,
-    *,
-    weight: ArrayLike | None = ...,
-    ignore_index: int = ...,
-    reduction: Reduced = ...,
-    axis: int | None = ...,
-    sample_weight: ArrayLike | None = ...,
-    return_accuracy: Literal[True],
-) -> tuple[Float, Float]: ...
-
-
-@overload
-def nll_loss(
-    log_probs: NDArray[Float],
-    target: ArrayLike,
-    *,
-    weight: ArrayLike | None = ...,
-    ignore_index: int = ...,
-    reduction: Literal["none"],
-    axis: int | None = ...,
-    sample_weight: ArrayLike | None = ...,
-    return_accuracy: Literal[True],
-) -> tuple[NDArray[Float], Float]: ...
-
-
-@overload
-def nll_loss(
     log_probs: ArrayLike,
     target: ArrayLike,
     *,
     weight: ArrayLike | None = ...,
     ignore_index: int = ...,
-    reduction: Reduced = ...,
+    reduction: Reduction = ...,
     axis: int | None = ...,
     sample_weight: ArrayLike | None = ...,
     return_accuracy: Literal[True],
-) -> tuple[FloatScalar, FloatScalar]: ...
-
-
-@overload
-def nll_loss(
-    log_probs: ArrayLike,
-    target: ArrayLike,
-    *,
-    weight: ArrayLike | None = ...,
-    ignore_index: int = ...,
-    reduction: Literal["none"],
-    axis: int | None = ...,
-    sample_weight: ArrayLike | None = ...,
-    return_accuracy: Literal[True],
-) -> tuple[FloatArray, FloatScalar]: ...
+) -> tuple[ScalarOrArray, ScalarOrArray]: ...
 
 
 @overload
@@ -536,66 +494,6 @@ def nll_loss_with_grad(
     sample_weight: ArrayLike | None = ...,
     return_accuracy: Literal[False] = ...,
 ) -> tuple[FloatArray, FloatArray]: ...
-
-
-@overload
-def nll_loss_with_grad(
-    log_probs: NDArray[Float],
-    target: ArrayLike,
-    *,
-    weight: ArrayLike | None = ...,
-    ignore_index: int = ...,
-    reduction: Reduced = ...,
-    axis: int | None = ...,
-    out: NDArray[Float] | None = ...,
-    sample_weight: ArrayLike | None = ...,
-    return_accuracy: Literal[True],
-) -> tuple[Float, NDArray[Float], Float]: ...
-
-
-@overload
-def nll_loss_with_grad(
-    log_probs: NDArray[Float],
-    target: ArrayLike,
-    *,
-    weight: ArrayLike | None = ...,
-    ignore_index: int = ...,
-    reduction: Literal["none"],
-    axis: int | None = ...,
-    out: NDArray[Float] | None = ...,
-    sample_weight: ArrayLike | None = ...,
-    return_accuracy: Literal[True],
-) -> tuple[NDArray[Float], NDArray[Float], Float]: ...
-
-
-@overload
-def nll_loss_with_grad(
-    log_probs: ArrayLike,
-    target: ArrayLike,
-    *,
-    weight: ArrayLike | None = ...,
-    ignore_index: int = ...,
-    reduction: Reduced = ...,
-    axis: int | None = ...,
-    out: NDArray[Any] | None = ...,
-    sample_weight: ArrayLike | None = ...,
-    return_accuracy: Literal[True],
-) -> tuple[FloatScalar, FloatArray, FloatScalar]: ...
-
-
-@overload
-def nll_loss_with_grad(
-    log_probs: ArrayLike,
-    target: ArrayLike,
-    *,
-    weight: ArrayLike | None = ...,
-    ignore_index: int = ...,
-    reduction: Literal["none"],
-    axis: int | None = ...,
-    out: NDArray[Any] | None = ...,
-    sample_weight: ArrayLike | None = ...,
-    return_accuracy: Literal[True],
-) -> tuple[FloatArray, FloatArray, FloatScalar]: ...
 
 
 @overload
