@@ -520,8 +520,10 @@ def bad_outs(op, args, options):
     n = shape[1]  # the first n rows: a square problem, out= its input transposed
     square = x[:n].copy()
     # the options of one value per row (per-row arrays, sample_weight) cut to those rows
-    square_options = {k: v[:n] if np.ndim(v) >= 1 and np.shape(v)[0] == shape[0] else v
-                      for k, v in options.items()}
+    square_options = {
+        k: v[:n] if np.ndim(v) >= 1 and np.shape(v)[0] == shape[0] else v
+        for k, v in options.items()
+    }
     yield (
         f"{names[0]} transposed",
         ValueError,

@@ -109,8 +109,14 @@ def solve_classes(
     class_loss gives back (fastxent._partials: the accuracy's counts)."""
     # The quick path only without the options (exactly their defaults: any
     # other value, 0 for False included, is checked by prepare_classes).
-    plain = (sample_weight is None and type(z_loss) is float and z_loss == 0.0
-             and softcap is None and return_lse is False and return_accuracy is False)
+    plain = (
+        sample_weight is None
+        and type(z_loss) is float
+        and z_loss == 0.0
+        and softcap is None
+        and return_lse is False
+        and return_accuracy is False
+    )
     quick = plain and _laid_out_problem(
         scores, target, kind, weight, ignore_index, reduction, label_smoothing, axis, want_grad, out
     )
