@@ -169,6 +169,29 @@ def test_sample_weight_broadcasts_to_the_samples(backend, torch, rng):
                  np.float64)
 
 
+def test_unaligned_sample_weight_reaches_the_kernels_aligned(rng):
+    """A float64 sample_weight at an odd address (a view into a byte buffer)
+    is copied aligned before the kernels read it as doubles (undefined
+    behaviour otherwise: UBSan stops on it), and gives the aligned call's bits."""
+    from fastxent._kinds import Scores
+    from fastxent._validate import prepare_classes
+
+    x = random_logits(rng, (6, 3))
+    labels = random_labels(rng, (6,), 3)
+    weights = rng.uniform(0.1, 2.0, 6)
+    raw = np.zeros(6 * 8 + 1, np.uint8)
+    unaligned = raw[1:].view(np.float64)
+    unaligned[...] = weights
+    assert not unaligned.flags.aligned
+    problem = prepare_classes(x, labels, kind=Scores.LOGITS, weight=None, ignore_index=-100,
+                              reduction="mean", label_smoothing=0.0, axis=None,
+                              want_grad=True, out=None, sample_weight=unaligned)
+    assert problem.sample_weight is not None and problem.sample_weight.flags.aligned
+    got = fastxent.cross_entropy_with_grad(x, labels, sample_weight=unaligned)
+    want = fastxent.cross_entropy_with_grad(x, labels, sample_weight=weights)
+    assert got[0] == want[0] and np.array_equal(got[1], want[1])
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_sample_weight_matches_sklearn_log_loss(backend, rng, dtype):
     """sklearn.metrics.log_loss(y, p, sample_weight=w) = sum w_i (-log p_{i,y_i}) / sum w_i:

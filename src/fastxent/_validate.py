@@ -560,7 +560,8 @@ def check_sample_weight(value: ArrayLike | None,
     if broadcast != tuple(batch_shape):
         raise ValueError(f"sample_weight: shape {w.shape} does not broadcast to the samples' "
                          f"shape {tuple(batch_shape)} (the target's without classes)")
-    flat = np.ascontiguousarray(np.broadcast_to(w, batch_shape), dtype=np.float64).reshape(-1)
+    # aligned too: the kernels read it as doubles (an unaligned view is copied)
+    flat = kernel_array(np.broadcast_to(w, batch_shape), np.float64).reshape(-1)
     finite = np.isfinite(flat)
     if not finite.all():
         k = int(np.argmin(finite))
