@@ -540,8 +540,8 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor, weight: torch.Tenso
     >>> import torch, fastxent.torch
     >>> logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]], requires_grad=True)
     >>> loss = fastxent.torch.cross_entropy(logits, torch.tensor([0, 2]))
-    >>> loss
-    tensor(0.6216, grad_fn=<_FusedLossBackward>)
+    >>> round(loss.item(), 4)
+    0.6216
     >>> loss.backward()
     >>> logits.grad
     tensor([[-0.1072,  0.0876,  0.0196],
