@@ -1,6 +1,7 @@
 """What the framework bridges (fastxent.torch, fastxent.jax, fastxent.keras,
 fastxent.dask) share: the core's `Reduction` type, and `fill`, which writes
-the documentation of options many functions take once.
+the documentation of options many functions take once (the core's
+softmax and log_softmax use it too).
 
 A bridge's functions take several identical options; their documentation is
 written once and put into each function's docstring by `fill`, so that

@@ -17,6 +17,7 @@ from typing import Any, Literal, overload
 import numpy as np
 
 from . import _config
+from ._bridges import fill
 from ._kinds import Transform
 from ._typing import ArrayLike, Axes, Float, FloatArray, FloatScalar, NDArray, ScalarOrArray
 from ._validate import (as_array, check_base, check_out, prepare_pair, prepare_rows,
@@ -101,6 +102,42 @@ def _softmax(x: ArrayLike, *, axis: Axes, out: NDArray[Any] | None, transform: T
     return out  # type: ignore[return-value]  # not None: out_view is out's view
 
 
+# What softmax and log_softmax share in their docstrings, written once.
+_fill_normalising = fill(normalising="""
+    Parameters
+    ----------
+    x : array_like
+        Real numbers (float32, float64, float16 or integers), of any shape,
+        0-d included.
+    axis : int, tuple of ints or None, default -1
+        The axis to normalise over, several (taken together, as one), or None
+        for the whole array. SciPy's default is None; fastxent's is -1, the
+        class axis.
+    out : ndarray, optional
+        An array of the shape and dtype of the result to write it into, or `x`
+        itself (in place). Returned as the result. Default: a new array.
+
+    Returns
+    -------
+    ndarray
+        The shape of `x` (an empty axis gives an empty array, as PyTorch), in
+        the dtype rule of the losses: float32 for float32 and float16 input,
+        float64 for float64 and integer input.
+
+    Raises
+    ------
+    TypeError
+        An input that is not real numbers; an `axis` that is not an integer, a
+        tuple of them or None (a bool included); an option passed positionally.
+    ValueError
+        An `axis` out of range or repeated.
+    ValueError, TypeError
+        A bad `out`: not an ndarray, or of another shape or dtype (``TypeError``
+        for the type and dtype, ``ValueError`` for the shape, a read-only array or
+        overlap with `x` that is not `x` itself).
+""")
+
+
 @overload
 def softmax(
     x: NDArray[Float],
@@ -120,42 +157,13 @@ def softmax(
 
 
 @signature_hints
+@_fill_normalising
 def softmax(
     x: ArrayLike, *, axis: Axes = -1, out: NDArray[Any] | None = None
 ) -> NDArray[np.floating[Any]]:
     r"""exp(x) / sum(exp(x)) over `axis`, as ``scipy.special.softmax``.
 
-    Parameters
-    ----------
-    x : array_like
-        Real numbers (float32, float64, float16 or integers), of any shape,
-        0-d included.
-    axis : int, tuple of ints or None, default -1
-        The axis to normalise over, several (taken together, as one), or None
-        for the whole array. SciPy's default is None; fastxent's is -1, the
-        class axis.
-    out : ndarray, optional
-        An array of the shape and dtype of the result to write it into, or `x`
-        itself (in place). Returned as the result. Default: a new array.
-
-    Returns
-    -------
-    ndarray
-        The shape of `x` (an empty axis gives an empty array, as PyTorch), in
-        The dtype rule of the losses: float32 for float32 and float16 input, float64
-        for float64 and integer input.
-
-    Raises
-    ------
-    TypeError
-        An input that is not real numbers; an `axis` that is not an integer, a
-        tuple of them or None (a bool included); an option passed positionally.
-    ValueError
-        An `axis` out of range or repeated.
-    ValueError, TypeError
-        A bad `out`: not an ndarray, or of another shape or dtype (``TypeError``
-        for the type and dtype, ``ValueError`` for the shape, a read-only array or
-        overlap with `x` that is not `x` itself).
+    {normalising}
 
     See Also
     --------
@@ -205,42 +213,13 @@ def log_softmax(
 
 
 @signature_hints
+@_fill_normalising
 def log_softmax(
     x: ArrayLike, *, axis: Axes = -1, out: NDArray[Any] | None = None
 ) -> NDArray[np.floating[Any]]:
     r"""x - logsumexp(x) over `axis`, as ``scipy.special.log_softmax``.
 
-    Parameters
-    ----------
-    x : array_like
-        Real numbers (float32, float64, float16 or integers), of any shape,
-        0-d included.
-    axis : int, tuple of ints or None, default -1
-        The axis to normalise over, several (taken together, as one), or None
-        for the whole array. SciPy's default is None; fastxent's is -1, the
-        class axis.
-    out : ndarray, optional
-        An array of the shape and dtype of the result to write it into, or `x`
-        itself (in place). Returned as the result. Default: a new array.
-
-    Returns
-    -------
-    ndarray
-        The shape of `x` (an empty axis gives an empty array, as PyTorch), in
-        The dtype rule of the losses: float32 for float32 and float16 input, float64
-        for float64 and integer input.
-
-    Raises
-    ------
-    TypeError
-        An input that is not real numbers; an `axis` that is not an integer, a
-        tuple of them or None (a bool included); an option passed positionally.
-    ValueError
-        An `axis` out of range or repeated.
-    ValueError, TypeError
-        A bad `out`: not an ndarray, or of another shape or dtype (``TypeError``
-        for the type and dtype, ``ValueError`` for the shape, a read-only array or
-        overlap with `x` that is not `x` itself).
+    {normalising}
 
     See Also
     --------
