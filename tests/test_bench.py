@@ -292,8 +292,9 @@ def test_fresh_floor_writes_new_memory_each_call(op):
         floors.floor_impl(bench.make_workload("xent-fwd", (4, 3), "float32"), 1, fresh=True)
 
 
-@pytest.mark.parametrize("stream", [False, True], ids=["memcpy", "streaming"])
-def test_copy_floor_copies_every_byte(stream):
+@pytest.mark.parametrize("stream, pieces", [(False, 0), (True, 0), (False, 7), (False, 16)],
+                         ids=["memcpy", "streaming", "pieces-7", "pieces-16"])
+def test_copy_floor_copies_every_byte(stream, pieces):
     # Sizes and destination offsets around the 16-byte stores' alignment.
     kernels = floors._floors
     if kernels is None:
@@ -305,9 +306,19 @@ def test_copy_floor_copies_every_byte(stream):
                 src = src_all[offset:offset + size]
                 dst_all = np.zeros(size + 8, dtype=np.uint8)
                 dst = dst_all[offset:offset + size]
-                kernels.copy_floor(src, dst, threads, stream)
+                kernels.copy_floor(src, dst, threads, stream, pieces)
                 np.testing.assert_array_equal(dst, src)
                 assert not dst_all[:offset].any() and not dst_all[offset + size:].any()
+
+
+def test_copy_floor_rejects_bad_pieces():
+    kernels = floors._floors
+    if kernels is None:
+        pytest.skip("the bench's floor extension is not available")
+    src = np.arange(10, dtype=np.uint8)
+    for stream, pieces in ((False, -1), (True, 16)):
+        with pytest.raises(ValueError, match="pieces"):
+            kernels.copy_floor(src, np.zeros_like(src), 1, stream, pieces)
 
 
 def test_check_catches_a_wrong_implementation():

@@ -24,6 +24,22 @@ static int fx_streams(size_t total, size_t row_bytes)
     return FX_CAN_STREAM && total >= fx_stream_min_bytes && row_bytes <= FX_STREAM_MAX_ROW_BYTES;
 }
 
+/* Whether the output `out` of `total` bytes, in rows of row_bytes, streams
+ * (fx_streams), also told whether its pages are mapped yet. An output on
+ * fresh pages (an allocating call's) does not: the first write to a page
+ * faults it in, and the system zeroes it through the cache, so normal stores
+ * then land on cached lines and memory sees one write of each line; streaming
+ * stores would send it the zeroes and then the values (about 1.2x the time
+ * at 2048 x 32768 float32; docs/benchmarks.md). Probed in the middle (the
+ * start shares its page with the allocator's header); outputs below
+ * FX_FRESH_MIN_BYTES are not probed: they stream by the threshold alone. */
+#define FX_FRESH_MIN_BYTES ((size_t)4 << 20)
+static int fx_streams_into(const void *out, size_t total, size_t row_bytes)
+{
+    if (!fx_streams(total, row_bytes)) return 0;
+    return total < FX_FRESH_MIN_BYTES || fx_page_resident((const char *)out + total / 2);
+}
+
 /* The last sweep over a row's output g: g = g * a - (c1 * t + c0) * w, where
  * a missing t or w counts as 1, then g[y] -= cy where y >= 0. Where the
  * output streams, it is applied part by part just before each part streams

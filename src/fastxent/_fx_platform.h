@@ -87,6 +87,31 @@ static void fx_stream_copy_base(void *dst, const void *src, size_t n)
 #define FX_STREAM_FENCE() ((void)0)
 #endif
 
+/* ---- fresh memory ---- */
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#include <unistd.h>
+#endif
+
+/* Whether the memory page holding p is resident: 0 for memory of a fresh
+ * mapping that nothing has written yet (a newly allocated large array), whose
+ * first writes fault its pages in, zeroed by the system; 1 where the system
+ * cannot tell. */
+static int fx_page_resident(const void *p)
+{
+#if defined(__linux__)
+    const long page = sysconf(_SC_PAGESIZE);
+    unsigned char resident = 1;
+    if (page > 0 && mincore((void *)((uintptr_t)p / (uintptr_t)page * (uintptr_t)page),
+                            (size_t)page, &resident) == 0)
+        return resident & 1;
+#else
+    (void)p;
+#endif
+    return 1;
+}
+
 /* ---- what show_config reports ---- */
 
 static int fx_openmp_max_threads(void)

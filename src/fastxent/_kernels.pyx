@@ -23,6 +23,7 @@ cdef extern from "_rows.h" nogil:
     void fx_run_skip_row(fx_carry *c)
     size_t fx_scratch_bytes(size_t row_bytes)
     int fx_streams(size_t total, size_t row_bytes)
+    int fx_streams_into(const void *out, size_t total, size_t row_bytes)
     size_t fx_stream_min_bytes
     int FX_CAN_STREAM
     void fx_stream_copy(void *dst, const void *src, size_t n)
@@ -280,6 +281,14 @@ def set_stream_min_bytes(size_t n):
     return previous
 
 
+def _output_streams(out, size_t row_bytes):
+    """Test-only: whether the kernels would stream into the array out, in rows
+    of row_bytes (fx_streams_into): not while out is a fresh large array that
+    nothing has written yet."""
+    cdef uintptr_t address = out.ctypes.data
+    return bool(fx_streams_into(<const void *>address, out.nbytes, row_bytes))
+
+
 def openmp_max_threads():
     return fx_openmp_max_threads()
 
@@ -295,8 +304,8 @@ def build_info():
 cdef inline size_t _stream_row_bytes(const void *x, const void *out, Py_ssize_t n_rows,
                                      Py_ssize_t row_bytes) noexcept nogil:
     """The row size to stream (see _Carries): row_bytes where the output (not
-    NULL, not the input itself) should be streamed, else 0."""
-    if out == NULL or out == x or not fx_streams(n_rows * row_bytes, row_bytes):
+    NULL, not the input itself) should be streamed (fx_streams_into), else 0."""
+    if out == NULL or out == x or not fx_streams_into(out, n_rows * row_bytes, row_bytes):
         return 0
     return row_bytes
 

@@ -51,16 +51,22 @@ CAN_STREAM = bool(FLOOR_CAN_STREAM)
 
 
 def copy_floor(const unsigned char[::1] src, unsigned char[::1] dst, int n_threads,
-               bint stream):
+               bint stream, Py_ssize_t pieces=0):
     """Copies src into dst in n_threads contiguous chunks, by memcpy or, when
     `stream`, with streaming stores: what one read and one write of every byte
     cost, the floor of a fused forward+backward pass. Into fresh memory, the
-    threads' first touch also faults the pages in, as an allocating call's do."""
-    cdef Py_ssize_t n = src.shape[0], chunk, t, start, stop
+    threads' first touch also faults the pages in, as an allocating call's do.
+    pieces > 0 (not with `stream`): each chunk by memcpy in pieces of that
+    many bytes, small enough for memcpy's cached stores (it streams large
+    copies), which write into the lines a page fault has just zeroed in the
+    cache instead of sending both the zeroes and the copy to memory."""
+    cdef Py_ssize_t n = src.shape[0], chunk, t, start, stop, k
     if dst.shape[0] != n:
         raise ValueError(f"dst: expected {n} bytes, got {dst.shape[0]}")
     if n_threads < 1:
         raise ValueError(f"n_threads: expected at least 1, got {n_threads}")
+    if pieces < 0 or (pieces and stream):
+        raise ValueError(f"pieces: expected 0, or more without stream, got {pieces}")
     if n == 0:
         return
     chunk = (n + n_threads - 1) // n_threads
@@ -71,6 +77,11 @@ def copy_floor(const unsigned char[::1] src, unsigned char[::1] dst, int n_threa
             if start < stop:
                 if stream:
                     floor_stream_copy(&dst[start], &src[start], stop - start)
+                elif pieces:
+                    k = start
+                    while k < stop:
+                        memcpy(&dst[k], &src[k], min(pieces, stop - k))
+                        k = k + pieces
                 else:
                     memcpy(&dst[start], &src[start], stop - start)
 
