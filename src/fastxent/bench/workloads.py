@@ -24,8 +24,9 @@ class Op:
 
 OPS: dict[OpName, Op] = {
     "xent": Op("cross_entropy_with_grad: loss + gradient",
-               "copy of the logits (read N*C, write N*C; memcpy or streaming stores, "
-               "the quicker; into fresh memory for allocating calls)", 2,
+               "copy of the logits (read N*C, write N*C; memcpy, streaming stores or "
+               "memcpy in 64 KiB pieces, the quickest; into fresh memory for allocating "
+               "calls)", 2,
                ((8192, 1000), (65536, 10))),
     "xent-fwd": Op("cross_entropy: loss only",
                    "read of the logits (N*C)", 1,
