@@ -551,6 +551,10 @@ FX_ATTR FX_NOINLINE static double FX_FN(fx_short_tiles)(const FX_T *x, FX_T *g, 
     return total;
 }
 
+#ifdef FX_SHORT16
+#include "_fx_short16.h"
+#endif
+
 /* Rows of at most FX_SHORT_ROW classes spend more on per-row overhead than
  * on arithmetic, so they go FX_TILE_ROWS at a time: per-row maxima, then the
  * exps of the whole tile in one SIMD sweep, then per-row sums and gradients
@@ -574,8 +578,12 @@ FX_ATTR static double FX_FN(fx_xent_index_short)(const void *xv, void *gv, ptrdi
     if (FX_FN(fx_index_plain)(p)) {
         if (p->correct) /* the plain tiles know nothing of it: a pass of its own, first */
             FX_FN(fx_short_correct)(x, rows, n, y, ignore_index, p->correct + p->row);
+#ifdef FX_SHORT16
+        return FX_FN(fx16_plain)(x, g, rows, n, y, ignore_index, p->scale, row_loss, first_bad);
+#else
         return FX_FN(fx_xent_index_short_plain)(x, g, rows, n, y, ignore_index, p->scale, row_loss,
                                                 first_bad);
+#endif
     }
     if (FX_FN(fx_row_options_off)(p))
         return FX_FN(fx_short_tiles)(x, g, rows, n, y, p, row_loss, first_bad, 0);
