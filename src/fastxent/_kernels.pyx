@@ -230,7 +230,9 @@ cdef enum:
 
 
 cdef inline Py_ssize_t _rows_per_block(Py_ssize_t n_classes) noexcept nogil:
-    return max(1, BLOCK_ELEMENTS // max(n_classes, 1))
+    cdef Py_ssize_t rows = max(1, BLOCK_ELEMENTS // max(n_classes, 1))
+    # Short rows go 16 at a time (_fx_short16.h): blocks of whole groups of 16.
+    return rows - rows % 16 if n_classes <= FX_SHORT_ROW else rows
 
 
 # ---- the checks at the boundary: once per call, so that no mistake of a
