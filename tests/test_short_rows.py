@@ -75,8 +75,9 @@ def test_nan_and_infinities_stay_in_their_rows(backend, n):
     assert loss[20] == 0 and np.all(grad[20] == 0)
     clean = np.setdiff1d(np.arange(48), [3, 17, 18, 20])
     want_loss = reference.cross_entropy(x[clean].astype(np.float64), y[clean], reduction="none")
-    _, want_grad = reference.cross_entropy_with_grad(x[clean].astype(np.float64), y[clean],
-                                                     reduction="none")
+    _, want_grad = reference.cross_entropy_with_grad(
+        x[clean].astype(np.float64), y[clean], reduction="none"
+    )
     assert_close(loss[clean], want_loss, np.float32)
     assert_close(grad[clean], want_grad, np.float32)
     assert grad[19, 0] == 0
@@ -88,8 +89,9 @@ def test_gradient_over_the_logits(backend, n, reduction):
     rng = np.random.default_rng(n)
     x = _logits(rng, 77, n)
     y = rng.integers(0, n, 77)
-    want_loss, want_grad = reference.cross_entropy_with_grad(x.astype(np.float64), y,
-                                                             reduction=reduction)
+    want_loss, want_grad = reference.cross_entropy_with_grad(
+        x.astype(np.float64), y, reduction=reduction
+    )
     work = x.copy()
     loss, grad = fastxent.cross_entropy_with_grad(work, y, reduction=reduction, out=work)
     assert grad is work
@@ -109,8 +111,10 @@ def test_finite_differences(n):
         up, down = x.copy(), x.copy()
         up[i, j] += h
         down[i, j] -= h
-        numeric = (reference.cross_entropy(up, y, reduction="sum")
-                   - reference.cross_entropy(down, y, reduction="sum")) / (2 * h)
+        numeric = (
+            reference.cross_entropy(up, y, reduction="sum")
+            - reference.cross_entropy(down, y, reduction="sum")
+        ) / (2 * h)
         assert abs(grad[i, j] - numeric) < 1e-4, (i, j)
 
 
@@ -133,3 +137,19 @@ def test_same_bits_on_any_thread_count(n):
         np.testing.assert_array_equal(row_loss, results[0][2])
     want = reference.cross_entropy(x.astype(np.float64), y)
     assert_close(results[0][0], want, np.float32)
+
+
+@pytest.mark.parametrize("ignore_index", [0, 3, 2**62, -(2**62)])
+def test_an_ignore_index_among_the_classes_or_far_out(torch, backend, ignore_index):
+    # The mean's count of the rows that count, and the groups' mask of them,
+    # for an ignore_index that is a class (its rows count for nothing) and
+    # for one far outside the int32 range (no truncation may make it a class).
+    rng = np.random.default_rng(abs(ignore_index) % 1000)
+    x = _logits(rng, 1000, 10)
+    y = rng.integers(0, 10, 1000)
+    if ignore_index >= 10 or ignore_index < 0:
+        y[rng.random(1000) < 0.2] = ignore_index
+    loss, grad = fastxent.cross_entropy_with_grad(x, y, ignore_index=ignore_index)
+    want_loss, want_grad = torch_xent(torch, x, y, ignore_index=ignore_index)
+    assert_close(loss, want_loss, np.float32)
+    assert_close(grad, want_grad, np.float32)

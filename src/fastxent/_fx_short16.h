@@ -39,11 +39,12 @@ FX_ATTR FX16_INLINE __m512 FX_FN(fx16_exp)(__m512 d)
     __m512 r = _mm512_fnmadd_ps(kf, _mm512_set1_ps(0.693359375f), d);
     r = _mm512_fnmadd_ps(kf, _mm512_set1_ps(-2.12194440e-4f), r);
     const __m512 r2 = _mm512_mul_ps(r, r);
-    const __m512 q01 = _mm512_fmadd_ps(_mm512_set1_ps(0.16666576305560638f), r, _mm512_set1_ps(0.5f));
+    const __m512 q01 =
+        _mm512_fmadd_ps(_mm512_set1_ps(0.16666576305560638f), r, _mm512_set1_ps(0.5f));
     const __m512 q23 = _mm512_fmadd_ps(_mm512_set1_ps(0.008363292753030603f), r,
                                        _mm512_set1_ps(0.041666553762567636f));
-    const __m512 q = _mm512_fmadd_ps(
-        _mm512_fmadd_ps(_mm512_set1_ps(0.0013926325618133463f), r2, q23), r2, q01);
+    const __m512 q =
+        _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_set1_ps(0.0013926325618133463f), r2, q23), r2, q01);
     const __m512 p = _mm512_fmadd_ps(q, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
     const __m512 two_k = _mm512_castsi512_ps(_mm512_slli_epi32(kbits, 23));
     /* below `lowest` (and -inf): 0; a NaN fails the comparison and stays NaN */
@@ -81,7 +82,7 @@ typedef struct {
     __m512i shift[16];
     __m512i gather[8]; /* pair i (vectors 2i, 2i+1): lane r takes r*n - 32i */
     __mmask16 gather_lanes[8];
-    __m512i spread[16]; /* vector k: lane l takes row (16k + l) / n */
+    __m512i spread[16];   /* vector k: lane l takes row (16k + l) / n */
     __m512i position[16]; /* vector k: lane l holds 16k + l */
     __m512i row_start;    /* lane r holds r * n */
 } fx16_consts;
@@ -112,7 +113,7 @@ FX_ATTR FX16_INLINE void FX_FN(fx16_make_consts)(fx16_consts *c, const int n)
 
 /* One lane per row: lane r of the result is f[r * n] (the rows' first positions). */
 FX_ATTR FX16_INLINE __m512 FX_FN(fx16_row_starts)(const __m512 *f, const fx16_consts *c,
-                                                    const int n)
+                                                  const int n)
 {
     __m512 out = _mm512_setzero_ps();
     for (int i = 0; 2 * i < n; i++) {
@@ -129,7 +130,7 @@ FX_ATTR FX16_INLINE __m512 FX_FN(fx16_row_starts)(const __m512 *f, const fx16_co
  * positions by doubling; the max then covers n by two overlapping windows,
  * the sum by n's binary digits, largest first. */
 FX_ATTR FX16_INLINE void FX_FN(fx16_windows)(__m512 *w, const __m512 *v, const fx16_consts *c,
-                                               const int n, const int add)
+                                             const int n, const int add)
 {
     __m512 span[5][16]; /* span[j]: windows of 2^j positions */
     for (int k = 0; k < n; k++) span[0][k] = v[k];
@@ -138,7 +139,8 @@ FX_ATTR FX16_INLINE void FX_FN(fx16_windows)(__m512 *w, const __m512 *v, const f
         const int len = 1 << j;
         for (int k = 0; k < n; k++) {
             const __m512 next = FX16_SHIFT(span[j][k], span[j][k + 1 < n ? k + 1 : k], len);
-            span[j + 1][k] = add ? _mm512_add_ps(span[j][k], next) : _mm512_max_ps(span[j][k], next);
+            span[j + 1][k] =
+                add ? _mm512_add_ps(span[j][k], next) : _mm512_max_ps(span[j][k], next);
         }
     }
     const int top = 1 << j; /* the largest power of 2 <= n */
@@ -163,9 +165,9 @@ FX_ATTR FX16_INLINE void FX_FN(fx16_windows)(__m512 *w, const __m512 *v, const f
 /* The groups of 16 rows of fx16_plain for one row length n (a constant in
  * each copy): the row losses
  * go into lanes (16 doubles), each lane summing its rows in order. */
-FX_ATTR FX16_INLINE void FX_FN(fx16_groups)(const float *x, float *g, ptrdiff_t groups, const int n, const int64_t *y,
-                   int64_t ignore_index, double scale, float *row_loss, ptrdiff_t *first_bad,
-                   __m512d lanes[2])
+FX_ATTR FX16_INLINE void FX_FN(fx16_groups)(const float *x, float *g, ptrdiff_t groups, const int n,
+                                            const int64_t *y, int64_t ignore_index, double scale,
+                                            float *row_loss, ptrdiff_t *first_bad, __m512d lanes[2])
 {
     fx16_consts c;
     FX_FN(fx16_make_consts)(&c, n);
@@ -176,21 +178,19 @@ FX_ATTR FX16_INLINE void FX_FN(fx16_groups)(const float *x, float *g, ptrdiff_t 
         const int64_t *yb = y + grp * 16;
         /* the labels: a target position r * n + y where the row counts, else -1 */
         const __m512i y_lo = _mm512_loadu_si512(yb), y_hi = _mm512_loadu_si512(yb + 8);
-        const __mmask16 counted =
-            _mm512_kunpackb(_mm512_cmplt_epu64_mask(y_hi, classes) &
-                                _mm512_cmpneq_epi64_mask(y_hi, ignore),
-                            _mm512_cmplt_epu64_mask(y_lo, classes) &
-                                _mm512_cmpneq_epi64_mask(y_lo, ignore));
+        const __mmask16 counted = _mm512_kunpackb(
+            _mm512_cmplt_epu64_mask(y_hi, classes) & _mm512_cmpneq_epi64_mask(y_hi, ignore),
+            _mm512_cmplt_epu64_mask(y_lo, classes) & _mm512_cmpneq_epi64_mask(y_lo, ignore));
         if (counted != 0xFFFF) {
             const __mmask16 ignored = _mm512_kunpackb(_mm512_cmpeq_epi64_mask(y_hi, ignore),
                                                       _mm512_cmpeq_epi64_mask(y_lo, ignore));
             const unsigned bad = (unsigned)(__mmask16)(~counted & ~ignored);
             if (bad && *first_bad < 0) *first_bad = grp * 16 + __builtin_ctz(bad);
         }
-        const __m512i y32 = _mm512_inserti64x4(
-            _mm512_castsi256_si512(_mm512_cvtepi64_epi32(y_lo)), _mm512_cvtepi64_epi32(y_hi), 1);
-        const __m512i target = _mm512_mask_add_epi32(_mm512_set1_epi32(-1), counted, c.row_start,
-                                                     y32);
+        const __m512i y32 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(y_lo)),
+                                               _mm512_cvtepi64_epi32(y_hi), 1);
+        const __m512i target =
+            _mm512_mask_add_epi32(_mm512_set1_epi32(-1), counted, c.row_start, y32);
         /* everything read from x before anything is written to g (perhaps x) */
         const __m512 xy = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), counted, target, xb, 4);
         __m512 v[16], w[16];
@@ -209,21 +209,22 @@ FX_ATTR FX16_INLINE void FX_FN(fx16_groups)(const float *x, float *g, ptrdiff_t 
                 const __m512i t = _mm512_permutexvar_epi32(c.spread[k], target);
                 const __mmask16 row_counts = _mm512_cmpge_epi32_mask(t, _mm512_setzero_si512());
                 const __mmask16 hot = _mm512_cmpeq_epi32_mask(t, c.position[k]);
-                __m512 gk = _mm512_maskz_mul_ps(row_counts, v[k], _mm512_permutexvar_ps(c.spread[k], a));
+                __m512 gk =
+                    _mm512_maskz_mul_ps(row_counts, v[k], _mm512_permutexvar_ps(c.spread[k], a));
                 gk = _mm512_mask_sub_ps(gk, hot, gk, scale_f);
                 _mm512_storeu_ps(gb + 16 * k, gk);
             }
         }
         /* the row losses log(s) + (m - x_y), in double; 0 where the row does not count */
         const __m512 log_s = FX_FN(fx16_log)(s);
-        const __m512d lo = _mm512_add_pd(
-            _mm512_cvtps_pd(_mm512_castps512_ps256(log_s)),
-            _mm512_sub_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(m)),
-                          _mm512_cvtps_pd(_mm512_castps512_ps256(xy))));
-        const __m512d hi = _mm512_add_pd(
-            _mm512_cvtps_pd(_mm512_extractf32x8_ps(log_s, 1)),
-            _mm512_sub_pd(_mm512_cvtps_pd(_mm512_extractf32x8_ps(m, 1)),
-                          _mm512_cvtps_pd(_mm512_extractf32x8_ps(xy, 1))));
+        const __m512d lo =
+            _mm512_add_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(log_s)),
+                          _mm512_sub_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(m)),
+                                        _mm512_cvtps_pd(_mm512_castps512_ps256(xy))));
+        const __m512d hi =
+            _mm512_add_pd(_mm512_cvtps_pd(_mm512_extractf32x8_ps(log_s, 1)),
+                          _mm512_sub_pd(_mm512_cvtps_pd(_mm512_extractf32x8_ps(m, 1)),
+                                        _mm512_cvtps_pd(_mm512_extractf32x8_ps(xy, 1))));
         const __m512d loss_lo = _mm512_maskz_mov_pd((__mmask8)counted, lo);
         const __m512d loss_hi = _mm512_maskz_mov_pd((__mmask8)(counted >> 8), hi);
         lanes[0] = _mm512_add_pd(lanes[0], loss_lo);
@@ -246,19 +247,21 @@ FX_ATTR FX_NOINLINE static double FX_FN(fx16_plain)(const float *x, float *g, pt
     const ptrdiff_t groups = rows / 16, done = groups * 16;
     __m512d lanes[2] = {_mm512_setzero_pd(), _mm512_setzero_pd()};
     ptrdiff_t bad = -1;
+    /* clang-format off */
     switch (n) {
 #define FX16_CASE(N)                                                                               \
     case N:                                                                                        \
-        FX_FN(fx16_groups)(x, g, groups, N, y, ignore_index, scale, row_loss, &bad, lanes);       \
+        FX_FN(fx16_groups)(x, g, groups, N, y, ignore_index, scale, row_loss, &bad, lanes);        \
         break;
-        FX16_CASE(1) FX16_CASE(2) FX16_CASE(3) FX16_CASE(4) FX16_CASE(5) FX16_CASE(6)
-        FX16_CASE(7) FX16_CASE(8) FX16_CASE(9) FX16_CASE(10) FX16_CASE(11) FX16_CASE(12)
-        FX16_CASE(13) FX16_CASE(14) FX16_CASE(15) FX16_CASE(16)
+    FX16_CASE(1) FX16_CASE(2) FX16_CASE(3) FX16_CASE(4) FX16_CASE(5) FX16_CASE(6)
+    FX16_CASE(7) FX16_CASE(8) FX16_CASE(9) FX16_CASE(10) FX16_CASE(11) FX16_CASE(12)
+    FX16_CASE(13) FX16_CASE(14) FX16_CASE(15) FX16_CASE(16)
 #undef FX16_CASE
     default:
         return FX_FN(fx_xent_index_short_plain)(x, g, rows, n, y, ignore_index, scale, row_loss,
                                                 first_bad);
     }
+    /* clang-format on */
     FX_ALIGN64 double lane_sums[16];
     _mm512_store_pd(lane_sums, lanes[0]);
     _mm512_store_pd(lane_sums + 8, lanes[1]);
@@ -266,9 +269,9 @@ FX_ATTR FX_NOINLINE static double FX_FN(fx16_plain)(const float *x, float *g, pt
     for (int r = 0; r < 16; r++) total += lane_sums[r];
     if (done < rows) {
         ptrdiff_t tail_bad = -1;
-        total += FX_FN(fx_xent_index_short_plain)(
-            x + done * n, g ? g + done * n : NULL, rows - done, n, y + done, ignore_index, scale,
-            row_loss ? row_loss + done : NULL, &tail_bad);
+        total += FX_FN(fx_xent_index_short_plain)(x + done * n, g ? g + done * n : NULL,
+                                                  rows - done, n, y + done, ignore_index, scale,
+                                                  row_loss ? row_loss + done : NULL, &tail_bad);
         if (bad < 0 && tail_bad >= 0) bad = done + tail_bad;
     }
     if (bad >= 0 && *first_bad < 0) *first_bad = bad;
