@@ -82,16 +82,16 @@ def _softmax(x: ArrayLike, *, axis: Axes, out: NDArray[Any] | None, transform: T
     x_in = as_array(x, "x")
     one = _single_axis(x_in, axis)
     if one is not None:
-        rows, _ = prepare_rows(x_in, one, "x", want_result=True, out=out)
+        rows, _ = prepare_rows(x_in, one, "x", want_result=True, out=out, halves=True)
         _config.kernels().softmax_rows(rows, transform=transform,
                                        n_threads=_config.threads_for(rows.x.size))
         return rows.finish_result()
     # Several axes, all of them, or a 0-d input: the axes flattened into one.
-    dtype = result_dtype(x_in, "x")
+    dtype = result_dtype(x_in, "x", halves=True)
     axes = reduction_axes(axis, x_in.ndim)
     out_view = check_out(out, x_in, dtype, {"x": x_in}) if out is not None else None
     moved, flat = _axes_last(x_in, axes)
-    rows, _ = prepare_rows(flat, -1, "x", want_result=True)
+    rows, _ = prepare_rows(flat, -1, "x", want_result=True, halves=True)
     _config.kernels().softmax_rows(rows, transform=transform,
                                    n_threads=_config.threads_for(rows.x.size))
     assert rows.result is not None  # want_result=True
@@ -395,10 +395,10 @@ def logsumexp(
     4.248354255291589e-18
     """
     x_in = as_array(x, "x")
-    dtype = result_dtype(x_in, "x")
+    dtype = result_dtype(x_in, "x", halves=True)
     if b is not None:
         b_in = as_array(b, "b")
-        dtype = np.promote_types(dtype, result_dtype(b_in, "b"))
+        dtype = np.promote_types(result_dtype(x_in, "x"), result_dtype(b_in, "b"))
         try:
             x_in, b_in = np.broadcast_arrays(x_in, b_in)
         except ValueError:
@@ -407,10 +407,11 @@ def logsumexp(
     axes = reduction_axes(axis, x_in.ndim)
     moved, flat = _axes_last(x_in, axes)
     if b is None and flat.shape[1] > 0:
-        rows, _ = prepare_rows(flat, -1, "x")
-        result = np.empty(rows.x.shape[0], rows.dtype)
+        rows, _ = prepare_rows(flat, -1, "x", halves=True)
+        result = np.empty(rows.x.shape[0], rows.compute_dtype)
         _config.kernels().logsumexp_rows(rows, out=result,
                                          n_threads=_config.threads_for(rows.x.size))
+        result = result.astype(dtype, copy=False)  # float16, bfloat16: rounded once
         sign = None
         if return_sign:  # a sum of exps is positive, or 0 when every term is -inf
             sign = np.where(result == -np.inf, 0.0, 1.0).astype(dtype)

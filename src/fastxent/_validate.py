@@ -75,10 +75,29 @@ def _signature_hint(name: str, positional: list[str], args: tuple[Any, ...],
 
 # ---- single arguments ----
 
-def result_dtype(arr: NDArray[Any], name: str) -> np.dtype[Any]:
-    """The float dtype computations on `arr` run in (API.md's dtype rules)."""
+def is_half(dt: np.dtype[Any]) -> bool:
+    """Whether dt is float16 or ml_dtypes' bfloat16 (told by its name, so that
+    ml_dtypes is not imported): the half-precision types whose logits the
+    kernels read directly."""
+    return dt.itemsize == 2 and (dt.kind == "f" or dt.name == "bfloat16")
+
+
+def compute_dtype(dt: np.dtype[Any]) -> np.dtype[Any]:
+    """The dtype results of dtype dt are computed in, and the dtype of the
+    arrays that go with them (class weights, probability targets): float32
+    for float16 and bfloat16, else dt itself."""
+    return np.dtype(np.float32) if is_half(dt) else dt
+
+
+def result_dtype(arr: NDArray[Any], name: str, *, halves: bool = False) -> np.dtype[Any]:
+    """The float dtype results on `arr` come back in (docs/conventions.md's
+    dtype rule). float16 and bfloat16 are computed in float32; with halves
+    (the functions that read them directly) their results keep their dtype,
+    elsewhere they are float32."""
     dt = arr.dtype
-    if dt.kind == "f" and dt.itemsize <= 4:  # float16 and float32, either byte order
+    if is_half(dt):
+        return dt.newbyteorder("=") if halves else np.dtype(np.float32)
+    if dt.kind == "f" and dt.itemsize <= 4:  # float32, either byte order
         return np.dtype(np.float32)
     if dt.kind in "fiu":
         return np.dtype(np.float64)
@@ -266,6 +285,11 @@ class Rows:
     def dtype(self) -> np.dtype[Any]:
         return self.x.dtype
 
+    @property
+    def compute_dtype(self) -> np.dtype[Any]:
+        """float32 for float16 and bfloat16 rows (see compute_dtype), else dtype."""
+        return compute_dtype(self.x.dtype)
+
     def finish_result(self) -> NDArray[Any]:
         """The N x C result in the caller's layout: `out` when given, else new."""
         if self.result_is_out:
@@ -311,14 +335,16 @@ def is_private_copy(flat: NDArray[Any], arr: NDArray[Any]) -> bool:
 
 def prepare_rows(x: ArrayLike, axis: Any, name: str, *, want_result: bool = False,
                  out: NDArray[Any] | None = None,
-                 others: dict[str, Any] | None = None) -> tuple[Rows, NDArray[Any]]:
+                 others: dict[str, Any] | None = None,
+                 halves: bool = False) -> tuple[Rows, NDArray[Any]]:
     """Checks an array with a class axis and lays it out as Rows.
 
     want_result: allocate (or take from out=) a buffer for an N x C result;
-    others: further inputs (name -> array) out= must not overlap.
+    others: further inputs (name -> array) out= must not overlap; halves:
+    float16 and bfloat16 rows stay as they are (see result_dtype).
     """
     x_in = as_array(x, name)
-    dtype = result_dtype(x_in, name)
+    dtype = result_dtype(x_in, name, halves=halves)
     if x_in.ndim == 0:
         raise ValueError(f"{name}: expected at least one dimension (the classes), got a 0-d array")
     axis = check_axis(axis, x_in.ndim, name)
@@ -365,14 +391,14 @@ class ClassProblem(Rows):
     target: NDArray[Any] = None  # type: ignore[assignment]
     is_index: bool = True
     scores: Scores = Scores.LOGITS  # what the rows x hold
-    weight: NDArray[Any] | None = None  # (classes,) of x's dtype
+    weight: NDArray[Any] | None = None  # (classes,) of compute_dtype
     ignore_index: int = -100
     label_smoothing: float = 0.0
     reduction: str = "mean"
     sample_weight: np.ndarray | None = None  # (rows,) float64, one weight per sample
     z_loss: float = 0.0  # coefficient of each row's lse**2 added to its loss
     softcap: float | None = None  # logits soft-capped as softcap * tanh(x / softcap)
-    lse: np.ndarray | None = None  # (rows,) of x's dtype: the kernel writes each row's lse
+    lse: np.ndarray | None = None  # (rows,) of compute_dtype: the kernel writes each row's lse
     correct: np.ndarray | None = None  # (rows,) uint8: the kernel writes 1 where argmax == target
 
     def counted(self) -> NDArray[np.bool_]:
@@ -388,7 +414,7 @@ class ClassProblem(Rows):
         outputs: list[Any] = []
         if self.lse is not None:
             self.lse[~self.counted()] = np.nan
-            outputs.append(self.lse.reshape(self.batch_shape))
+            outputs.append(self.lse.astype(self.dtype, copy=False).reshape(self.batch_shape))
         if self.correct is not None:
             outputs.append(reduce_loss("mean", self.dtype, *self.hits()))
         return tuple(outputs)
@@ -429,7 +455,8 @@ class ClassProblem(Rows):
         """The loss in the caller's shape and dtype, from what a kernel returned."""
         if self.reduction == "none":
             assert row_loss is not None  # the kernels fill it for "none"
-            return row_loss.reshape(self.batch_shape)  # an array, even 0-d (as PyTorch)
+            # an array, even 0-d (as PyTorch); in float32 from float16/bfloat16 rows
+            return row_loss.astype(self.dtype, copy=False).reshape(self.batch_shape)
         if self.reduction == "mean" and denom == 0 and self.label_smoothing:
             # Rows of weight 0 still add their smoothing term to the sum, but
             # the mean over a total weight of 0 is NaN (PyTorch's: its
@@ -593,7 +620,7 @@ def prepare_classes(scores: ArrayLike, target: ArrayLike, *, kind: Scores,
     axis = class_axis(axis, scores.shape, target_in, name)
     rows, scores_in = prepare_rows(scores, axis, name, want_result=want_grad, out=out,
                                    others={"target": target, "weight": weight,
-                                           "sample_weight": sample_weight})
+                                           "sample_weight": sample_weight}, halves=True)
     n_classes, axis = rows.x.shape[1], rows.axis
 
     target_kind = target_in.dtype.kind
@@ -614,7 +641,7 @@ def prepare_classes(scores: ArrayLike, target: ArrayLike, *, kind: Scores,
             raise ValueError(  # PyTorch's refusal
                 f"ignore_index: {ignore_index} given, but ignore_index is not supported for "
                 "floating point target (class probabilities)")
-        flat_target, _ = classes_last(target_in, axis, rows.dtype)
+        flat_target, _ = classes_last(target_in, axis, rows.compute_dtype)
         is_index = False
     else:
         raise TypeError(
@@ -632,14 +659,14 @@ def prepare_classes(scores: ArrayLike, target: ArrayLike, *, kind: Scores,
                 f"weight: expected one weight per class, shape ({n_classes},), "
                 f"got {weight_in.shape}"
             )
-        flat_weight = kernel_array(weight_in, rows.dtype)
+        flat_weight = kernel_array(weight_in, rows.compute_dtype)
     n_rows = rows.x.shape[0]
     return ClassProblem(
         **vars(rows), target=flat_target, is_index=is_index, weight=flat_weight,
         ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction,
         scores=kind, sample_weight=check_sample_weight(sample_weight, rows.batch_shape),
         z_loss=z_loss, softcap=softcap,
-        lse=np.full(n_rows, np.nan, rows.dtype) if return_lse else None,
+        lse=np.full(n_rows, np.nan, rows.compute_dtype) if return_lse else None,
         correct=np.zeros(n_rows, np.uint8) if return_accuracy else None,
     )
 
