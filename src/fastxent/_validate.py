@@ -501,7 +501,8 @@ def class_axis(axis: Any, scores_shape: tuple[int, ...], target_in: NDArray[Any]
     ndim = len(scores_shape)
     if ndim < 3:
         return -1
-    if target_in.dtype.kind == "f" and target_in.shape == tuple(scores_shape):
+    if (target_in.dtype.kind == "f" or is_half(target_in.dtype)) \
+            and target_in.shape == tuple(scores_shape):
         fits = [1, ndim - 1]  # probabilities fit either way
     else:
         fits = [a for a in (1, ndim - 1) if _without(scores_shape, a) == target_in.shape]
@@ -578,7 +579,7 @@ def check_sample_weight(value: ArrayLike | None,
     if value is None:
         return None
     w = as_array(value, "sample_weight")
-    if w.dtype.kind not in "fiu":
+    if w.dtype.kind not in "fiu" and not is_half(w.dtype):
         raise TypeError(f"sample_weight: expected real numbers, got dtype {w.dtype}")
     try:
         broadcast = np.broadcast_shapes(w.shape, batch_shape)
@@ -627,7 +628,7 @@ def prepare_classes(scores: ArrayLike, target: ArrayLike, *, kind: Scores,
     if target_kind in "iu":
         flat_target = _index_target(target_in, rows.batch_shape, n_classes, axis, scores_in.shape)
         is_index = True
-    elif target_kind == "f" and allow_probabilities:
+    elif (target_kind == "f" or is_half(target_in.dtype)) and allow_probabilities:
         if target_in.shape != scores_in.shape:
             # Float labels, (N,) or (N, 1): the same TypeError either way.
             as_labels = target_in.shape in (rows.batch_shape, rows.batch_shape + (1,))
