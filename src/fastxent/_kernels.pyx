@@ -610,7 +610,7 @@ cdef tuple _run_split_rows(str kernel, const RowJob *job, const floating *x, int
 # core's cache, so the input is still read once and the output written once,
 # at the half type's size: no copy of the whole input in the row type.
 cdef enum:
-    LOAD_ELEMENTS = 8192
+    LOAD_ELEMENTS = 2048
 
 
 cdef void _loaded_run(const RowJob *job, const fx_rows *R, floating *rows, void *slope,
