@@ -44,7 +44,8 @@ def _loaded_class_loss(p: Any, row_loss: Any) -> Any:
     slope = None
     if p.softcap is not None:
         cap = x.dtype.type(p.softcap)
-        tanh = np.tanh(x / cap)
+        with np.errstate(over="ignore"):  # x / cap beyond the range: tanh is +-1 there
+            tanh = np.tanh(x / cap)
         x = tanh * cap
         slope = 1 - tanh * tanh
     result = p.result
