@@ -107,8 +107,8 @@ _fill_normalising = fill(normalising="""
     Parameters
     ----------
     x : array_like
-        Real numbers (float32, float64, float16 or integers), of any shape,
-        0-d included.
+        Real numbers (float32, float64, float16, bfloat16 or integers), of any
+        shape, 0-d included.
     axis : int, tuple of ints or None, default -1
         The axis to normalise over, several (taken together, as one), or None
         for the whole array. SciPy's default is None; fastxent's is -1, the
@@ -121,8 +121,8 @@ _fill_normalising = fill(normalising="""
     -------
     ndarray
         The shape of `x` (an empty axis gives an empty array, as PyTorch), in
-        the dtype rule of the losses: float32 for float32 and float16 input,
-        float64 for float64 and integer input.
+        the dtype of `x` (float16 and bfloat16 computed in float32 and rounded
+        once), float64 for integer input.
 
     Raises
     ------
@@ -345,9 +345,9 @@ def logsumexp(
     -------
     res : numpy scalar or ndarray
         The shape of `x` without the reduced axes (a NumPy scalar when none
-        remains), in the dtype rule of the losses (float32 for float32 and
-        float16 input, float64 for float64 and integer input). An empty
-        reduction gives -inf.
+        remains), in the dtype of `x` (float16 and bfloat16 computed in float32
+        and rounded once; with `b`, float32), float64 for integer input. An
+        empty reduction gives -inf.
     sgn : numpy scalar or ndarray
         Only with ``return_sign=True``: the sign of each sum (1, 0 or -1; NaN
         where `res` is NaN), like `res`.
