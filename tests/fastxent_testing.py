@@ -152,7 +152,9 @@ def selected_backend(name):
 # The operations that read float16 (and bfloat16) inputs as they are and give
 # results in that dtype (docs/conventions.md); the others compute in float32.
 KEEPS_HALF = frozenset({"cross_entropy", "cross_entropy_with_grad", "nll_loss",
-                        "nll_loss_with_grad", "softmax", "log_softmax", "logsumexp"})
+                        "nll_loss_with_grad", "softmax", "log_softmax", "logsumexp",
+                        "binary_cross_entropy_with_logits",
+                        "binary_cross_entropy_with_logits_with_grad"})
 
 
 def result_dtype(dtype):

@@ -211,7 +211,9 @@ def test_the_same_bits_for_any_thread_count(dtype, rng):
         return [*fastxent.cross_entropy_with_grad(x, y, softcap=5.0, label_smoothing=0.1),
                 *fastxent.cross_entropy_with_grad(x[:, :10].copy(), y % 10),
                 *fastxent.cross_entropy_with_grad(long_rows, y_long),
-                fastxent.softmax(x), fastxent.logsumexp(long_rows)]
+                fastxent.softmax(x), fastxent.logsumexp(long_rows),
+                *fastxent.binary_cross_entropy_with_logits_with_grad(
+                    long_rows, (long_rows > 0).astype(dtype))]
 
     with fastxent.num_threads(1):
         expected = run()
@@ -346,3 +348,31 @@ def test_tanh_and_its_derivative(isa, dtype):
     np.testing.assert_array_equal(t[:2], [1, -1])
     np.testing.assert_array_equal(slope[:2], [0, 0])
     assert np.isnan(t[2]) and np.isnan(slope[2])
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("dtype", HALVES)
+@pytest.mark.parametrize("options", [{}, {"reduction": "none"}, {"weights": True},
+                                     {"target_as_logits": True}],
+                         ids=lambda o: ",".join(o) or "plain")
+def test_binary_cross_entropy_with_logits_of_half_logits(backend, torch, rng, dtype, options):
+    """Half logits (and targets of their dtype, read as they are; others in
+    float32), 40001 elements: several blocks and load chunks."""
+    options = dict(options)
+    x = half_logits(rng, (157, 255), dtype)[:, :-1].copy()
+    t = rng.random(x.shape).astype(np.float32)
+    if options.pop("target_as_logits", False):
+        t = t.astype(dtype)
+    if options.pop("weights", False):
+        options["weight"] = rng.uniform(0.5, 2, x.shape[1]).astype(np.float32)
+        options["pos_weight"] = rng.uniform(0.5, 2, x.shape).astype(np.float32)
+    loss, grad = fastxent.binary_cross_entropy_with_logits_with_grad(x, t, **options)
+    xt = torch.tensor(x.astype(np.float64), requires_grad=True)
+    torch_options = {k: torch.tensor(v.astype(np.float64)) for k, v in options.items()
+                     if k != "reduction"}
+    ref = torch.nn.functional.binary_cross_entropy_with_logits(
+        xt, torch.tensor(t.astype(np.float64)), reduction=options.get("reduction", "mean"),
+        **torch_options)
+    ref.sum().backward()
+    assert_rounded_from(np.asarray(loss), ref.detach().numpy(), dtype)
+    assert_rounded_from(grad, xt.grad.numpy(), dtype)

@@ -1080,9 +1080,117 @@ def binary_loss(problem, *, elem_loss, int n_threads):
     sum, or of the mean; elem_loss (or None) the losses.
     Returns (sum of losses, number of elements, first flat index of a
     probability outside [0, 1] or -1)."""
+    if _stored(problem.x) != FX_STORED_SAME:
+        return _binary_loaded(problem, elem_loss, n_threads)
     return _binary_xent(problem.x, problem.target, problem.weight, problem.pos_weight,
                         problem.grad, problem.reduction == "mean", elem_loss,
                         problem.input is BinaryInput.LOGITS, n_threads)
+
+
+cdef void _binary_loaded_run(const fx_rows *R, int stored, const uint16_t *x, const void *t,
+                             int t_stored, const float *w, const float *pw, bint w_row,
+                             bint pw_row, const float *ones, uint16_t *g, float *loss,
+                             Py_ssize_t n, Py_ssize_t n_cols, Py_ssize_t b_first,
+                             Py_ssize_t b_last, double scale, float *scratch,
+                             double *block_loss) noexcept nogil:
+    """A thread's blocks [b_first, b_last) of a binary loss of float16/bfloat16
+    logits: each piece (as in _binary_xent) in chunks of LOAD_ELEMENTS, its
+    logits (and targets stored as they are) widened into the scratch, the
+    float32 span function run there, the gradient narrowed back."""
+    cdef Py_ssize_t b, k, k1, piece, m
+    cdef float *xs = scratch
+    cdef float *ts = scratch + LOAD_ELEMENTS
+    cdef float *gs = scratch + 2 * LOAD_ELEMENTS
+    cdef const float *tp
+    for b in range(b_first, b_last):
+        block_loss[b] = 0.0
+        k = b * BLOCK_ELEMENTS
+        k1 = min(n, k + BLOCK_ELEMENTS)
+        while k < k1:
+            piece = k1 - k
+            if w_row or pw_row:  # a row-vector weight: pieces within a row
+                piece = min(piece, n_cols - k % n_cols)
+            piece = min(piece, LOAD_ELEMENTS)
+            R.load_rows(x + k, stored, xs, NULL, piece, 0.0)
+            if t_stored != FX_STORED_SAME:
+                R.load_rows(<const uint16_t *>t + k, t_stored, ts, NULL, piece, 0.0)
+                tp = ts
+            else:
+                tp = <const float *>t + k
+            block_loss[b] += R.bce_logits(
+                xs, tp,
+                ones if w == NULL else (w + k % n_cols if w_row else w + k),
+                ones if pw == NULL else (pw + k % n_cols if pw_row else pw + k),
+                gs if g != NULL else NULL, loss + k if loss != NULL else NULL, piece, scale)
+            if g != NULL:
+                R.store_rows(gs, NULL, g + k, stored, piece)
+            k = k + piece
+
+
+cdef tuple _binary_loaded(problem, float[:, ::1] elem_loss, int n_threads):
+    """binary_loss of float16/bfloat16 logits (the load transform, as
+    _run_loaded_rows): targets of the logits' dtype read as they are, others
+    and the weights in float32; the losses (elem_loss) in float32. The blocks
+    are _binary_xent's: the same sums for any thread count."""
+    cdef int stored = _stored(problem.x), t_stored = _stored(problem.target)
+    cdef const uint16_t[:, ::1] x = _halves(problem.x)
+    cdef const uint16_t[:, ::1] t16 = _halves(problem.target) if t_stored else None
+    cdef const float[:, ::1] t32 = problem.target if not t_stored else None
+    cdef const float[:, ::1] weight = problem.weight
+    cdef const float[:, ::1] pos_weight = problem.pos_weight
+    cdef uint16_t[:, ::1] grad = (problem.grad.view(np.uint16) if problem.grad is not None
+                                  else None)
+    cdef Py_ssize_t n_rows = x.shape[0], n_cols = x.shape[1], t_idx
+    cdef Py_ssize_t n = n_rows * n_cols
+    if problem.input is not BinaryInput.LOGITS:
+        raise ValueError("binary_loss: float16/bfloat16 input must be logits")
+    _check_shape("binary_loss", "target", problem.target.shape[0], problem.target.shape[1],
+                 n_rows, n_cols, "the shape of x")
+    for name, arr in (("weight", problem.weight), ("pos_weight", problem.pos_weight)):
+        if arr is not None:
+            _check_shape("binary_loss", name, arr.shape[0], arr.shape[1],
+                         n_rows if arr.shape[0] != 1 else 1, n_cols, "one row, or the shape of x")
+    for name, arr in (("grad", problem.grad), ("elem_loss", elem_loss)):
+        if arr is not None:
+            _check_shape("binary_loss", name, arr.shape[0], arr.shape[1], n_rows, n_cols,
+                         "the shape of x")
+    cdef Py_ssize_t n_blocks = (n + BLOCK_ELEMENTS - 1) // BLOCK_ELEMENTS
+    n_threads = _threads("binary_loss", n_threads, n_blocks)
+    if n == 0:
+        return 0.0, 0.0, -1
+    cdef _BlockSums block_sums = _BlockSums(n_blocks)
+    cdef double *block_loss = block_sums.loss
+    cdef double scale = 1.0 / n if problem.reduction == "mean" else 1.0
+    cdef double total = 0.0
+    cdef const float *wp = &weight[0, 0] if weight is not None else NULL
+    cdef const float *pwp = &pos_weight[0, 0] if pos_weight is not None else NULL
+    cdef float[::1] ones = None
+    if wp != NULL or pwp != NULL:  # where one weight is given, ones for the other
+        ones = np.ones(min(n, BLOCK_ELEMENTS), np.float32)
+    # each thread's scratch: logits, targets and gradient of a chunk
+    cdef _Carries scratch = _Carries(n_threads, 2 * LOAD_ELEMENTS * sizeof(float))
+    cdef Py_ssize_t t, per_thread = (n_blocks + n_threads - 1) // n_threads
+    cdef double started = fx_now() if n_threads > 1 else 0.0, cpu = 0.0, cpu_start
+    cdef const void *tp = (<const void *>&t16[0, 0] if t16 is not None
+                           else <const void *>&t32[0, 0])
+    cdef bint w_row = weight is not None and weight.shape[0] == 1 and n_rows > 1
+    cdef bint pw_row = pos_weight is not None and pos_weight.shape[0] == 1 and n_rows > 1
+    cdef const float *onesp = &ones[0] if ones is not None else NULL
+    cdef uint16_t *gp = &grad[0, 0] if grad is not None else NULL
+    cdef float *lp = &elem_loss[0, 0] if elem_loss is not None else NULL
+    with nogil:
+        for t in prange(n_threads, schedule="static", num_threads=n_threads):
+            cpu_start = fx_thread_cpu()
+            _binary_loaded_run(fx_f32, stored, &x[0, 0], tp, t_stored, wp, pwp, w_row, pw_row,
+                               onesp, gp, lp, n, n_cols, t * per_thread,
+                               min(n_blocks, (t + 1) * per_thread), scale,
+                               <float *>scratch.scratch(t), block_loss)
+            cpu += fx_thread_cpu() - cpu_start
+    if n_threads > 1:
+        fx_region_report(fx_now() - started, cpu, n_threads)
+    for t_idx in range(n_blocks):
+        total += block_loss[t_idx]
+    return total, <double>n, -1
 
 
 def _binary_xent(const floating[:, ::1] x not None, const floating[:, ::1] target not None,

@@ -672,9 +672,10 @@ def binary_cross_entropy_with_logits(
     -------
     loss : numpy.float32 or numpy.float64, or ndarray
         A NumPy scalar for "mean" and "sum"; the shape of `logits` for "none".
-        The loss and the gradient come in the dtype of the computation: float32 for
-        float32, float16 and bfloat16 logits, float64 for float64 and integer logits
-        (lists of Python numbers included). Sums over rows accumulate in float64.
+        The loss and the gradient come in the dtype of the logits: float32,
+        float64, or float16 and bfloat16 (computed in float32, rounded once);
+        float64 for integer logits (lists of Python numbers included). Sums
+        accumulate in float64.
 
     Raises
     ------

@@ -16,6 +16,7 @@ from ._validate import (
     check_ignore_index,
     check_label_smoothing,
     check_reduction,
+    compute_dtype,
     kernel_array,
     position,
     prepare_binary,
@@ -307,7 +308,7 @@ def binary_loss(
         out=out,
         target_in_unit=target_in_unit,
     )
-    elem_loss = np.empty_like(p.x) if p.reduction == "none" else None
+    elem_loss = np.empty(p.x.shape, compute_dtype(p.dtype)) if p.reduction == "none" else None
     total, count, bad = _config.kernels().binary_loss(
         p, elem_loss=elem_loss, n_threads=_config.threads_for(p.x.size)
     )

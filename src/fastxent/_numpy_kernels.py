@@ -259,6 +259,14 @@ def entropy_rows(rows: Any, *, q: Any, out: Any, n_threads: Any = 1) -> Any:
 def binary_loss(problem: Any, *, elem_loss: Any, n_threads: Any = 1) -> Any:
     """Binary cross-entropy, elementwise (see fastxent._kernels.binary_loss)."""
     p = problem
+    if p.x.dtype.itemsize == 2:  # float16, bfloat16 logits: computed in float32
+        grad = None if p.grad is None else np.empty(p.x.shape, np.float32)
+        found = binary_loss(dataclasses.replace(p, x=p.x.astype(np.float32),
+                                                target=p.target.astype(np.float32), grad=grad),
+                            elem_loss=elem_loss)
+        if grad is not None:
+            p.grad[...] = grad  # rounded to nearest even
+        return found
     x, target, weight, pos_weight, grad = p.x, p.target, p.weight, p.pos_weight, p.grad
     mean = p.reduction == "mean"
     n = x.size

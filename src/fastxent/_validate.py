@@ -696,7 +696,7 @@ class BinaryProblem:
     def finish_loss(self, total: float, count: float, elem_loss: NDArray[Any] | None) -> Any:
         if self.reduction == "none":
             assert elem_loss is not None  # the kernels fill it for "none"
-            return elem_loss.reshape(self.shape)
+            return elem_loss.astype(self.dtype, copy=False).reshape(self.shape)
         return reduce_loss(self.reduction, self.dtype, total, count)
 
     def finish_grad(self) -> NDArray[Any]:
@@ -751,14 +751,17 @@ def prepare_binary(x: ArrayLike, target: ArrayLike, *, kind: BinaryInput,
     name = kind.value
     reduction = check_reduction(reduction)
     x_in = as_array(x, name)
-    dtype = result_dtype(x_in, name)
+    # float16/bfloat16 logits stay as they are (probabilities: float32)
+    dtype = result_dtype(x_in, name, halves=kind is BinaryInput.LOGITS)
+    work_dtype = compute_dtype(dtype)  # of the targets and weights
     target_in = as_array(target, "target")
-    if target_in.dtype.kind not in "fiu":
+    if target_in.dtype.kind not in "fiu" and not is_half(target_in.dtype):
         raise TypeError(f"target: expected real numbers in [0, 1], got dtype {target_in.dtype}")
     if target_in.shape != x_in.shape:
         raise ValueError(f"target: expected the shape of {name} {x_in.shape}, got {target_in.shape}")
     flat_x, x_is_copy = _flat2d(x_in, dtype)
-    flat_t, _ = _flat2d(target_in, dtype)
+    # targets of the logits' half dtype are read as they are, others in float32
+    flat_t, _ = _flat2d(target_in, dtype if target_in.dtype == dtype else work_dtype)
     if kind is BinaryInput.PROBS and target_in_unit:
         outside = (flat_t < 0) | (flat_t > 1)  # NaN passes, and gives NaN
         if outside.any():
@@ -778,7 +781,7 @@ def prepare_binary(x: ArrayLike, target: ArrayLike, *, kind: BinaryInput,
         grad = flat_x if x_is_copy else np.empty_like(flat_x)
     return BinaryProblem(
         x=flat_x, input=kind, target=flat_t,
-        weight=_broadcast_weight(weight, "weight", x_in.shape, dtype),
-        pos_weight=_broadcast_weight(pos_weight, "pos_weight", x_in.shape, dtype),
+        weight=_broadcast_weight(weight, "weight", x_in.shape, work_dtype),
+        pos_weight=_broadcast_weight(pos_weight, "pos_weight", x_in.shape, work_dtype),
         reduction=reduction, shape=x_in.shape, grad=grad, out=out, grad_is_out=grad_is_out,
     )
