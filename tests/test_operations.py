@@ -360,8 +360,9 @@ def test_float16_computes_in_float32_and_integers_in_float64(backend, rng, op):
         assert all(g.dtype == np.float16 for g in got)
         for g, want in zip(got, run(op, single, kwargs), strict=True):
             # the float32 results rounded once (a sum in another order: an ulp apart at most)
-            np.testing.assert_allclose(g.astype(np.float32), want.astype(np.float16),
-                                       rtol=2.0**-10, atol=2.0**-24)
+            np.testing.assert_allclose(
+                g.astype(np.float32), want.astype(np.float16), rtol=2.0**-10, atol=2.0**-24
+            )
         out = np.empty(args[0].shape, np.float16) if op.has_out else None
         if out is not None:
             returned = op.fn(*half, **kwargs, out=out)
@@ -507,11 +508,21 @@ def bad_outs(op, args, options):
     yield case("float64 for float32", TypeError, ["float64"], np.zeros(shape), single)
     half = x.astype(np.float16)
     if op.name in KEEPS_HALF:  # results in float16: out= of float16 (the input itself too)
-        yield case("float32 for float16", TypeError, ["float32"], np.zeros(shape, np.float32),
-                   (half,) + rest)
+        yield case(
+            "float32 for float16",
+            TypeError,
+            ["float32"],
+            np.zeros(shape, np.float32),
+            (half,) + rest,
+        )
     else:
-        yield case("float16 for float16", TypeError, ["float16"], np.zeros(shape, np.float16),
-                   (half,) + rest)
+        yield case(
+            "float16 for float16",
+            TypeError,
+            ["float16"],
+            np.zeros(shape, np.float16),
+            (half,) + rest,
+        )
         yield case("float16 input itself", TypeError, [], half, (half,) + rest)
     if op.make.__name__ in ("_labels", "_rows"):  # integer scores are meaningful
         ints = np.round(x).astype(np.int64)

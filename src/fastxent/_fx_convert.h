@@ -154,8 +154,10 @@ FX_ATTR static void FX_FN(fx_test_convert)(const void *src, int from, void *dst,
                                            ptrdiff_t n)
 {
 #if !FX_DOUBLE
-    if (from != FX_STORED_SAME) FX_FN(fx_widen)((const uint16_t *)src, from, (float *)dst, n);
-    else if (to != FX_STORED_SAME) FX_FN(fx_narrow)((const float *)src, to, (uint16_t *)dst, n);
+    if (from != FX_STORED_SAME)
+        FX_FN(fx_widen)((const uint16_t *)src, from, (float *)dst, n);
+    else if (to != FX_STORED_SAME)
+        FX_FN(fx_narrow)((const float *)src, to, (uint16_t *)dst, n);
 #else
     (void)src, (void)from, (void)dst, (void)to, (void)n;
 #endif

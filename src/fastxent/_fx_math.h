@@ -149,8 +149,8 @@ FX_ATTR static inline FX_T FX_FN(fx_tanh)(FX_T u, FX_T *slope)
     const double p45 = 0.0035920598156011876 * s - 0.008863229918927299;
     const double p67 = 0.0005874547463612622 * s - 0.001455314159225995;
     const double p89 = 7.9645129009901e-05 * s - 0.00023081406852181892;
-    const double p = ((p89 - 1.7268164417323396e-05 * s2) * s8) + ((p67 * s2 + p45) * s4) +
-                     (p23 * s2 + p01);
+    const double p =
+        ((p89 - 1.7268164417323396e-05 * s2) * s8) + ((p67 * s2 + p45) * s4) + (p23 * s2 + p01);
 #else
     const float s2 = s * s;
     const float p01 = 0.13333304226398468f * s - 0.3333333432674408f;

@@ -22,8 +22,10 @@ def numpy_dtype(name: str) -> np.dtype[Any]:
             import ml_dtypes
         except ImportError:
             raise ValueError("--dtype bfloat16 needs ml_dtypes (pip install ml_dtypes)") from None
-        return np.dtype(ml_dtypes.bfloat16)
-    return np.dtype(name)
+        bfloat16: np.dtype[Any] = np.dtype(ml_dtypes.bfloat16)
+        return bfloat16
+    dtype: np.dtype[Any] = np.dtype(name)
+    return dtype
 Shape = tuple[int, ...]  # rows x classes, or (elements,) for bce
 
 
