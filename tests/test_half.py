@@ -376,3 +376,30 @@ def test_binary_cross_entropy_with_logits_of_half_logits(backend, torch, rng, dt
     ref.sum().backward()
     assert_rounded_from(np.asarray(loss), ref.detach().numpy(), dtype)
     assert_rounded_from(grad, xt.grad.numpy(), dtype)
+
+
+@compiled_only
+@pytest.mark.parametrize("dtype", HALVES + [pytest.param(np.dtype(np.float32), id="float32")])
+def test_streamed_stores_give_the_same_bits(dtype, rng):
+    """Outputs large enough to stream (the threshold lowered here) are the
+    bits of the same outputs stored normally: half rows, and soft-capped ones."""
+    x = half_logits(rng, (301, 1000), dtype)[:, 3:]  # rows that start off the cache lines
+    x = np.ascontiguousarray(x)
+    y = rng.integers(0, x.shape[1], x.shape[0])
+
+    def run():
+        return [*fastxent.cross_entropy_with_grad(x, y, softcap=7.0),
+                fastxent.softmax(x) if dtype.itemsize == 2 else fastxent.softmax(x[:, :5])]
+
+    normal = run()
+    previous = kernels.set_stream_min_bytes(0)
+    try:
+        if previous is None:
+            pytest.skip("no streaming stores on this platform")
+        streamed = run()
+    finally:
+        if previous is not None:
+            kernels.set_stream_min_bytes(previous)
+    for got, want in zip(streamed, normal, strict=True):
+        np.testing.assert_array_equal(np.atleast_1d(got).view(np.uint8),
+                                      np.atleast_1d(want).view(np.uint8))

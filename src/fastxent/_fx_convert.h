@@ -132,11 +132,9 @@ FX_ATTR static void FX_FN(fx_load_rows)(const void *src, int kind, void *dst_v, 
 
 /* The gradient g[0:n] (the scratch, overwritten) stored at dst as `kind`:
  * times slope first where slope is not NULL. */
-FX_ATTR static void FX_FN(fx_store_rows)(void *g_v, const void *slope_v, void *dst, int kind,
-                                         ptrdiff_t n)
+FX_ATTR static void FX_FN(fx_store_plain)(FX_T *g, const FX_T *slope, void *dst, int kind,
+                                          ptrdiff_t n)
 {
-    FX_T *g = (FX_T *)g_v;
-    const FX_T *slope = (const FX_T *)slope_v;
     FX_T *to = kind == FX_STORED_SAME ? (FX_T *)dst : g;
     if (slope) {
         FX_SIMD()
@@ -148,6 +146,41 @@ FX_ATTR static void FX_FN(fx_store_rows)(void *g_v, const void *slope_v, void *d
     if (kind != FX_STORED_SAME) FX_FN(fx_narrow)(g, kind, (uint16_t *)dst, n);
 #endif
 }
+
+/* fx_store_plain, with streaming stores where `stream` (an output too large
+ * to stay in the cache, see fx_streams): in parts through a small buffer,
+ * the parts cut at the destination's cache lines (as fx_stream_part). */
+#define FX_STORE_PART 1024 /* bytes of the row type */
+FX_ATTR static void FX_FN(fx_store_rows)(void *g_v, const void *slope_v, void *dst, int kind,
+                                         ptrdiff_t n, int stream)
+{
+    FX_T *g = (FX_T *)g_v;
+    const FX_T *slope = (const FX_T *)slope_v;
+    if (!stream) {
+        FX_FN(fx_store_plain)(g, slope, dst, kind, n);
+        return;
+    }
+    FX_ALIGN64 FX_T buffer[FX_STORE_PART / sizeof(FX_T)];
+    FX_ALIGN64 uint16_t narrowed[FX_STORE_PART / sizeof(FX_T)];
+    const size_t item = kind == FX_STORED_SAME ? sizeof(FX_T) : 2;
+    const ptrdiff_t part = FX_STORE_PART / sizeof(FX_T); /* whole lines of output */
+    /* the first part up to the first line boundary of dst: the others start at one */
+    ptrdiff_t m = (ptrdiff_t)(((64 - (uintptr_t)dst % 64) % 64) / item);
+    for (ptrdiff_t i0 = 0; i0 < n; i0 += m, m = part) {
+        if (m == 0) m = part;
+        if (m > n - i0) m = n - i0;
+        const void *from = g + i0; /* the row type without a slope: as it is */
+        if (kind != FX_STORED_SAME) {
+            FX_FN(fx_store_plain)(g + i0, slope ? slope + i0 : NULL, narrowed, kind, m);
+            from = narrowed;
+        } else if (slope) {
+            FX_FN(fx_store_plain)(g + i0, slope + i0, buffer, kind, m);
+            from = buffer;
+        }
+        FX_STREAM_COPY((char *)dst + (size_t)i0 * item, from, (size_t)m * item);
+    }
+}
+#undef FX_STORE_PART
 
 /* Test-only: the conversions of this instance over arrays. */
 FX_ATTR static void FX_FN(fx_test_convert)(const void *src, int from, void *dst, int to,

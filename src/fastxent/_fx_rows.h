@@ -67,10 +67,11 @@ typedef struct {
     void (*test_log1p)(const void *u, void *out, ptrdiff_t n);
     /* the load transform (_fx_convert.h): n elements stored as `kind` into
      * the instance's type at dst, soft-capped where softcap > 0 (the cap's
-     * derivative into slope); and a gradient stored back as `kind`, times slope */
+     * derivative into slope); and a gradient stored back as `kind`, times slope
+     * (with streaming stores where `stream`) */
     void (*load_rows)(const void *src, int kind, void *dst, void *slope, ptrdiff_t n,
                       double softcap);
-    void (*store_rows)(void *g, const void *slope, void *dst, int kind, ptrdiff_t n);
+    void (*store_rows)(void *g, const void *slope, void *dst, int kind, ptrdiff_t n, int stream);
     void (*test_convert)(const void *src, int from, void *dst, int to, ptrdiff_t n);
     void (*test_tanh)(const void *u, void *out, void *slope, ptrdiff_t n);
 } fx_rows;

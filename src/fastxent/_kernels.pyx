@@ -62,7 +62,7 @@ cdef extern from "_rows.h" nogil:
         void load_rows(const void *src, int kind, void *dst, void *slope, Py_ssize_t n,
                        double softcap) noexcept nogil
         void store_rows(void *g, const void *slope, void *dst, int kind,
-                        Py_ssize_t n) noexcept nogil
+                        Py_ssize_t n, int stream) noexcept nogil
         void test_convert(const void *src, int src_kind, void *dst, int dst_kind,
                           Py_ssize_t n) noexcept nogil
         void test_tanh(const void *u, void *out, void *slope, Py_ssize_t n) noexcept nogil
@@ -616,10 +616,11 @@ cdef enum:
 cdef void _loaded_run(const RowJob *job, const fx_rows *R, floating *rows, void *slope,
                       fx_carry *carry, Py_ssize_t b_first, Py_ssize_t b_last,
                       Py_ssize_t per_block, Py_ssize_t chunk_rows, double *loss_p,
-                      int64_t *bad_p) noexcept nogil:
+                      int64_t *bad_p, bint stream) noexcept nogil:
     """A thread's run of blocks [b_first, b_last) through the load transform:
     chunks of chunk_rows rows loaded into `rows` (and the cap's derivative
-    into slope), computed there as a job of their own, and stored back."""
+    into slope), computed there as a job of their own, and stored back
+    (streamed where `stream`)."""
     cdef Py_ssize_t n = job.n_classes, b, start, stop, s, e
     cdef size_t item = 2 if job.stored != FX_STORED_SAME else sizeof(floating)
     cdef RowJob chunk = job[0]
@@ -660,7 +661,8 @@ cdef void _loaded_run(const RowJob *job, const fx_rows *R, floating *rows, void 
                 if chunk_bad >= 0 and bad_p[b] < 0:
                     bad_p[b] = s + chunk_bad
             if job.out != NULL:
-                R.store_rows(rows, slope, <char *>job.out + s * n * item, job.stored, (e - s) * n)
+                R.store_rows(rows, slope, <char *>job.out + s * n * item, job.stored, (e - s) * n,
+                             stream)
             s = e
     R.run_end(carry, n)
 
@@ -687,6 +689,9 @@ cdef tuple _run_loaded_rows(str kernel, const RowJob *job, const floating *kind,
     cdef size_t half_scratch = fx_scratch_bytes(chunk_bytes) // 2
     cdef _Carries carries = _Carries(n_threads, chunk_bytes)
     cdef bint capped = job.softcap > 0
+    # a large output streams out (see fx_streams), past the cache
+    cdef size_t item = 2 if job.stored != FX_STORED_SAME else sizeof(floating)
+    cdef bint stream = _stream_row_bytes(job.x, job.out, n_rows, n * item) != 0
     cdef double total = 0.0
     cdef double started = fx_now() if n_threads > 1 else 0.0, cpu = 0.0, cpu_start
     with nogil:
@@ -695,7 +700,7 @@ cdef tuple _run_loaded_rows(str kernel, const RowJob *job, const floating *kind,
             _loaded_run(job, R, <floating *>carries.scratch(t),
                         <char *>carries.scratch(t) + half_scratch if capped else NULL,
                         carries.of(t), t * per_thread, min(n_blocks, (t + 1) * per_thread),
-                        per_block, chunk_rows, loss_p, bad_p)
+                        per_block, chunk_rows, loss_p, bad_p, stream)
             cpu += fx_thread_cpu() - cpu_start
     if n_threads > 1:
         fx_region_report(fx_now() - started, cpu, n_threads)
@@ -1123,7 +1128,7 @@ cdef void _binary_loaded_run(const fx_rows *R, int stored, const uint16_t *x, co
                 ones if pw == NULL else (pw + k % n_cols if pw_row else pw + k),
                 gs if g != NULL else NULL, loss + k if loss != NULL else NULL, piece, scale)
             if g != NULL:
-                R.store_rows(gs, NULL, g + k, stored, piece)
+                R.store_rows(gs, NULL, g + k, stored, piece, False)
             k = k + piece
 
 
