@@ -429,7 +429,7 @@ ACCEPTED = [
     Accepted("nll_loss", (LOG_PROBS, LABELS), dict(weight=[1, 2, 3], ignore_index=np.int8(2)),
              np.float64, "nll-int-list-weight"),
     Accepted("nll_loss", (LOG_PROBS.astype(np.float16), LABELS.astype(np.uint8)),
-             dict(reduction=np.str_("none")), np.float32, "nll-float16-uint8-np.str_"),
+             dict(reduction=np.str_("none")), np.float16, "nll-float16-uint8-np.str_"),
     Accepted("bce_logits", (0.5, 1), {}, np.float64, "bce_logits-python-scalars"),
     Accepted("bce_logits", (LOGITS.tolist(), BIN_TARGET.tolist()),
              dict(pos_weight=2, weight=[1, 2, 3], reduction="none"), np.float64,

@@ -180,7 +180,7 @@ def make_plan(args, default_threads):
 
 @pytest.mark.parametrize("argv", [
     ["--shapes", "0x3"], ["--shapes", "8x"], ["--shapes", "2x3x4"], ["--ops", "xent,softmax"],
-    ["--threads", "0"], ["--dtype", "float16"], ["--repeat", "0"], ["--peers", "tensorflow"],
+    ["--threads", "0"], ["--dtype", "float8"], ["--repeat", "0"], ["--peers", "tensorflow"],
     ["--max-seconds", "-1"],
 ])
 def test_bad_options(argv, capsys):
@@ -246,6 +246,23 @@ def test_every_implementation_agrees(op, dtype):
     with bench.using_threads(threads, peers.torch):
         bench.check(impls, "test")
     assert list(impls) == [n for n in bench.IMPL_NAMES if n in impls]  # the table's order
+
+
+@pytest.mark.parametrize("op", ["xent", "xent-fwd"])
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_workloads(op, dtype):
+    # --dtype float16,bfloat16: the workload in that dtype, fastxent and
+    # PyTorch in it, agreeing within its rounding; the floor moves its bytes.
+    if dtype == "bfloat16":
+        pytest.importorskip("ml_dtypes", reason="bfloat16 workloads need ml_dtypes")
+    assert parse("--dtype", "float16,bfloat16").dtype == ("float16", "bfloat16")
+    w = bench.make_workload(op, (37, 50), dtype)
+    assert w.logits.dtype.name == dtype and w.dtype == dtype
+    peers = bench.import_peers(names=("torch",))
+    impls = bench.make_implementations(w, 1, peers)
+    assert "fastxent" in impls and ("torch" in impls) == (peers.torch is not None)
+    with bench.using_threads(1, peers.torch):
+        bench.check(impls, "test", dtype)
 
 
 @pytest.mark.parametrize("op", OPS)

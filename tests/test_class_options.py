@@ -493,3 +493,41 @@ def test_accuracy_and_sample_weight_of_few_very_long_rows(backend, torch, rng, n
     assert_close(accuracy, accuracy_reference(x, labels, sample_weight), np.float64)
     _, plain_accuracy = fastxent.cross_entropy(x, labels, return_accuracy=True)
     assert_close(plain_accuracy, (n_rows - 1) / n_rows, np.float64)
+
+
+@pytest.mark.parametrize("softcap", [1e-3, 0.5, 30.0, 1e6], ids=lambda c: f"cap={c:g}")
+@pytest.mark.parametrize("n_classes", [7, 300])
+def test_softcap_extremes_in_float32(backend, torch, rng, softcap, n_classes):
+    """Logits far beyond the cap (|x| >> softcap: tanh saturated, the gradient
+    through it vanishing), tiny and huge caps, and infinite logits (capped to
+    +-softcap, a zero gradient through the cap), against PyTorch's autograd of
+    the formula in float64."""
+    x = (rng.standard_normal((20, n_classes)) * 10.0 ** rng.uniform(-2, 4, (20, 1))).astype(
+        np.float32)
+    x[3, 2], x[5, 0], x[5, 1] = np.inf, -np.inf, 3e38
+    target = rng.integers(0, n_classes, 20)
+    want_loss, want_grad, want_lse = torch_reference(torch, x, target, softcap=softcap,
+                                                     reduction="none")
+    loss, grad, lse = fastxent.cross_entropy_with_grad(x, target, softcap=softcap,
+                                                       reduction="none", return_lse=True)
+    assert np.isfinite(loss).all() and np.isfinite(grad).all()
+    assert_close(loss, want_loss, np.float32)
+    assert_close(grad, want_grad, np.float32, floor=1.0)
+    assert_close(lse, want_lse, np.float32)
+    assert grad[3, 2] == 0 and grad[5, 0] == 0
+
+
+@pytest.mark.parametrize("n_classes", [7, 300])
+def test_softcap_of_nan_logits_gives_nan_rows(backend, torch, rng, n_classes):
+    """A NaN logit makes its row's loss and gradient NaN, as PyTorch's; the
+    other rows are untouched by it."""
+    x = random_logits(rng, (6, n_classes)).astype(np.float32)
+    x[2, 1] = np.nan
+    target = rng.integers(0, n_classes, 6)
+    loss, grad = fastxent.cross_entropy_with_grad(x, target, softcap=4.0, reduction="none")
+    want_loss, want_grad, _ = torch_reference(torch, x, target, softcap=4.0, reduction="none")
+    assert np.isnan(loss[2]) and np.isnan(grad[2]).all()
+    assert np.isnan(want_loss[2]) and np.isnan(want_grad[2]).all()
+    rest = np.arange(6) != 2
+    assert_close(loss[rest], want_loss[rest], np.float32)
+    assert_close(grad[rest], want_grad[rest], np.float32, floor=1.0)

@@ -210,8 +210,7 @@ def test_targets_as_python_lists_and_scalars(torch, backend, rng):
 
 @pytest.mark.parametrize(
     "logits_dtype, expected",
-    [
-        (np.float16, np.float32),
+    [  # float16 and bfloat16 keep their dtype: tests/test_half.py
         (np.int8, np.float64),
         (np.int32, np.float64),
         (np.int64, np.float64),

@@ -226,7 +226,7 @@ def test_every_integer_target_dtype(torch, backend, rng, target_dtype):
 
 
 @pytest.mark.parametrize("in_dtype, out_dtype", [(np.int32, np.float64), (np.int64, np.float64),
-                                                 (np.float16, np.float32),
+                                                 (np.float16, np.float16),
                                                  (np.float32, np.float32),
                                                  (np.float64, np.float64)],
                          ids=lambda d: np.dtype(d).name)

@@ -19,6 +19,7 @@ import fastxent
 from fastxent import _config
 from fastxent_testing import (
     DTYPES,
+    KEEPS_HALF,
     OPERATIONS,
     Snapshot,
     array_options,
@@ -349,10 +350,25 @@ def test_either_byte_order_gives_the_native_bits(backend, rng, op, dtype, byteor
 
 @pytest.mark.parametrize("op", OPS)
 def test_float16_computes_in_float32_and_integers_in_float64(backend, rng, op):
+    """float16 computes in float32: the results of the float32 computation,
+    rounded to float16 where the operation keeps float16 (KEEPS_HALF)."""
     args, kwargs = op.make(rng, (9, 7), np.float64)
     half = tuple(a.astype(np.float16) if a.dtype.kind == "f" else a for a in args)
     single = tuple(a.astype(np.float32) if a.dtype.kind == "f" else a for a in half)
     got = run(op, half, kwargs)
+    if op.name in KEEPS_HALF:
+        assert all(g.dtype == np.float16 for g in got)
+        for g, want in zip(got, run(op, single, kwargs), strict=True):
+            # the float32 results rounded once (a sum in another order: an ulp apart at most)
+            np.testing.assert_allclose(
+                g.astype(np.float32), want.astype(np.float16), rtol=2.0**-10, atol=2.0**-24
+            )
+        out = np.empty(args[0].shape, np.float16) if op.has_out else None
+        if out is not None:
+            returned = op.fn(*half, **kwargs, out=out)
+            assert op.result(returned) is out
+            assert_same_bits(as_tuple(returned), got, "float16 with out=")
+        return
     assert all(g.dtype == np.float32 for g in got)
     assert_same_bits(got, run(op, single, kwargs), "float16 as float32")
     if op.make.__name__ in ("_labels", "_rows"):  # integer scores are meaningful
@@ -491,10 +507,23 @@ def bad_outs(op, args, options):
     single = (x.astype(np.float32),) + rest
     yield case("float64 for float32", TypeError, ["float64"], np.zeros(shape), single)
     half = x.astype(np.float16)
-    yield case(
-        "float16 for float16", TypeError, ["float16"], np.zeros(shape, np.float16), (half,) + rest
-    )
-    yield case("float16 input itself", TypeError, [], half, (half,) + rest)
+    if op.name in KEEPS_HALF:  # results in float16: out= of float16 (the input itself too)
+        yield case(
+            "float32 for float16",
+            TypeError,
+            ["float32"],
+            np.zeros(shape, np.float32),
+            (half,) + rest,
+        )
+    else:
+        yield case(
+            "float16 for float16",
+            TypeError,
+            ["float16"],
+            np.zeros(shape, np.float16),
+            (half,) + rest,
+        )
+        yield case("float16 input itself", TypeError, [], half, (half,) + rest)
     if op.make.__name__ in ("_labels", "_rows"):  # integer scores are meaningful
         ints = np.round(x).astype(np.int64)
         yield case("int64 input itself", TypeError, [], ints, (ints,) + rest)

@@ -251,7 +251,7 @@ def _kernel_calls():
                                       is_index=is_index, scores=Scores.LOGITS,
                                       label_smoothing=0.0, ignore_index=-100, reduction="mean",
                                       sample_weight=sample_weight, z_loss=0.0, lse=lse,
-                                      correct=correct)
+                                      correct=correct, softcap=None)
             return kernels.class_loss(problem, row_loss=row_loss, n_threads=n_threads)
 
         return ("class_loss", call,
@@ -522,7 +522,7 @@ def test_kernels_start_no_more_threads_than_the_work_has_blocks():
         problem = SimpleNamespace(x=x, target=np.zeros(4, np.int64), result=None, weight=None,
                                   is_index=True, scores=Scores.LOGITS, label_smoothing=0.0,
                                   ignore_index=-100, reduction="mean", sample_weight=None,
-                                  z_loss=0.0, lse=None, correct=None)
+                                  z_loss=0.0, lse=None, correct=None, softcap=None)
         total, denom, _ = _kernels.class_loss(problem, row_loss=None, n_threads=100_000)
         print(json.dumps([out.tolist(), lse.tolist(), total / denom]))
     """, timeout=60)

@@ -274,31 +274,65 @@ def test_inplace_backward_refuses_double_backward(gen):
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_half_precision_falls_back_to_torch(gen, dtype):
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+@pytest.mark.parametrize("loss_fn", ["cross_entropy", "nll_loss"])
+def test_half_precision_runs_the_kernels(gen, dtype, reduction, loss_fn):
+    """float16 and bfloat16 tensors go to the kernels (no copy, no warning):
+    the loss and gradient in the tensor's dtype, PyTorch's float32 results on
+    the same values rounded once, and PyTorch's own half-precision ones within
+    the half type's rounding."""
+    if dtype == torch.bfloat16:
+        pytest.importorskip("ml_dtypes", reason="bfloat16 arrays need ml_dtypes")
+    x = (torch.randn(64, 300, generator=gen) * 3).to(dtype)
+    if loss_fn == "nll_loss":
+        x = torch.log_softmax(x.float(), 1).to(dtype)
+    x.requires_grad_(True)
+    labels = torch.randint(0, 300, (64,), generator=gen)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss = getattr(ft, loss_fn)(x, labels, reduction=reduction, backend="fastxent")
+        (grad,) = torch.autograd.grad(loss.sum(), x)
+    assert loss.dtype == dtype and grad.dtype == dtype
+    wide = x.detach().double().requires_grad_(True)
+    ref = getattr(F, loss_fn)(wide, labels, reduction=reduction)
+    (ref_grad,) = torch.autograd.grad(ref.sum(), wide)
+    ulp = 2.0**-10 if dtype == torch.float16 else 2.0**-7  # the half type's epsilon
+    torch.testing.assert_close(loss.double(), ref.detach(), rtol=ulp / 2 + 1e-5, atol=1e-6)
+    torch.testing.assert_close(grad.double(), ref_grad, rtol=ulp / 2 + 1e-5,
+                               atol=1e-5 * ref_grad.abs().max().item())
+    own = getattr(F, loss_fn)(x, labels, reduction=reduction)
+    (own_grad,) = torch.autograd.grad(own.sum(), x)
+    torch.testing.assert_close(loss.float(), own.float(), rtol=4 * ulp, atol=4 * ulp)
+    torch.testing.assert_close(grad.float(), own_grad.float(), rtol=4 * ulp,
+                               atol=4 * ulp * own_grad.abs().max().item())
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_binary_losses_fall_back_to_torch(gen, dtype):
     x = torch.randn(6, 4, generator=gen).to(dtype).requires_grad_(True)
-    labels = torch.randint(0, 4, (6,), generator=gen)
-    loss = ft.cross_entropy(x, labels)
+    t = torch.rand(6, 4, generator=gen).to(dtype)
+    loss = ft.binary_cross_entropy_with_logits(x, t)
     (grad,) = torch.autograd.grad(loss, x)
-    loss_ref = F.cross_entropy(x, labels)
+    loss_ref = F.binary_cross_entropy_with_logits(x, t)
     (grad_ref,) = torch.autograd.grad(loss_ref, x)
     assert loss.dtype == dtype and torch.equal(loss, loss_ref) and torch.equal(grad, grad_ref)
 
 
 def test_fallback_warns_once_only_when_fastxent_was_asked_for(gen):
     x = torch.randn(6, 4, generator=gen).to(torch.float16)
-    labels = torch.randint(0, 4, (6,), generator=gen)
+    t = torch.rand(6, 4, generator=gen).to(torch.float16)
     ft._warned.clear()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        ft.cross_entropy(x, labels)  # backend="auto": silent
-        ft.CrossEntropyLoss()(x, labels)
+        ft.binary_cross_entropy_with_logits(x, t)  # backend="auto": silent
+        ft.BCEWithLogitsLoss()(x, t)
     with pytest.warns(RuntimeWarning, match="float16"):
-        ft.cross_entropy(x, labels, backend="fastxent")
+        ft.binary_cross_entropy_with_logits(x, t, backend="fastxent")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        ft.CrossEntropyLoss(backend="fastxent")(x, labels)  # the same reason: once
+        ft.BCEWithLogitsLoss(backend="fastxent")(x, t)  # the same reason: once
     with pytest.raises(ValueError, match="backend"):
-        ft.cross_entropy(x, labels, backend="jax")
+        ft.binary_cross_entropy_with_logits(x, t, backend="jax")
 
 
 def test_forward_mode_ad_and_torch_func_fall_back(gen):

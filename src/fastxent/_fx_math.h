@@ -131,3 +131,38 @@ FX_ATTR static inline FX_T FX_FN(fx_neg_abs)(FX_T v)
     memcpy(&v, &bits, sizeof v);
     return v;
 }
+
+/* tanh(u), and its derivative 1 - tanh(u)^2 into *slope (the soft cap's chain
+ * rule), branch-free so that the loops calling it vectorise. Near 0
+ * (|u| <= 0.625), u + u^3 P(u^2), P a least-squares fit (degree 5 for
+ * float, 10 for double: within an ulp of the correctly rounded tanh); beyond,
+ * from e = exp(-2|u|): tanh = 1 - 2e / (1 + e) and 1 - tanh^2 = 4e / (1 + e)^2,
+ * which keeps its relative accuracy where tanh itself rounds to +-1 (as
+ * 1 - tanh^2 would not). +-inf gives +-1 and slope 0; NaN gives NaN. */
+FX_ATTR static inline FX_T FX_FN(fx_tanh)(FX_T u, FX_T *slope)
+{
+    const FX_T s = u * u;
+#if FX_DOUBLE
+    const double s2 = s * s, s4 = s2 * s2, s8 = s4 * s4;
+    const double p01 = 0.13333333333326852 * s - 0.3333333333333332;
+    const double p23 = 0.02186948826586936 * s - 0.05396825396155842;
+    const double p45 = 0.0035920598156011876 * s - 0.008863229918927299;
+    const double p67 = 0.0005874547463612622 * s - 0.001455314159225995;
+    const double p89 = 7.9645129009901e-05 * s - 0.00023081406852181892;
+    const double p =
+        ((p89 - 1.7268164417323396e-05 * s2) * s8) + ((p67 * s2 + p45) * s4) + (p23 * s2 + p01);
+#else
+    const float s2 = s * s;
+    const float p01 = 0.13333304226398468f * s - 0.3333333432674408f;
+    const float p23 = 0.021769961342215538f * s - 0.05395940691232681f;
+    const float p45 = 0.0022958412300795317f * s - 0.008346980437636375f;
+    const float p = (p45 * s2 + p23) * s2 + p01;
+#endif
+    const FX_T near = u + u * s * p;
+    const FX_T e = FX_FN(fx_exp)(2 * FX_FN(fx_neg_abs)(u));
+    const FX_T inv = 1 / (1 + e);
+    const FX_T far_abs = 1 - 2 * e * inv;
+    const int is_near = s <= (FX_T)0.390625; /* 0.625^2; NaN is not near */
+    *slope = is_near ? 1 - near * near : 4 * e * inv * inv;
+    return is_near ? near : (u < 0 ? -far_abs : far_abs);
+}

@@ -29,6 +29,12 @@ typedef struct {
  * elements of the instance's type (float or double). c, next_in_run: see
  * fx_carry. */
 
+/* How rows are stored, where not in the instance's own type (the load
+ * transform, _fx_convert.h): float16 and bfloat16, read by the float instances. */
+#define FX_STORED_SAME 0
+#define FX_STORED_F16  1
+#define FX_STORED_BF16 2
+
 #define FX_SHORT_ROW 16 /* rows up to this long take the tiled path */
 #define FX_TILE_ROWS 64
 
@@ -63,6 +69,15 @@ typedef struct {
     void (*test_exp)(const void *d, void *out, ptrdiff_t n);
     void (*test_log_sum)(const double *v, double *out, ptrdiff_t n);
     void (*test_log1p)(const void *u, void *out, ptrdiff_t n);
+    /* the load transform (_fx_convert.h): n elements stored as `kind` into
+     * the instance's type at dst, soft-capped where softcap > 0 (the cap's
+     * derivative into slope); and a gradient stored back as `kind`, times slope
+     * (with streaming stores where `stream`) */
+    void (*load_rows)(const void *src, int kind, void *dst, void *slope, ptrdiff_t n,
+                      double softcap);
+    void (*store_rows)(void *g, const void *slope, void *dst, int kind, ptrdiff_t n, int stream);
+    void (*test_convert)(const void *src, int from, void *dst, int to, ptrdiff_t n);
+    void (*test_tanh)(const void *u, void *out, void *slope, ptrdiff_t n);
 } fx_rows;
 
 #endif /* FASTXENT_FX_ROWS_H */

@@ -8,7 +8,7 @@ import numpy as np
 
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.stdint cimport int64_t, uint64_t, uintptr_t
+from libc.stdint cimport int64_t, uint16_t, uint64_t, uintptr_t
 from libc.float cimport DBL_MIN
 from libc.math cimport INFINITY, NAN, exp, fabs, isnan, log, log1p
 from libc.stdlib cimport free, malloc
@@ -62,6 +62,17 @@ cdef extern from "_rows.h" nogil:
         double exp_sum_part(const void *x, void *out, Py_ssize_t n, double *max) noexcept nogil
         int count_labels(const int64_t *y, Py_ssize_t rows, Py_ssize_t n, int64_t ignore_index,
                          Py_ssize_t *counted) noexcept nogil
+        void load_rows(const void *src, int kind, void *dst, void *slope, Py_ssize_t n,
+                       double softcap) noexcept nogil
+        void store_rows(void *g, const void *slope, void *dst, int kind,
+                        Py_ssize_t n, int stream) noexcept nogil
+        void test_convert(const void *src, int src_kind, void *dst, int dst_kind,
+                          Py_ssize_t n) noexcept nogil
+        void test_tanh(const void *u, void *out, void *slope, Py_ssize_t n) noexcept nogil
+    enum:
+        FX_STORED_SAME
+        FX_STORED_F16
+        FX_STORED_BF16
     enum: FX_SHORT_ROW
     # Whether the class-loss options leave the index loss plain (no option
     # that the plain paths skip is on); the same rule for every instance.
@@ -213,6 +224,24 @@ def forked():
     """Whether this process is the child of a fork() made after this module
     was imported (the kernels then run on one thread)."""
     return bool(fx_forked)
+
+
+cdef int _stored(arr) except -1:
+    """How arr's elements are stored, for the kernels: in the kernel's own type
+    (FX_STORED_SAME: float32, float64), or as float16 or bfloat16 (rows the
+    float32 row functions read through the load transform, _run_loaded_rows)."""
+    if arr is None or arr.dtype.itemsize != 2:
+        return FX_STORED_SAME
+    if arr.dtype == np.float16:
+        return FX_STORED_F16
+    if arr.dtype.name == "bfloat16":
+        return FX_STORED_BF16
+    raise TypeError(f"fastxent._kernels: unsupported dtype {arr.dtype}")
+
+
+cdef const uint16_t[:, ::1] _halves(arr):
+    """A float16 or bfloat16 (rows, classes) array's elements as their bits."""
+    return arr.view(np.uint16) if arr is not None else None
 
 
 cdef inline const fx_rows *_rows_of(const floating *x) noexcept nogil:
@@ -398,6 +427,11 @@ cdef struct RowJob:  # one call's rows, and what to do to them
     void *out                 # (n_rows, n_classes): gradient or softmax, or NULL
     void *per_row             # (n_rows,): row losses or logsumexp, or NULL
     fx_class_params params    # the class losses' options
+    # The load transform (_run_loaded_rows): x and out stored as float16 or
+    # bfloat16 (FX_STORED_SAME: in the row type), and the logits' soft cap
+    # (0: none).
+    int stored
+    double softcap
 
 
 cdef inline bint _sums_losses(RowOp op) noexcept nogil:
@@ -581,6 +615,120 @@ cdef tuple _run_split_rows(str kernel, const RowJob *job, const floating *x, int
     return total, first_bad
 
 
+# The load transform: rows stored as float16 or bfloat16, or soft-capped, go
+# through a scratch of each thread's in the row type, LOAD_ELEMENTS elements
+# at a time (whole rows, at least one): loaded there (widened, capped), run
+# through the row functions there (the gradient in place), and the gradient
+# stored back (times the cap's derivative, narrowed). The scratch stays in the
+# core's cache, so the input is still read once and the output written once,
+# at the half type's size: no copy of the whole input in the row type.
+cdef enum:
+    LOAD_ELEMENTS = 2048
+
+
+cdef void _loaded_run(const RowJob *job, const fx_rows *R, floating *rows, void *slope,
+                      fx_carry *carry, Py_ssize_t b_first, Py_ssize_t b_last,
+                      Py_ssize_t per_block, Py_ssize_t chunk_rows, double *loss_p,
+                      int64_t *bad_p, bint stream) noexcept nogil:
+    """A thread's run of blocks [b_first, b_last) through the load transform:
+    chunks of chunk_rows rows loaded into `rows` (and the cap's derivative
+    into slope), computed there as a job of their own, and stored back
+    (streamed where `stream`)."""
+    cdef Py_ssize_t n = job.n_classes, b, start, stop, s, e
+    cdef size_t item = 2 if job.stored != FX_STORED_SAME else sizeof(floating)
+    cdef RowJob chunk = job[0]
+    cdef double chunk_loss
+    cdef int64_t chunk_bad
+    chunk.x = rows
+    chunk.out = rows if job.out != NULL else NULL
+    chunk.stored, chunk.softcap = FX_STORED_SAME, 0.0
+    fx_run_begin(carry, NULL, 0)
+    for b in range(b_first, b_last):
+        start = b * per_block
+        stop = min(job.n_rows, start + per_block)
+        s = start
+        while s < stop:
+            e = min(stop, s + chunk_rows)
+            R.load_rows(<const char *>job.x + s * n * item, job.stored, rows, slope, (e - s) * n,
+                        job.softcap)
+            # the chunk's rows as the rows of a job of its own: the per-row
+            # arrays start at its first row
+            chunk.n_rows = e - s
+            if job.op == ROWS_XENT_PROB:
+                chunk.target = <const floating *>job.target + s * n
+            elif job.target != NULL:
+                chunk.target = <const int64_t *>job.target + s
+            chunk.per_row = <floating *>job.per_row + s if job.per_row != NULL else NULL
+            if job.params.sample_weight != NULL:
+                chunk.params.sample_weight = job.params.sample_weight + s
+            if job.params.lse != NULL:
+                chunk.params.lse = <floating *>job.params.lse + s
+            if job.params.correct != NULL:
+                chunk.params.correct = job.params.correct + s
+            chunk_loss, chunk_bad = 0.0, -1
+            _block_rows(&chunk, R, rows, 0, e - s, e - s, carry,
+                        &chunk_loss if loss_p != NULL else NULL,
+                        &chunk_bad if bad_p != NULL else NULL)
+            if loss_p != NULL:
+                loss_p[b] += chunk_loss
+                if chunk_bad >= 0 and bad_p[b] < 0:
+                    bad_p[b] = s + chunk_bad
+            if job.out != NULL:
+                R.store_rows(rows, slope, <char *>job.out + s * n * item, job.stored, (e - s) * n,
+                             stream)
+            s = e
+    R.run_end(carry, n)
+
+
+cdef tuple _run_loaded_rows(str kernel, const RowJob *job, const floating *kind, int n_threads):
+    """_run_rows through the load transform (see LOAD_ELEMENTS): job.x (and
+    job.out) stored as job.stored, soft-capped by job.softcap; kind says the
+    row type. The blocks of the losses are _run_rows': the same bits for any
+    number of threads."""
+    cdef Py_ssize_t n_rows = job.n_rows, n = job.n_classes, t
+    cdef bint sums = _sums_losses(job.op)
+    cdef Py_ssize_t chunk_rows = max(1, LOAD_ELEMENTS // max(n, 1))
+    if n <= FX_SHORT_ROW:  # whole groups of 16 short rows, as _rows_per_block's
+        chunk_rows -= chunk_rows % 16
+    cdef Py_ssize_t per_block = _rows_per_block(n) if sums else chunk_rows
+    cdef Py_ssize_t n_blocks = (n_rows + per_block - 1) // per_block
+    n_threads = _threads(kernel, n_threads, n_blocks)
+    cdef Py_ssize_t per_thread = (n_blocks + n_threads - 1) // n_threads
+    cdef _BlockSums block_sums = _BlockSums(n_blocks if sums else 0)
+    cdef double *loss_p = block_sums.loss if sums else NULL
+    cdef int64_t *bad_p = block_sums.bad if sums else NULL
+    cdef const fx_rows *R = _rows_of(kind)
+    # each thread's scratch: two rows of chunk_bytes (_Carries' streaming
+    # scratch, not used to stream here): the chunk, and the cap's derivative
+    cdef size_t chunk_bytes = chunk_rows * n * sizeof(floating)
+    cdef size_t half_scratch = fx_scratch_bytes(chunk_bytes) // 2
+    cdef _Carries carries = _Carries(n_threads, chunk_bytes)
+    cdef bint capped = job.softcap > 0
+    # a large output streams out (see fx_streams), past the cache
+    cdef size_t item = 2 if job.stored != FX_STORED_SAME else sizeof(floating)
+    cdef bint stream = _stream_row_bytes(job.x, job.out, n_rows, n * item) != 0
+    cdef double total = 0.0
+    cdef double started = fx_now() if n_threads > 1 else 0.0, cpu = 0.0, cpu_start
+    with nogil:
+        for t in prange(n_threads, schedule="static", num_threads=n_threads):
+            cpu_start = fx_thread_cpu()
+            _loaded_run(job, R, <floating *>carries.scratch(t),
+                        <char *>carries.scratch(t) + half_scratch if capped else NULL,
+                        carries.of(t), t * per_thread, min(n_blocks, (t + 1) * per_thread),
+                        per_block, chunk_rows, loss_p, bad_p, stream)
+            cpu += fx_thread_cpu() - cpu_start
+    if n_threads > 1:
+        fx_region_report(fx_now() - started, cpu, n_threads)
+    if not sums:
+        return 0.0, -1
+    for t in range(n_blocks):
+        total += loss_p[t]
+    for t in range(n_blocks):
+        if bad_p[t] >= 0:
+            return total, bad_p[t]
+    return total, -1
+
+
 cdef tuple _run_rows(str kernel, const RowJob *job, const floating *x, int n_threads):
     """Runs job over its rows, x (job.x, typed) on n_threads threads; returns
     (sum of the row losses, first row of a bad label or -1).
@@ -591,6 +739,8 @@ cdef tuple _run_rows(str kernel, const RowJob *job, const floating *x, int n_thr
     row pipeline, _fx_pipeline.h) that hands the next row's maximum on and streams
     the output where that pays. Operations without a loss take blocks of one
     row: runs of rows split evenly."""
+    if job.stored != FX_STORED_SAME or job.softcap > 0:
+        return _run_loaded_rows(kernel, job, x, n_threads)
     if _splits_rows(job):
         return _run_split_rows(kernel, job, x, n_threads)
     cdef Py_ssize_t n_rows = job.n_rows, n = job.n_classes, t, b, b_first, b_last
@@ -664,20 +814,27 @@ cdef Py_ssize_t _index_denominator(const int64_t *labels, Py_ssize_t n_rows, Py_
 
 
 cdef tuple _class_loss(problem, floating[::1] row_loss, int n_threads, const floating *kind):
-    cdef const floating[:, ::1] x = problem.x
-    cdef floating[:, ::1] grad = problem.result
+    # x and its gradient in the row type, or float16/bfloat16 (x16, grad16)
+    # that the load transform reads and writes
+    cdef int stored = _stored(problem.x)
+    cdef const floating[:, ::1] x = problem.x if stored == FX_STORED_SAME else None
+    cdef const uint16_t[:, ::1] x16 = _halves(problem.x) if stored != FX_STORED_SAME else None
+    cdef floating[:, ::1] grad = problem.result if stored == FX_STORED_SAME else None
+    cdef uint16_t[:, ::1] grad16 = (problem.result.view(np.uint16)
+                                    if stored != FX_STORED_SAME and problem.result is not None
+                                    else None)
     cdef const floating[::1] weight = problem.weight
     cdef const int64_t[::1] labels
     cdef const floating[:, ::1] probs
     cdef const double[::1] sample_weight = problem.sample_weight
     cdef floating[::1] lse = problem.lse
     cdef unsigned char[::1] correct = problem.correct
-    cdef Py_ssize_t n_rows = x.shape[0], n_classes = x.shape[1], i, first_bad = -1
+    if problem.x is None or problem.target is None:
+        raise ValueError("class_loss: the problem has no x or no target")
+    cdef Py_ssize_t n_rows = problem.x.shape[0], n_classes = problem.x.shape[1], i, first_bad = -1
     cdef bint mean = problem.reduction == "mean"
     cdef double denom = 0.0, total
     cdef RowJob job
-    if x is None or problem.target is None:
-        raise ValueError("class_loss: the problem has no x or no target")
     if problem.is_index:
         labels = problem.target
         _check_length("class_loss", "target", labels.shape[0], n_rows, "a label per row of x")
@@ -685,9 +842,9 @@ cdef tuple _class_loss(problem, floating[::1] row_loss, int n_threads, const flo
         probs = problem.target
         _check_shape("class_loss", "target", probs.shape[0], probs.shape[1], n_rows, n_classes,
                      "the shape of x")
-    if grad is not None:
-        _check_shape("class_loss", "result", grad.shape[0], grad.shape[1], n_rows, n_classes,
-                     "the shape of x")
+    if problem.result is not None:
+        _check_shape("class_loss", "result", problem.result.shape[0], problem.result.shape[1],
+                     n_rows, n_classes, "the shape of x")
     if weight is not None:
         _check_length("class_loss", "weight", weight.shape[0], n_classes, "a weight per class")
     if row_loss is not None:
@@ -704,8 +861,12 @@ cdef tuple _class_loss(problem, floating[::1] row_loss, int n_threads, const flo
     if n_rows == 0:
         return 0.0, 0.0, -1
     memset(&job, 0, sizeof(job))
-    job.n_rows, job.n_classes, job.x = n_rows, n_classes, &x[0, 0]
-    job.out = &grad[0, 0] if grad is not None else NULL
+    job.n_rows, job.n_classes = n_rows, n_classes
+    job.x = &x[0, 0] if x is not None else <const void *>&x16[0, 0]
+    job.out = (&grad[0, 0] if grad is not None else
+               <void *>&grad16[0, 0] if grad16 is not None else NULL)
+    job.stored = stored
+    job.softcap = problem.softcap if problem.softcap is not None else 0.0
     job.per_row = &row_loss[0] if row_loss is not None else NULL
     job.params.weight_total = <double>n_classes
     if weight is not None:
@@ -746,7 +907,7 @@ cdef tuple _class_loss(problem, floating[::1] row_loss, int n_threads, const flo
             for i in range(n_rows):
                 denom += sample_weight[i]
         job.params.scale = 1.0 / denom if mean else 1.0
-    total, first_bad = _run_rows("class_loss", &job, &x[0, 0], n_threads)
+    total, first_bad = _run_rows("class_loss", &job, <const floating *>job.x, n_threads)
     return total, denom, first_bad
 
 
@@ -761,43 +922,53 @@ def class_loss(problem, *, row_loss, int n_threads):
     problem.x itself) receives the gradient of the sum, or of the mean when
     problem.reduction is "mean"; row_loss (or None) the per-row losses.
     """
-    if problem.x.itemsize == 4:
+    if problem.x.itemsize <= 4:  # float16 and bfloat16 computed in float32
         return _class_loss[float](problem, row_loss, n_threads, NULL)
     return _class_loss[double](problem, row_loss, n_threads, NULL)
 
 
 cdef _transform_rows(str kernel, rows, RowOp op, floating[::1] per_row, int n_threads,
                      const floating *kind):
-    cdef const floating[:, ::1] x = rows.x
-    cdef floating[:, ::1] out = rows.result if op != ROWS_LOGSUMEXP else None
-    cdef RowJob job
-    if x is None:
+    if rows.x is None:
         raise ValueError(f"{kernel}: rows.x is None")
+    # as in _class_loss: float16/bfloat16 rows through the load transform
+    cdef int stored = _stored(rows.x)
+    cdef const floating[:, ::1] x = rows.x if stored == FX_STORED_SAME else None
+    cdef const uint16_t[:, ::1] x16 = _halves(rows.x) if stored != FX_STORED_SAME else None
+    result = rows.result if op != ROWS_LOGSUMEXP else None
+    cdef floating[:, ::1] out = result if stored == FX_STORED_SAME else None
+    cdef uint16_t[:, ::1] out16 = (result.view(np.uint16)
+                                   if stored != FX_STORED_SAME and result is not None else None)
+    cdef Py_ssize_t n_rows = rows.x.shape[0], n_classes = rows.x.shape[1]
+    cdef RowJob job
     if op == ROWS_LOGSUMEXP:
         if per_row is None:
             raise ValueError(f"{kernel}: out is None")
-        _check_length(kernel, "out", per_row.shape[0], x.shape[0], "a value per row of x")
-    elif out is None:
+        _check_length(kernel, "out", per_row.shape[0], n_rows, "a value per row of x")
+    elif result is None:
         raise ValueError(f"{kernel}: rows.result is None")
     else:
-        _check_shape(kernel, "result", out.shape[0], out.shape[1], x.shape[0], x.shape[1],
+        _check_shape(kernel, "result", result.shape[0], result.shape[1], n_rows, n_classes,
                      "the shape of x")
     if n_threads < 1:
         _threads(kernel, n_threads, 1)
-    if x.shape[0] == 0 or x.shape[1] == 0:
+    if n_rows == 0 or n_classes == 0:
         return
     memset(&job, 0, sizeof(job))
-    job.op, job.n_rows, job.n_classes, job.x = op, x.shape[0], x.shape[1], &x[0, 0]
-    job.out = &out[0, 0] if out is not None else NULL
+    job.op, job.n_rows, job.n_classes = op, n_rows, n_classes
+    job.x = &x[0, 0] if x is not None else <const void *>&x16[0, 0]
+    job.out = (&out[0, 0] if out is not None else
+               <void *>&out16[0, 0] if out16 is not None else NULL)
+    job.stored = stored
     job.per_row = &per_row[0] if per_row is not None else NULL
-    _run_rows(kernel, &job, &x[0, 0], n_threads)
+    _run_rows(kernel, &job, <const floating *>job.x, n_threads)
 
 
 def softmax_rows(rows, *, transform, int n_threads):
     """softmax or log_softmax (transform, a fastxent._kinds.Transform) of each
     row of rows.x (fastxent._validate.Rows) into rows.result (may be rows.x)."""
     cdef RowOp op = ROWS_LOG_SOFTMAX if transform is Transform.LOG_SOFTMAX else ROWS_SOFTMAX
-    if rows.x.itemsize == 4:
+    if rows.x.itemsize <= 4:  # float16 and bfloat16 computed in float32
         _transform_rows[float]("softmax_rows", rows, op, None, n_threads, NULL)
     else:
         _transform_rows[double]("softmax_rows", rows, op, None, n_threads, NULL)
@@ -808,7 +979,7 @@ def logsumexp_rows(rows, *, out, int n_threads):
     if rows.x.shape[1] == 0 and out is not None and len(out) == rows.x.shape[0]:
         out[...] = -np.inf  # the log of an empty sum
         return
-    if rows.x.itemsize == 4:
+    if rows.x.itemsize <= 4:  # float16 and bfloat16: out is float32
         _transform_rows[float]("logsumexp_rows", rows, ROWS_LOGSUMEXP, out, n_threads, NULL)
     else:
         _transform_rows[double]("logsumexp_rows", rows, ROWS_LOGSUMEXP, out, n_threads, NULL)
@@ -925,9 +1096,117 @@ def binary_loss(problem, *, elem_loss, int n_threads):
     sum, or of the mean; elem_loss (or None) the losses.
     Returns (sum of losses, number of elements, first flat index of a
     probability outside [0, 1] or -1)."""
+    if _stored(problem.x) != FX_STORED_SAME:
+        return _binary_loaded(problem, elem_loss, n_threads)
     return _binary_xent(problem.x, problem.target, problem.weight, problem.pos_weight,
                         problem.grad, problem.reduction == "mean", elem_loss,
                         problem.input is BinaryInput.LOGITS, n_threads)
+
+
+cdef void _binary_loaded_run(const fx_rows *R, int stored, const uint16_t *x, const void *t,
+                             int t_stored, const float *w, const float *pw, bint w_row,
+                             bint pw_row, const float *ones, uint16_t *g, float *loss,
+                             Py_ssize_t n, Py_ssize_t n_cols, Py_ssize_t b_first,
+                             Py_ssize_t b_last, double scale, float *scratch,
+                             double *block_loss) noexcept nogil:
+    """A thread's blocks [b_first, b_last) of a binary loss of float16/bfloat16
+    logits: each piece (as in _binary_xent) in chunks of LOAD_ELEMENTS, its
+    logits (and targets stored as they are) widened into the scratch, the
+    float32 span function run there, the gradient narrowed back."""
+    cdef Py_ssize_t b, k, k1, piece, m
+    cdef float *xs = scratch
+    cdef float *ts = scratch + LOAD_ELEMENTS
+    cdef float *gs = scratch + 2 * LOAD_ELEMENTS
+    cdef const float *tp
+    for b in range(b_first, b_last):
+        block_loss[b] = 0.0
+        k = b * BLOCK_ELEMENTS
+        k1 = min(n, k + BLOCK_ELEMENTS)
+        while k < k1:
+            piece = k1 - k
+            if w_row or pw_row:  # a row-vector weight: pieces within a row
+                piece = min(piece, n_cols - k % n_cols)
+            piece = min(piece, LOAD_ELEMENTS)
+            R.load_rows(x + k, stored, xs, NULL, piece, 0.0)
+            if t_stored != FX_STORED_SAME:
+                R.load_rows(<const uint16_t *>t + k, t_stored, ts, NULL, piece, 0.0)
+                tp = ts
+            else:
+                tp = <const float *>t + k
+            block_loss[b] += R.bce_logits(
+                xs, tp,
+                ones if w == NULL else (w + k % n_cols if w_row else w + k),
+                ones if pw == NULL else (pw + k % n_cols if pw_row else pw + k),
+                gs if g != NULL else NULL, loss + k if loss != NULL else NULL, piece, scale)
+            if g != NULL:
+                R.store_rows(gs, NULL, g + k, stored, piece, False)
+            k = k + piece
+
+
+cdef tuple _binary_loaded(problem, float[:, ::1] elem_loss, int n_threads):
+    """binary_loss of float16/bfloat16 logits (the load transform, as
+    _run_loaded_rows): targets of the logits' dtype read as they are, others
+    and the weights in float32; the losses (elem_loss) in float32. The blocks
+    are _binary_xent's: the same sums for any thread count."""
+    cdef int stored = _stored(problem.x), t_stored = _stored(problem.target)
+    cdef const uint16_t[:, ::1] x = _halves(problem.x)
+    cdef const uint16_t[:, ::1] t16 = _halves(problem.target) if t_stored else None
+    cdef const float[:, ::1] t32 = problem.target if not t_stored else None
+    cdef const float[:, ::1] weight = problem.weight
+    cdef const float[:, ::1] pos_weight = problem.pos_weight
+    cdef uint16_t[:, ::1] grad = (problem.grad.view(np.uint16) if problem.grad is not None
+                                  else None)
+    cdef Py_ssize_t n_rows = x.shape[0], n_cols = x.shape[1], t_idx
+    cdef Py_ssize_t n = n_rows * n_cols
+    if problem.input is not BinaryInput.LOGITS:
+        raise ValueError("binary_loss: float16/bfloat16 input must be logits")
+    _check_shape("binary_loss", "target", problem.target.shape[0], problem.target.shape[1],
+                 n_rows, n_cols, "the shape of x")
+    for name, arr in (("weight", problem.weight), ("pos_weight", problem.pos_weight)):
+        if arr is not None:
+            _check_shape("binary_loss", name, arr.shape[0], arr.shape[1],
+                         n_rows if arr.shape[0] != 1 else 1, n_cols, "one row, or the shape of x")
+    for name, arr in (("grad", problem.grad), ("elem_loss", elem_loss)):
+        if arr is not None:
+            _check_shape("binary_loss", name, arr.shape[0], arr.shape[1], n_rows, n_cols,
+                         "the shape of x")
+    cdef Py_ssize_t n_blocks = (n + BLOCK_ELEMENTS - 1) // BLOCK_ELEMENTS
+    n_threads = _threads("binary_loss", n_threads, n_blocks)
+    if n == 0:
+        return 0.0, 0.0, -1
+    cdef _BlockSums block_sums = _BlockSums(n_blocks)
+    cdef double *block_loss = block_sums.loss
+    cdef double scale = 1.0 / n if problem.reduction == "mean" else 1.0
+    cdef double total = 0.0
+    cdef const float *wp = &weight[0, 0] if weight is not None else NULL
+    cdef const float *pwp = &pos_weight[0, 0] if pos_weight is not None else NULL
+    cdef float[::1] ones = None
+    if wp != NULL or pwp != NULL:  # where one weight is given, ones for the other
+        ones = np.ones(min(n, BLOCK_ELEMENTS), np.float32)
+    # each thread's scratch: logits, targets and gradient of a chunk
+    cdef _Carries scratch = _Carries(n_threads, 2 * LOAD_ELEMENTS * sizeof(float))
+    cdef Py_ssize_t t, per_thread = (n_blocks + n_threads - 1) // n_threads
+    cdef double started = fx_now() if n_threads > 1 else 0.0, cpu = 0.0, cpu_start
+    cdef const void *tp = (<const void *>&t16[0, 0] if t16 is not None
+                           else <const void *>&t32[0, 0])
+    cdef bint w_row = weight is not None and weight.shape[0] == 1 and n_rows > 1
+    cdef bint pw_row = pos_weight is not None and pos_weight.shape[0] == 1 and n_rows > 1
+    cdef const float *onesp = &ones[0] if ones is not None else NULL
+    cdef uint16_t *gp = &grad[0, 0] if grad is not None else NULL
+    cdef float *lp = &elem_loss[0, 0] if elem_loss is not None else NULL
+    with nogil:
+        for t in prange(n_threads, schedule="static", num_threads=n_threads):
+            cpu_start = fx_thread_cpu()
+            _binary_loaded_run(fx_f32, stored, &x[0, 0], tp, t_stored, wp, pwp, w_row, pw_row,
+                               onesp, gp, lp, n, n_cols, t * per_thread,
+                               min(n_blocks, (t + 1) * per_thread), scale,
+                               <float *>scratch.scratch(t), block_loss)
+            cpu += fx_thread_cpu() - cpu_start
+    if n_threads > 1:
+        fx_region_report(fx_now() - started, cpu, n_threads)
+    for t_idx in range(n_blocks):
+        total += block_loss[t_idx]
+    return total, <double>n, -1
 
 
 def _binary_xent(const floating[:, ::1] x not None, const floating[:, ::1] target not None,
@@ -1046,6 +1325,29 @@ def _log_sum(const double[::1] v not None):
     cdef double[::1] o = out
     if v.shape[0]:
         fx_test_log_sum(&v[0], &o[0], v.shape[0])
+    return out
+
+
+def _tanh(const floating[::1] u not None):
+    """Test-only: the kernels' tanh of each u, and its derivative (fx_tanh)."""
+    dtype = np.float32 if floating is float else np.float64
+    out, slope = np.empty(u.shape[0], dtype), np.empty(u.shape[0], dtype)
+    cdef floating[::1] o = out, d = slope
+    if u.shape[0]:
+        _rows_of(&u[0]).test_tanh(&u[0], &o[0], &d[0], u.shape[0])
+    return out, slope
+
+
+def _convert(src, dtype):
+    """Test-only: float16 or bfloat16 src widened to float32, or float32 src
+    narrowed to dtype (float16 or bfloat16), by the kernels' conversions."""
+    src = np.ascontiguousarray(src)
+    out = np.empty(src.shape, np.float32 if src.dtype.itemsize == 2 else dtype)
+    cdef int src_kind = _stored(src), dst_kind = _stored(out)
+    cdef const unsigned char[::1] s = src.reshape(-1).view(np.uint8)
+    cdef unsigned char[::1] o = out.reshape(-1).view(np.uint8)
+    if src.size:
+        fx_f32.test_convert(&s[0], src_kind, &o[0], dst_kind, src.size)
     return out
 
 

@@ -158,8 +158,9 @@ def cross_entropy(
     Parameters
     ----------
     logits : array_like, shape (..., C, ...)
-        Unnormalised scores, the classes on `axis`: float32, float64, float16 or
-        integers (bool, complex, object and strings raise ``TypeError``).
+        Unnormalised scores, the classes on `axis`: float32, float64, float16,
+        bfloat16 (``ml_dtypes``) or integers (bool, complex, object and strings
+        raise ``TypeError``).
     target : array_like
         Integer class indices, of the shape of `logits` without the class axis,
         or float class probabilities, of the shape of `logits` (each sample's
@@ -224,9 +225,10 @@ def cross_entropy(
     loss : numpy.float32 or numpy.float64, or ndarray
         A NumPy scalar for "mean" and "sum"; for "none", an array of the shape
         of `logits` without the class axis (0-d for 1-D logits, as PyTorch).
-        The loss and the gradient come in the dtype of the computation: float32 for
-        float32 and float16 logits, float64 for float64 and integer logits (lists of
-        Python numbers included). Sums over rows accumulate in float64.
+        The loss and the gradient come in the dtype of the logits: float32,
+        float64, or float16 and bfloat16 (computed in float32, rounded once);
+        float64 for integer logits (lists of Python numbers included). Sums over
+        rows accumulate in float64.
     lse : ndarray
         Only with `return_lse`: each sample's log-sum-exp.
     accuracy : numpy scalar
@@ -514,8 +516,8 @@ def cross_entropy_with_grad(
         As returned by :func:`cross_entropy`.
     grad : ndarray
         d loss / d logits: the shape of `logits`, in the dtype of the loss
-        (float32 for float32 and float16 logits, else float64); `out` when
-        given. Never None.
+        (that of the logits; float64 for integers); `out` when given. Never
+        None.
     lse : ndarray
         Only with `return_lse`: each sample's log-sum-exp.
     accuracy : numpy scalar
@@ -675,9 +677,10 @@ def binary_cross_entropy_with_logits(
     -------
     loss : numpy.float32 or numpy.float64, or ndarray
         A NumPy scalar for "mean" and "sum"; the shape of `logits` for "none".
-        The loss and the gradient come in the dtype of the computation: float32 for
-        float32 and float16 logits, float64 for float64 and integer logits (lists of
-        Python numbers included). Sums over rows accumulate in float64.
+        The loss and the gradient come in the dtype of the logits: float32,
+        float64, or float16 and bfloat16 (computed in float32, rounded once);
+        float64 for integer logits (lists of Python numbers included). Sums
+        accumulate in float64.
 
     Raises
     ------

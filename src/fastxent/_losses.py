@@ -16,6 +16,7 @@ from ._validate import (
     check_ignore_index,
     check_label_smoothing,
     check_reduction,
+    compute_dtype,
     kernel_array,
     position,
     prepare_binary,
@@ -137,8 +138,7 @@ def solve_classes(
         return_lse=return_lse,
         return_accuracy=return_accuracy,
     )
-    row_loss = np.empty(p.x.shape[0], p.dtype) if p.reduction == "none" else None
-    capped = _soft_cap(p) if p.softcap is not None else None
+    row_loss = np.empty(p.x.shape[0], p.compute_dtype) if p.reduction == "none" else None
     if p.x.shape[1] == 0:
         total, denom = _no_classes(p, row_loss)
     else:
@@ -148,31 +148,7 @@ def solve_classes(
         if bad_row >= 0:
             raise p.label_error(bad_row)
     loss = p.finish_loss(total, denom, row_loss)
-    if capped is not None and p.result is not None:
-        _chain_through_cap(p, capped)
     return p, loss
-
-
-def _soft_cap(p: ClassProblem) -> NDArray[Any]:
-    """Replaces p.x by the soft-capped logits softcap * tanh(x / softcap), in a
-    new array (the caller's logits are not modified), and returns it: after
-    the kernel, it makes the chain rule's factor (_chain_through_cap)."""
-    cap = p.dtype.type(p.softcap)
-    capped: NDArray[Any] = np.divide(p.x, cap)
-    np.tanh(capped, out=capped)
-    np.multiply(capped, cap, out=capped)
-    p.x = capped
-    return capped
-
-
-def _chain_through_cap(p: ClassProblem, capped: NDArray[Any]) -> None:
-    """The gradient times d capped / d x = 1 - tanh(x / softcap)**2, the factor
-    made in capped's own memory (no longer needed)."""
-    assert p.result is not None, "the chain rule of a call with a gradient"
-    factor = np.divide(capped, p.dtype.type(p.softcap), out=capped)
-    np.square(factor, out=factor)
-    np.subtract(1, factor, out=factor)
-    np.multiply(p.result, factor, out=p.result)
 
 
 _KERNEL_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -332,7 +308,7 @@ def binary_loss(
         out=out,
         target_in_unit=target_in_unit,
     )
-    elem_loss = np.empty_like(p.x) if p.reduction == "none" else None
+    elem_loss = np.empty(p.x.shape, compute_dtype(p.dtype)) if p.reduction == "none" else None
     total, count, bad = _config.kernels().binary_loss(
         p, elem_loss=elem_loss, n_threads=_config.threads_for(p.x.size)
     )

@@ -4,6 +4,7 @@
 passed), written the way a careful NumPy user would: vectorised over the whole
 batch, in place where possible. fastxent.reference runs on these."""
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -25,10 +26,39 @@ def _shifted_exps(x: Any) -> Any:
 def class_loss(problem: Any, *, row_loss: Any, n_threads: Any = 1) -> Any:
     """The loss of a validated class problem (see fastxent._kernels.class_loss)."""
     p = problem
+    if p.x.dtype.itemsize == 2 or p.softcap is not None:
+        return _loaded_class_loss(p, row_loss)
     if p.is_index:
         return _xent_index(p, row_loss)
     total, denom = _xent_prob(p, row_loss)
     return total, denom, -1
+
+
+def _loaded_class_loss(p: Any, row_loss: Any) -> Any:
+    """class_loss of float16/bfloat16 or soft-capped logits, as the compiled
+    kernels' load transform does it but over whole arrays: the logits widened
+    to float32 and capped to softcap * tanh(x / softcap), the gradient
+    computed on those, then multiplied by the cap's derivative 1 - tanh**2
+    and narrowed into p.result."""
+    x = p.x.astype(np.float32) if p.x.dtype.itemsize == 2 else p.x
+    slope = None
+    if p.softcap is not None:
+        cap = x.dtype.type(p.softcap)
+        with np.errstate(over="ignore"):  # x / cap beyond the range: tanh is +-1 there
+            tanh = np.tanh(x / cap)
+        x = tanh * cap
+        slope = 1 - tanh * tanh
+    result = p.result
+    if result is not None and result.dtype != x.dtype:
+        result = np.empty(x.shape, x.dtype)
+    found = class_loss(dataclasses.replace(p, x=x, result=result, softcap=None),
+                       row_loss=row_loss)
+    if result is not None:
+        if slope is not None:
+            result *= slope
+        if result is not p.result:
+            p.result[...] = result  # rounded to nearest even
+    return found
 
 
 def _row_options(p: Any, loss: Any, coef: Any, scale: Any, log_sums: Any, m: Any, sums: Any,
@@ -171,6 +201,12 @@ def _log_sum_exps(x: Any) -> Any:
 
 def softmax_rows(rows: Any, *, transform: Any, n_threads: Any = 1) -> Any:
     """softmax or log_softmax (transform) of each row of rows.x into rows.result."""
+    if rows.x.dtype.itemsize == 2:  # float16, bfloat16: computed in float32
+        widened = dataclasses.replace(rows, x=rows.x.astype(np.float32),
+                                      result=np.empty(rows.x.shape, np.float32))
+        softmax_rows(widened, transform=transform)
+        rows.result[...] = widened.result
+        return
     x, out = rows.x, rows.result
     if x.size == 0:  # no rows, or rows of no classes: nothing to write
         return
@@ -184,7 +220,7 @@ def softmax_rows(rows: Any, *, transform: Any, n_threads: Any = 1) -> Any:
 
 def logsumexp_rows(rows: Any, *, out: Any, n_threads: Any = 1) -> Any:
     """log(sum(exp(row))) of each row of rows.x into out."""
-    x = rows.x
+    x = rows.x if rows.x.dtype.itemsize != 2 else rows.x.astype(np.float32)
     if x.shape[0] == 0:
         return
     if x.shape[1] == 0:
@@ -223,6 +259,14 @@ def entropy_rows(rows: Any, *, q: Any, out: Any, n_threads: Any = 1) -> Any:
 def binary_loss(problem: Any, *, elem_loss: Any, n_threads: Any = 1) -> Any:
     """Binary cross-entropy, elementwise (see fastxent._kernels.binary_loss)."""
     p = problem
+    if p.x.dtype.itemsize == 2:  # float16, bfloat16 logits: computed in float32
+        grad = None if p.grad is None else np.empty(p.x.shape, np.float32)
+        found = binary_loss(dataclasses.replace(p, x=p.x.astype(np.float32),
+                                                target=p.target.astype(np.float32), grad=grad),
+                            elem_loss=elem_loss)
+        if grad is not None:
+            p.grad[...] = grad  # rounded to nearest even
+        return found
     x, target, weight, pos_weight, grad = p.x, p.target, p.weight, p.pos_weight, p.grad
     mean = p.reduction == "mean"
     n = x.size

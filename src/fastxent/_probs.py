@@ -383,9 +383,10 @@ def nll_loss(
     loss : numpy.float32 or numpy.float64, or ndarray
         A NumPy scalar for "mean" and "sum"; for "none", an array of the shape
         of `log_probs` without the class axis.
-        The loss and the gradient come in the dtype of the computation: float32 for
-        float32 and float16 log_probs, float64 for float64 and integer log_probs (lists of
-        Python numbers included). Sums over rows accumulate in float64.
+        The loss and the gradient come in the dtype of `log_probs`: float32,
+        float64, or float16 and bfloat16 (computed in float32, rounded once);
+        float64 for integers (lists of Python numbers included). Sums over rows
+        accumulate in float64.
     accuracy : numpy scalar
         Only with `return_accuracy`, after the loss (and gradient) in one tuple.
 

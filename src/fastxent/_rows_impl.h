@@ -887,6 +887,8 @@ FX_ATTR static void FX_FN(fx_test_log1p)(const void *uv, void *out_v, ptrdiff_t 
 #undef FX_STREAM_CHUNK
 #undef FX_PREFETCH_AHEAD
 
+#include "_fx_convert.h"
+
 /* The end of a thread's run: the last pending row finished and streamed
  * out, the streamed stores ordered before what follows. */
 FX_ATTR static void FX_FN(fx_run_end)(fx_carry *c, ptrdiff_t n)
@@ -911,6 +913,10 @@ static const fx_rows FX_FN(fx_rows) = {
     .test_exp = FX_FN(fx_test_exp),
     .test_log_sum = FX_FN(fx_test_log_sum),
     .test_log1p = FX_FN(fx_test_log1p),
+    .load_rows = FX_FN(fx_load_rows),
+    .store_rows = FX_FN(fx_store_rows),
+    .test_convert = FX_FN(fx_test_convert),
+    .test_tanh = FX_FN(fx_test_tanh),
 };
 
 #undef FX_FN

@@ -82,16 +82,16 @@ def _softmax(x: ArrayLike, *, axis: Axes, out: NDArray[Any] | None, transform: T
     x_in = as_array(x, "x")
     one = _single_axis(x_in, axis)
     if one is not None:
-        rows, _ = prepare_rows(x_in, one, "x", want_result=True, out=out)
+        rows, _ = prepare_rows(x_in, one, "x", want_result=True, out=out, halves=True)
         _config.kernels().softmax_rows(rows, transform=transform,
                                        n_threads=_config.threads_for(rows.x.size))
         return rows.finish_result()
     # Several axes, all of them, or a 0-d input: the axes flattened into one.
-    dtype = result_dtype(x_in, "x")
+    dtype = result_dtype(x_in, "x", halves=True)
     axes = reduction_axes(axis, x_in.ndim)
     out_view = check_out(out, x_in, dtype, {"x": x_in}) if out is not None else None
     moved, flat = _axes_last(x_in, axes)
-    rows, _ = prepare_rows(flat, -1, "x", want_result=True)
+    rows, _ = prepare_rows(flat, -1, "x", want_result=True, halves=True)
     _config.kernels().softmax_rows(rows, transform=transform,
                                    n_threads=_config.threads_for(rows.x.size))
     assert rows.result is not None  # want_result=True
@@ -107,8 +107,8 @@ _fill_normalising = fill(normalising="""
     Parameters
     ----------
     x : array_like
-        Real numbers (float32, float64, float16 or integers), of any shape,
-        0-d included.
+        Real numbers (float32, float64, float16, bfloat16 or integers), of any
+        shape, 0-d included.
     axis : int, tuple of ints or None, default -1
         The axis to normalise over, several (taken together, as one), or None
         for the whole array. SciPy's default is None; fastxent's is -1, the
@@ -121,8 +121,8 @@ _fill_normalising = fill(normalising="""
     -------
     ndarray
         The shape of `x` (an empty axis gives an empty array, as PyTorch), in
-        the dtype rule of the losses: float32 for float32 and float16 input,
-        float64 for float64 and integer input.
+        the dtype of `x` (float16 and bfloat16 computed in float32 and rounded
+        once), float64 for integer input.
 
     Raises
     ------
@@ -345,9 +345,9 @@ def logsumexp(
     -------
     res : numpy scalar or ndarray
         The shape of `x` without the reduced axes (a NumPy scalar when none
-        remains), in the dtype rule of the losses (float32 for float32 and
-        float16 input, float64 for float64 and integer input). An empty
-        reduction gives -inf.
+        remains), in the dtype of `x` (float16 and bfloat16 computed in float32
+        and rounded once; with `b`, float32), float64 for integer input. An
+        empty reduction gives -inf.
     sgn : numpy scalar or ndarray
         Only with ``return_sign=True``: the sign of each sum (1, 0 or -1; NaN
         where `res` is NaN), like `res`.
@@ -395,10 +395,10 @@ def logsumexp(
     4.248354255291589e-18
     """
     x_in = as_array(x, "x")
-    dtype = result_dtype(x_in, "x")
+    dtype = result_dtype(x_in, "x", halves=True)
     if b is not None:
         b_in = as_array(b, "b")
-        dtype = np.promote_types(dtype, result_dtype(b_in, "b"))
+        dtype = np.promote_types(result_dtype(x_in, "x"), result_dtype(b_in, "b"))
         try:
             x_in, b_in = np.broadcast_arrays(x_in, b_in)
         except ValueError:
@@ -407,10 +407,11 @@ def logsumexp(
     axes = reduction_axes(axis, x_in.ndim)
     moved, flat = _axes_last(x_in, axes)
     if b is None and flat.shape[1] > 0:
-        rows, _ = prepare_rows(flat, -1, "x")
-        result = np.empty(rows.x.shape[0], rows.dtype)
+        rows, _ = prepare_rows(flat, -1, "x", halves=True)
+        result = np.empty(rows.x.shape[0], rows.compute_dtype)
         _config.kernels().logsumexp_rows(rows, out=result,
                                          n_threads=_config.threads_for(rows.x.size))
+        result = result.astype(dtype, copy=False)  # float16, bfloat16: rounded once
         sign = None
         if return_sign:  # a sum of exps is positive, or 0 when every term is -inf
             sign = np.where(result == -np.inf, 0.0, 1.0).astype(dtype)

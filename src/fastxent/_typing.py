@@ -2,7 +2,8 @@
 
 ``ArrayLike`` goes in; a float32 or float64 array or NumPy scalar comes out,
 of the input's float dtype where that is float32 or float64 (the ``Float``
-type variable), else of the union (float16 gives float32, integers float64).
+type variable), else of the union (integers give float64, float16 float16 or
+float32: docs/conventions.md).
 """
 
 from typing import Any, Literal, TypeVar, Union
@@ -21,9 +22,9 @@ Reduced = Literal["sum", "mean"]
 Float = TypeVar("Float", np.float32, np.float64)
 #: A result array whose dtype the types do not tell (an input that is not a
 #: float32 or float64 array).
-FloatArray = Union[NDArray[np.float32], NDArray[np.float64]]
+FloatArray = Union[NDArray[np.float16], NDArray[np.float32], NDArray[np.float64]]
 #: A reduced loss whose dtype the types do not tell.
-FloatScalar = Union[np.float32, np.float64]
+FloatScalar = Union[np.float16, np.float32, np.float64]
 #: A class axis: one axis, or None for the rule of the losses.
 Axis = Union[int, None]
 #: The axes of a building block: one, several, or None for all.

@@ -75,10 +75,29 @@ def _signature_hint(name: str, positional: list[str], args: tuple[Any, ...],
 
 # ---- single arguments ----
 
-def result_dtype(arr: NDArray[Any], name: str) -> np.dtype[Any]:
-    """The float dtype computations on `arr` run in (API.md's dtype rules)."""
+def is_half(dt: np.dtype[Any]) -> bool:
+    """Whether dt is float16 or ml_dtypes' bfloat16 (told by its name, so that
+    ml_dtypes is not imported): the half-precision types whose logits the
+    kernels read directly."""
+    return dt.itemsize == 2 and (dt.kind == "f" or dt.name == "bfloat16")
+
+
+def compute_dtype(dt: np.dtype[Any]) -> np.dtype[Any]:
+    """The dtype results of dtype dt are computed in, and the dtype of the
+    arrays that go with them (class weights, probability targets): float32
+    for float16 and bfloat16, else dt itself."""
+    return np.dtype(np.float32) if is_half(dt) else dt
+
+
+def result_dtype(arr: NDArray[Any], name: str, *, halves: bool = False) -> np.dtype[Any]:
+    """The float dtype results on `arr` come back in (docs/conventions.md's
+    dtype rule). float16 and bfloat16 are computed in float32; with halves
+    (the functions that read them directly) their results keep their dtype,
+    elsewhere they are float32."""
     dt = arr.dtype
-    if dt.kind == "f" and dt.itemsize <= 4:  # float16 and float32, either byte order
+    if is_half(dt):
+        return dt.newbyteorder("=") if halves else np.dtype(np.float32)
+    if dt.kind == "f" and dt.itemsize <= 4:  # float32, either byte order
         return np.dtype(np.float32)
     if dt.kind in "fiu":
         return np.dtype(np.float64)
@@ -266,6 +285,11 @@ class Rows:
     def dtype(self) -> np.dtype[Any]:
         return self.x.dtype
 
+    @property
+    def compute_dtype(self) -> np.dtype[Any]:
+        """float32 for float16 and bfloat16 rows (see compute_dtype), else dtype."""
+        return compute_dtype(self.x.dtype)
+
     def finish_result(self) -> NDArray[Any]:
         """The N x C result in the caller's layout: `out` when given, else new."""
         if self.result_is_out:
@@ -311,14 +335,16 @@ def is_private_copy(flat: NDArray[Any], arr: NDArray[Any]) -> bool:
 
 def prepare_rows(x: ArrayLike, axis: Any, name: str, *, want_result: bool = False,
                  out: NDArray[Any] | None = None,
-                 others: dict[str, Any] | None = None) -> tuple[Rows, NDArray[Any]]:
+                 others: dict[str, Any] | None = None,
+                 halves: bool = False) -> tuple[Rows, NDArray[Any]]:
     """Checks an array with a class axis and lays it out as Rows.
 
     want_result: allocate (or take from out=) a buffer for an N x C result;
-    others: further inputs (name -> array) out= must not overlap.
+    others: further inputs (name -> array) out= must not overlap; halves:
+    float16 and bfloat16 rows stay as they are (see result_dtype).
     """
     x_in = as_array(x, name)
-    dtype = result_dtype(x_in, name)
+    dtype = result_dtype(x_in, name, halves=halves)
     if x_in.ndim == 0:
         raise ValueError(f"{name}: expected at least one dimension (the classes), got a 0-d array")
     axis = check_axis(axis, x_in.ndim, name)
@@ -365,14 +391,14 @@ class ClassProblem(Rows):
     target: NDArray[Any] = None  # type: ignore[assignment]
     is_index: bool = True
     scores: Scores = Scores.LOGITS  # what the rows x hold
-    weight: NDArray[Any] | None = None  # (classes,) of x's dtype
+    weight: NDArray[Any] | None = None  # (classes,) of compute_dtype
     ignore_index: int = -100
     label_smoothing: float = 0.0
     reduction: str = "mean"
     sample_weight: np.ndarray | None = None  # (rows,) float64, one weight per sample
     z_loss: float = 0.0  # coefficient of each row's lse**2 added to its loss
     softcap: float | None = None  # logits soft-capped as softcap * tanh(x / softcap)
-    lse: np.ndarray | None = None  # (rows,) of x's dtype: the kernel writes each row's lse
+    lse: np.ndarray | None = None  # (rows,) of compute_dtype: the kernel writes each row's lse
     correct: np.ndarray | None = None  # (rows,) uint8: the kernel writes 1 where argmax == target
 
     def counted(self) -> NDArray[np.bool_]:
@@ -388,7 +414,7 @@ class ClassProblem(Rows):
         outputs: list[Any] = []
         if self.lse is not None:
             self.lse[~self.counted()] = np.nan
-            outputs.append(self.lse.reshape(self.batch_shape))
+            outputs.append(self.lse.astype(self.dtype, copy=False).reshape(self.batch_shape))
         if self.correct is not None:
             outputs.append(reduce_loss("mean", self.dtype, *self.hits()))
         return tuple(outputs)
@@ -429,7 +455,8 @@ class ClassProblem(Rows):
         """The loss in the caller's shape and dtype, from what a kernel returned."""
         if self.reduction == "none":
             assert row_loss is not None  # the kernels fill it for "none"
-            return row_loss.reshape(self.batch_shape)  # an array, even 0-d (as PyTorch)
+            # an array, even 0-d (as PyTorch); in float32 from float16/bfloat16 rows
+            return row_loss.astype(self.dtype, copy=False).reshape(self.batch_shape)
         if self.reduction == "mean" and denom == 0 and self.label_smoothing:
             # Rows of weight 0 still add their smoothing term to the sum, but
             # the mean over a total weight of 0 is NaN (PyTorch's: its
@@ -474,7 +501,8 @@ def class_axis(axis: Any, scores_shape: tuple[int, ...], target_in: NDArray[Any]
     ndim = len(scores_shape)
     if ndim < 3:
         return -1
-    if target_in.dtype.kind == "f" and target_in.shape == tuple(scores_shape):
+    if (target_in.dtype.kind == "f" or is_half(target_in.dtype)) \
+            and target_in.shape == tuple(scores_shape):
         fits = [1, ndim - 1]  # probabilities fit either way
     else:
         fits = [a for a in (1, ndim - 1) if _without(scores_shape, a) == target_in.shape]
@@ -551,7 +579,7 @@ def check_sample_weight(value: ArrayLike | None,
     if value is None:
         return None
     w = as_array(value, "sample_weight")
-    if w.dtype.kind not in "fiu":
+    if w.dtype.kind not in "fiu" and not is_half(w.dtype):
         raise TypeError(f"sample_weight: expected real numbers, got dtype {w.dtype}")
     try:
         broadcast = np.broadcast_shapes(w.shape, batch_shape)
@@ -593,14 +621,14 @@ def prepare_classes(scores: ArrayLike, target: ArrayLike, *, kind: Scores,
     axis = class_axis(axis, scores.shape, target_in, name)
     rows, scores_in = prepare_rows(scores, axis, name, want_result=want_grad, out=out,
                                    others={"target": target, "weight": weight,
-                                           "sample_weight": sample_weight})
+                                           "sample_weight": sample_weight}, halves=True)
     n_classes, axis = rows.x.shape[1], rows.axis
 
     target_kind = target_in.dtype.kind
     if target_kind in "iu":
         flat_target = _index_target(target_in, rows.batch_shape, n_classes, axis, scores_in.shape)
         is_index = True
-    elif target_kind == "f" and allow_probabilities:
+    elif (target_kind == "f" or is_half(target_in.dtype)) and allow_probabilities:
         if target_in.shape != scores_in.shape:
             # Float labels, (N,) or (N, 1): the same TypeError either way.
             as_labels = target_in.shape in (rows.batch_shape, rows.batch_shape + (1,))
@@ -614,7 +642,7 @@ def prepare_classes(scores: ArrayLike, target: ArrayLike, *, kind: Scores,
             raise ValueError(  # PyTorch's refusal
                 f"ignore_index: {ignore_index} given, but ignore_index is not supported for "
                 "floating point target (class probabilities)")
-        flat_target, _ = classes_last(target_in, axis, rows.dtype)
+        flat_target, _ = classes_last(target_in, axis, rows.compute_dtype)
         is_index = False
     else:
         raise TypeError(
@@ -632,14 +660,14 @@ def prepare_classes(scores: ArrayLike, target: ArrayLike, *, kind: Scores,
                 f"weight: expected one weight per class, shape ({n_classes},), "
                 f"got {weight_in.shape}"
             )
-        flat_weight = kernel_array(weight_in, rows.dtype)
+        flat_weight = kernel_array(weight_in, rows.compute_dtype)
     n_rows = rows.x.shape[0]
     return ClassProblem(
         **vars(rows), target=flat_target, is_index=is_index, weight=flat_weight,
         ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction,
         scores=kind, sample_weight=check_sample_weight(sample_weight, rows.batch_shape),
         z_loss=z_loss, softcap=softcap,
-        lse=np.full(n_rows, np.nan, rows.dtype) if return_lse else None,
+        lse=np.full(n_rows, np.nan, rows.compute_dtype) if return_lse else None,
         correct=np.zeros(n_rows, np.uint8) if return_accuracy else None,
     )
 
@@ -668,7 +696,7 @@ class BinaryProblem:
     def finish_loss(self, total: float, count: float, elem_loss: NDArray[Any] | None) -> Any:
         if self.reduction == "none":
             assert elem_loss is not None  # the kernels fill it for "none"
-            return elem_loss.reshape(self.shape)
+            return elem_loss.astype(self.dtype, copy=False).reshape(self.shape)
         return reduce_loss(self.reduction, self.dtype, total, count)
 
     def finish_grad(self) -> NDArray[Any]:
@@ -723,14 +751,17 @@ def prepare_binary(x: ArrayLike, target: ArrayLike, *, kind: BinaryInput,
     name = kind.value
     reduction = check_reduction(reduction)
     x_in = as_array(x, name)
-    dtype = result_dtype(x_in, name)
+    # float16/bfloat16 logits stay as they are (probabilities: float32)
+    dtype = result_dtype(x_in, name, halves=kind is BinaryInput.LOGITS)
+    work_dtype = compute_dtype(dtype)  # of the targets and weights
     target_in = as_array(target, "target")
-    if target_in.dtype.kind not in "fiu":
+    if target_in.dtype.kind not in "fiu" and not is_half(target_in.dtype):
         raise TypeError(f"target: expected real numbers in [0, 1], got dtype {target_in.dtype}")
     if target_in.shape != x_in.shape:
         raise ValueError(f"target: expected the shape of {name} {x_in.shape}, got {target_in.shape}")
     flat_x, x_is_copy = _flat2d(x_in, dtype)
-    flat_t, _ = _flat2d(target_in, dtype)
+    # targets of the logits' half dtype are read as they are, others in float32
+    flat_t, _ = _flat2d(target_in, dtype if target_in.dtype == dtype else work_dtype)
     if kind is BinaryInput.PROBS and target_in_unit:
         outside = (flat_t < 0) | (flat_t > 1)  # NaN passes, and gives NaN
         if outside.any():
@@ -750,7 +781,7 @@ def prepare_binary(x: ArrayLike, target: ArrayLike, *, kind: BinaryInput,
         grad = flat_x if x_is_copy else np.empty_like(flat_x)
     return BinaryProblem(
         x=flat_x, input=kind, target=flat_t,
-        weight=_broadcast_weight(weight, "weight", x_in.shape, dtype),
-        pos_weight=_broadcast_weight(pos_weight, "pos_weight", x_in.shape, dtype),
+        weight=_broadcast_weight(weight, "weight", x_in.shape, work_dtype),
+        pos_weight=_broadcast_weight(pos_weight, "pos_weight", x_in.shape, work_dtype),
         reduction=reduction, shape=x_in.shape, grad=grad, out=out, grad_is_out=grad_is_out,
     )

@@ -5,12 +5,15 @@
 ``torch.nn.functional`` (class axis ``dim`` 1, or 0 for unbatched input), and
 ``CrossEntropyLoss``, ``NLLLoss``, ``BCELoss`` and ``BCEWithLogitsLoss`` are
 subclasses of torch.nn's modules of those names. On CPU float32/float64
-tensors one fused pass computes the loss and its gradient straight from the
-tensors' memory (no copies); the backward only scales the saved gradient by
-``grad_output``. Every other call runs PyTorch's own implementation:
+tensors (and float16/bfloat16 ones for ``cross_entropy`` and ``nll_loss``,
+computed in float32 with results in the tensor's dtype; bfloat16 needs
+``ml_dtypes``) one fused pass computes the loss and its gradient straight
+from the tensors' memory (no copies); the backward only scales the saved
+gradient by ``grad_output``. Every other call runs PyTorch's own
+implementation:
 
-* other devices, other dtypes (float16, bfloat16), other layouts, tensor
-  subclasses that override ``__torch_function__``;
+* other devices, other dtypes (float16 and bfloat16 for the binary losses),
+  other layouts, tensor subclasses that override ``__torch_function__``;
 * a target (probabilities), ``weight`` or ``pos_weight`` that requires grad;
 * double backward (``create_graph=True``), forward-mode AD, ``torch.func``
   transforms.
@@ -94,6 +97,12 @@ AUTO_MIN_ELEMENTS_NLL = math.inf
 # is a further pass over N x C: it cannot skip the scaling by a cotangent of 1).
 AUTO_KERNELS_UNDER_COMPILE = False
 _KERNEL_DTYPES = (torch.float32, torch.float64)
+# The class losses' kernels also read float16 and bfloat16 tensors as they are
+# (a bfloat16 tensor's memory seen as ml_dtypes.bfloat16, without a copy), with
+# results in the tensor's dtype, as PyTorch's; the binary losses' kernels do
+# not (they would return float32).
+_HALF_DTYPES = (torch.float16, torch.bfloat16)
+_CLASS_DTYPES = _KERNEL_DTYPES + _HALF_DTYPES
 _warned: set[str] = set()  # fallback reasons already reported under backend="fastxent"
 
 
@@ -136,18 +145,19 @@ def _fallback_warning(reason: str, backend: str) -> None:
 
 
 def _unsupported(input: Any, others: tuple[Any, ...],
-                 same_dtype: tuple[torch.Tensor | None, ...]) -> str | None:
+                 same_dtype: tuple[torch.Tensor | None, ...],
+                 dtypes: tuple[torch.dtype, ...] = _KERNEL_DTYPES) -> str | None:
     """Why the fused kernels cannot take this call, or None when they can.
 
-    input: the prediction; others: the other tensors (None allowed), which
-    must not require grad; same_dtype: the subset of others that must have
-    input's dtype.
+    input: the prediction, of one of dtypes; others: the other tensors (None
+    allowed), which must not require grad; same_dtype: the subset of others
+    that must have input's dtype.
     """
     if has_torch_function_variadic(input, *others):
         return "a tensor subclass overrides __torch_function__"
     if not isinstance(input, torch.Tensor):
         return "the input is not a tensor"
-    if input.dtype not in _KERNEL_DTYPES:
+    if input.dtype not in dtypes or (input.dtype == torch.bfloat16 and _bfloat16() is None):
         return f"dtype {input.dtype}"
     if not input.is_cpu or input.layout is not torch.strided:
         return f"device {input.device}, layout {input.layout}"
@@ -173,8 +183,31 @@ def _unsupported(input: Any, others: tuple[Any, ...],
 
 
 def _numpy(t: torch.Tensor | None) -> Any:
-    """The tensor's memory as a NumPy array (a view, never a copy)."""
-    return None if t is None else t.detach().numpy()
+    """The tensor's memory as a NumPy array (a view, never a copy); a bfloat16
+    tensor's as an ml_dtypes.bfloat16 array (NumPy has no bfloat16 of its own)."""
+    if t is None:
+        return None
+    if t.dtype == torch.bfloat16:
+        return t.detach().view(torch.int16).numpy().view(_bfloat16())
+    return t.detach().numpy()
+
+
+def _tensor(a: Any) -> torch.Tensor:
+    """torch.from_numpy, bfloat16 arrays included (a view, never a copy)."""
+    a = np.asarray(a)
+    if a.dtype.name == "bfloat16":
+        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(a)
+
+
+def _bfloat16() -> Any:
+    """ml_dtypes.bfloat16, or None where ml_dtypes is not installed (imported
+    here, on the first bfloat16 tensor: an optional dependency)."""
+    try:
+        import ml_dtypes
+    except ImportError:
+        return None
+    return ml_dtypes.bfloat16
 
 
 # ---------------------------------------------------------------- autograd
@@ -196,7 +229,7 @@ class _FusedLoss(torch.autograd.Function):
                 reference: Callable[[torch.Tensor], torch.Tensor],
                 grad_shape: Callable[[torch.Tensor], torch.Tensor] | None, inplace: bool,
                 backend: str) -> torch.Tensor:
-        x = input.detach().numpy()
+        x = _numpy(input)
         loss, grad = kernel(x, x if inplace else None)
         if inplace:
             # The gradient now sits in input's memory: bump its version so that
@@ -204,11 +237,11 @@ class _FusedLoss(torch.autograd.Function):
             torch.autograd.graph.increment_version(input)
             ctx.grad = input.detach()
         else:
-            ctx.grad = torch.from_numpy(grad)
+            ctx.grad = _tensor(grad)
             ctx.save_for_backward(input)  # unpacked only for double backward
         ctx.reference, ctx.grad_shape, ctx.inplace, ctx.backend = (reference, grad_shape,
                                                                   inplace, backend)
-        return torch.from_numpy(np.asarray(loss))
+        return _tensor(loss)
 
     @staticmethod
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
@@ -254,7 +287,7 @@ def _run(input: torch.Tensor, kernel: Kernel, reference: Callable[[torch.Tensor]
     if not (input.requires_grad and torch.is_grad_enabled()):
         if inplace:
             raise ValueError("inplace_backward: True needs an input that requires grad")
-        return torch.from_numpy(np.asarray(kernel(_numpy(input), None, want_grad=False)))
+        return _tensor(kernel(_numpy(input), None, want_grad=False))
     if inplace and input.is_leaf:
         raise ValueError("inplace_backward: True would overwrite a leaf tensor that requires "
                          "grad (a parameter or a user's input); it is for intermediate logits")
@@ -306,7 +339,7 @@ def _class_loss_op(input: torch.Tensor, target: torch.Tensor, weight: torch.Tens
                             weight=_numpy(weight), ignore_index=_core_ignore_index(target, ignore_index),
                             reduction=reduction, label_smoothing=label_smoothing,
                             axis=_class_dim_of(input), want_grad=True, out=None)
-    return torch.from_numpy(np.asarray(loss)), torch.from_numpy(grad).contiguous()
+    return _tensor(loss), _tensor(grad).contiguous()
 
 
 @_class_loss_op.register_fake
@@ -365,9 +398,12 @@ def _binary_loss_backward(ctx: Any, grad_loss: torch.Tensor,
 _binary_loss_op.register_autograd(_binary_loss_backward, setup_context=_binary_loss_setup)
 
 
-def _compilable(input: torch.Tensor, others: tuple[torch.Tensor | None, ...]) -> bool:
+def _compilable(input: torch.Tensor, others: tuple[torch.Tensor | None, ...],
+                dtypes: tuple[torch.dtype, ...] = _KERNEL_DTYPES) -> bool:
     """Whether the custom operators take this call while torch.compile traces."""
-    return (input.dtype in _KERNEL_DTYPES and input.device.type == "cpu" and input.dim() > 0
+    if input.dtype == torch.bfloat16 and _bfloat16() is None:
+        return False
+    return (input.dtype in dtypes and input.device.type == "cpu" and input.dim() > 0
             and all(o is None or (o.device.type == "cpu" and not o.requires_grad)
                     for o in others))
 
@@ -403,13 +439,13 @@ def _class_loss(name: str, torch_fn: Callable[..., torch.Tensor], input: torch.T
     if _torch_runs(input, inplace_backward, backend, name):
         return reference(input)
     if torch.compiler.is_compiling():
-        if _compilable(input, (target, weight)) and (
+        if _compilable(input, (target, weight), _CLASS_DTYPES) and (
                 target.dtype == torch.int64 or (not log_probs and target.dtype == input.dtype)):
             loss: torch.Tensor = _class_loss_op(input, target, weight, ignore_index, reduction,
                                                 label_smoothing, log_probs)[0]
             return loss
         return reference(input)
-    reason = _unsupported(input, (target, weight), (weight,))
+    reason = _unsupported(input, (target, weight), (weight,), _CLASS_DTYPES)
     if reason is None and target.dtype != torch.int64 and (
             log_probs or target.dtype != input.dtype):
         reason = f"{name} target of dtype {target.dtype}"

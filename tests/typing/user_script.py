@@ -27,8 +27,9 @@ import fastxent.sklearn
 
 F32 = np.float32
 F64 = np.float64
-Scalar = np.float32 | np.float64
-Array = NDArray[np.float32] | NDArray[np.float64]
+# the dtypes the types cannot tell apart (float16 input keeps float16, for some functions)
+Scalar = np.float16 | np.float32 | np.float64
+Array = NDArray[np.float16] | NDArray[np.float32] | NDArray[np.float64]
 ScalarOrArray = np.floating[Any] | NDArray[np.floating[Any]]
 
 rng = np.random.default_rng(0)
@@ -42,7 +43,7 @@ binary_target = rng.random((8, 5))
 assert_type(fastxent.cross_entropy(logits, labels), F32)
 assert_type(fastxent.cross_entropy(logits64, labels, reduction="sum"), F64)
 assert_type(fastxent.cross_entropy(logits, labels, reduction="none"), NDArray[F32])
-# a list (or another dtype) comes back float32 or float64: the types cannot tell
+# a list (or another dtype) comes back float16, float32 or float64: the types cannot tell
 assert_type(fastxent.cross_entropy([[2.0, 0.5], [0.1, 1.0]], [0, 1]), Scalar)
 assert_type(fastxent.cross_entropy([[2.0, 0.5], [0.1, 1.0]], [0, 1], reduction="none"), Array)
 

@@ -10,7 +10,8 @@ from collections.abc import Callable, Sequence
 
 from .. import _config
 from .peers import PEERS, usable_cpus
-from .workloads import DEFAULT_OPS, OPS, Block, Shape, make_plan, memory_needed, shape_name
+from .workloads import (DEFAULT_OPS, DTYPE_NAMES, OPS, Block, Shape, make_plan, memory_needed,
+                        numpy_dtype, shape_name)
 
 DEFAULT_REPEAT = 15
 # A block (one op, workload, dtype and thread count) takes at most about this
@@ -109,10 +110,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="workloads: rows x classes (8192x1000), or a number of elements "
                              "(16Mi; bce only: bce takes every shape). Default per op: xent "
                              "8192x1000,65536x10; xent-fwd 8192x1000; bce 4Mi")
-    parser.add_argument("--dtype", type=_choices(("float32", "float64"), "dtypes"), default=None,
+    parser.add_argument("--dtype", type=_choices(DTYPE_NAMES, "dtypes"), default=None,
                         metavar="DTYPE[,DTYPE]",
-                        help="float32 and/or float64 (default: float32; with --full, the "
-                             "preset's, filtered by this option when given)")
+                        help="float32, float64, float16, bfloat16 (ml_dtypes; peers in the "
+                             "same dtype) (default: float32; with --full, the preset's, "
+                             "filtered by this option when given)")
     parser.add_argument("--full", action="store_true",
                         help="every workload of the performance targets (a few minutes): xent "
                              "8192x1000, 2048x32768, 65536x10, 32x10, float64 8192x1000 and "
@@ -194,7 +196,7 @@ def check_arguments(args: argparse.Namespace, default_threads: int) -> list[Bloc
     available = available_memory()
     ceiling = available if available is not None else sys.maxsize
     for block in plan:
-        needed = memory_needed(block.op, block.shape, block.dtype, args.peers,
+        needed = memory_needed(block.op, block.shape, numpy_dtype(block.dtype), args.peers,
                                len(block.threads))
         if needed > ceiling:
             option = "--full" if args.full else "--shapes"

@@ -144,17 +144,29 @@ def import_peers(x64: bool = False, names: Collection[str] = PEERS) -> Peers:
     return peers
 
 
+def _tensor(torch: ModuleType, a: Any) -> Any:
+    """torch.from_numpy, bfloat16 (ml_dtypes) arrays included: the same memory."""
+    if a.dtype.name == "bfloat16":
+        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(a)
+
+
+def _numpy(t: Any) -> Any:
+    """A result tensor as NumPy (bfloat16 widened to float32, for the check)."""
+    return t.float().numpy() if str(t.dtype) == "torch.bfloat16" else t.numpy()
+
+
 def torch_eager(w: Workload, torch: ModuleType) -> Impl:
     """torch.nn.functional's loss on tensors sharing the workload's memory;
     forward+backward with a fresh gradient each call, as fastxent allocates one."""
     F = torch.nn.functional
-    x = torch.from_numpy(w.logits)
-    t = torch.from_numpy(w.target)
+    x = _tensor(torch, w.logits)
+    t = _tensor(torch, w.target)
     if w.op == "xent-fwd":
         def fwd() -> object:
             with torch.no_grad():
                 return F.cross_entropy(x, t)
-        return Impl("torch", fwd, to_reference=lambda r: (r.numpy(), None))
+        return Impl("torch", fwd, to_reference=lambda r: (_numpy(r), None))
     x.requires_grad_(True)
     loss_fn = F.cross_entropy if w.op == "xent" else F.binary_cross_entropy_with_logits
 
@@ -164,7 +176,7 @@ def torch_eager(w: Workload, torch: ModuleType) -> Impl:
         loss.backward()
         return loss.detach(), x.grad
     return Impl("torch fwd+bwd", step, allocates=True,
-                to_reference=lambda r: (r[0].numpy(), r[1].numpy()))
+                to_reference=lambda r: (_numpy(r[0]), _numpy(r[1])))
 
 
 def torch_compiled(w: Workload, torch: ModuleType, threads: int) -> Impl:
@@ -174,15 +186,15 @@ def torch_compiled(w: Workload, torch: ModuleType, threads: int) -> Impl:
     thread count gets its own compilation (cpp.threads); it happens at the
     first call, which is the check's, outside the timing."""
     F = torch.nn.functional
-    x = torch.from_numpy(w.logits)
-    t = torch.from_numpy(w.target)
+    x = _tensor(torch, w.logits)
+    t = _tensor(torch, w.target)
     loss_fn = F.binary_cross_entropy_with_logits if w.op == "bce" else F.cross_entropy
     compiled = torch.compile(loss_fn, dynamic=False, options={"cpp.threads": threads})
     if w.op == "xent-fwd":
         def fwd() -> object:
             with torch.no_grad():
                 return compiled(x, t)
-        return Impl("torch.compile", fwd, to_reference=lambda r: (r.numpy(), None))
+        return Impl("torch.compile", fwd, to_reference=lambda r: (_numpy(r), None))
     x.requires_grad_(True)
 
     def step() -> object:
@@ -191,7 +203,7 @@ def torch_compiled(w: Workload, torch: ModuleType, threads: int) -> Impl:
         loss.backward()
         return loss.detach(), x.grad
     return Impl("torch.compile fwd+bwd", step, allocates=True,
-                to_reference=lambda r: (r[0].numpy(), r[1].numpy()))
+                to_reference=lambda r: (_numpy(r[0]), _numpy(r[1])))
 
 
 def sklearn_losses(w: Workload, loss_module: ModuleType, threads: int) -> Impl:

@@ -46,7 +46,7 @@ def run_block(block: Block, peers: Peers, repeat: int, max_seconds: float | None
         label = f"{w.op} {w.name} {w.dtype}, {n} thread{'s' * (n > 1)}"
         with using_threads(n, peers.torch):
             impls[n] = make_implementations(w, n, peers, warn=warn)
-            check(impls[n], label)
+            check(impls[n], label, w.dtype)
         for name, impl in impls[n].items():
             fns[n, name] = impl.fn
             contexts[n, name] = functools.partial(using_threads, n, peers.torch)

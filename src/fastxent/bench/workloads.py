@@ -10,7 +10,22 @@ from numpy.typing import DTypeLike, NDArray
 MI = 1 << 20
 
 OpName = Literal["xent", "xent-fwd", "bce"]
-DtypeName = Literal["float32", "float64"]
+DtypeName = Literal["float32", "float64", "float16", "bfloat16"]
+DTYPE_NAMES: tuple[DtypeName, ...] = ("float32", "float64", "float16", "bfloat16")
+
+
+def numpy_dtype(name: str) -> np.dtype[Any]:
+    """The NumPy dtype of a --dtype name: bfloat16 is ml_dtypes' (imported
+    here, where asked for: an optional dependency)."""
+    if name == "bfloat16":
+        try:
+            import ml_dtypes
+        except ImportError:
+            raise ValueError("--dtype bfloat16 needs ml_dtypes (pip install ml_dtypes)") from None
+        bfloat16: np.dtype[Any] = np.dtype(ml_dtypes.bfloat16)
+        return bfloat16
+    dtype: np.dtype[Any] = np.dtype(name)
+    return dtype
 Shape = tuple[int, ...]  # rows x classes, or (elements,) for bce
 
 
@@ -103,13 +118,15 @@ def make_workload(op: str, shape: Sequence[int], dtype: DtypeName, seed: int = 0
     if op != "bce" and len(shape) != 2:
         raise ValueError(f"{op} needs rows x classes, got the shape {shape_name(shape)}")
     rng = np.random.default_rng(seed)
-    logits = rng.standard_normal(shape, dtype=np.dtype(dtype)) * 3
+    np_dtype = numpy_dtype(dtype)
+    wide = np_dtype if np_dtype.itemsize >= 4 else np.dtype(np.float32)  # halves: rounded from it
+    logits = (rng.standard_normal(shape, dtype=wide) * 3).astype(np_dtype)
     target: NDArray[np.int64] | NDArray[np.floating[Any]]
     if op == "bce":
-        target = (rng.random(shape) < 0.5).astype(dtype)
+        target = (rng.random(shape) < 0.5).astype(np_dtype)
     else:
         target = rng.integers(0, shape[-1], size=shape[:-1])
-    return Workload(op, shape, np.dtype(dtype).name, logits, target)
+    return Workload(op, shape, np_dtype.name, logits, target)
 
 
 # Memory a block holds at once, in units of the logits' bytes: the logits, the
