@@ -344,3 +344,77 @@ def test_ignore_index_with_probability_targets_is_refused_as_by_cross_entropy(to
     for options in ({}, {"ignore_index": None}):
         assert_close(fastxent.linear_cross_entropy(hidden, linear_weight, target, **options),
                      expected[0], np.float64)
+
+
+# bfloat16 hidden and linear_weight (ml_dtypes): the GEMMs in bfloat16 by
+# PyTorch's matmul (float32 accumulation inside each GEMM), the logits and the
+# loss in float32, the gradients in bfloat16. Stated accuracy, against the
+# same bfloat16 values computed in float64: the loss within 1e-3 (relative),
+# each gradient within 2**-6 of its largest element (the logits are rounded to
+# bfloat16 once, the chunk gradient once, d_weight after each chunk).
+BF16_LOSS_RTOL = 1e-3
+BF16_GRAD_TOL = 2.0**-6
+
+
+def bf16_problem(rng, n=300, h=64, v=1000):
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    bf16 = ml_dtypes.bfloat16
+    hidden = rng.standard_normal((n, h)).astype(bf16)
+    linear_weight = (rng.standard_normal((v, h)) * 0.3).astype(bf16)
+    linear_bias = rng.standard_normal(v).astype(bf16)
+    target = rng.integers(0, v, n)
+    target[::7] = -100
+    return hidden, linear_weight, linear_bias, target
+
+
+def relative_to_largest(got, want):
+    want = np.asarray(want, np.float64)
+    return float(np.max(np.abs(np.asarray(got, np.float64) - want)) / np.max(np.abs(want)))
+
+
+@pytest.mark.parametrize("chunk_size", [None, 64, 1, (64, 300)])
+@pytest.mark.parametrize("gemms", ["torch", "float32-fallback"])
+def test_bfloat16_within_stated_accuracy_of_float64(monkeypatch, chunk_size, gemms):
+    if gemms == "torch":
+        pytest.importorskip("torch")
+    else:  # without PyTorch: hidden and linear_weight converted to float32
+        monkeypatch.setattr(_blas, "torch_or_none", lambda: None)
+    rng = np.random.default_rng(21)
+    hidden, linear_weight, linear_bias, target = bf16_problem(rng)
+    options = {"linear_bias": linear_bias, "label_smoothing": 0.1}
+    exact = fastxent.reference.linear_cross_entropy_with_grad(
+        hidden.astype(np.float64), linear_weight.astype(np.float64), target,
+        **{**options, "linear_bias": linear_bias.astype(np.float64)})
+    before = [hidden.copy(), linear_weight.copy()]
+    results = fastxent.linear_cross_entropy_with_grad(hidden, linear_weight, target,
+                                                      chunk_size=chunk_size, **options)
+    assert results[0].dtype == np.float32
+    assert all(r.dtype == hidden.dtype for r in results[1:])  # bfloat16 gradients
+    assert abs(float(results[0]) - exact[0]) <= BF16_LOSS_RTOL * abs(exact[0])
+    for name, got, want in zip(("d_hidden", "d_weight", "d_bias"), results[1:], exact[1:]):
+        assert relative_to_largest(got, want) <= BF16_GRAD_TOL, name
+    loss = fastxent.linear_cross_entropy(hidden, linear_weight, target, chunk_size=chunk_size,
+                                         **options)
+    assert abs(float(loss) - exact[0]) <= BF16_LOSS_RTOL * abs(exact[0])
+    for arr, copy in zip((hidden, linear_weight), before):  # inputs untouched
+        np.testing.assert_array_equal(arr.view(np.int16), copy.view(np.int16))
+
+
+def test_bfloat16_no_less_accurate_than_torchs_bfloat16(torch):
+    """PyTorch's own F.linear_cross_entropy in bfloat16 (eager), same inputs,
+    both against float64: fastxent's error at most PyTorch's (plus 2**-9, one
+    bfloat16 rounding, for the ties of rounding)."""
+    rng = np.random.default_rng(22)
+    hidden, linear_weight, _, target = bf16_problem(rng, n=257, h=48, v=700)
+    exact = fastxent.reference.linear_cross_entropy_with_grad(
+        hidden.astype(np.float64), linear_weight.astype(np.float64), target)
+    ht = torch.from_numpy(hidden.astype(np.float32)).bfloat16().requires_grad_()
+    wt = torch.from_numpy(linear_weight.astype(np.float32)).bfloat16().requires_grad_()
+    loss_t = torch.nn.functional.linear_cross_entropy(ht, wt, torch.from_numpy(target))
+    loss_t.backward()
+    theirs = [loss_t.float().item(), ht.grad.float().numpy(), wt.grad.float().numpy()]
+    ours = fastxent.linear_cross_entropy_with_grad(hidden, linear_weight, target, chunk_size=100)
+    for name, mine, torch_value, want in zip(("loss", "d_hidden", "d_weight"), ours, theirs,
+                                             exact):
+        assert (relative_to_largest(mine, want)
+                <= relative_to_largest(torch_value, want) + 2.0**-9), name

@@ -106,6 +106,10 @@ class Problem(NamedTuple):
     softcap: float | None = None
     return_lse: bool = False
     return_accuracy: bool = False
+    # bfloat16 hidden and linear_weight whose GEMMs PyTorch computes (see
+    # _blas.TorchBfloat16Gemms); None: NumPy's BLAS on hidden and linear_weight
+    # of dtype
+    bfloat16_gemms: _blas.TorchBfloat16Gemms | None = None
 
 
 def _blas_array(value: Any, dtype: Any) -> Any:
@@ -118,8 +122,10 @@ def prepare(hidden: ArrayLike, linear_weight: ArrayLike, target: ArrayLike,
             linear_bias: ArrayLike | None, weight: ArrayLike | None, ignore_index: int | None,
             reduction: object, label_smoothing: object, sample_weight: ArrayLike | None = None,
             z_loss: object = 0.0, softcap: object = None, return_lse: object = False,
-            return_accuracy: object = False) -> Problem:
-    """Checks every argument once, before any GEMM runs."""
+            return_accuracy: object = False, bfloat16_gemms: bool = False) -> Problem:
+    """Checks every argument once, before any GEMM runs. bfloat16_gemms: keep
+    bfloat16 hidden and linear_weight as they are for PyTorch's bfloat16 GEMMs
+    where PyTorch is installed (else they are converted to float32)."""
     reduction = check_reduction(reduction)
     label_smoothing = check_label_smoothing(label_smoothing)
     checked_z_loss = check_z_loss(z_loss)
@@ -133,9 +139,9 @@ def prepare(hidden: ArrayLike, linear_weight: ArrayLike, target: ArrayLike,
     hidden_in = as_array(hidden, "hidden")
     weight_in = as_array(linear_weight, "linear_weight")
     bias_in = None if linear_bias is None else as_array(linear_bias, "linear_bias")
-    dtypes = [result_dtype(hidden_in, "hidden"), result_dtype(weight_in, "linear_weight")]
+    dtypes = [_compute_dtype(hidden_in, "hidden"), _compute_dtype(weight_in, "linear_weight")]
     if bias_in is not None:
-        dtypes.append(result_dtype(bias_in, "linear_bias"))
+        dtypes.append(_compute_dtype(bias_in, "linear_bias"))
     dtype = np.result_type(*dtypes)
     if hidden_in.ndim == 0:
         raise ValueError("hidden: expected at least one dimension (the features), got a 0-d array")
@@ -188,11 +194,20 @@ def prepare(hidden: ArrayLike, linear_weight: ArrayLike, target: ArrayLike,
     options = {"label_smoothing": label_smoothing, "ignore_index": given_ignore_index}
 
     def grad_dtype(arr: Any) -> Any:
-        return arr.dtype if arr.dtype.kind == "f" else dtype
+        return arr.dtype if arr.dtype.kind == "f" or _blas.is_bfloat16(arr.dtype) else dtype
 
+    gemms = None
+    if (bfloat16_gemms and _blas.is_bfloat16(hidden_in.dtype)
+            and _blas.is_bfloat16(weight_in.dtype) and _blas.torch_or_none() is not None):
+        hidden_rows = np.ascontiguousarray(hidden_in).reshape(n_rows, n_features)
+        projection = np.ascontiguousarray(weight_in)
+        gemms = _blas.TorchBfloat16Gemms(hidden_rows, projection)
+    else:
+        hidden_rows = np.ascontiguousarray(hidden_in, dtype=dtype).reshape(n_rows, n_features)
+        projection = _blas_array(weight_in, dtype)
     return Problem(
-        hidden=np.ascontiguousarray(hidden_in, dtype=dtype).reshape(n_rows, n_features),
-        linear_weight=_blas_array(weight_in, dtype),
+        hidden=hidden_rows,
+        linear_weight=projection,
         linear_bias=None if bias_in is None else np.ascontiguousarray(bias_in, dtype=dtype),
         target=flat_target, is_index=is_index, weight=class_weight, options=options,
         reduction=reduction, dtype=dtype, batch_shape=batch_shape,
@@ -200,7 +215,21 @@ def prepare(hidden: ArrayLike, linear_weight: ArrayLike, target: ArrayLike,
                      None if bias_in is None else grad_dtype(bias_in)),
         sample_weight=check_sample_weight(sample_weight, batch_shape), z_loss=checked_z_loss,
         softcap=checked_softcap, return_lse=checked_lse, return_accuracy=checked_accuracy,
+        bfloat16_gemms=gemms,
     )
+
+
+def _compute_dtype(arr: NDArray[Any], name: str) -> np.dtype[Any]:
+    """The dtype the loss is computed in for arr: float32 for bfloat16
+    (ml_dtypes), else result_dtype's rule."""
+    return np.dtype(np.float32) if _blas.is_bfloat16(arr.dtype) else result_dtype(arr, name)
+
+
+def _without_bfloat16_gemms(p: Problem) -> Problem:
+    """p with hidden and linear_weight converted to float32 for NumPy's BLAS
+    (the classes in blocks: a path the bfloat16 GEMMs do not take)."""
+    return p._replace(hidden=p.hidden.astype(p.dtype), bfloat16_gemms=None,
+                      linear_weight=p.linear_weight.astype(p.dtype))
 
 
 class Gradients:
@@ -209,9 +238,12 @@ class Gradients:
     def __init__(self, p: Problem, chunking: Chunking) -> None:
         n_rows, n_features = p.hidden.shape
         n_classes = p.linear_weight.shape[0]
-        self.d_hidden = np.empty((n_rows, n_features), p.dtype)
-        self.d_weight = np.zeros((n_classes, n_features), p.dtype) if n_rows == 0 else \
-            np.empty((n_classes, n_features), p.dtype)
+        # bfloat16 GEMMs write bfloat16 gradients (d_weight's chunks added by
+        # the GEMM, in float32 inside it, rounded to bfloat16 after each chunk)
+        grad_dtype = p.dtype if p.bfloat16_gemms is None else p.hidden.dtype
+        self.d_hidden = np.empty((n_rows, n_features), grad_dtype)
+        self.d_weight = np.zeros((n_classes, n_features), grad_dtype) if n_rows == 0 else \
+            np.empty((n_classes, n_features), grad_dtype)
         self.d_bias: NDArray[Any] | None = (None if p.linear_bias is None
                                              else np.zeros(n_classes, p.dtype))
         self.block_rows = max(1, min(n_classes,
@@ -230,6 +262,10 @@ class Gradients:
         """Back-propagates grad = d loss_sum / d logits[rows, classes] through the
         GEMM; first_rows / first_classes: the first chunk of rows / block of classes
         (written, not added)."""
+        if p.bfloat16_gemms is not None:  # all classes
+            p.bfloat16_gemms.backprop(grad, rows, self.d_hidden, self.d_weight, first_rows)
+            self._add_bias(grad, classes)
+            return
         d_hidden, hidden_rows, weight = self.d_hidden[rows], p.hidden[rows], p.linear_weight[classes]
         if first_classes:
             np.matmul(grad, weight, out=d_hidden)
@@ -252,6 +288,9 @@ class Gradients:
                 part = self.block[:block.stop - start]
                 np.matmul(grad_t[block], hidden_rows, out=part)
                 np.add(d_weight[block], part, out=d_weight[block])
+        self._add_bias(grad, classes)
+
+    def _add_bias(self, grad: Any, classes: Any) -> None:
         if self.d_bias is not None and self.bias_part is not None:  # both, with linear_bias
             part = self.bias_part[:grad.shape[1]]
             np.sum(grad, axis=0, out=part)
@@ -270,7 +309,10 @@ class Gradients:
                 arr[...] = np.nan if counted.any() else 0.0
         elif scale != 1.0:
             for arr in results:
-                np.multiply(arr, arr.dtype.type(scale), out=arr)
+                if _blas.is_bfloat16(arr.dtype):
+                    _blas.scale_bfloat16(arr, scale)
+                else:
+                    np.multiply(arr, arr.dtype.type(scale), out=arr)
         results[0] = results[0].reshape(p.batch_shape + (self.d_hidden.shape[1],))
         return tuple(arr.astype(dt, copy=False) for arr, dt in zip(results, p.grad_dtypes))
 
@@ -296,7 +338,10 @@ class SideOutputs:
 
 def _logits_into(buf: Any, p: Problem, rows: Any, classes: Any) -> Any:
     """buf = hidden[rows] @ linear_weight[classes].T + linear_bias[classes]."""
-    np.matmul(p.hidden[rows], p.linear_weight[classes].T, out=buf)
+    if p.bfloat16_gemms is not None:  # all classes: _run leaves blocks to NumPy's BLAS
+        p.bfloat16_gemms.logits_into(buf, rows)
+    else:
+        np.matmul(p.hidden[rows], p.linear_weight[classes].T, out=buf)
     if p.linear_bias is not None:
         np.add(buf, p.linear_bias[classes], out=buf)
     return buf
@@ -445,11 +490,13 @@ def _run(hidden: ArrayLike, linear_weight: ArrayLike, target: ArrayLike,
          reduction: object, label_smoothing: object, chunk_size: object, want_grad: bool,
          options: dict[str, Any]) -> Any:
     p = prepare(hidden, linear_weight, target, linear_bias, weight, ignore_index, reduction,
-                label_smoothing, **options)
+                label_smoothing, **options, bfloat16_gemms=True)
     side = SideOutputs(p)
     n_rows = p.hidden.shape[0]
     n_classes = p.linear_weight.shape[0]
     chunking = choose_chunking(chunk_size, n_rows, n_classes, p.dtype.itemsize)
+    if chunking.classes < n_classes and p.bfloat16_gemms is not None:
+        p = _without_bfloat16_gemms(p)
     buf = np.empty((min(chunking.rows, n_rows), chunking.classes), p.dtype)
     grads = Gradients(p, chunking) if want_grad else None
     row_loss = np.empty(n_rows, p.dtype) if p.reduction == "none" else None
