@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch", reason="PyTorch is not installed: fastxent.torch untested")
-import torch.nn.functional as F
+import torch.nn.functional as F  # noqa: E402  (after the importorskip)
 
-import fastxent.torch as ft
+import fastxent.torch as ft  # noqa: E402
 
 pytestmark = pytest.mark.torch
 TOL = {torch.float32: {"rtol": 2e-5, "atol": 2e-6},
