@@ -220,12 +220,14 @@ def test_bad_arguments_raise_naming_them(call, error, match):
 
 
 def test_automatic_chunks_follow_the_rule():
-    # 64 MiB of float32 logits: 512 rows of 32,000 classes; all rows when fewer.
-    assert _linear.choose_chunking(None, 4096, 32000, 4) == (524, 32000)
+    # 128 MiB of float32 logits: 1,048 rows of 32,000 classes, 261 of 128,256;
+    # all rows when fewer.
+    assert _linear.choose_chunking(None, 4096, 32000, 4) == (1048, 32000)
+    assert _linear.choose_chunking(None, 2048, 128256, 4) == (261, 128256)
     assert _linear.choose_chunking(None, 100, 32000, 4) == (100, 32000)
-    # Fewer than 128 rows would fit: 128 rows, classes in blocks of 64 MiB.
+    # Fewer than 128 rows would fit: 128 rows, classes in blocks of 128 MiB.
     rows, classes = _linear.choose_chunking(None, 4096, 1_000_000, 4)
-    assert rows == 128 and classes == 64 * 2**20 // (128 * 4)
+    assert rows == 128 and classes == 128 * 2**20 // (128 * 4)
 
 
 def extra_peak_bytes(fn):
@@ -252,13 +254,14 @@ def test_extra_memory_is_one_chunk_of_logits_not_the_logits(monkeypatch, chunk_s
     linear_bias = rng.standard_normal(v, dtype=np.float32)
     target = rng.integers(0, v, n)
     target[::10] = -100
-    # The automatic rule under a smaller budget than the default 64 MiB.
+    # The automatic rule under a smaller budget than the default 128 MiB.
     monkeypatch.setattr(_linear, "CHUNK_BYTES", 1 * 2**20)
     chunking = _linear.choose_chunking(chunk_size, n, v, 4)
     chunk_bytes = chunking.rows * chunking.classes * 4
     block_bytes = min(v, _linear.ACCUMULATE_BYTES // (h * 4)) * h * 4
     vectors = 16 * (n + v) * 8  # row and class vectors, generously
-    bound = chunk_bytes + block_bytes + vectors
+    d_hidden_chunk = chunking.rows * h * 4  # the chunk's d_hidden, transposed
+    bound = chunk_bytes + block_bytes + d_hidden_chunk + vectors
     logits_bytes = n * v * 4
     assert logits_bytes >= 10 * bound
 

@@ -49,7 +49,7 @@ _Grad = NDArray[np.floating[Any]]
 LossAndGrads = Union[tuple[Loss, _Grad, _Grad], tuple[Loss, _Grad, _Grad, _Grad]]
 
 # The chunk rule (documented in linear_cross_entropy's docstring).
-CHUNK_BYTES = 64 * 2**20  # one chunk's logits
+CHUNK_BYTES = 128 * 2**20  # one chunk's logits
 MIN_ROWS = 128  # fewer rows than this make the weight-gradient GEMM inefficient
 ACCUMULATE_BYTES = 8 * 2**20  # the block in which d_weight's later chunks are added
 
@@ -250,6 +250,7 @@ class Gradients:
                                      ACCUMULATE_BYTES // (n_features * p.dtype.itemsize or 1)))
         # allocated where NumPy's BLAS cannot add into d_weight
         self.block: NDArray[Any] | None = None
+        self.hidden_t: NDArray[Any] | None = None  # (H, rows): d_hidden's chunk, transposed
         self.row_part: NDArray[Any] | None = (np.empty((chunking.rows, n_features), p.dtype)
                          if chunking.classes < n_classes else None)
         self.bias_part: NDArray[Any] | None = (None if p.linear_bias is None
@@ -268,7 +269,13 @@ class Gradients:
             return
         d_hidden, hidden_rows, weight = self.d_hidden[rows], p.hidden[rows], p.linear_weight[classes]
         if first_classes:
-            np.matmul(grad, weight, out=d_hidden)
+            # d_hidden = (weight.T @ grad.T).T: OpenBLAS runs a chunk's few
+            # rows against K = V classes at the full-size rate only this way
+            if self.hidden_t is None or self.hidden_t.shape[1] < d_hidden.shape[0]:
+                self.hidden_t = np.empty((d_hidden.shape[1], d_hidden.shape[0]), p.dtype)
+            part_t = self.hidden_t[:, :d_hidden.shape[0]]
+            np.matmul(weight.T, grad.T, out=part_t)
+            np.copyto(d_hidden, part_t.T)
         else:
             assert self.row_part is not None  # allocated where the classes come in blocks
             part = self.row_part[:d_hidden.shape[0]]
@@ -806,18 +813,32 @@ def linear_cross_entropy(
     :math:`h_n` a row of `hidden`, :math:`W` `linear_weight` (V, H) and
     :math:`b` `linear_bias`, which are never held whole.
 
-    Chunk rule: a chunk's logits take at most 64 MiB (``rows = 64 MiB /
-    (V * itemsize)``, 524 rows at V = 32,000 in float32). That is far beyond the
-    caches, so the rule is set by the GEMMs and by memory: each chunk re-reads
-    and re-writes ``d_weight``, so chunks need many rows (the GEMMs' inner
-    dimension) to keep that traffic small, and the bound below keeps them well
-    under the N x V logits. Where fewer than 128 rows of V classes would fit
-    (V above about 131,000 in float32), chunks of 128 rows take the classes in
-    blocks of 64 MiB, at the cost of computing each block's logits twice
+    Chunk rule: a chunk's logits take at most 128 MiB (``rows = 128 MiB /
+    (V * itemsize)``: 1,048 rows at V = 32,000 and 261 rows at V = 128,256 in
+    float32). That is far beyond the caches, so the rule is set by the GEMMs
+    and by memory: the GEMMs of a chunk run at their full-size rate only from
+    a few hundred rows on (measured at 2 threads: 130-row chunks took 1.22x the
+    three full-size GEMMs at V = 128,256, 261-row chunks 1.03x; 512-row
+    chunks 1.06x and 1,024-row chunks 1.00x at V = 32,000), and each chunk
+    re-reads and re-writes ``d_weight``; the bound below keeps them well under
+    the N x V logits. Where fewer than 128 rows of V classes would fit (V
+    above about 262,000 in float32), chunks of 128 rows take the classes in
+    blocks of 128 MiB, at the cost of computing each block's logits twice
     (first the log-sum-exp of each row, then the gradient).
 
+    bfloat16 `hidden` and `linear_weight` (``ml_dtypes.bfloat16``): where
+    PyTorch is installed, the GEMMs run in bfloat16 through its matmul
+    (float32 accumulation inside each GEMM, AVX512-BF16 or AMX where the CPU
+    has them); the logits are widened to float32 for the kernel, the chunk's
+    gradient narrowed to bfloat16 for the two backward GEMMs, and the loss is
+    float32, the gradients bfloat16 (within 2**-6 of their largest element of
+    a float64 computation in the tests, no further than PyTorch's own
+    bfloat16 path). Without PyTorch, or with the classes in blocks, they are
+    converted to float32 first (the GEMMs then run in float32).
+
     Memory: beyond its results, a call holds one chunk's logits (at most
-    ``rows * classes * itemsize`` bytes, 64 MiB by default) and vectors of
+    ``rows * classes * itemsize`` bytes, 128 MiB by default), the chunk's
+    ``d_hidden`` transposed (``rows * H * itemsize``) and vectors of
     length N or V; where NumPy's own OpenBLAS cannot add into ``d_weight``
     (NumPy linked to another BLAS), an 8 MiB block for that as well. The forward alone
     never holds more than the chunk; ``linear_cross_entropy_with_grad`` adds the
@@ -1092,8 +1113,8 @@ def linear_cross_entropy_with_grad(
         \frac{\partial L}{\partial W} = G^\top H, \qquad
         \frac{\partial L}{\partial b} = \sum_n G_n.
 
-    Peak extra memory: the gradients themselves, plus one chunk's logits (64 MiB
-    by default, see linear_cross_entropy), plus vectors of length N or V (and an
+    Peak extra memory: the gradients themselves, plus one chunk's logits (128 MiB
+    by default, see linear_cross_entropy) and its ``d_hidden``, plus vectors of length N or V (and an
     8 MiB block where NumPy's BLAS cannot accumulate); never the N x V logits.
     The chunks after the first add into ``d_weight`` through NumPy's own
     OpenBLAS (its ``?gemm`` with beta = 1) where NumPy ships one.

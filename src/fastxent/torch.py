@@ -987,7 +987,7 @@ def linear_cross_entropy(input: torch.Tensor, linear_weight: torch.Tensor, targe
     ``torch.compile`` (``"fastxent"`` there breaks the graph around the call).
     Double backward (``create_graph=True``) differentiates PyTorch's function.
 
-    Memory: beyond the gradients, one chunk's logits (64 MiB by default) and
+    Memory: beyond the gradients, one chunk's logits (128 MiB by default) and
     vectors of length N or V, where PyTorch's eager function holds the N x V
     logits and their gradient.
 
@@ -1023,6 +1023,18 @@ def linear_cross_entropy(input: torch.Tensor, linear_weight: torch.Tensor, targe
         return reference(input, linear_weight, linear_bias)
     if chunk_size is None and options is not None:
         chunk_size = getattr(options, "batch_chunk_size", None)
+    return _fused_linear(input, linear_weight, target, linear_bias, weight, reduction,
+                         ignore_index, label_smoothing, chunk_size, reference, backend)
+
+
+# Run eagerly under torch.compile (a graph break): the compiler would trace the
+# NumPy code into its graph, which it cannot take whole.
+@torch.compiler.disable
+def _fused_linear(input: torch.Tensor, linear_weight: torch.Tensor, target: torch.Tensor,
+                  linear_bias: torch.Tensor | None, weight: torch.Tensor | None, reduction: str,
+                  ignore_index: int | None, label_smoothing: float, chunk_size: Any,
+                  reference: Callable[..., torch.Tensor], backend: str) -> torch.Tensor:
+    """linear_cross_entropy's fused path, the checks passed."""
     low_precision = input.dtype == torch.bfloat16  # class weights and targets in float32
     h, w, b = _linear_numpy(input), _linear_numpy(linear_weight), _linear_numpy(linear_bias)
     t = _numpy(target.float() if low_precision and target.is_floating_point() else target)
