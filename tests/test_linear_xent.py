@@ -421,3 +421,31 @@ def test_bfloat16_no_less_accurate_than_torchs_bfloat16(torch):
                                              exact):
         assert (relative_to_largest(mine, want)
                 <= relative_to_largest(torch_value, want) + 2.0**-9), name
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_bench_paths_compute_the_same_loss(torch, dtype, capsys):
+    """python -m fastxent bench --ops linear-xent times the same loss on every
+    path (fastxent, its PyTorch bridge, the unfused NumPy route, PyTorch eager
+    and chunked), and its command line runs."""
+    from fastxent.bench import linear_xent
+
+    if dtype == "bfloat16":
+        pytest.importorskip("ml_dtypes")
+    w = linear_xent.Workload(64, 8, 100, dtype, ignored=0.2)
+    losses = {}
+    for name in ("fastxent", "fastxent-torch", "numpy-unfused", "torch-eager", "torch-chunked"):
+        try:
+            result = linear_xent.make_path(name, w)()
+        except ImportError:
+            assert dtype == "bfloat16" and name in linear_xent.NUMPY_ONLY
+            continue
+        loss = result[0] if isinstance(result, tuple) else result
+        losses[name] = float(loss.float() if hasattr(loss, "float") else loss)
+    exact = fastxent.reference.linear_cross_entropy(
+        w.hidden.astype(np.float64), w.weight.astype(np.float64), w.target)
+    for name, loss in losses.items():
+        assert loss == pytest.approx(exact, rel=1e-5 if dtype == "float32" else 1e-2), name
+    assert linear_xent.main(["--shapes", "64,8,100", "--rounds", "1", "--no-memory",
+                             "--dtype", dtype, "--paths", "fastxent,torch-gemms"]) == 0
+    assert "fastxent" in capsys.readouterr().out

@@ -501,7 +501,10 @@ def _run(hidden: ArrayLike, linear_weight: ArrayLike, target: ArrayLike,
     side = SideOutputs(p)
     n_rows = p.hidden.shape[0]
     n_classes = p.linear_weight.shape[0]
-    chunking = choose_chunking(chunk_size, n_rows, n_classes, p.dtype.itemsize)
+    # bytes per logit of a chunk: float32 for the kernel, and bfloat16 for the
+    # GEMMs' product and the narrowed gradient when PyTorch computes them
+    logit_bytes = p.dtype.itemsize + (2 if p.bfloat16_gemms is not None else 0)
+    chunking = choose_chunking(chunk_size, n_rows, n_classes, logit_bytes)
     if chunking.classes < n_classes and p.bfloat16_gemms is not None:
         p = _without_bfloat16_gemms(p)
     buf = np.empty((min(chunking.rows, n_rows), chunking.classes), p.dtype)
@@ -830,7 +833,8 @@ def linear_cross_entropy(
     PyTorch is installed, the GEMMs run in bfloat16 through its matmul
     (float32 accumulation inside each GEMM, AVX512-BF16 or AMX where the CPU
     has them); the logits are widened to float32 for the kernel, the chunk's
-    gradient narrowed to bfloat16 for the two backward GEMMs, and the loss is
+    gradient narrowed to bfloat16 for the two backward GEMMs (a bfloat16
+    buffer beside the float32 chunk: the rule counts 6 bytes a logit), and the loss is
     float32, the gradients bfloat16 (within 2**-6 of their largest element of
     a float64 computation in the tests, no further than PyTorch's own
     bfloat16 path). Without PyTorch, or with the classes in blocks, they are
