@@ -4,7 +4,12 @@ and its autograd (float64), against the unfused computation for any chunk
 shape, and for its memory bound (tracemalloc)."""
 
 import inspect
+import json
+import os
+import subprocess
+import sys
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -449,3 +454,53 @@ def test_bench_paths_compute_the_same_loss(torch, dtype, capsys):
     assert linear_xent.main(["--shapes", "64,8,100", "--rounds", "1", "--no-memory",
                              "--dtype", dtype, "--paths", "fastxent,torch-gemms"]) == 0
     assert "fastxent" in capsys.readouterr().out
+
+
+# Peak resident memory of one call, in a fresh process (after a warm-up call,
+# the peak reset through /proc/self/clear_refs): everything counts, NumPy's,
+# OpenBLAS's and PyTorch's allocations alike (tracemalloc sees NumPy's only).
+RSS_SCRIPT = """
+import ctypes, gc, json, sys
+import numpy as np
+import fastxent
+from fastxent import _linear
+from fastxent.bench.linear_xent import Workload, _status
+
+n, h, v, dtype, chunk_bytes = sys.argv[1:]
+_linear.CHUNK_BYTES = int(chunk_bytes)
+fastxent.set_num_threads(2)
+w = Workload(int(n), int(h), int(v), dtype, ignored=0.1)
+def call():
+    return fastxent.linear_cross_entropy_with_grad(w.hidden, w.weight, w.target)
+call()
+gc.collect()
+ctypes.CDLL("libc.so.6").malloc_trim(0)
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")
+before = _status("VmRSS")
+result = call()
+print(json.dumps({"extra": _status("VmHWM") - before, "grads": w.grad_bytes}))
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"),
+                    reason="peak RSS reset through /proc/self/clear_refs: Linux only")
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_peak_rss_beyond_the_gradients_is_a_tenth_of_the_logits(dtype):
+    """4096 x 64 -> 16384 classes: the unfused logits take 256 MiB (float32);
+    with an 8 MiB chunk budget the call's peak resident memory beyond its
+    gradients (4.5 MiB) stays under a tenth of that."""
+    if dtype == "bfloat16":
+        pytest.importorskip("ml_dtypes")
+        pytest.importorskip("torch")
+    n, h, v = 4096, 64, 16384
+    logits_bytes = n * v * 4
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="2", OMP_NUM_THREADS="2")
+    package_root = str(Path(fastxent.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    proc = subprocess.run([sys.executable, "-c", RSS_SCRIPT, str(n), str(h), str(v), dtype,
+                           str(8 * 2**20)], capture_output=True, text=True, env=env,
+                          timeout=300, check=True)
+    measured = json.loads(proc.stdout.strip().splitlines()[-1])
+    beyond = measured["extra"] - measured["grads"]
+    assert beyond <= logits_bytes / 10, (beyond / 2**20, "MiB")
