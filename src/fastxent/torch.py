@@ -1027,10 +1027,7 @@ def linear_cross_entropy(input: torch.Tensor, linear_weight: torch.Tensor, targe
                          ignore_index, label_smoothing, chunk_size, reference, backend)
 
 
-# Run eagerly under torch.compile (a graph break): the compiler would trace the
-# NumPy code into its graph, which it cannot take whole.
-@torch.compiler.disable
-def _fused_linear(input: torch.Tensor, linear_weight: torch.Tensor, target: torch.Tensor,
+def _fused_linear_eager(input: torch.Tensor, linear_weight: torch.Tensor, target: torch.Tensor,
                   linear_bias: torch.Tensor | None, weight: torch.Tensor | None, reduction: str,
                   ignore_index: int | None, label_smoothing: float, chunk_size: Any,
                   reference: Callable[..., torch.Tensor], backend: str) -> torch.Tensor:
@@ -1041,7 +1038,8 @@ def _fused_linear(input: torch.Tensor, linear_weight: torch.Tensor, target: torc
     cw = _numpy(weight if weight is None or not low_precision else weight.float())
 
     def run(sample_weight: Any, want_grad: bool = True) -> Any:
-        fn = _linear.linear_cross_entropy_with_grad if want_grad else _linear.linear_cross_entropy
+        fn: Callable[..., Any] = (_linear.linear_cross_entropy_with_grad if want_grad
+                                  else _linear.linear_cross_entropy)
         return fn(h, w, t, linear_bias=b, weight=cw, ignore_index=ignore_index,
                   reduction="sum" if sample_weight is not None else reduction,
                   label_smoothing=label_smoothing, chunk_size=chunk_size,
@@ -1053,6 +1051,12 @@ def _fused_linear(input: torch.Tensor, linear_weight: torch.Tensor, target: torc
     return _apply_linear(*(None if x is None else _unwrap_if_dead(x)
                            for x in (input, linear_weight, linear_bias)),
                          run, reduction, reference, backend)
+
+
+# Run eagerly under torch.compile (a graph break): the compiler would trace the
+# NumPy code into its graph, which it cannot take whole.
+_fused_linear: Callable[..., torch.Tensor] = torch.compiler.disable(  # type: ignore[no-untyped-call]
+    _fused_linear_eager)
 
 
 # ---------------------------------------------------------------- modules

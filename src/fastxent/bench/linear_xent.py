@@ -31,6 +31,9 @@ import subprocess
 import sys
 import time
 
+from collections.abc import Callable, Sequence
+from typing import Any
+
 import numpy as np
 
 LM_HEADS = ((4096, 1024, 32000), (2048, 2048, 128256))  # the issue's two heads
@@ -41,16 +44,17 @@ DTYPES = ("float32", "float64", "bfloat16")
 NUMPY_ONLY = ("gemms", "numpy-unfused")  # no bfloat16 GEMM in NumPy's BLAS
 
 
-def numpy_dtype(name):
+def numpy_dtype(name: str) -> np.dtype[Any]:
     """The NumPy dtype of a --dtype name (bfloat16: ml_dtypes')."""
     if name == "bfloat16":
         import ml_dtypes
-        return np.dtype(ml_dtypes.bfloat16)
+        dtype: np.dtype[Any] = np.dtype(ml_dtypes.bfloat16)
+        return dtype
     return np.dtype(name)
 
 
 class Workload:
-    def __init__(self, n, h, v, dtype, ignored, seed=0):
+    def __init__(self, n: int, h: int, v: int, dtype: str, ignored: float, seed: int = 0) -> None:
         rng = np.random.default_rng(seed)
         self.shape = (n, h, v)
         self.hidden = rng.standard_normal((n, h), dtype=np.float32).astype(numpy_dtype(dtype))
@@ -61,7 +65,7 @@ class Workload:
         self.grad_bytes = self.hidden.nbytes + self.weight.nbytes
 
 
-def make_path(name, w: Workload):
+def make_path(name: str, w: Workload) -> Callable[[], Any]:
     """A callable running one forward + backward of the named path."""
     import fastxent
 
@@ -71,7 +75,7 @@ def make_path(name, w: Workload):
     if name in NUMPY_ONLY and w.hidden.dtype.kind != "f":
         raise ImportError(f"NumPy's BLAS has no {w.hidden.dtype} GEMM")
     if name == "numpy-unfused":  # the N x V logits, the fused kernel in place on them, 2 GEMMs
-        def unfused():
+        def unfused() -> Any:
             logits = w.hidden @ w.weight.T
             loss, grad = fastxent.cross_entropy_with_grad(logits, w.target, out=logits)
             return loss, grad @ w.weight, grad.T @ w.hidden
@@ -80,7 +84,7 @@ def make_path(name, w: Workload):
         logits = np.empty((n, v), w.hidden.dtype)
         d_hidden, d_weight = np.empty_like(w.hidden), np.empty_like(w.weight)
 
-        def gemms():
+        def gemms() -> None:
             np.matmul(w.hidden, w.weight.T, out=logits)
             np.matmul(logits, w.weight, out=d_hidden)
             np.matmul(logits.T, w.hidden, out=d_weight)
@@ -89,7 +93,7 @@ def make_path(name, w: Workload):
     import torch
     import torch.nn.functional as F
 
-    def tensor(a):
+    def tensor(a: Any) -> Any:
         if a.dtype.name == "bfloat16":
             return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16).requires_grad_()
         return torch.from_numpy(a).requires_grad_()
@@ -97,27 +101,27 @@ def make_path(name, w: Workload):
     ht, wt = tensor(w.hidden), tensor(w.weight)
     tt = torch.from_numpy(w.target)
     if name == "torch-gemms":
-        logits = torch.empty((n, v), dtype=ht.dtype)
-        d_hidden, d_weight = torch.empty_like(ht), torch.empty_like(wt)
+        logits_t = torch.empty((n, v), dtype=ht.dtype)
+        d_hidden_t, d_weight_t = torch.empty_like(ht), torch.empty_like(wt)
 
-        def torch_gemms():
+        def torch_gemms() -> None:
             with torch.no_grad():
-                torch.mm(ht, wt.T, out=logits)
-                torch.mm(logits, wt, out=d_hidden)
-                torch.mm(logits.T, ht, out=d_weight)
+                torch.mm(ht, wt.T, out=logits_t)
+                torch.mm(logits_t, wt, out=d_hidden_t)
+                torch.mm(logits_t.T, ht, out=d_weight_t)
         return torch_gemms
     if name == "torch-eager":
-        def loss_fn(hidden, weight, target):
+        def loss_fn(hidden: Any, weight: Any, target: Any) -> Any:
             return F.cross_entropy(F.linear(hidden, weight), target)
     elif name == "torch-chunked":
         options = torch.nn.LinearCrossEntropyOptions()
 
-        def loss_fn(hidden, weight, target):
+        def loss_fn(hidden: Any, weight: Any, target: Any) -> Any:
             return F.linear_cross_entropy(hidden, weight, target, options=options)
     elif name == "fastxent-torch":
         import fastxent.torch
 
-        def loss_fn(hidden, weight, target):
+        def loss_fn(hidden: Any, weight: Any, target: Any) -> Any:
             return fastxent.torch.linear_cross_entropy(hidden, weight, target, backend="fastxent")
     elif name == "torch-compile":
         loss_fn = torch.compile(lambda hidden, weight, target:
@@ -125,7 +129,7 @@ def make_path(name, w: Workload):
     else:
         raise ValueError(f"unknown path {name!r}; choose from {', '.join(PATHS)}")
 
-    def torch_path():
+    def torch_path() -> Any:
         ht.grad = wt.grad = None
         loss = loss_fn(ht, wt, tt)
         loss.backward()
@@ -133,7 +137,7 @@ def make_path(name, w: Workload):
     return torch_path
 
 
-def set_threads(n_threads):
+def set_threads(n_threads: int) -> None:
     """The same thread count for fastxent, NumPy's BLAS and PyTorch."""
     import fastxent
 
@@ -150,7 +154,8 @@ def set_threads(n_threads):
         pass
 
 
-def time_paths(w: Workload, names, rounds, log):
+def time_paths(w: Workload, names: list[str], rounds: int,
+               log: Callable[[str], None]) -> dict[str, float]:
     runs = {}
     for name in names:
         try:
@@ -160,7 +165,7 @@ def time_paths(w: Workload, names, rounds, log):
             log(f"  {name}: warm-up {time.perf_counter() - t0:.2f} s")
         except ImportError as exc:
             log(f"  {name}: skipped ({exc})")
-    times = {name: [] for name in runs}
+    times: dict[str, list[float]] = {name: [] for name in runs}
     order = list(runs)
     for r in range(rounds):
         for name in order[r % len(order):] + order[:r % len(order)]:
@@ -171,7 +176,7 @@ def time_paths(w: Workload, names, rounds, log):
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def _status(field):
+def _status(field: str) -> int:
     with open("/proc/self/status") as f:
         for line in f:
             if line.startswith(field + ":"):
@@ -179,7 +184,7 @@ def _status(field):
     raise RuntimeError(f"no {field} in /proc/self/status")
 
 
-def measure_memory_here(name, w: Workload):
+def measure_memory_here(name: str, w: Workload) -> int:
     """Peak RSS during one call beyond the RSS before it (after a warm-up call)."""
     run = make_path(name, w)
     run()
@@ -199,7 +204,8 @@ def measure_memory_here(name, w: Workload):
     return peak - before
 
 
-def measure_memory(name, shape, args):
+def measure_memory(name: str, shape: tuple[int, int, int],
+                   args: argparse.Namespace) -> tuple[int | None, list[str] | None]:
     """measure_memory_here in a fresh Python process: bytes, or None if skipped."""
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(args.threads),
                OMP_NUM_THREADS=str(args.threads))
@@ -212,12 +218,12 @@ def measure_memory(name, shape, args):
     return json.loads(proc.stdout.strip().splitlines()[-1])["extra_bytes"], None
 
 
-def parse_shape(text):
+def parse_shape(text: str) -> tuple[int, int, int]:
     n, h, v = (int(x) for x in text.split(","))
     return n, h, v
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shapes", type=parse_shape, nargs="+", default=list(LM_HEADS),
@@ -248,25 +254,27 @@ def main(argv=None):
     set_threads(args.threads)
 
     if args.memory_of:
-        w = Workload(*args.shapes[0], args.dtype, args.ignored)
+        n, h, v = args.shapes[0]
+        w = Workload(n, h, v, args.dtype, args.ignored)
         print(json.dumps({"extra_bytes": measure_memory_here(args.memory_of, w)}))
         return 0
 
-    def log(msg):
+    def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
     results = []
     for shape in args.shapes:
-        w = Workload(*shape, args.dtype, args.ignored)
+        n, h, v = shape
+        w = Workload(n, h, v, args.dtype, args.ignored)
         log(f"(N, H, V) = {shape}, {args.dtype}, {args.threads} threads, "
             f"{np.mean(w.target == -100):.0%} ignored")
         times = time_paths(w, names, args.rounds, log)
-        memory = {}
+        memory: dict[str, int | None] = {}
         if not args.no_memory and os.path.exists("/proc/self/clear_refs"):
             for name in times:
-                memory[name], err = measure_memory(name, shape, args)
-                log(f"  memory {name}: " + (f"{memory[name] / 2**20:.0f} MiB" if err is None
-                                             else f"failed: {err[0]}"))
+                memory[name], err = extra, err = measure_memory(name, shape, args)
+                log(f"  memory {name}: " + (f"{extra / 2**20:.0f} MiB" if extra is not None
+                                             else f"failed: {(err or ['?'])[0]}"))
         floor = times.get("gemms", times.get("torch-gemms"))
         gib = 2**20
         print(f"\n(N, H, V) = {shape}, {args.dtype}, {args.threads} threads, medians of "
@@ -290,7 +298,7 @@ def main(argv=None):
     return 0
 
 
-def run_from_bench(args):
+def run_from_bench(args: argparse.Namespace) -> int:
     """python -m fastxent bench --ops linear-xent: the small head (or, with
     --lm-heads, the issue's two), float32 (or --dtype's) and bfloat16 where
     ml_dtypes and PyTorch are installed, at --threads' first count (default 2)."""
