@@ -130,10 +130,14 @@ def make_path(name: str, w: Workload) -> Callable[[], Any]:
         raise ValueError(f"unknown path {name!r}; choose from {', '.join(PATHS)}")
 
     def torch_path() -> Any:
-        ht.grad = wt.grad = None
         loss = loss_fn(ht, wt, tt)
         loss.backward()
-        return loss
+        # The gradients go to the caller, as fastxent's results do: the leaves
+        # hold none between calls, so that a call's memory is measured from
+        # the same start on every path.
+        grads = (ht.grad, wt.grad)
+        ht.grad = wt.grad = None
+        return loss, *grads
     return torch_path
 
 
