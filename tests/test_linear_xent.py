@@ -4,7 +4,12 @@ and its autograd (float64), against the unfused computation for any chunk
 shape, and for its memory bound (tracemalloc)."""
 
 import inspect
+import json
+import os
+import subprocess
+import sys
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -220,12 +225,14 @@ def test_bad_arguments_raise_naming_them(call, error, match):
 
 
 def test_automatic_chunks_follow_the_rule():
-    # 64 MiB of float32 logits: 512 rows of 32,000 classes; all rows when fewer.
-    assert _linear.choose_chunking(None, 4096, 32000, 4) == (524, 32000)
+    # 128 MiB of float32 logits: 1,048 rows of 32,000 classes, 261 of 128,256;
+    # all rows when fewer.
+    assert _linear.choose_chunking(None, 4096, 32000, 4) == (1048, 32000)
+    assert _linear.choose_chunking(None, 2048, 128256, 4) == (261, 128256)
     assert _linear.choose_chunking(None, 100, 32000, 4) == (100, 32000)
-    # Fewer than 128 rows would fit: 128 rows, classes in blocks of 64 MiB.
+    # Fewer than 128 rows would fit: 128 rows, classes in blocks of 128 MiB.
     rows, classes = _linear.choose_chunking(None, 4096, 1_000_000, 4)
-    assert rows == 128 and classes == 64 * 2**20 // (128 * 4)
+    assert rows == 128 and classes == 128 * 2**20 // (128 * 4)
 
 
 def extra_peak_bytes(fn):
@@ -252,13 +259,14 @@ def test_extra_memory_is_one_chunk_of_logits_not_the_logits(monkeypatch, chunk_s
     linear_bias = rng.standard_normal(v, dtype=np.float32)
     target = rng.integers(0, v, n)
     target[::10] = -100
-    # The automatic rule under a smaller budget than the default 64 MiB.
+    # The automatic rule under a smaller budget than the default 128 MiB.
     monkeypatch.setattr(_linear, "CHUNK_BYTES", 1 * 2**20)
     chunking = _linear.choose_chunking(chunk_size, n, v, 4)
     chunk_bytes = chunking.rows * chunking.classes * 4
     block_bytes = min(v, _linear.ACCUMULATE_BYTES // (h * 4)) * h * 4
     vectors = 16 * (n + v) * 8  # row and class vectors, generously
-    bound = chunk_bytes + block_bytes + vectors
+    d_hidden_chunk = chunking.rows * h * 4  # the chunk's d_hidden, transposed
+    bound = chunk_bytes + block_bytes + d_hidden_chunk + vectors
     logits_bytes = n * v * 4
     assert logits_bytes >= 10 * bound
 
@@ -344,3 +352,155 @@ def test_ignore_index_with_probability_targets_is_refused_as_by_cross_entropy(to
     for options in ({}, {"ignore_index": None}):
         assert_close(fastxent.linear_cross_entropy(hidden, linear_weight, target, **options),
                      expected[0], np.float64)
+
+
+# bfloat16 hidden and linear_weight (ml_dtypes): the GEMMs in bfloat16 by
+# PyTorch's matmul (float32 accumulation inside each GEMM), the logits and the
+# loss in float32, the gradients in bfloat16. Stated accuracy, against the
+# same bfloat16 values computed in float64: the loss within 1e-3 (relative),
+# each gradient within 2**-6 of its largest element (the logits are rounded to
+# bfloat16 once, the chunk gradient once, d_weight after each chunk).
+BF16_LOSS_RTOL = 1e-3
+BF16_GRAD_TOL = 2.0**-6
+
+
+def bf16_problem(rng, n=300, h=64, v=1000):
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    bf16 = ml_dtypes.bfloat16
+    hidden = rng.standard_normal((n, h)).astype(bf16)
+    linear_weight = (rng.standard_normal((v, h)) * 0.3).astype(bf16)
+    linear_bias = rng.standard_normal(v).astype(bf16)
+    target = rng.integers(0, v, n)
+    target[::7] = -100
+    return hidden, linear_weight, linear_bias, target
+
+
+def relative_to_largest(got, want):
+    want = np.asarray(want, np.float64)
+    return float(np.max(np.abs(np.asarray(got, np.float64) - want)) / np.max(np.abs(want)))
+
+
+@pytest.mark.parametrize("chunk_size", [None, 64, 1, (64, 300)])
+@pytest.mark.parametrize("gemms", ["torch", "float32-fallback"])
+def test_bfloat16_within_stated_accuracy_of_float64(monkeypatch, chunk_size, gemms):
+    if gemms == "torch":
+        pytest.importorskip("torch")
+    else:  # without PyTorch: hidden and linear_weight converted to float32
+        monkeypatch.setattr(_blas, "torch_or_none", lambda: None)
+    rng = np.random.default_rng(21)
+    hidden, linear_weight, linear_bias, target = bf16_problem(rng)
+    options = {"linear_bias": linear_bias, "label_smoothing": 0.1}
+    exact = fastxent.reference.linear_cross_entropy_with_grad(
+        hidden.astype(np.float64), linear_weight.astype(np.float64), target,
+        **{**options, "linear_bias": linear_bias.astype(np.float64)})
+    before = [hidden.copy(), linear_weight.copy()]
+    results = fastxent.linear_cross_entropy_with_grad(hidden, linear_weight, target,
+                                                      chunk_size=chunk_size, **options)
+    assert results[0].dtype == np.float32
+    assert all(r.dtype == hidden.dtype for r in results[1:])  # bfloat16 gradients
+    assert abs(float(results[0]) - exact[0]) <= BF16_LOSS_RTOL * abs(exact[0])
+    for name, got, want in zip(("d_hidden", "d_weight", "d_bias"), results[1:], exact[1:]):
+        assert relative_to_largest(got, want) <= BF16_GRAD_TOL, name
+    loss = fastxent.linear_cross_entropy(hidden, linear_weight, target, chunk_size=chunk_size,
+                                         **options)
+    assert abs(float(loss) - exact[0]) <= BF16_LOSS_RTOL * abs(exact[0])
+    for arr, copy in zip((hidden, linear_weight), before):  # inputs untouched
+        np.testing.assert_array_equal(arr.view(np.int16), copy.view(np.int16))
+
+
+def test_bfloat16_no_less_accurate_than_torchs_bfloat16(torch):
+    """PyTorch's own F.linear_cross_entropy in bfloat16 (eager), same inputs,
+    both against float64: fastxent's error at most PyTorch's (plus 2**-9, one
+    bfloat16 rounding, for the ties of rounding)."""
+    rng = np.random.default_rng(22)
+    hidden, linear_weight, _, target = bf16_problem(rng, n=257, h=48, v=700)
+    exact = fastxent.reference.linear_cross_entropy_with_grad(
+        hidden.astype(np.float64), linear_weight.astype(np.float64), target)
+    ht = torch.from_numpy(hidden.astype(np.float32)).bfloat16().requires_grad_()
+    wt = torch.from_numpy(linear_weight.astype(np.float32)).bfloat16().requires_grad_()
+    loss_t = torch.nn.functional.linear_cross_entropy(ht, wt, torch.from_numpy(target))
+    loss_t.backward()
+    theirs = [loss_t.float().item(), ht.grad.float().numpy(), wt.grad.float().numpy()]
+    ours = fastxent.linear_cross_entropy_with_grad(hidden, linear_weight, target, chunk_size=100)
+    for name, mine, torch_value, want in zip(("loss", "d_hidden", "d_weight"), ours, theirs,
+                                             exact):
+        assert (relative_to_largest(mine, want)
+                <= relative_to_largest(torch_value, want) + 2.0**-9), name
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_bench_paths_compute_the_same_loss(torch, dtype, capsys):
+    """python -m fastxent bench --ops linear-xent times the same loss on every
+    path (fastxent, its PyTorch bridge, the unfused NumPy route, PyTorch eager
+    and chunked), and its command line runs."""
+    from fastxent.bench import linear_xent
+
+    if dtype == "bfloat16":
+        pytest.importorskip("ml_dtypes")
+    w = linear_xent.Workload(64, 8, 100, dtype, ignored=0.2)
+    losses = {}
+    for name in ("fastxent", "fastxent-torch", "numpy-unfused", "torch-eager", "torch-chunked"):
+        try:
+            result = linear_xent.make_path(name, w)()
+        except ImportError:
+            assert dtype == "bfloat16" and name in linear_xent.NUMPY_ONLY
+            continue
+        loss = result[0] if isinstance(result, tuple) else result
+        losses[name] = float(loss.float() if hasattr(loss, "float") else loss)
+    exact = fastxent.reference.linear_cross_entropy(
+        w.hidden.astype(np.float64), w.weight.astype(np.float64), w.target)
+    for name, loss in losses.items():
+        assert loss == pytest.approx(exact, rel=1e-5 if dtype == "float32" else 1e-2), name
+    assert linear_xent.main(["--shapes", "64,8,100", "--rounds", "1", "--no-memory",
+                             "--dtype", dtype, "--paths", "fastxent,torch-gemms"]) == 0
+    assert "fastxent" in capsys.readouterr().out
+
+
+# Peak resident memory of one call, in a fresh process (after a warm-up call,
+# the peak reset through /proc/self/clear_refs): everything counts, NumPy's,
+# OpenBLAS's and PyTorch's allocations alike (tracemalloc sees NumPy's only).
+RSS_SCRIPT = """
+import ctypes, gc, json, sys
+import numpy as np
+import fastxent
+from fastxent import _linear
+from fastxent.bench.linear_xent import Workload, _status
+
+n, h, v, dtype, chunk_bytes = sys.argv[1:]
+_linear.CHUNK_BYTES = int(chunk_bytes)
+fastxent.set_num_threads(2)
+w = Workload(int(n), int(h), int(v), dtype, ignored=0.1)
+def call():
+    return fastxent.linear_cross_entropy_with_grad(w.hidden, w.weight, w.target)
+call()
+gc.collect()
+ctypes.CDLL("libc.so.6").malloc_trim(0)
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")
+before = _status("VmRSS")
+result = call()
+print(json.dumps({"extra": _status("VmHWM") - before, "grads": w.grad_bytes}))
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"),
+                    reason="peak RSS reset through /proc/self/clear_refs: Linux only")
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_peak_rss_beyond_the_gradients_is_a_tenth_of_the_logits(dtype):
+    """4096 x 64 -> 16384 classes: the unfused logits take 256 MiB (float32);
+    with an 8 MiB chunk budget the call's peak resident memory beyond its
+    gradients (4.5 MiB) stays under a tenth of that."""
+    if dtype == "bfloat16":
+        pytest.importorskip("ml_dtypes")
+        pytest.importorskip("torch")
+    n, h, v = 4096, 64, 16384
+    logits_bytes = n * v * 4
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="2", OMP_NUM_THREADS="2")
+    package_root = str(Path(fastxent.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    proc = subprocess.run([sys.executable, "-c", RSS_SCRIPT, str(n), str(h), str(v), dtype,
+                           str(8 * 2**20)], capture_output=True, text=True, env=env,
+                          timeout=300, check=True)
+    measured = json.loads(proc.stdout.strip().splitlines()[-1])
+    beyond = measured["extra"] - measured["grads"]
+    assert beyond <= logits_bytes / 10, (beyond / 2**20, "MiB")

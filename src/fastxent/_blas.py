@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import glob
 import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -78,3 +79,87 @@ def add_product_t(c: NDArray[Any], a: NDArray[Any], b: NDArray[Any]) -> bool:
         gemm(_ROW_MAJOR, _TRANS, _NO_TRANS, m, n, k, 1.0, a.ctypes.data, lda,
              b.ctypes.data, ldb, 1.0, c.ctypes.data, ldc)
     return True
+
+
+# ---------------------------------------------------------------- bfloat16
+#
+# NumPy's OpenBLAS exports no bfloat16 GEMM (its "support_avx512_bf16" is a
+# query, not a GEMM), and the MKL inside PyTorch, whose cblas_gemm_bf16bf16f32
+# writes float32, ran 4x slower than PyTorch's own bf16 matmul on this
+# project's AMD CPU (MKL does not take its AVX512-BF16 path there). PyTorch's
+# matmul (oneDNN) uses AVX512-BF16 or AMX where the CPU has them, accumulates
+# in float32 and rounds its result to bfloat16: it computes the GEMMs of
+# linear_cross_entropy on bfloat16 inputs, when PyTorch is installed.
+
+
+def is_bfloat16(dtype: np.dtype[Any]) -> bool:
+    """Whether dtype is ml_dtypes.bfloat16 (told by name: no import needed)."""
+    return dtype.name == "bfloat16" and dtype.itemsize == 2
+
+
+def torch_or_none() -> Any:
+    """The torch module, imported on first use, or None where it is not installed."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def bfloat16_tensor(arr: NDArray[Any]) -> Any:
+    """A torch.bfloat16 tensor over the memory of the bfloat16 array arr (no copy)."""
+    import torch
+
+    bits = arr.view(np.int16)
+    if not bits.flags.writeable:  # only read here: torch.from_numpy would warn
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.from_numpy(bits).view(torch.bfloat16)
+    return torch.from_numpy(bits).view(torch.bfloat16)
+
+
+def scale_bfloat16(arr: NDArray[Any], factor: float) -> None:
+    """arr *= factor, computed in float32 and rounded once (NumPy would round
+    factor to bfloat16 first)."""
+    bfloat16_tensor(arr).mul_(factor)
+
+
+class TorchBfloat16Gemms:
+    """The GEMMs of linear_cross_entropy on bfloat16 `hidden` (N, H) and
+    `weight` (V, H), C-contiguous, by PyTorch's matmul; a chunk's logits come
+    back in float32 (for the kernel), its gradient goes in as bfloat16."""
+
+    def __init__(self, hidden: NDArray[Any], weight: NDArray[Any]) -> None:
+        self.hidden, self.weight = bfloat16_tensor(hidden), bfloat16_tensor(weight)
+        self.chunk: Any = None  # (rows, V) bfloat16: the product, then the gradient
+
+    def _chunk(self, n_rows: int) -> Any:
+        if self.chunk is None or self.chunk.shape[0] < n_rows:
+            import torch
+
+            self.chunk = torch.empty((n_rows, self.weight.shape[0]), dtype=torch.bfloat16)
+        return self.chunk[:n_rows]
+
+    def logits_into(self, buf: NDArray[np.float32], rows: slice) -> None:
+        """buf (float32) = hidden[rows] @ weight.T."""
+        import torch
+
+        product = self._chunk(buf.shape[0])
+        torch.mm(self.hidden[rows], self.weight.T, out=product)
+        torch.from_numpy(buf).copy_(product)
+
+    def backprop(self, grad: NDArray[np.float32], rows: slice, d_hidden: NDArray[Any],
+                 d_weight: NDArray[Any], first_rows: bool) -> None:
+        """d_hidden[rows] = grad @ weight; d_weight (+)= grad.T @ hidden[rows]
+        (written for the first chunk of rows, then added by the GEMM: beta = 1),
+        with grad (float32) narrowed to bfloat16; d_hidden, d_weight bfloat16."""
+        import torch
+
+        g = self._chunk(grad.shape[0])
+        g.copy_(torch.from_numpy(grad))
+        torch.mm(g, self.weight, out=bfloat16_tensor(d_hidden)[rows])
+        dw = bfloat16_tensor(d_weight)
+        if first_rows:
+            torch.mm(g.T, self.hidden[rows], out=dw)
+        else:
+            dw.addmm_(g.T, self.hidden[rows])

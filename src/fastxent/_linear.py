@@ -49,7 +49,7 @@ _Grad = NDArray[np.floating[Any]]
 LossAndGrads = Union[tuple[Loss, _Grad, _Grad], tuple[Loss, _Grad, _Grad, _Grad]]
 
 # The chunk rule (documented in linear_cross_entropy's docstring).
-CHUNK_BYTES = 64 * 2**20  # one chunk's logits
+CHUNK_BYTES = 128 * 2**20  # one chunk's logits
 MIN_ROWS = 128  # fewer rows than this make the weight-gradient GEMM inefficient
 ACCUMULATE_BYTES = 8 * 2**20  # the block in which d_weight's later chunks are added
 
@@ -106,6 +106,10 @@ class Problem(NamedTuple):
     softcap: float | None = None
     return_lse: bool = False
     return_accuracy: bool = False
+    # bfloat16 hidden and linear_weight whose GEMMs PyTorch computes (see
+    # _blas.TorchBfloat16Gemms); None: NumPy's BLAS on hidden and linear_weight
+    # of dtype
+    bfloat16_gemms: _blas.TorchBfloat16Gemms | None = None
 
 
 def _blas_array(value: Any, dtype: Any) -> Any:
@@ -118,8 +122,10 @@ def prepare(hidden: ArrayLike, linear_weight: ArrayLike, target: ArrayLike,
             linear_bias: ArrayLike | None, weight: ArrayLike | None, ignore_index: int | None,
             reduction: object, label_smoothing: object, sample_weight: ArrayLike | None = None,
             z_loss: object = 0.0, softcap: object = None, return_lse: object = False,
-            return_accuracy: object = False) -> Problem:
-    """Checks every argument once, before any GEMM runs."""
+            return_accuracy: object = False, bfloat16_gemms: bool = False) -> Problem:
+    """Checks every argument once, before any GEMM runs. bfloat16_gemms: keep
+    bfloat16 hidden and linear_weight as they are for PyTorch's bfloat16 GEMMs
+    where PyTorch is installed (else they are converted to float32)."""
     reduction = check_reduction(reduction)
     label_smoothing = check_label_smoothing(label_smoothing)
     checked_z_loss = check_z_loss(z_loss)
@@ -133,9 +139,9 @@ def prepare(hidden: ArrayLike, linear_weight: ArrayLike, target: ArrayLike,
     hidden_in = as_array(hidden, "hidden")
     weight_in = as_array(linear_weight, "linear_weight")
     bias_in = None if linear_bias is None else as_array(linear_bias, "linear_bias")
-    dtypes = [result_dtype(hidden_in, "hidden"), result_dtype(weight_in, "linear_weight")]
+    dtypes = [_compute_dtype(hidden_in, "hidden"), _compute_dtype(weight_in, "linear_weight")]
     if bias_in is not None:
-        dtypes.append(result_dtype(bias_in, "linear_bias"))
+        dtypes.append(_compute_dtype(bias_in, "linear_bias"))
     dtype = np.result_type(*dtypes)
     if hidden_in.ndim == 0:
         raise ValueError("hidden: expected at least one dimension (the features), got a 0-d array")
@@ -188,11 +194,20 @@ def prepare(hidden: ArrayLike, linear_weight: ArrayLike, target: ArrayLike,
     options = {"label_smoothing": label_smoothing, "ignore_index": given_ignore_index}
 
     def grad_dtype(arr: Any) -> Any:
-        return arr.dtype if arr.dtype.kind == "f" else dtype
+        return arr.dtype if arr.dtype.kind == "f" or _blas.is_bfloat16(arr.dtype) else dtype
 
+    gemms = None
+    if (bfloat16_gemms and _blas.is_bfloat16(hidden_in.dtype)
+            and _blas.is_bfloat16(weight_in.dtype) and _blas.torch_or_none() is not None):
+        hidden_rows = np.ascontiguousarray(hidden_in).reshape(n_rows, n_features)
+        projection = np.ascontiguousarray(weight_in)
+        gemms = _blas.TorchBfloat16Gemms(hidden_rows, projection)
+    else:
+        hidden_rows = np.ascontiguousarray(hidden_in, dtype=dtype).reshape(n_rows, n_features)
+        projection = _blas_array(weight_in, dtype)
     return Problem(
-        hidden=np.ascontiguousarray(hidden_in, dtype=dtype).reshape(n_rows, n_features),
-        linear_weight=_blas_array(weight_in, dtype),
+        hidden=hidden_rows,
+        linear_weight=projection,
         linear_bias=None if bias_in is None else np.ascontiguousarray(bias_in, dtype=dtype),
         target=flat_target, is_index=is_index, weight=class_weight, options=options,
         reduction=reduction, dtype=dtype, batch_shape=batch_shape,
@@ -200,7 +215,21 @@ def prepare(hidden: ArrayLike, linear_weight: ArrayLike, target: ArrayLike,
                      None if bias_in is None else grad_dtype(bias_in)),
         sample_weight=check_sample_weight(sample_weight, batch_shape), z_loss=checked_z_loss,
         softcap=checked_softcap, return_lse=checked_lse, return_accuracy=checked_accuracy,
+        bfloat16_gemms=gemms,
     )
+
+
+def _compute_dtype(arr: NDArray[Any], name: str) -> np.dtype[Any]:
+    """The dtype the loss is computed in for arr: float32 for bfloat16
+    (ml_dtypes), else result_dtype's rule."""
+    return np.dtype(np.float32) if _blas.is_bfloat16(arr.dtype) else result_dtype(arr, name)
+
+
+def _without_bfloat16_gemms(p: Problem) -> Problem:
+    """p with hidden and linear_weight converted to float32 for NumPy's BLAS
+    (the classes in blocks: a path the bfloat16 GEMMs do not take)."""
+    return p._replace(hidden=p.hidden.astype(p.dtype), bfloat16_gemms=None,
+                      linear_weight=p.linear_weight.astype(p.dtype))
 
 
 class Gradients:
@@ -209,15 +238,19 @@ class Gradients:
     def __init__(self, p: Problem, chunking: Chunking) -> None:
         n_rows, n_features = p.hidden.shape
         n_classes = p.linear_weight.shape[0]
-        self.d_hidden = np.empty((n_rows, n_features), p.dtype)
-        self.d_weight = np.zeros((n_classes, n_features), p.dtype) if n_rows == 0 else \
-            np.empty((n_classes, n_features), p.dtype)
+        # bfloat16 GEMMs write bfloat16 gradients (d_weight's chunks added by
+        # the GEMM, in float32 inside it, rounded to bfloat16 after each chunk)
+        grad_dtype = p.dtype if p.bfloat16_gemms is None else p.hidden.dtype
+        self.d_hidden = np.empty((n_rows, n_features), grad_dtype)
+        self.d_weight = np.zeros((n_classes, n_features), grad_dtype) if n_rows == 0 else \
+            np.empty((n_classes, n_features), grad_dtype)
         self.d_bias: NDArray[Any] | None = (None if p.linear_bias is None
                                              else np.zeros(n_classes, p.dtype))
         self.block_rows = max(1, min(n_classes,
                                      ACCUMULATE_BYTES // (n_features * p.dtype.itemsize or 1)))
         # allocated where NumPy's BLAS cannot add into d_weight
         self.block: NDArray[Any] | None = None
+        self.hidden_t: NDArray[Any] | None = None  # (H, rows): d_hidden's chunk, transposed
         self.row_part: NDArray[Any] | None = (np.empty((chunking.rows, n_features), p.dtype)
                          if chunking.classes < n_classes else None)
         self.bias_part: NDArray[Any] | None = (None if p.linear_bias is None
@@ -230,9 +263,19 @@ class Gradients:
         """Back-propagates grad = d loss_sum / d logits[rows, classes] through the
         GEMM; first_rows / first_classes: the first chunk of rows / block of classes
         (written, not added)."""
+        if p.bfloat16_gemms is not None:  # all classes
+            p.bfloat16_gemms.backprop(grad, rows, self.d_hidden, self.d_weight, first_rows)
+            self._add_bias(grad, classes)
+            return
         d_hidden, hidden_rows, weight = self.d_hidden[rows], p.hidden[rows], p.linear_weight[classes]
         if first_classes:
-            np.matmul(grad, weight, out=d_hidden)
+            # d_hidden = (weight.T @ grad.T).T: OpenBLAS runs a chunk's few
+            # rows against K = V classes at the full-size rate only this way
+            if self.hidden_t is None or self.hidden_t.shape[1] < d_hidden.shape[0]:
+                self.hidden_t = np.empty((d_hidden.shape[1], d_hidden.shape[0]), p.dtype)
+            part_t = self.hidden_t[:, :d_hidden.shape[0]]
+            np.matmul(weight.T, grad.T, out=part_t)
+            np.copyto(d_hidden, part_t.T)
         else:
             assert self.row_part is not None  # allocated where the classes come in blocks
             part = self.row_part[:d_hidden.shape[0]]
@@ -252,6 +295,9 @@ class Gradients:
                 part = self.block[:block.stop - start]
                 np.matmul(grad_t[block], hidden_rows, out=part)
                 np.add(d_weight[block], part, out=d_weight[block])
+        self._add_bias(grad, classes)
+
+    def _add_bias(self, grad: Any, classes: Any) -> None:
         if self.d_bias is not None and self.bias_part is not None:  # both, with linear_bias
             part = self.bias_part[:grad.shape[1]]
             np.sum(grad, axis=0, out=part)
@@ -270,7 +316,10 @@ class Gradients:
                 arr[...] = np.nan if counted.any() else 0.0
         elif scale != 1.0:
             for arr in results:
-                np.multiply(arr, arr.dtype.type(scale), out=arr)
+                if _blas.is_bfloat16(arr.dtype):
+                    _blas.scale_bfloat16(arr, scale)
+                else:
+                    np.multiply(arr, arr.dtype.type(scale), out=arr)
         results[0] = results[0].reshape(p.batch_shape + (self.d_hidden.shape[1],))
         return tuple(arr.astype(dt, copy=False) for arr, dt in zip(results, p.grad_dtypes))
 
@@ -296,7 +345,10 @@ class SideOutputs:
 
 def _logits_into(buf: Any, p: Problem, rows: Any, classes: Any) -> Any:
     """buf = hidden[rows] @ linear_weight[classes].T + linear_bias[classes]."""
-    np.matmul(p.hidden[rows], p.linear_weight[classes].T, out=buf)
+    if p.bfloat16_gemms is not None:  # all classes: _run leaves blocks to NumPy's BLAS
+        p.bfloat16_gemms.logits_into(buf, rows)
+    else:
+        np.matmul(p.hidden[rows], p.linear_weight[classes].T, out=buf)
     if p.linear_bias is not None:
         np.add(buf, p.linear_bias[classes], out=buf)
     return buf
@@ -445,11 +497,16 @@ def _run(hidden: ArrayLike, linear_weight: ArrayLike, target: ArrayLike,
          reduction: object, label_smoothing: object, chunk_size: object, want_grad: bool,
          options: dict[str, Any]) -> Any:
     p = prepare(hidden, linear_weight, target, linear_bias, weight, ignore_index, reduction,
-                label_smoothing, **options)
+                label_smoothing, **options, bfloat16_gemms=True)
     side = SideOutputs(p)
     n_rows = p.hidden.shape[0]
     n_classes = p.linear_weight.shape[0]
-    chunking = choose_chunking(chunk_size, n_rows, n_classes, p.dtype.itemsize)
+    # bytes per logit of a chunk: float32 for the kernel, and bfloat16 for the
+    # GEMMs' product and the narrowed gradient when PyTorch computes them
+    logit_bytes = p.dtype.itemsize + (2 if p.bfloat16_gemms is not None else 0)
+    chunking = choose_chunking(chunk_size, n_rows, n_classes, logit_bytes)
+    if chunking.classes < n_classes and p.bfloat16_gemms is not None:
+        p = _without_bfloat16_gemms(p)
     buf = np.empty((min(chunking.rows, n_rows), chunking.classes), p.dtype)
     grads = Gradients(p, chunking) if want_grad else None
     row_loss = np.empty(n_rows, p.dtype) if p.reduction == "none" else None
@@ -759,18 +816,33 @@ def linear_cross_entropy(
     :math:`h_n` a row of `hidden`, :math:`W` `linear_weight` (V, H) and
     :math:`b` `linear_bias`, which are never held whole.
 
-    Chunk rule: a chunk's logits take at most 64 MiB (``rows = 64 MiB /
-    (V * itemsize)``, 524 rows at V = 32,000 in float32). That is far beyond the
-    caches, so the rule is set by the GEMMs and by memory: each chunk re-reads
-    and re-writes ``d_weight``, so chunks need many rows (the GEMMs' inner
-    dimension) to keep that traffic small, and the bound below keeps them well
-    under the N x V logits. Where fewer than 128 rows of V classes would fit
-    (V above about 131,000 in float32), chunks of 128 rows take the classes in
-    blocks of 64 MiB, at the cost of computing each block's logits twice
+    Chunk rule: a chunk's logits take at most 128 MiB (``rows = 128 MiB /
+    (V * itemsize)``: 1,048 rows at V = 32,000 and 261 rows at V = 128,256 in
+    float32). That is far beyond the caches, so the rule is set by the GEMMs
+    and by memory: the GEMMs of a chunk run at their full-size rate only from
+    a few hundred rows on (measured at 2 threads: 130-row chunks took 1.22x the
+    three full-size GEMMs at V = 128,256, 261-row chunks 1.03x; 512-row
+    chunks 1.06x and 1,024-row chunks 1.00x at V = 32,000), and each chunk
+    re-reads and re-writes ``d_weight``; the bound below keeps them well under
+    the N x V logits. Where fewer than 128 rows of V classes would fit (V
+    above about 262,000 in float32), chunks of 128 rows take the classes in
+    blocks of 128 MiB, at the cost of computing each block's logits twice
     (first the log-sum-exp of each row, then the gradient).
 
+    bfloat16 `hidden` and `linear_weight` (``ml_dtypes.bfloat16``): where
+    PyTorch is installed, the GEMMs run in bfloat16 through its matmul
+    (float32 accumulation inside each GEMM, AVX512-BF16 or AMX where the CPU
+    has them); the logits are widened to float32 for the kernel, the chunk's
+    gradient narrowed to bfloat16 for the two backward GEMMs (a bfloat16
+    buffer beside the float32 chunk: the rule counts 6 bytes a logit), and the loss is
+    float32, the gradients bfloat16 (within 2**-6 of their largest element of
+    a float64 computation in the tests, no further than PyTorch's own
+    bfloat16 path). Without PyTorch, or with the classes in blocks, they are
+    converted to float32 first (the GEMMs then run in float32).
+
     Memory: beyond its results, a call holds one chunk's logits (at most
-    ``rows * classes * itemsize`` bytes, 64 MiB by default) and vectors of
+    ``rows * classes * itemsize`` bytes, 128 MiB by default), the chunk's
+    ``d_hidden`` transposed (``rows * H * itemsize``) and vectors of
     length N or V; where NumPy's own OpenBLAS cannot add into ``d_weight``
     (NumPy linked to another BLAS), an 8 MiB block for that as well. The forward alone
     never holds more than the chunk; ``linear_cross_entropy_with_grad`` adds the
@@ -1045,8 +1117,8 @@ def linear_cross_entropy_with_grad(
         \frac{\partial L}{\partial W} = G^\top H, \qquad
         \frac{\partial L}{\partial b} = \sum_n G_n.
 
-    Peak extra memory: the gradients themselves, plus one chunk's logits (64 MiB
-    by default, see linear_cross_entropy), plus vectors of length N or V (and an
+    Peak extra memory: the gradients themselves, plus one chunk's logits (128 MiB
+    by default, see linear_cross_entropy) and its ``d_hidden``, plus vectors of length N or V (and an
     8 MiB block where NumPy's BLAS cannot accumulate); never the N x V logits.
     The chunks after the first add into ``d_weight`` through NumPy's own
     OpenBLAS (its ``?gemm`` with beta = 1) where NumPy ships one.

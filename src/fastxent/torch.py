@@ -58,6 +58,7 @@ import torch.nn.functional as F
 from torch.nn import _reduction
 from torch.overrides import has_torch_function_variadic
 
+from . import _blas, _linear
 from ._bridges import Reduction, fill
 from ._losses import BinaryInput, Scores, binary_loss, class_loss
 from ._validate import IGNORE_INDEX_DEFAULT
@@ -70,6 +71,7 @@ __all__ = [
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
     "cross_entropy",
+    "linear_cross_entropy",
     "nll_loss",
 ]
 
@@ -815,6 +817,282 @@ def binary_cross_entropy_with_logits(input: torch.Tensor, target: torch.Tensor,
     reduction = _reduction_of(size_average, reduce, reduction)
     return _binary(input, target, weight, pos_weight, reduction, inplace_backward, backend,
                    from_logits=True)
+
+
+# ---------------------------------------------------------------- linear + cross-entropy
+#
+# linear_cross_entropy: PyTorch's F.linear_cross_entropy (a language-model
+# head) on fastxent.linear_cross_entropy_with_grad, which never holds the
+# N x V logits. The forward computes the loss and the three gradients (the
+# reductions "mean" and "sum"); the backward scales them by grad_output. With
+# reduction="none" the forward computes the losses alone and the backward
+# computes the gradients of sum(grad_output * loss), grad_output as the
+# sample weights (one more pass of GEMMs: a gradient per sample cannot be
+# scaled afterwards).
+
+_LINEAR_DTYPES = (torch.float32, torch.float64, torch.bfloat16)
+
+
+def _linear_unsupported(input: Any, linear_weight: Any, target: Any, linear_bias: Any,
+                        weight: Any) -> str | None:
+    """Why fastxent.linear_cross_entropy cannot take this call, or None."""
+    tensors = (input, linear_weight, target, linear_bias, weight)
+    if has_torch_function_variadic(*tensors):
+        return "a tensor subclass overrides __torch_function__"
+    if not all(t is None or isinstance(t, torch.Tensor) for t in tensors) or input is None:
+        return "an argument is not a tensor"
+    if input.dtype not in _LINEAR_DTYPES:
+        return f"dtype {input.dtype}"
+    for t in tensors:
+        if t is not None and (not t.is_cpu or t.layout is not torch.strided):
+            return f"an argument on device {t.device}, layout {t.layout}"
+    if input.dim() not in (1, 2) or linear_weight.dim() != 2 or (
+            linear_bias is not None and linear_bias.dim() != 1):
+        return "input of other than 1 or 2 dims, or a multi-dimensional linear_weight"
+    if any(t is not None and t.dtype != input.dtype for t in (linear_weight, linear_bias)):
+        return "arguments of different dtypes"
+    if target.dtype != torch.int64 and target.dtype != input.dtype:
+        return f"linear_cross_entropy target of dtype {target.dtype}"
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad
+                                       for t in (target, weight)):
+        return "an argument other than input, linear_weight and linear_bias requires grad"
+    if input.dtype == torch.bfloat16 and _ml_dtypes() is None:
+        return "bfloat16 without ml_dtypes installed"
+    if _forward_ad._current_level >= 0:
+        return "forward-mode AD"
+    if torch._C._are_functorch_transforms_active():
+        return "a torch.func transform"
+    return None
+
+
+def _ml_dtypes() -> Any:
+    try:
+        import ml_dtypes
+    except ImportError:
+        return None
+    return ml_dtypes
+
+
+def _linear_numpy(t: torch.Tensor | None) -> Any:
+    """The tensor's memory as a NumPy array (bfloat16: ml_dtypes.bfloat16), no copy."""
+    if t is None:
+        return None
+    if t.dtype == torch.bfloat16:
+        return t.detach().view(torch.int16).numpy().view(_ml_dtypes().bfloat16)
+    return t.detach().numpy()
+
+
+def _linear_tensor(arr: Any) -> torch.Tensor:
+    """A NumPy result as a tensor over its memory (bfloat16 arrays included)."""
+    arr = np.asarray(arr)
+    return _blas.bfloat16_tensor(arr) if _blas.is_bfloat16(arr.dtype) else torch.from_numpy(arr)
+
+
+class _FusedLinearLoss(torch.autograd.Function):
+    """linear_cross_entropy's autograd node (eager mode).
+
+    forward(input, linear_weight, linear_bias, run, reduction, reference,
+    backend): run(sample_weight) returns fastxent.linear_cross_entropy_with_grad's
+    (loss, d_input, d_weight[, d_bias]) on the NumPy views, the loss "sum"med
+    with sample_weight when it is given; run(None, want_grad=False) the loss
+    alone. reference(input, linear_weight, linear_bias) is PyTorch's loss, for
+    double backward.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, input: torch.Tensor, linear_weight: torch.Tensor,
+                linear_bias: torch.Tensor | None, run: Callable[..., Any], reduction: str,
+                reference: Callable[..., torch.Tensor], backend: str) -> torch.Tensor:
+        if reduction == "none":  # the gradients in the backward, per grad_output
+            loss, ctx.grads = run(None, want_grad=False), None
+        else:
+            loss, *grads = run(None)
+            ctx.grads = [_linear_tensor(g) for g in grads]
+        ctx.save_for_backward(input, linear_weight, linear_bias)
+        ctx.run, ctx.reference, ctx.backend = run, reference, backend
+        return _linear_tensor(loss).to(input.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        needs = ctx.needs_input_grad[:3]
+        saved = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: PyTorch's differentiable graph
+            _fallback_warning("double backward", ctx.backend)
+            wanted = [t for t, need in zip(saved, needs) if need]
+            with torch.enable_grad():
+                found = iter(torch.autograd.grad(ctx.reference(*saved), wanted, grad_output,
+                                                 create_graph=True))
+            grads = [next(found) if need else None for need in needs]
+        elif ctx.grads is None:  # reduction="none"
+            sample_weight = grad_output.detach().to(torch.float64).numpy()
+            grads = [_linear_tensor(g) for g in ctx.run(sample_weight)[1:]]
+        else:
+            grads = [_scaled(g, grad_output, None) for g in ctx.grads]
+        grads += [None] * (3 - len(grads))  # no linear_bias
+        return (*(g if need else None for g, need in zip(grads, needs)), None, None, None, None)
+
+
+_apply_linear: Callable[..., torch.Tensor] = super(  # as _apply_fused
+    torch.autograd.Function, _FusedLinearLoss).apply
+
+
+def linear_cross_entropy(input: torch.Tensor, linear_weight: torch.Tensor, target: torch.Tensor,
+                         *, linear_bias: torch.Tensor | None = None,
+                         weight: torch.Tensor | None = None, reduction: Reduction = "mean",
+                         ignore_index: int | None = None, label_smoothing: float = 0.0,
+                         options: Any = None, chunk_size: int | tuple[int, int] | None = None,
+                         backend: Backend = "auto") -> torch.Tensor:
+    """Cross-entropy of a linear projection, as ``torch.nn.functional.linear_cross_entropy``,
+    without the N x V logits.
+
+    Same signature, defaults and values as PyTorch's function (a language-model
+    head: ``cross_entropy(linear(input, linear_weight, linear_bias), target)``),
+    plus two keyword-only options; the result is differentiable with respect to
+    `input`, `linear_weight` and `linear_bias`. The fused path computes the loss
+    and the three gradients a chunk of rows at a time
+    (:func:`fastxent.linear_cross_entropy_with_grad`); the backward scales them
+    by ``grad_output``.
+
+    Parameters
+    ----------
+    input : torch.Tensor
+        Features of shape (N, H), or (H,) for one sample.
+    linear_weight : torch.Tensor
+        The projection, shape (V, H) as ``torch.nn.Linear``'s weight.
+    target : torch.Tensor
+        int64 class indices of shape (N,) (or 0-d), or class probabilities of
+        shape (N, V) in `input`'s dtype.
+    linear_bias : torch.Tensor of shape (V,), optional
+        Added to the logits.
+    weight : torch.Tensor of shape (V,), optional
+        A weight per class.
+    reduction : {"mean", "sum", "none"}, default "mean"
+        As ``torch.nn.functional.cross_entropy``.
+    ignore_index : int or None, default None
+        A class index whose samples count for nothing; None means -100, as in
+        PyTorch (class indices only).
+    label_smoothing : float, default 0.0
+        In [0, 1], as ``torch.nn.functional.cross_entropy``.
+    options : torch.nn.LinearCrossEntropyOptions, optional
+        PyTorch's chunking options, accepted for its signature: their
+        ``batch_chunk_size``, when set, is the rows per chunk (unless
+        `chunk_size` is given); the other fields are PyTorch's own and ignored
+        (fastxent always chunks, and accumulates in float32 inside each GEMM).
+        They are passed on where PyTorch's implementation runs.
+    chunk_size : int or (int, int), optional, keyword-only
+        As :func:`fastxent.linear_cross_entropy`: rows per chunk, or (rows,
+        classes). Default: its automatic rule.
+    backend : {"auto", "fastxent", "torch"}, default "auto", keyword-only
+        ``"auto"``: the fused path where it applies (see Notes), PyTorch's
+        own function elsewhere, silently; ``"fastxent"``: the same, but each
+        reason for a fallback warns once (RuntimeWarning); ``"torch"``: always
+        PyTorch's function.
+
+    Returns
+    -------
+    torch.Tensor
+        `input`'s dtype: 0-d for ``"mean"`` and ``"sum"``, shape (N,) for
+        ``"none"``.
+
+    Raises
+    ------
+    ValueError
+        Bad shapes or options (a `backend` not listed, `label_smoothing`
+        outside [0, 1], an `ignore_index` given with probability targets).
+    IndexError
+        A class index outside [0, V) that is not `ignore_index`.
+    RuntimeError
+        Where PyTorch's implementation runs, PyTorch's own errors.
+
+    See Also
+    --------
+    fastxent.linear_cross_entropy_with_grad : The same on NumPy arrays.
+    torch.nn.functional.linear_cross_entropy : PyTorch's implementation.
+
+    Notes
+    -----
+    The fused path takes CPU float32, float64 and bfloat16 strided tensors
+    (`input` of 1 or 2 dims, `linear_weight` (V, H), `linear_bias` (V,), all
+    of one dtype). bfloat16 needs ``ml_dtypes``: its GEMMs run in bfloat16
+    through PyTorch's matmul, the logits and the kernel in float32, the
+    gradients come back in bfloat16. PyTorch's own function runs instead for
+    other devices, dtypes or layouts, tensor subclasses overriding
+    ``__torch_function__``, a target or `weight` that requires grad, forward-
+    mode AD and ``torch.func`` transforms; ``"auto"`` also leaves it to
+    PyTorch below AUTO_MIN_ELEMENTS logits (N x V) and under
+    ``torch.compile`` (``"fastxent"`` there breaks the graph around the call).
+    Double backward (``create_graph=True``) differentiates PyTorch's function.
+
+    Memory: beyond the gradients, one chunk's logits (128 MiB by default) and
+    vectors of length N or V, where PyTorch's eager function holds the N x V
+    logits and their gradient.
+
+    Examples
+    --------
+    >>> import torch, fastxent.torch
+    >>> hidden = torch.randn(512, 64, requires_grad=True)
+    >>> head = torch.randn(1000, 64, requires_grad=True)
+    >>> labels = torch.randint(0, 1000, (512,))
+    >>> loss = fastxent.torch.linear_cross_entropy(hidden, head, labels, backend="fastxent")
+    >>> loss.backward()
+    >>> expected = torch.nn.functional.cross_entropy(hidden @ head.T, labels)
+    >>> bool(torch.allclose(loss, expected))
+    True
+    """
+    def reference(input: torch.Tensor, linear_weight: torch.Tensor,
+                  linear_bias: torch.Tensor | None) -> torch.Tensor:
+        return F.linear_cross_entropy(input, linear_weight, target, linear_bias=linear_bias,
+                                      weight=weight, reduction=reduction,
+                                      ignore_index=ignore_index,
+                                      label_smoothing=label_smoothing, options=options)
+
+    if _check_backend(backend) == "torch":
+        return reference(input, linear_weight, linear_bias)
+    if backend == "auto" and (torch.compiler.is_compiling() or (
+            isinstance(input, torch.Tensor) and isinstance(linear_weight, torch.Tensor)
+            and input.numel() // max(input.shape[-1], 1) * linear_weight.shape[0]
+            < AUTO_MIN_ELEMENTS)):
+        return reference(input, linear_weight, linear_bias)
+    reason = _linear_unsupported(input, linear_weight, target, linear_bias, weight)
+    if reason is not None:
+        _fallback_warning(reason, backend)
+        return reference(input, linear_weight, linear_bias)
+    if chunk_size is None and options is not None:
+        chunk_size = getattr(options, "batch_chunk_size", None)
+    return _fused_linear(input, linear_weight, target, linear_bias, weight, reduction,
+                         ignore_index, label_smoothing, chunk_size, reference, backend)
+
+
+def _fused_linear_eager(input: torch.Tensor, linear_weight: torch.Tensor, target: torch.Tensor,
+                  linear_bias: torch.Tensor | None, weight: torch.Tensor | None, reduction: str,
+                  ignore_index: int | None, label_smoothing: float, chunk_size: Any,
+                  reference: Callable[..., torch.Tensor], backend: str) -> torch.Tensor:
+    """linear_cross_entropy's fused path, the checks passed."""
+    low_precision = input.dtype == torch.bfloat16  # class weights and targets in float32
+    h, w, b = _linear_numpy(input), _linear_numpy(linear_weight), _linear_numpy(linear_bias)
+    t = _numpy(target.float() if low_precision and target.is_floating_point() else target)
+    cw = _numpy(weight if weight is None or not low_precision else weight.float())
+
+    def run(sample_weight: Any, want_grad: bool = True) -> Any:
+        fn: Callable[..., Any] = (_linear.linear_cross_entropy_with_grad if want_grad
+                                  else _linear.linear_cross_entropy)
+        return fn(h, w, t, linear_bias=b, weight=cw, ignore_index=ignore_index,
+                  reduction="sum" if sample_weight is not None else reduction,
+                  label_smoothing=label_smoothing, chunk_size=chunk_size,
+                  sample_weight=sample_weight)
+
+    if not torch.is_grad_enabled() or not any(
+            t is not None and t.requires_grad for t in (input, linear_weight, linear_bias)):
+        return _linear_tensor(run(None, want_grad=False)).to(input.dtype)
+    return _apply_linear(*(None if x is None else _unwrap_if_dead(x)
+                           for x in (input, linear_weight, linear_bias)),
+                         run, reduction, reference, backend)
+
+
+# Run eagerly under torch.compile (a graph break): the compiler would trace the
+# NumPy code into its graph, which it cannot take whole.
+_fused_linear: Callable[..., torch.Tensor] = torch.compiler.disable(  # type: ignore[no-untyped-call]
+    _fused_linear_eager)
 
 
 # ---------------------------------------------------------------- modules

@@ -92,12 +92,21 @@ def _seconds(text: str) -> float:
     return s
 
 
+LINEAR_XENT = "linear-xent"  # its own run: fastxent.bench.linear_xent
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds the bench options to an argparse (sub)parser."""
-    parser.add_argument("--ops", type=_choices(tuple(OPS), "operations"), default=DEFAULT_OPS,
-                        metavar="OP[,OP...]",
+    parser.add_argument("--ops", type=_choices(tuple(OPS) + (LINEAR_XENT,), "operations"),
+                        default=DEFAULT_OPS, metavar="OP[,OP...]",
                         help="operations to time: xent (loss+gradient), xent-fwd (loss only), "
-                             "bce (binary CE with logits, loss+gradient); default: all three")
+                             "bce (binary CE with logits, loss+gradient); default: all three; "
+                             "and linear-xent (linear_cross_entropy_with_grad, a language-model "
+                             "head, against PyTorch and the three GEMMs, time and memory; "
+                             "float32 and bfloat16; not in the default)")
+    parser.add_argument("--lm-heads", action="store_true",
+                        help="linear-xent at the language-model heads (N, H, V) = (4096, 1024, "
+                             "32000) and (2048, 2048, 128256) (minutes) instead of 2048x512x8192")
     parser.add_argument("--peers", type=_peers, default=PEERS, metavar="PEER[,PEER...]",
                         help="libraries to compare with, where usable: torch (eager), "
                              "torch-compile (torch.compile, needs a C++ compiler; compiles "

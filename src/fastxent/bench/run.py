@@ -13,7 +13,7 @@ import fastxent
 
 from .._config import config
 from . import report
-from .arguments import ArgumentProblem, check_arguments
+from .arguments import LINEAR_XENT, ArgumentProblem, check_arguments
 from .implementations import BenchError, check, make_implementations
 from .peers import Impl, Peers, import_peers
 from .progress import Progress
@@ -64,6 +64,13 @@ def run(args: argparse.Namespace) -> int:
         progress.close()
         print(f"bench: {message}", file=sys.stderr, flush=True)
 
+    if LINEAR_XENT in args.ops:  # its own table (time and memory of whole paths)
+        from . import linear_xent
+
+        status = linear_xent.run_from_bench(args)
+        args.ops = tuple(op for op in args.ops if op != LINEAR_XENT)
+        if status or not args.ops:
+            return status
     cfg = config()  # read before torch is imported: torch can change the OpenMP default
     default_threads = fastxent.get_num_threads()
     try:
