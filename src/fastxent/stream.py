@@ -179,30 +179,32 @@ def _log_loss_parts(probs: NDArray[Any], target: NDArray[Any], weight: ArrayLike
             return_accuracy=accuracy)
     correct, counted_rows = p.hits() if accuracy else (0.0, 0.0)
     counted = target != ignore_index
-    picked = np.negative(negated, dtype=np.float64)
+    rows_loss = np.asarray(negated)  # reduction="none": an array of the rows' losses
+    picked = np.negative(rows_loss, out=rows_loss)  # the target classes' probabilities
     if not counted.all():
         picked = picked[counted]
-    outside = ~((picked >= 0) & (picked <= 1))
-    if outside.any():
-        k = int(np.argmax(outside))
+    if picked.size and not (picked.min() >= 0 and picked.max() <= 1):  # NaN fails too
+        k = int(np.argmax(~((picked >= 0) & (picked <= 1))))
         where = tuple(int(i) for i in np.argwhere(counted)[k])
         start = origin or (0,) * len(where)
         where = tuple(int(o) + i for o, i in zip(start, where))
         raise ValueError(f"predictions: {float(picked[k])!r} at position {where} (the target "
                          "class's probability) is not in [0, 1]")
+    # Clipped and logged in the probabilities' dtype, summed in float64: as scikit-learn.
     eps = np.finfo(probs.dtype).eps
-    loss = -np.log(np.clip(picked, eps, 1 - eps, out=picked), out=picked)
+    loss = np.log(np.clip(picked, eps, 1 - eps, out=picked), out=picked)
     if weight is None:
         denominator = float(loss.size)
+        loss_sum = -float(np.sum(loss, dtype=np.float64))
     else:
         class_weight = np.asarray(as_array(weight, "weight"), np.float64)
         if class_weight.shape != (probs.shape[axis],):
             raise ValueError(f"weight: expected one weight per class, shape "
                              f"({probs.shape[axis]},), got {class_weight.shape}")
         sample_weight = class_weight[target[counted]]
-        loss *= sample_weight
         denominator = float(np.sum(sample_weight))
-    return float(np.sum(loss)), denominator, correct, counted_rows
+        loss_sum = -float(np.dot(loss.astype(np.float64), sample_weight))
+    return loss_sum, denominator, correct, counted_rows
 
 
 class Accumulator:
