@@ -5,6 +5,7 @@ scikit-learn) with int64 labels, each measured in a fresh process :
 
 * read      - the files read once, in 16 MB pieces into one buffer (the floor
               for ``score``: the time to read the file once)
+* read-p    - the same for the probabilities' file (score-p's floor)
 * kernels   - score's computing alone: the same chunks' loss and accuracy
               (fastxent.stream.Accumulator) on the logits already in memory
               (loaded before the clock starts; peak memory is the whole file)
@@ -54,6 +55,17 @@ SNIPPETS = {
         t0 = time.perf_counter()
         total = 0
         for path in (PRED, TARGET):
+            with open(path, "rb") as f:
+                buf = bytearray(CHUNK)
+                while (n := f.readinto(buf)):
+                    total += n
+        result = dict(seconds=time.perf_counter() - t0, value=total)
+    """,
+    "read-p": """
+        import time
+        t0 = time.perf_counter()
+        total = 0
+        for path in (PROBS, TARGET):
             with open(path, "rb") as f:
                 buf = bytearray(CHUNK)
                 while (n := f.readinto(buf)):
@@ -191,7 +203,7 @@ def main(argv=None):
         t0 = time.perf_counter()
         names = [n for n in SNIPPETS if n not in args.skip
                  and (args.only is None or n in args.only or n == "read")]
-        with_probs = bool({"sklearn", "score-p"} & set(names))
+        with_probs = bool({"sklearn", "score-p", "read-p"} & set(names))
         paths = {k: os.path.join(directory, f"{k}.npy") for k in ("pred", "probs", "target")}
         if not (args.reuse and all(os.path.exists(paths[k]) for k in
                                    (["pred", "target"] + (["probs"] if with_probs else [])))):
@@ -199,8 +211,9 @@ def main(argv=None):
         size = os.path.getsize(paths["pred"])
         print(f"{args.rows} x {args.classes} float32: {size / 1e9:.2f} GB a file, written in "
               f"{time.perf_counter() - t0:.1f} s")
-        if not args.cold:
-            _measure_with_peak("read", paths)  # warm the page cache once
+        if not args.cold:  # warm the page cache once
+            for name in ("read", "read-p") if with_probs else ("read",):
+                _measure_with_peak(name, paths)
         print(f"page cache: {'dropped before every run (cold)' if args.cold else 'warm'}; "
               f"load average {os.getloadavg()[0]:.2f}")
         times = {n: [] for n in names}
@@ -216,10 +229,11 @@ def main(argv=None):
                 print(f"  {name:<11} {r['seconds']:8.2f} s  peak {r['peak_mb']:8.0f} MB  "
                       f"value {value}", flush=True)
         print("\nmedians:")
-        base = float(np.median(times["read"])) if "read" in times else None
         for name in names:
             med = float(np.median(times[name]))
-            ratio = f"{med / base:5.2f}x read" if base else ""
+            floor = "read-p" if name in ("score-p", "sklearn") and "read-p" in times else "read"
+            base = float(np.median(times[floor])) if floor in times else None
+            ratio = f"{med / base:5.2f}x {floor:<6}" if base else ""
             print(f"  {name:<11} {med:8.2f} s  {ratio}  peak {peaks[name]:8.0f} MB")
         if "dask" in times and "dask-plain" in times:
             print(f"  dask / dask-plain: {np.median(times['dask']) / np.median(times['dask-plain']):.2f}")
