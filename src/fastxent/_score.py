@@ -342,6 +342,13 @@ def score(pred_spec: str, target_spec: str, *, from_logits: bool | None = None, 
     See Also
     --------
     fastxent.stream.Accumulator : The chunked scoring it runs.
+
+    Notes
+    -----
+    Locally, a thread reads the next chunk while the kernels score the current
+    one; a ``.npy`` chunk is mapped and its pages mapped in at once (read from
+    the disk if they must be), and the kernels read it where it lies. At most
+    three chunks per file are held at a time.
     """
     started = time.perf_counter()
     pred, target = open_source(pred_spec), open_source(target_spec)
