@@ -3,19 +3,32 @@
 For a float32 (rows x classes) file of logits (and one of probabilities, for
 scikit-learn) with int64 labels, each measured in a fresh process :
 
-* read      - the file read once, chunk by chunk (the floor for ``score``)
+* read      - the files read once, in 16 MB pieces into one buffer (the floor
+              for ``score``: the time to read the file once)
+* read-p    - the same for the probabilities' file (score-p's floor)
+* kernels   - score's computing alone: the same chunks' loss and accuracy
+              (fastxent.stream.Accumulator) on the logits already in memory
+              (loaded before the clock starts; peak memory is the whole file)
 * score     - python -m fastxent score (cross-entropy of the logits, and accuracy)
 * score-noacc - the same with --no-accuracy
-* score-p   - python -m fastxent score --probs (log loss of the probabilities)
+* score-p   - python -m fastxent score --probs (log loss of the probabilities,
+              and accuracy)
 * sklearn   - sklearn.metrics.log_loss on the probabilities (np.load mmap)
 * dask      - fastxent.dask.cross_entropy on a LocalCluster of 2 worker processes
 * dask-plain - the same loss as a plain dask.array expression, same cluster
 
 Peak memory is each process's VmHWM (Linux): the measuring process's, and for
-Dask the largest of it and its workers'.
+Dask the largest of it and its workers'. It counts the file's pages a
+process maps (score's chunks) as well as what it allocates.
+
+By default the files are in the page cache ("warm": read is a memory-speed
+floor). With --cold, every run starts with the files' pages dropped from the
+page cache (posix_fadvise POSIX_FADV_DONTNEED, no root needed), so each reads
+from the disk.
 
 Run:  python benchmarks/bench_bigger_than_memory.py --rows 20000000 --classes 10
-      python benchmarks/bench_bigger_than_memory.py --rows 2000000 --classes 1000 --skip sklearn score-p
+      python benchmarks/bench_bigger_than_memory.py --rows 2000000 --classes 1000 --skip sklearn kernels
+      (add --cold to read from the disk; --dir DIR --reuse to keep the files between runs)
 The files go to --dir (default: a temporary directory, removed at the end).
 
 The figures, their commands and the machine they ran on are in
@@ -47,6 +60,28 @@ SNIPPETS = {
                 while (n := f.readinto(buf)):
                     total += n
         result = dict(seconds=time.perf_counter() - t0, value=total)
+    """,
+    "read-p": """
+        import time
+        t0 = time.perf_counter()
+        total = 0
+        for path in (PROBS, TARGET):
+            with open(path, "rb") as f:
+                buf = bytearray(CHUNK)
+                while (n := f.readinto(buf)):
+                    total += n
+        result = dict(seconds=time.perf_counter() - t0, value=total)
+    """,
+    "kernels": """
+        import numpy as np, time
+        from fastxent.stream import Accumulator
+        x, t = np.load(PRED), np.load(TARGET)
+        rows = max(1, CHUNK // (x.itemsize * x.shape[1]))
+        t0 = time.perf_counter()
+        acc = Accumulator(accuracy=True)
+        for start in range(0, len(x), rows):
+            acc.update(x[start:start + rows], t[start:start + rows])
+        result = dict(seconds=time.perf_counter() - t0, value=acc.result().mean)
     """,
     "score": """
         import time
@@ -158,12 +193,17 @@ def main(argv=None):
                         help="keep the files of an earlier run in --dir, if they are there")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each, interleaved")
     parser.add_argument("--skip", nargs="*", default=[], choices=sorted(SNIPPETS))
+    parser.add_argument("--only", nargs="*", default=None, choices=sorted(SNIPPETS),
+                        help="run only these (read is always run)")
+    parser.add_argument("--cold", action="store_true",
+                        help="drop the files from the page cache before every run")
     args = parser.parse_args(argv)
     directory = args.dir or tempfile.mkdtemp(prefix="fastxent-bench-")
     try:
         t0 = time.perf_counter()
-        names = [n for n in SNIPPETS if n not in args.skip]
-        with_probs = bool({"sklearn", "score-p"} & set(names))
+        names = [n for n in SNIPPETS if n not in args.skip
+                 and (args.only is None or n in args.only or n == "read")]
+        with_probs = bool({"sklearn", "score-p", "read-p"} & set(names))
         paths = {k: os.path.join(directory, f"{k}.npy") for k in ("pred", "probs", "target")}
         if not (args.reuse and all(os.path.exists(paths[k]) for k in
                                    (["pred", "target"] + (["probs"] if with_probs else [])))):
@@ -171,11 +211,17 @@ def main(argv=None):
         size = os.path.getsize(paths["pred"])
         print(f"{args.rows} x {args.classes} float32: {size / 1e9:.2f} GB a file, written in "
               f"{time.perf_counter() - t0:.1f} s")
-        _measure_with_peak("read", paths)  # warm the page cache once
+        if not args.cold:  # warm the page cache once
+            for name in ("read", "read-p") if with_probs else ("read",):
+                _measure_with_peak(name, paths)
+        print(f"page cache: {'dropped before every run (cold)' if args.cold else 'warm'}; "
+              f"load average {os.getloadavg()[0]:.2f}")
         times = {n: [] for n in names}
         peaks = {}
         for _ in range(args.repeat):
             for name in names:
+                if args.cold:
+                    _drop_from_page_cache(paths.values())
                 r = _measure_with_peak(name, paths)
                 times[name].append(r["seconds"])
                 peaks[name] = max(peaks.get(name, 0), r["peak_mb"])
@@ -183,16 +229,31 @@ def main(argv=None):
                 print(f"  {name:<11} {r['seconds']:8.2f} s  peak {r['peak_mb']:8.0f} MB  "
                       f"value {value}", flush=True)
         print("\nmedians:")
-        base = float(np.median(times["read"])) if "read" in times else None
         for name in names:
             med = float(np.median(times[name]))
-            ratio = f"{med / base:5.2f}x read" if base else ""
+            floor = "read-p" if name in ("score-p", "sklearn") and "read-p" in times else "read"
+            base = float(np.median(times[floor])) if floor in times else None
+            ratio = f"{med / base:5.2f}x {floor:<6}" if base else ""
             print(f"  {name:<11} {med:8.2f} s  {ratio}  peak {peaks[name]:8.0f} MB")
         if "dask" in times and "dask-plain" in times:
             print(f"  dask / dask-plain: {np.median(times['dask']) / np.median(times['dask-plain']):.2f}")
+        print(f"load average {os.getloadavg()[0]:.2f}")
     finally:
         if args.dir is None:
             shutil.rmtree(directory, ignore_errors=True)
+
+
+def _drop_from_page_cache(paths):
+    """The files' pages out of the page cache (written back first), so that
+    the next read of them comes from the disk."""
+    for path in paths:
+        if os.path.exists(path):
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fdatasync(fd)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
 
 
 def _measure_with_peak(name, paths):

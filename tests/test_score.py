@@ -238,6 +238,63 @@ def test_score_reports_bad_input(tmp_path):
     assert code == 2 and "--axis" in err
 
 
+def test_score_fortran_ordered_and_unaligned_files_match_torch(torch, tmp_path):
+    """Rows whose bytes start anywhere in a page (7 float32 classes, a header
+    of any length) and a Fortran-ordered file: the chunks read ahead give the
+    whole file's loss and accuracy."""
+    x, labels = _problem(n=4099, c=7)
+    want = torch.nn.functional.cross_entropy(torch.tensor(x.astype(np.float64)),
+                                             torch.tensor(labels)).item()
+    counted = labels != -100
+    accuracy = np.mean(np.argmax(x, 1)[counted] == labels[counted])
+    np.save(tmp_path / "t.npy", labels)
+    np.save(tmp_path / "c.npy", x)
+    np.save(tmp_path / "f.npy", np.asfortranarray(x))
+    for name in ("c.npy", "f.npy"):
+        for chunk_rows in (1, 97, 4099, 10_000):
+            code, out, err = _score(tmp_path / name, tmp_path / "t.npy", "--json",
+                                    "--from-logits", "--chunk-rows", chunk_rows)
+            assert code == 0, err
+            r = json.loads(out)
+            np.testing.assert_allclose(r["loss"], want, rtol=1e-6)
+            assert r["accuracy"] == accuracy and r["rows"] == 4099
+
+
+def test_score_truncated_file_is_an_error(tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros((1000, 8), np.float32))
+    np.save(tmp_path / "t.npy", np.zeros(1000, np.int64))
+    with open(tmp_path / "x.npy", "r+b") as f:
+        f.truncate(os.path.getsize(tmp_path / "x.npy") - 100)
+    code, out, err = _score(tmp_path / "x.npy", tmp_path / "t.npy", "--chunk-rows", 300)
+    assert code == 2 and out == ""
+    assert "x.npy: truncated (32028 bytes; its header says 1000 rows, 32128 bytes)" in err
+
+
+def test_score_probabilities_accuracy_weights_and_ignored_rows(tmp_path):
+    """--probs: scikit-learn's log loss over the counted rows, the accuracy of
+    an argmax of the probabilities (ties to the first class, as NumPy's)."""
+    metrics = pytest.importorskip("sklearn.metrics")
+    p = RNG.dirichlet(np.ones(6) * 0.5, 3000).astype(np.float32)
+    p[:50] = np.float32(1 / 6)  # ties: the first class is the prediction
+    y = RNG.integers(0, 6, 3000)
+    y[RNG.choice(3000, 200, replace=False)] = 5
+    np.save(tmp_path / "p.npy", p)
+    np.save(tmp_path / "y.npy", y)
+    code, out, err = _score(tmp_path / "p.npy", tmp_path / "y.npy", "--json", "--probs",
+                            "--ignore-index", 5, "--chunk-rows", 128)
+    assert code == 0, err
+    r = json.loads(out)
+    counted = y != 5
+    np.testing.assert_allclose(r["loss"], metrics.log_loss(y[counted], p[counted],
+                                                           labels=range(6)), rtol=1e-6)
+    assert r["accuracy"] == metrics.accuracy_score(y[counted], np.argmax(p[counted], 1))
+    assert r["count"] == counted.sum() and r["kind"] == "probs"
+    w = RNG.uniform(0.5, 2, 6)
+    got = stream.log_loss(_blocks(p, y), weight=w, accuracy=True)
+    np.testing.assert_allclose(got.mean, metrics.log_loss(y, p, sample_weight=w[y]), rtol=1e-6)
+    assert got.accuracy == metrics.accuracy_score(y, np.argmax(p, 1))
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS and sparse files")
 def test_score_a_file_larger_than_the_memory_allowed(tmp_path):
     """A 1.3 GB file scored by a process limited to 600 MB of address space

@@ -23,7 +23,8 @@ from typing import Any, NamedTuple, TypeAlias
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from . import _partials
+from . import _losses, _partials
+from ._kinds import Scores
 from ._validate import (
     IGNORE_INDEX_DEFAULT,
     as_array,
@@ -145,61 +146,65 @@ def chunk_parts(predictions: ArrayLike, target: ArrayLike, *, from_logits: bool 
         loss_sum, denominator = parts.loss_sum, parts.denominator
         correct, counted = parts.correct, parts.counted
     else:
-        loss_sum, denominator = _log_loss_parts(scores, targets, weight, ignore_index, axis,
-                                                origin)
-        correct = counted = 0.0
-        if accuracy:
-            correct, counted = _hits(scores, targets, ignore_index, axis)
+        loss_sum, denominator, correct, counted = _log_loss_parts(
+            scores, targets, weight, ignore_index, axis, origin, accuracy)
     rows = (targets.size if targets.dtype.kind in "iu"
             else targets.size // max(1, scores.shape[axis]))
     return ChunkParts(loss_sum, denominator, correct, counted, int(rows))
 
 
 def _log_loss_parts(probs: NDArray[Any], target: NDArray[Any], weight: ArrayLike | None,
-                    ignore_index: int, axis: int,
-                    origin: tuple[int, ...] | None) -> tuple[float, float]:
-    """(sum, denominator) of -log(p[target]), p clipped to [eps, 1 - eps] as
-    scikit-learn's log_loss: only the targets' probabilities are read."""
+                    ignore_index: int, axis: int, origin: tuple[int, ...] | None,
+                    accuracy: bool) -> tuple[float, float, float, float]:
+    """(sum, denominator, correct, counted) of -log(p[target]), p clipped to
+    [eps, 1 - eps] as scikit-learn's log_loss. One pass of the NLL kernel
+    checks the labels, picks each row's target probability and, with
+    `accuracy`, finds whether it is the row's top one (the argmax of p is the
+    argmax of log p); only the picked probabilities are clipped and logged."""
     if probs.dtype.kind != "f":
         raise TypeError(f"predictions: expected probabilities, got dtype {probs.dtype}")
     if target.dtype.kind not in "iu":
         raise TypeError(f"target: expected integer class indices, got dtype {target.dtype}")
     axis = check_axis(axis, probs.ndim, "predictions")
-    n_classes = probs.shape[axis]
     batch_shape = probs.shape[:axis] + probs.shape[axis + 1:]
     if target.shape != batch_shape:
         raise ValueError(f"target: class indices must have shape {batch_shape} (predictions "
                          f"{probs.shape} without axis {axis}), got {target.shape}")
     ignore_index = check_ignore_index(ignore_index)
-    denominator = _partials.class_denominator(target, n_classes, weight=weight,
-                                              ignore_index=ignore_index, origin=origin)
+    with _partials.located(origin):
+        # Read as log-probabilities, each row's loss is -p[target] (0 when ignored).
+        p, negated = _losses.solve_classes(
+            probs, target, kind=Scores.LOG_PROBS, weight=None, ignore_index=ignore_index,
+            reduction="none", label_smoothing=0.0, axis=axis, want_grad=False, out=None,
+            return_accuracy=accuracy)
+    correct, counted_rows = p.hits() if accuracy else (0.0, 0.0)
     counted = target != ignore_index
-    labels = np.where(counted, target, 0)
-    p = np.take_along_axis(probs, np.expand_dims(labels, axis), axis).squeeze(axis)
-    p = p[counted].astype(np.float64)
-    outside = ~((p >= 0) & (p <= 1))
-    if outside.any():
-        k = int(np.argmax(outside))
+    rows_loss = np.asarray(negated)  # reduction="none": an array of the rows' losses
+    picked = np.negative(rows_loss, out=rows_loss)  # the target classes' probabilities
+    if not counted.all():
+        picked = picked[counted]
+    if picked.size and not (picked.min() >= 0 and picked.max() <= 1):  # NaN fails too
+        k = int(np.argmax(~((picked >= 0) & (picked <= 1))))
         where = tuple(int(i) for i in np.argwhere(counted)[k])
         start = origin or (0,) * len(where)
         where = tuple(int(o) + i for o, i in zip(start, where))
-        raise ValueError(f"predictions: {float(p[k])!r} at position {where} (the target class's "
-                         "probability) is not in [0, 1]")
+        raise ValueError(f"predictions: {float(picked[k])!r} at position {where} (the target "
+                         "class's probability) is not in [0, 1]")
+    # Clipped and logged in the probabilities' dtype, summed in float64: as scikit-learn.
     eps = np.finfo(probs.dtype).eps
-    loss = -np.log(np.clip(p, eps, 1 - eps))
-    if weight is not None:
-        loss *= np.asarray(weight, np.float64)[target[counted]]
-    return float(np.sum(loss)), denominator
-
-
-def _hits(scores: NDArray[Any], target: NDArray[Any], ignore_index: int,
-          axis: int) -> tuple[float, float]:
-    """(rows whose top score is the target class, rows counted)."""
-    top = np.argmax(scores, axis=axis)
-    if target.dtype.kind in "iu":
-        counted = target != ignore_index
-        return float(np.count_nonzero((top == target) & counted)), float(np.count_nonzero(counted))
-    return float(np.count_nonzero(top == np.argmax(target, axis=axis))), float(top.size)
+    loss = np.log(np.clip(picked, eps, 1 - eps, out=picked), out=picked)
+    if weight is None:
+        denominator = float(loss.size)
+        loss_sum = -float(np.sum(loss, dtype=np.float64))
+    else:
+        class_weight = np.asarray(as_array(weight, "weight"), np.float64)
+        if class_weight.shape != (probs.shape[axis],):
+            raise ValueError(f"weight: expected one weight per class, shape "
+                             f"({probs.shape[axis]},), got {class_weight.shape}")
+        sample_weight = class_weight[target[counted]]
+        denominator = float(np.sum(sample_weight))
+        loss_sum = -float(np.dot(loss.astype(np.float64), sample_weight))
+    return loss_sum, denominator, correct, counted_rows
 
 
 class Accumulator:
