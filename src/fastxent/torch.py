@@ -232,7 +232,13 @@ class _FusedLoss(torch.autograd.Function):
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         if torch.is_grad_enabled():  # create_graph=True: a differentiable gradient
             return (_double_backward(ctx, grad_output),) + (None,) * 5
-        return _scaled(ctx.grad, grad_output, ctx.grad_shape), None, None, None, None, None
+        grad = ctx.grad
+        if not _keeps_graph():
+            # The node's last backward: let go of the gradient, so that autograd
+            # may take it as the input's .grad instead of copying it (it copies
+            # a gradient anything else still holds).
+            ctx.grad = None
+        return _scaled(grad, grad_output, ctx.grad_shape), None, None, None, None, None
 
 
 def _scaled(grad: torch.Tensor, grad_output: torch.Tensor,
@@ -244,6 +250,17 @@ def _scaled(grad: torch.Tensor, grad_output: torch.Tensor,
     if grad_output.item() == 1.0:  # loss.backward(): no pass over N x C
         return grad  # autograd does not write into gradients it is handed
     return grad * grad_output
+
+
+def _keeps_graph() -> bool:
+    """Whether the running backward keeps the graph (retain_graph=True): a
+    later backward will read the saved gradient again."""
+    return _keep_graph is None or bool(_keep_graph())
+
+
+# (a private function of torch.autograd; without it, every backward counts as kept)
+_keep_graph: Callable[[], bool] | None = getattr(torch._C._autograd,
+                                                 "_get_current_graph_task_keep_graph", None)
 
 
 # Function.apply without what only torch.func needs (bound default arguments,
