@@ -133,7 +133,7 @@ extensions = [
         sources=["src/fastxent/_kernels.pyx"],
         depends=[f"src/fastxent/{name}" for name in (
             "_rows.h", "_fx_platform.h", "_fx_pipeline.h", "_fx_rows.h", "_fx_math.h",
-            "_rows_impl.h", "_fx_dispatch.h")],
+            "_rows_impl.h", "_fx_dispatch.h", "_fx_short16.h")],
         include_dirs=["src/fastxent"],
     ),
     # Bench-only: the memory floors of `python -m fastxent bench`.

@@ -57,7 +57,9 @@ FX_DEFINE_STREAM_COPY(avx512, FX_AVX512, __m512i, _mm512_loadu_si512, _mm512_str
 #define FX_ATTR        FX_AVX512
 #define FX_SUFFIX      f32_avx512
 #define FX_STREAM_COPY fx_stream_copy_avx512
+#define FX_SHORT16     1 /* the short rows of _fx_short16.h */
 #include "_rows_impl.h"
+#undef FX_SHORT16
 #undef FX_ATTR
 #undef FX_SUFFIX
 #undef FX_STREAM_COPY

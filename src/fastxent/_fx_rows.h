@@ -55,6 +55,10 @@ typedef struct {
     /* out = exp(x - max x) into out (may be x), the max into *max; returns the
      * sum: a part of a row split across threads */
     double (*exp_sum_part)(const void *x, void *out, ptrdiff_t n, double *max);
+    /* the mean's pass over the labels y[0:rows] (no weights): the labels not
+     * ignore_index counted into *counted; 1 if one of them is outside [0, n) */
+    int (*count_labels)(const int64_t *y, ptrdiff_t rows, ptrdiff_t n, int64_t ignore_index,
+                        ptrdiff_t *counted);
     /* test-only: the elementwise functions over arrays */
     void (*test_exp)(const void *d, void *out, ptrdiff_t n);
     void (*test_log_sum)(const double *v, double *out, ptrdiff_t n);
