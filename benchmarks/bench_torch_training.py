@@ -1,7 +1,8 @@
 """fastxent.torch against PyTorch's own losses: per-call overhead and training steps.
 
     PYTHONPATH=src python benchmarks/bench_torch_training.py
-        [--only overhead,crossover,mlp,lm,lm-loss] [--compile] [--repeats 15] [--threads N]
+        [--only overhead,small,dispatch,crossover,mlp,lm,lm-loss] [--compile] [--repeats 15]
+        [--threads N]
 
 * overhead: microseconds per call at batch 64 x 10 classes, float32, of the
   loss's forward + backward: fastxent.torch.cross_entropy with
@@ -10,6 +11,13 @@
   NumPy arrays (the kernel alone, the bridge's floor), an autograd.Function
   that does nothing (the framework's floor) and
   torch.nn.functional.cross_entropy;
+* small: every function and module of fastxent.torch with backend="auto"
+  against its torch.nn namesake at 32 x 10, 64 x 10, 256 x 10 and 64 x 100,
+  float32, forward + backward: where auto hands the call to PyTorch, the
+  difference is the cost of the dispatch in front of it (microseconds);
+* dispatch: the same pairs at 64 x 10, forward only, the best of many
+  samples (timeit's estimator of a fixed cost: noise only adds): the
+  dispatch's own cost, which the medians above bury in noise;
 * crossover: the bridge (backend="fastxent"), backend="auto" and PyTorch's
   loss (cross_entropy, nll_loss, binary_cross_entropy_with_logits; --losses
   picks), forward + backward, over a grid of N x C, float32 and float64,
@@ -29,7 +37,9 @@ test: no assertions on time.
 """
 
 import argparse
+import math
 import statistics
+import timeit
 
 import numpy as np
 import torch
@@ -82,6 +92,69 @@ def overhead(repeats):
         "F.cross_entropy": lambda: F.cross_entropy(x, y).backward(),
     }, repeats)
     report("per call, 64 x 10 float32, forward + backward", medians, "us", "F.cross_entropy")
+
+
+SMALL_SHAPES = [(32, 10), (64, 10), (256, 10), (64, 100)]
+
+
+def _small_cases(x, labels):
+    """name -> (fastxent.torch's call, PyTorch's call) on logits x and labels."""
+    probs = torch.sigmoid(x.detach()).requires_grad_()
+    log_probs = torch.log_softmax(x.detach(), 1).requires_grad_()
+    binary = (torch.rand(x.shape) < 0.5).float()
+    pairs = {
+        "cross_entropy": (lambda: ft.cross_entropy(x, labels),
+                          lambda: F.cross_entropy(x, labels)),
+        "nll_loss": (lambda: ft.nll_loss(log_probs, labels),
+                     lambda: F.nll_loss(log_probs, labels)),
+        "binary_cross_entropy": (lambda: ft.binary_cross_entropy(probs, binary),
+                                 lambda: F.binary_cross_entropy(probs, binary)),
+        "binary_cross_entropy_with_logits": (
+            lambda: ft.binary_cross_entropy_with_logits(x, binary),
+            lambda: F.binary_cross_entropy_with_logits(x, binary)),
+    }
+    modules = [(ft.CrossEntropyLoss(), torch.nn.CrossEntropyLoss(), x, labels),
+               (ft.NLLLoss(), torch.nn.NLLLoss(), log_probs, labels),
+               (ft.BCELoss(), torch.nn.BCELoss(), probs, binary),
+               (ft.BCEWithLogitsLoss(), torch.nn.BCEWithLogitsLoss(), x, binary)]
+    for ours, theirs, inp, target in modules:
+        pairs[type(ours).__name__] = (lambda m=ours, i=inp, t=target: m(i, t),
+                                      lambda m=theirs, i=inp, t=target: m(i, t))
+    return pairs
+
+
+def small(repeats):
+    """backend="auto" against PyTorch's own at small sizes, forward + backward."""
+    gen = torch.Generator().manual_seed(0)
+    for n, c in SMALL_SHAPES:
+        x = torch.randn(n, c, generator=gen, requires_grad=True)
+        labels = torch.randint(0, c, (n,), generator=gen)
+        print(f"\nsmall, {n} x {c} float32, forward + backward, backend='auto' vs PyTorch's")
+        for name, (ours, theirs) in _small_cases(x, labels).items():
+            medians = interleaved({"ours": lambda f=ours: f().backward(),
+                                   "torch": lambda f=theirs: f().backward()}, repeats)
+            print(f"  {name:<34} fastxent.torch {medians['ours'] * 1e6:7.2f} us   torch "
+                  f"{medians['torch'] * 1e6:7.2f} us   difference "
+                  f"{(medians['ours'] - medians['torch']) * 1e6:+6.2f} us")
+
+
+def dispatch(repeats):
+    """The fixed cost of backend="auto"'s dispatch: the best per-call time of
+    the forward (no grad) of each pair at 64 x 10, over many samples."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 10, generator=gen)
+    labels = torch.randint(0, 10, (64,), generator=gen)
+    print("\ndispatch, 64 x 10 float32, forward without grad, best of "
+          f"{3 * repeats} samples of 2000 calls")
+    with torch.no_grad():
+        for name, (ours, theirs) in _small_cases(x, labels).items():
+            best = {"ours": math.inf, "torch": math.inf}
+            for _ in range(3 * repeats):
+                for key, fn in (("ours", ours), ("torch", theirs)):
+                    best[key] = min(best[key], timeit.timeit(fn, number=2000) / 2000)
+            print(f"  {name:<34} fastxent.torch {best['ours'] * 1e6:6.2f} us   torch "
+                  f"{best['torch'] * 1e6:6.2f} us   dispatch "
+                  f"{(best['ours'] - best['torch']) * 1e6:+5.2f} us")
 
 
 CROSSOVER_SHAPES = [(n, c) for c in (10, 100, 1000) for n in (16, 64, 256, 1024, 4096)
@@ -205,7 +278,7 @@ def lm_loss(repeats):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", default="overhead,crossover,mlp,lm,lm-loss")
+    parser.add_argument("--only", default="overhead,small,dispatch,crossover,mlp,lm,lm-loss")
     parser.add_argument("--compile", action="store_true", help="also under torch.compile")
     parser.add_argument("--repeats", type=int, default=15, help="rounds (medians over them)")
     parser.add_argument("--losses", default=",".join(CROSSOVER_LOSSES),
@@ -220,6 +293,8 @@ def main(argv=None):
           f"{fastxent.__version__} ({fastxent.get_num_threads()} threads, "
           f"{fastxent.get_backend()} backend), numpy {np.__version__}")
     sections = {"overhead": lambda: overhead(args.repeats),
+                "small": lambda: small(args.repeats),
+                "dispatch": lambda: dispatch(args.repeats),
                 "crossover": lambda: crossover(args.repeats, args.losses.split(",")),
                 "mlp": lambda: mlp(args.repeats, args.compile),
                 "lm": lambda: lm(args.repeats, args.compile),

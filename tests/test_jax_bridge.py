@@ -409,3 +409,25 @@ def test_import_fastxent_does_not_import_jax():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=False)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_gradient_of_many_huge_pages_written_into_xlas_buffer(monkeypatch):
+    # 16 MB: the bridge asks for huge pages under XLA's output buffer before the
+    # kernel writes the gradient there (advice only: same values).
+    advised = []
+    advise = fxj._advise_huge_pages
+    monkeypatch.setattr(fxj, "_advise_huge_pages", lambda a: (advised.append(a.nbytes),
+                                                              advise(a)))
+    rng = np.random.default_rng(14)
+    x = jnp.asarray(rng.standard_normal((1024, 4096)).astype(np.float32))
+    y = jnp.asarray(rng.integers(0, 4096, 1024))
+    loss, grad = jax.jit(jax.value_and_grad(lambda a: fxj.cross_entropy(a, y)))(x)
+
+    def reference(a):
+        picked = jnp.take_along_axis(jax.nn.log_softmax(a), y[:, None], axis=1)
+        return -picked.mean()
+    want_loss, want_grad = jax.value_and_grad(reference)(x)
+    np.testing.assert_allclose(loss, want_loss, rtol=1e-5)
+    np.testing.assert_allclose(grad, want_grad, rtol=1e-4, atol=1e-9)
+    if fxj._buffer_callback() is not None:
+        assert advised == [x.size * 4]

@@ -205,6 +205,39 @@ def test_inputs_and_saved_gradient_are_never_overwritten(gen):
     assert torch.equal(x.detach(), before)
 
 
+def test_a_leaf_takes_the_kernels_gradient_without_a_copy(monkeypatch, gen):
+    # The last backward lets go of the saved gradient, so that autograd makes
+    # it the leaf's .grad as it is (it copies one that something else holds).
+    grads = []
+    kernel = ft.class_loss
+
+    def recorded(*args, **kwargs):
+        result = kernel(*args, **kwargs)
+        grads.append(result[1])
+        return result
+    monkeypatch.setattr(ft, "class_loss", recorded)
+    x = torch.randn(8, 5, generator=gen, requires_grad=True)
+    labels = torch.randint(0, 5, (8,), generator=gen)
+    ft.cross_entropy(x, labels, reduction="sum").backward()
+    assert x.grad.data_ptr() == grads[0].ctypes.data
+    torch.testing.assert_close(x.grad, torch.softmax(x.detach(), 1)
+                               - F.one_hot(labels, 5).to(x.dtype))
+
+
+def test_a_retained_gradient_survives_the_users_edits_of_grad(gen):
+    x = torch.randn(8, 5, generator=gen, requires_grad=True)
+    labels = torch.randint(0, 5, (8,), generator=gen)
+    loss = ft.cross_entropy(x, labels)
+    loss.backward(retain_graph=True)
+    expected = x.grad.clone()
+    x.grad.mul_(0.0)  # in place, as gradient clipping or zero_grad(set_to_none=False)
+    x.grad = None
+    loss.backward()
+    torch.testing.assert_close(x.grad, expected)
+    (reference,) = torch.autograd.grad(F.cross_entropy(x, labels), x)
+    torch.testing.assert_close(x.grad, reference)
+
+
 def test_inplace_backward_writes_the_gradient_into_the_logits(gen):
     h = torch.randn(8, 5, generator=gen, requires_grad=True)
     labels = torch.randint(0, 5, (8,), generator=gen)

@@ -127,15 +127,33 @@ def _torch_runs(input: object, inplace_backward: bool, backend: str, loss: str) 
         return False
     if torch.compiler.is_compiling() and not AUTO_KERNELS_UNDER_COMPILE:
         return True
+    return _small(input, loss)
+
+
+def _small(input: object, loss: str) -> bool:
+    """backend="auto"'s size rule: whether `input` is too small for the
+    kernels to beat PyTorch's loss (loss: "cross_entropy", "nll_loss" or
+    "binary"). Also the first test of every call (_quick): a few attribute
+    reads, so that what auto hands to PyTorch costs next to nothing more."""
+    if not isinstance(input, torch.Tensor):
+        return False
     size = input.numel()
     if loss == "binary":
         return size < AUTO_MIN_ELEMENTS_BINARY
     if loss == "nll_loss":
         return size < AUTO_MIN_ELEMENTS_NLL
-    n_classes = input.shape[_class_dim_of(input)] if input.dim() else 0
+    dim = input.dim()
+    n_classes = input.shape[1 if dim >= 2 else 0] if dim else 0
     if 0 < n_classes <= FEW_CLASSES:
         return size // n_classes < AUTO_MIN_ROWS
     return size < AUTO_MIN_ELEMENTS
+
+
+def _quick(input: object, inplace_backward: bool, backend: str, loss: str) -> bool:
+    """Whether backend="auto" hands this call to PyTorch by its size alone,
+    before any other work (which the call then does not need: PyTorch's
+    function checks its own arguments, and runs under torch.compile too)."""
+    return backend == "auto" and not inplace_backward and _small(input, loss)
 
 
 def _fallback_warning(reason: str, backend: str) -> None:
@@ -249,7 +267,13 @@ class _FusedLoss(torch.autograd.Function):
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         if torch.is_grad_enabled():  # create_graph=True: a differentiable gradient
             return (_double_backward(ctx, grad_output),) + (None,) * 5
-        return _scaled(ctx.grad, grad_output, ctx.grad_shape), None, None, None, None, None
+        grad = ctx.grad
+        if not _keeps_graph():
+            # The node's last backward: let go of the gradient, so that autograd
+            # may take it as the input's .grad instead of copying it (it copies
+            # a gradient anything else still holds).
+            ctx.grad = None
+        return _scaled(grad, grad_output, ctx.grad_shape), None, None, None, None, None
 
 
 def _scaled(grad: torch.Tensor, grad_output: torch.Tensor,
@@ -261,6 +285,17 @@ def _scaled(grad: torch.Tensor, grad_output: torch.Tensor,
     if grad_output.item() == 1.0:  # loss.backward(): no pass over N x C
         return grad  # autograd does not write into gradients it is handed
     return grad * grad_output
+
+
+def _keeps_graph() -> bool:
+    """Whether the running backward keeps the graph (retain_graph=True): a
+    later backward will read the saved gradient again."""
+    return _keep_graph is None or bool(_keep_graph())
+
+
+# (a private function of torch.autograd; without it, every backward counts as kept)
+_keep_graph: Callable[[], bool] | None = getattr(torch._C._autograd,
+                                                 "_get_current_graph_task_keep_graph", None)
 
 
 # Function.apply without what only torch.func needs (bound default arguments,
@@ -585,6 +620,9 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor, weight: torch.Tenso
     tensor([[-0.1072,  0.0876,  0.0196],
             [ 0.1503,  0.1661, -0.3164]])
     """
+    if _quick(input, inplace_backward, backend, "cross_entropy"):
+        return F.cross_entropy(input, target, weight, size_average, ignore_index, reduce,
+                               reduction, label_smoothing)
     reduction = _reduction_of(size_average, reduce, reduction)
     return _class_loss("cross_entropy", F.cross_entropy, input, target, weight, ignore_index,
                        reduction, label_smoothing, inplace_backward, backend, log_probs=False)
@@ -650,6 +688,8 @@ def nll_loss(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | N
     >>> fastxent.torch.nll_loss(log_probs, torch.tensor([0, 2]))
     tensor(0.2899)
     """
+    if _quick(input, inplace_backward, backend, "nll_loss"):
+        return F.nll_loss(input, target, weight, size_average, ignore_index, reduce, reduction)
     reduction = _reduction_of(size_average, reduce, reduction)
     return _class_loss("nll_loss", F.nll_loss, input, target, weight, ignore_index, reduction,
                        0.0, inplace_backward, backend, log_probs=True)
@@ -748,6 +788,8 @@ def binary_cross_entropy(input: torch.Tensor, target: torch.Tensor,
     >>> fastxent.torch.binary_cross_entropy(p, torch.tensor([1.0, 0.0]))
     tensor(0.1643)
     """
+    if _quick(input, inplace_backward, backend, "binary"):
+        return F.binary_cross_entropy(input, target, weight, size_average, reduce, reduction)
     reduction = _reduction_of(size_average, reduce, reduction)
     return _binary(input, target, weight, None, reduction, inplace_backward, backend,
                    from_logits=False)
@@ -814,6 +856,9 @@ def binary_cross_entropy_with_logits(input: torch.Tensor, target: torch.Tensor,
     >>> fastxent.torch.binary_cross_entropy_with_logits(x, torch.tensor([1.0, 0.0]))
     tensor(0.2201)
     """
+    if _quick(input, inplace_backward, backend, "binary"):
+        return F.binary_cross_entropy_with_logits(input, target, weight, size_average, reduce,
+                                                  reduction, pos_weight)
     reduction = _reduction_of(size_average, reduce, reduction)
     return _binary(input, target, weight, pos_weight, reduction, inplace_backward, backend,
                    from_logits=True)
@@ -1166,6 +1211,8 @@ class CrossEntropyLoss(_BridgeOptions, torch.nn.CrossEntropyLoss):
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The loss of `input` against `target` (see `cross_entropy`)."""
+        if _quick(input, self.inplace_backward, self.backend, "cross_entropy"):
+            return super().forward(input, target)
         return cross_entropy(input, target, weight=self.weight, ignore_index=self.ignore_index,
                              reduction=self._reduction(), label_smoothing=self.label_smoothing,
                              inplace_backward=self.inplace_backward, backend=self.backend)
@@ -1216,6 +1263,8 @@ class NLLLoss(_BridgeOptions, torch.nn.NLLLoss):
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The loss of `input` against `target` (see `nll_loss`)."""
+        if _quick(input, self.inplace_backward, self.backend, "nll_loss"):
+            return super().forward(input, target)
         return nll_loss(input, target, weight=self.weight, ignore_index=self.ignore_index,
                         reduction=self._reduction(), inplace_backward=self.inplace_backward,
                         backend=self.backend)
@@ -1262,6 +1311,8 @@ class BCELoss(_BridgeOptions, torch.nn.BCELoss):
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The loss of `input` against `target` (see `binary_cross_entropy`)."""
+        if _quick(input, self.inplace_backward, self.backend, "binary"):
+            return super().forward(input, target)
         return binary_cross_entropy(input, target, weight=self.weight,
                                     reduction=self._reduction(),
                                     inplace_backward=self.inplace_backward, backend=self.backend)
@@ -1313,6 +1364,8 @@ class BCEWithLogitsLoss(_BridgeOptions, torch.nn.BCEWithLogitsLoss):
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The loss of `input` against `target` (see `binary_cross_entropy_with_logits`)."""
+        if _quick(input, self.inplace_backward, self.backend, "binary"):
+            return super().forward(input, target)
         return binary_cross_entropy_with_logits(
             input, target, weight=self.weight, reduction=self._reduction(),
             pos_weight=self.pos_weight, inplace_backward=self.inplace_backward,
