@@ -407,6 +407,18 @@ cdef class _BlockSums:
     def __dealloc__(self):
         free(self.loss)
 
+    cdef tuple in_order(self, Py_ssize_t n_blocks):
+        """(the sum of the first n_blocks losses, added in block order: the
+        same bits for any number of threads; the first bad row, or -1)."""
+        cdef double total = 0.0
+        cdef Py_ssize_t b
+        for b in range(n_blocks):
+            total += self.loss[b]
+        for b in range(n_blocks):
+            if self.bad[b] >= 0:
+                return total, self.bad[b]
+        return total, -1
+
 
 # ---- one driver for every operation on rows ----
 
@@ -707,7 +719,6 @@ cdef tuple _run_loaded_rows(str kernel, const RowJob *job, const floating *kind,
     # a large output streams out (see fx_streams), past the cache
     cdef size_t item = 2 if job.stored != FX_STORED_SAME else sizeof(floating)
     cdef bint stream = _stream_row_bytes(job.x, job.out, n_rows, n * item) != 0
-    cdef double total = 0.0
     cdef double started = fx_now() if n_threads > 1 else 0.0, cpu = 0.0, cpu_start
     with nogil:
         for t in prange(n_threads, schedule="static", num_threads=n_threads):
@@ -721,12 +732,7 @@ cdef tuple _run_loaded_rows(str kernel, const RowJob *job, const floating *kind,
         fx_region_report(fx_now() - started, cpu, n_threads)
     if not sums:
         return 0.0, -1
-    for t in range(n_blocks):
-        total += loss_p[t]
-    for t in range(n_blocks):
-        if bad_p[t] >= 0:
-            return total, bad_p[t]
-    return total, -1
+    return block_sums.in_order(n_blocks)
 
 
 cdef tuple _run_rows(str kernel, const RowJob *job, const floating *x, int n_threads):
@@ -754,7 +760,6 @@ cdef tuple _run_rows(str kernel, const RowJob *job, const floating *x, int n_thr
     cdef double *loss_p = block_sums.loss if sums else NULL
     cdef int64_t *bad_p = block_sums.bad if sums else NULL
     cdef const fx_rows *R = _rows_of(x)
-    cdef double total = 0.0
     cdef size_t stream_bytes = 0
     if _sweeps_rows(job):
         stream_bytes = _stream_row_bytes(x, job.out, n_rows, n * sizeof(floating))
@@ -776,12 +781,7 @@ cdef tuple _run_rows(str kernel, const RowJob *job, const floating *x, int n_thr
         fx_region_report(fx_now() - started, cpu, n_threads)
     if not sums:
         return 0.0, -1
-    for b in range(n_blocks):
-        total += loss_p[b]
-    for b in range(n_blocks):
-        if bad_p[b] >= 0:
-            return total, bad_p[b]
-    return total, -1
+    return block_sums.in_order(n_blocks)
 
 
 cdef Py_ssize_t _index_denominator(const int64_t *labels, Py_ssize_t n_rows, Py_ssize_t n_classes,
@@ -1296,12 +1296,8 @@ def _binary_xent(const floating[:, ::1] x not None, const floating[:, ::1] targe
             cpu += fx_thread_cpu() - cpu_start
     if n_threads > 1:
         fx_region_report(fx_now() - started, cpu, n_threads)
-    for b in range(n_blocks):
-        total += block_loss[b]
-    for b in range(n_blocks):
-        if block_bad[b] >= 0:
-            return total, <double>n, block_bad[b]
-    return total, <double>n, -1
+    total, bad = block_sums.in_order(n_blocks)
+    return total, <double>n, bad
 
 
 # ---- test-only: the elementwise functions of the row code in use (select_isa),
